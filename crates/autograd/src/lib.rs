@@ -1,0 +1,2 @@
+//! Dynamic (define-by-run) automatic differentiation over tensor-core tensors.
+#![warn(missing_docs)]

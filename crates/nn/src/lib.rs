@@ -1,0 +1,2 @@
+//! Neural-network modules, layers, losses and initialisers.
+#![warn(missing_docs)]

@@ -1,0 +1,2 @@
+//! Optimizers, learning-rate schedulers and gradient clipping.
+#![warn(missing_docs)]

@@ -1,0 +1,418 @@
+//! The [`Backend`] trait: the small set of primitives every device implements, with
+//! ops passed as enums. Composite ops (softmax, conv, losses, ...) are written once
+//! in terms of these primitives, so a new backend gets every op for free.
+//!
+//! Contract for every method: buffers come with a [`Layout`] that may be strided
+//! (transposed, sliced, broadcast with stride 0); outputs are new contiguous
+//! buffers unless the method writes into `dst`. Shapes and dtypes have already been
+//! checked by the tensor layer, so a backend only reports what it cannot do.
+
+use std::any::Any;
+use std::fmt::Debug;
+
+use crate::cpu::CpuBuffer;
+use crate::{DType, Layout, Result, Scalar};
+
+/// A device's opaque allocation of elements of one dtype.
+pub trait Buffer: Any + Send + Sync + Debug {
+    /// The element type.
+    fn dtype(&self) -> DType;
+    /// Number of elements.
+    fn len(&self) -> usize;
+    /// True when it holds no element.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Upcast for downcasting to the backend's concrete type.
+    fn as_any(&self) -> &dyn Any;
+    /// Mutable upcast for downcasting to the backend's concrete type.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// Where a device lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceLocation {
+    /// Host memory.
+    Cpu,
+    /// A CUDA GPU with this ordinal.
+    Cuda(usize),
+}
+
+impl std::fmt::Display for DeviceLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceLocation::Cpu => f.write_str("cpu"),
+            DeviceLocation::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// Elementwise ops of one input. Float-only ops receive float buffers (the tensor
+/// layer casts integers first); the `Is*` predicates and `LogicalNot` return Bool.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    /// `-x`
+    Neg,
+    /// `|x|`
+    Abs,
+    /// `e^x`
+    Exp,
+    /// natural log
+    Log,
+    /// `log(1 + x)`
+    Log1p,
+    /// `e^x - 1`
+    Expm1,
+    /// square root
+    Sqrt,
+    /// `1 / sqrt(x)`
+    Rsqrt,
+    /// sine
+    Sin,
+    /// cosine
+    Cos,
+    /// tangent
+    Tan,
+    /// hyperbolic tangent
+    Tanh,
+    /// `1 / (1 + e^-x)`
+    Sigmoid,
+    /// `max(x, 0)`
+    Relu,
+    /// `x` if positive, else `slope * x`
+    LeakyRelu(f64),
+    /// `x` if positive, else `alpha * (e^x - 1)`
+    Elu(f64),
+    /// `x * Phi(x)` with the exact erf
+    Gelu,
+    /// the tanh approximation of GELU
+    GeluTanh,
+    /// `x * sigmoid(x)`
+    Silu,
+    /// `log(1 + e^(beta x)) / beta`, linear above `threshold`
+    Softplus {
+        /// beta
+        beta: f64,
+        /// threshold
+        threshold: f64,
+    },
+    /// -1, 0 or 1
+    Sign,
+    /// round toward -inf
+    Floor,
+    /// round toward +inf
+    Ceil,
+    /// round half to even
+    Round,
+    /// truncate toward 0
+    Trunc,
+    /// `1 / x`
+    Recip,
+    /// `x * x`
+    Square,
+    /// the error function
+    Erf,
+    /// `x ^ p` for a scalar exponent
+    PowScalar(f64),
+    /// clamp to `[min, max]` (either bound optional)
+    Clamp(Option<f64>, Option<f64>),
+    /// `x + c` (kept as an op so scalar arithmetic avoids a broadcast)
+    AddScalar(f64),
+    /// `x * c`
+    MulScalar(f64),
+    /// `x != x`, to Bool
+    IsNan,
+    /// `|x| == inf`, to Bool
+    IsInf,
+    /// `!x` on Bool (or `x == 0` on numbers), to Bool
+    LogicalNot,
+}
+
+impl UnaryOp {
+    /// The op's name as in PyTorch.
+    pub fn name(&self) -> &'static str {
+        use UnaryOp::*;
+        match self {
+            Neg => "neg",
+            Abs => "abs",
+            Exp => "exp",
+            Log => "log",
+            Log1p => "log1p",
+            Expm1 => "expm1",
+            Sqrt => "sqrt",
+            Rsqrt => "rsqrt",
+            Sin => "sin",
+            Cos => "cos",
+            Tan => "tan",
+            Tanh => "tanh",
+            Sigmoid => "sigmoid",
+            Relu => "relu",
+            LeakyRelu(_) => "leaky_relu",
+            Elu(_) => "elu",
+            Gelu => "gelu",
+            GeluTanh => "gelu_tanh",
+            Silu => "silu",
+            Softplus { .. } => "softplus",
+            Sign => "sign",
+            Floor => "floor",
+            Ceil => "ceil",
+            Round => "round",
+            Trunc => "trunc",
+            Recip => "reciprocal",
+            Square => "square",
+            Erf => "erf",
+            PowScalar(_) => "pow",
+            Clamp(..) => "clamp",
+            AddScalar(_) => "add",
+            MulScalar(_) => "mul",
+            IsNan => "isnan",
+            IsInf => "isinf",
+            LogicalNot => "logical_not",
+        }
+    }
+
+    /// True when the op needs a float input (integers are cast to f32 first).
+    pub fn float_only(&self) -> bool {
+        use UnaryOp::*;
+        !matches!(
+            self,
+            Neg | Abs | Relu | Sign | Square | Clamp(..) | AddScalar(_) | MulScalar(_) | IsNan | IsInf | LogicalNot
+                | Floor | Ceil | Round | Trunc
+        )
+    }
+
+    /// True when the op returns Bool.
+    pub fn returns_bool(&self) -> bool {
+        matches!(self, UnaryOp::IsNan | UnaryOp::IsInf | UnaryOp::LogicalNot)
+    }
+}
+
+/// Elementwise ops of two inputs of the same dtype and (broadcast) shape.
+/// Comparisons and logical ops return Bool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b` (floats; the tensor layer casts integers for true division)
+    Div,
+    /// `a ^ b`
+    Pow,
+    /// elementwise max (NaN propagates)
+    Maximum,
+    /// elementwise min (NaN propagates)
+    Minimum,
+    /// Python-style remainder (sign of the divisor)
+    Remainder,
+    /// `atan2(a, b)`
+    Atan2,
+    /// `a == b`
+    Eq,
+    /// `a != b`
+    Ne,
+    /// `a < b`
+    Lt,
+    /// `a <= b`
+    Le,
+    /// `a > b`
+    Gt,
+    /// `a >= b`
+    Ge,
+    /// logical and (nonzero is true)
+    LogicalAnd,
+    /// logical or
+    LogicalOr,
+    /// logical xor
+    LogicalXor,
+}
+
+impl BinaryOp {
+    /// The op's name as in PyTorch.
+    pub fn name(&self) -> &'static str {
+        use BinaryOp::*;
+        match self {
+            Add => "add",
+            Sub => "sub",
+            Mul => "mul",
+            Div => "div",
+            Pow => "pow",
+            Maximum => "maximum",
+            Minimum => "minimum",
+            Remainder => "remainder",
+            Atan2 => "atan2",
+            Eq => "eq",
+            Ne => "ne",
+            Lt => "lt",
+            Le => "le",
+            Gt => "gt",
+            Ge => "ge",
+            LogicalAnd => "logical_and",
+            LogicalOr => "logical_or",
+            LogicalXor => "logical_xor",
+        }
+    }
+
+    /// True when the op returns Bool.
+    pub fn returns_bool(&self) -> bool {
+        use BinaryOp::*;
+        matches!(self, Eq | Ne | Lt | Le | Gt | Ge | LogicalAnd | LogicalOr | LogicalXor)
+    }
+}
+
+/// Reductions over a set of dims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    /// sum
+    Sum,
+    /// product
+    Prod,
+    /// maximum (NaN propagates)
+    Max,
+    /// minimum (NaN propagates)
+    Min,
+    /// index of the maximum along one dim (first occurrence), as I64
+    ArgMax,
+    /// index of the minimum along one dim (first occurrence), as I64
+    ArgMin,
+    /// true if every element is nonzero, as Bool
+    All,
+    /// true if any element is nonzero, as Bool
+    Any,
+}
+
+impl ReduceOp {
+    /// The op's name as in PyTorch.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Prod => "prod",
+            ReduceOp::Max => "max",
+            ReduceOp::Min => "min",
+            ReduceOp::ArgMax => "argmax",
+            ReduceOp::ArgMin => "argmin",
+            ReduceOp::All => "all",
+            ReduceOp::Any => "any",
+        }
+    }
+}
+
+/// Cumulative ops along one dim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScanOp {
+    /// running sum
+    CumSum,
+    /// running product
+    CumProd,
+}
+
+/// A fused fast path a backend may offer. The composite in core is the fallback, so
+/// returning `None` from [`Backend::fused`] is always correct.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FusedOp<'a> {
+    /// Softmax (or log-softmax) over the last dim of a contiguous buffer of shape `[rows, cols]`.
+    Softmax {
+        /// input
+        x: &'a dyn Buffer,
+        /// its layout (contiguous, rank 2)
+        layout: &'a Layout,
+        /// log-softmax instead of softmax
+        log: bool,
+    },
+}
+
+/// The primitives a device implements. Object-safe: a device is an `Arc<dyn Backend>`.
+pub trait Backend: Send + Sync + Debug {
+    /// Where this backend lives.
+    fn location(&self) -> DeviceLocation;
+
+    /// A contiguous buffer of `len` zeros.
+    fn zeros(&self, dtype: DType, len: usize) -> Result<Box<dyn Buffer>>;
+
+    /// Copies host data into a new buffer on this device.
+    fn upload(&self, data: CpuBuffer) -> Result<Box<dyn Buffer>>;
+
+    /// Copies the view `(buf, layout)` to the host, contiguous.
+    fn download(&self, buf: &dyn Buffer, layout: &Layout) -> Result<CpuBuffer>;
+
+    /// Copies the view `src` into the view `dst` (same dtype and shape; `dst` is not
+    /// aliased by `src`, the tensor layer copies first when it would be).
+    fn copy_strided(&self, src: &dyn Buffer, src_l: &Layout, dst: &mut dyn Buffer, dst_l: &Layout) -> Result<()>;
+
+    /// Writes `value` into every element of the view `dst`.
+    fn fill(&self, dst: &mut dyn Buffer, dst_l: &Layout, value: Scalar) -> Result<()>;
+
+    /// Converts the view to `dtype`, contiguous.
+    fn cast(&self, src: &dyn Buffer, l: &Layout, dtype: DType) -> Result<Box<dyn Buffer>>;
+
+    /// Applies a unary op to the view, contiguous output.
+    fn unary(&self, op: UnaryOp, src: &dyn Buffer, l: &Layout) -> Result<Box<dyn Buffer>>;
+
+    /// Applies a binary op; both layouts have the output's shape (broadcast dims
+    /// have stride 0) and the same dtype. Contiguous output.
+    fn binary(&self, op: BinaryOp, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout)
+        -> Result<Box<dyn Buffer>>;
+
+    /// `dst = dst op rhs` in place, `rl` already broadcast to `dst_l`'s shape.
+    fn binary_inplace(&self, op: BinaryOp, dst: &mut dyn Buffer, dst_l: &Layout, rhs: &dyn Buffer, rl: &Layout)
+        -> Result<()>;
+
+    /// `cond ? a : b`; all three layouts have the output's shape, `cond` is Bool.
+    fn where_cond(
+        &self,
+        cond: &dyn Buffer,
+        cl: &Layout,
+        a: &dyn Buffer,
+        al: &Layout,
+        b: &dyn Buffer,
+        bl: &Layout,
+    ) -> Result<Box<dyn Buffer>>;
+
+    /// Reduces over `dims` (sorted, unique; `ArgMax`/`ArgMin` get exactly one).
+    /// The output is contiguous with the input's shape where reduced dims have size 1.
+    fn reduce(&self, op: ReduceOp, src: &dyn Buffer, l: &Layout, dims: &[usize]) -> Result<Box<dyn Buffer>>;
+
+    /// Cumulative op along `dim`, contiguous output of the same shape.
+    fn scan(&self, op: ScanOp, src: &dyn Buffer, l: &Layout, dim: usize) -> Result<Box<dyn Buffer>>;
+
+    /// Batched matrix product: `lhs` is `[b, m, k]`, `rhs` is `[b, k, n]` (any strides,
+    /// batch stride may be 0); the output is a contiguous `[b, m, n]`.
+    fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<Box<dyn Buffer>>;
+
+    /// `out[i][j][k] = src[i][index[i][j][k]][k]` for `dim = 1` and likewise for other
+    /// dims: the output has `index`'s shape. Indices are I64, already checked in range.
+    fn gather(&self, src: &dyn Buffer, sl: &Layout, index: &dyn Buffer, il: &Layout, dim: usize)
+        -> Result<Box<dyn Buffer>>;
+
+    /// In place: `dst[index[i][j]][j] = src[i][j]` (or `+=` when `accumulate`) for
+    /// `dim = 0`, likewise for other dims. `index` and `src` share a shape.
+    #[allow(clippy::too_many_arguments)]
+    fn scatter(
+        &self,
+        dst: &mut dyn Buffer,
+        dl: &Layout,
+        index: &dyn Buffer,
+        il: &Layout,
+        src: &dyn Buffer,
+        sl: &Layout,
+        dim: usize,
+        accumulate: bool,
+    ) -> Result<()>;
+
+    /// Sorts along `dim` (stable); returns `(values, indices as I64)`, contiguous.
+    fn sort(&self, src: &dyn Buffer, l: &Layout, dim: usize, descending: bool)
+        -> Result<(Box<dyn Buffer>, Box<dyn Buffer>)>;
+
+    /// An optional fused fast path; `None` means "use the composite".
+    fn fused(&self, _op: &FusedOp<'_>) -> Option<Result<Box<dyn Buffer>>> {
+        None
+    }
+
+    /// Waits for queued work to finish (a no-op on the CPU).
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,382 @@
+//! Elementwise CPU kernels: copies, fills, casts, unary and binary maps, where.
+
+use num_traits::Float;
+
+use super::iter::{map1, map2, map3, zip_inplace};
+use super::{unsupported, with_dtype, with_float, Arith, CpuBuffer};
+use crate::backend::{BinaryOp, UnaryOp};
+use crate::dtype::Elem;
+use crate::{DType, Error, Layout, Result, Scalar};
+
+/// A contiguous copy of the view.
+pub fn contiguous(b: &CpuBuffer, l: &Layout) -> CpuBuffer {
+    with_dtype!(b, v, T => {
+        if let Some(r) = l.contiguous_range() {
+            return T::wrap(v[r].to_vec());
+        }
+        let mut out = vec![T::default(); l.numel()];
+        map1(v, l, &mut out, |x| x);
+        T::wrap(out)
+    })
+}
+
+/// Copies view `src` into view `dst` (same dtype and shape).
+pub fn copy_strided(src: &CpuBuffer, sl: &Layout, dst: &mut CpuBuffer, dl: &Layout) -> Result<()> {
+    if src.dtype() != dst.dtype() {
+        return Err(Error::DTypeMismatch { op: "copy_", expected: dst.dtype(), got: src.dtype() });
+    }
+    with_dtype!(dst, d, T => {
+        let s = T::unwrap_ref(src).expect("dtype checked above");
+        if let (Some(dr), Some(sr)) = (dl.contiguous_range(), sl.contiguous_range()) {
+            d[dr].copy_from_slice(&s[sr]);
+        } else {
+            zip_inplace(d, dl, s, sl, |o, x| *o = x);
+        }
+    });
+    Ok(())
+}
+
+/// Fills the view with `value`.
+pub fn fill(dst: &mut CpuBuffer, dl: &Layout, value: Scalar) {
+    with_dtype!(dst, d, T => {
+        let x = T::from_scalar(value);
+        if let Some(r) = dl.contiguous_range() {
+            d[r].fill(x);
+        } else {
+            // The source is a single element broadcast with stride 0.
+            let one = [x];
+            let sl = Layout::new(dl.shape().clone(), smallvec::SmallVec::from_elem(0, dl.rank()), 0);
+            zip_inplace(d, dl, &one, &sl, |o, v| *o = v);
+        }
+    })
+}
+
+fn cast_into<S: Elem, D: Elem>(s: &[S], l: &Layout) -> Vec<D> {
+    let mut out = vec![D::default(); l.numel()];
+    let exact_int = !S::DTYPE.is_float() && !D::DTYPE.is_float();
+    if exact_int {
+        map1(s, l, &mut out, |x| D::from_scalar(x.to_scalar()));
+    } else {
+        map1(s, l, &mut out, |x| D::from_f64(x.to_f64()));
+    }
+    out
+}
+
+/// Converts the view to `dtype`.
+pub fn cast(b: &CpuBuffer, l: &Layout, dtype: DType) -> CpuBuffer {
+    if b.dtype() == dtype {
+        return contiguous(b, l);
+    }
+    // f32 <-> half conversions are hot (mixed precision); keep them off the f64 path.
+    match (b, dtype) {
+        (CpuBuffer::F32(v), DType::F16) => {
+            let mut out = vec![half::f16::ZERO; l.numel()];
+            map1(v, l, &mut out, half::f16::from_f32);
+            return CpuBuffer::F16(out);
+        }
+        (CpuBuffer::F32(v), DType::BF16) => {
+            let mut out = vec![half::bf16::ZERO; l.numel()];
+            map1(v, l, &mut out, half::bf16::from_f32);
+            return CpuBuffer::BF16(out);
+        }
+        (CpuBuffer::F16(v), DType::F32) => {
+            let mut out = vec![0f32; l.numel()];
+            map1(v, l, &mut out, |x| x.to_f32());
+            return CpuBuffer::F32(out);
+        }
+        (CpuBuffer::BF16(v), DType::F32) => {
+            let mut out = vec![0f32; l.numel()];
+            map1(v, l, &mut out, |x| x.to_f32());
+            return CpuBuffer::F32(out);
+        }
+        _ => {}
+    }
+    with_dtype!(b, s, S => match dtype {
+        DType::Bool => CpuBuffer::Bool({
+            let mut out = vec![false; l.numel()];
+            map1(s, l, &mut out, |x: S| x.to_f64() != 0.0);
+            out
+        }),
+        DType::U8 => CpuBuffer::U8(cast_into(s, l)),
+        DType::I32 => CpuBuffer::I32(cast_into(s, l)),
+        DType::I64 => CpuBuffer::I64(cast_into(s, l)),
+        DType::F16 => CpuBuffer::F16(cast_into(s, l)),
+        DType::BF16 => CpuBuffer::BF16(cast_into(s, l)),
+        DType::F32 => CpuBuffer::F32(cast_into(s, l)),
+        DType::F64 => CpuBuffer::F64(cast_into(s, l)),
+    })
+}
+
+#[inline(always)]
+fn fmap<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> T + Sync) -> CpuBuffer {
+    let mut out = vec![T::default(); l.numel()];
+    map1(v, l, &mut out, f);
+    T::wrap(out)
+}
+
+#[inline(always)]
+fn pmap<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> bool + Sync) -> CpuBuffer {
+    let mut out = vec![false; l.numel()];
+    map1(v, l, &mut out, f);
+    CpuBuffer::Bool(out)
+}
+
+/// erf in f64 (libm); used for the exact GELU.
+#[inline(always)]
+fn erf64(x: f64) -> f64 {
+    libm::erf(x)
+}
+
+fn float_unary<T: Elem + Arith + Float>(op: UnaryOp, v: &[T], l: &Layout) -> Result<CpuBuffer> {
+    use UnaryOp::*;
+    let c = |x: f64| T::from_f64(x);
+    Ok(match op {
+        Neg => fmap(v, l, |x| -x),
+        Abs => fmap(v, l, |x| x.abs()),
+        Exp => fmap(v, l, |x| x.exp()),
+        Log => fmap(v, l, |x| x.ln()),
+        Log1p => fmap(v, l, |x| x.ln_1p()),
+        Expm1 => fmap(v, l, |x| x.exp_m1()),
+        Sqrt => fmap(v, l, |x| x.sqrt()),
+        Rsqrt => fmap(v, l, |x| x.sqrt().recip()),
+        Sin => fmap(v, l, |x| x.sin()),
+        Cos => fmap(v, l, |x| x.cos()),
+        Tan => fmap(v, l, |x| x.tan()),
+        Tanh => fmap(v, l, |x| x.tanh()),
+        Sigmoid => {
+            let one = <T as num_traits::One>::one();
+            fmap(v, l, move |x| one / (one + (-x).exp()))
+        }
+        Relu => {
+            let z = <T as num_traits::Zero>::zero();
+            fmap(v, l, move |x| if x > z || x.is_nan() { x } else { z })
+        }
+        LeakyRelu(s) => {
+            let (z, s) = (<T as num_traits::Zero>::zero(), c(s));
+            fmap(v, l, move |x| if x > z { x } else { x * s })
+        }
+        Elu(a) => {
+            let (z, a) = (<T as num_traits::Zero>::zero(), c(a));
+            fmap(v, l, move |x| if x > z { x } else { a * x.exp_m1() })
+        }
+        Gelu => fmap(v, l, |x| {
+            let xf = x.to_f64();
+            T::from_f64(0.5 * xf * (1.0 + erf64(xf * std::f64::consts::FRAC_1_SQRT_2)))
+        }),
+        GeluTanh => fmap(v, l, |x| {
+            let xf = x.to_f64();
+            let k = (2.0 / std::f64::consts::PI).sqrt();
+            T::from_f64(0.5 * xf * (1.0 + (k * (xf + 0.044715 * xf * xf * xf)).tanh()))
+        }),
+        Silu => {
+            let one = <T as num_traits::One>::one();
+            fmap(v, l, move |x| x / (one + (-x).exp()))
+        }
+        Softplus { beta, threshold } => {
+            let (b, t) = (c(beta), c(threshold));
+            fmap(v, l, move |x| if x * b > t { x } else { (x * b).exp().ln_1p() / b })
+        }
+        Sign => fmap(v, l, <T as Arith>::sign),
+        Floor => fmap(v, l, |x| x.floor()),
+        Ceil => fmap(v, l, |x| x.ceil()),
+        Round => fmap(v, l, |x| T::from_f64(x.to_f64().round_ties_even())),
+        Trunc => fmap(v, l, |x| x.trunc()),
+        Recip => fmap(v, l, |x| x.recip()),
+        Square => fmap(v, l, |x| x * x),
+        Erf => fmap(v, l, |x| T::from_f64(erf64(x.to_f64()))),
+        PowScalar(p) => {
+            if p == 2.0 {
+                fmap(v, l, |x| x * x)
+            } else if p == 0.5 {
+                fmap(v, l, |x| x.sqrt())
+            } else if p == 1.0 {
+                fmap(v, l, |x| x)
+            } else {
+                let pt = c(p);
+                fmap(v, l, move |x| x.powf(pt))
+            }
+        }
+        Clamp(lo, hi) => {
+            let lo = lo.map(c);
+            let hi = hi.map(c);
+            fmap(v, l, move |x| {
+                if x.is_nan() {
+                    return x;
+                }
+                let mut y = x;
+                if let Some(lo) = lo {
+                    if y < lo {
+                        y = lo
+                    }
+                }
+                if let Some(hi) = hi {
+                    if y > hi {
+                        y = hi
+                    }
+                }
+                y
+            })
+        }
+        AddScalar(s) => {
+            let s = c(s);
+            fmap(v, l, move |x| x + s)
+        }
+        MulScalar(s) => {
+            let s = c(s);
+            fmap(v, l, move |x| x * s)
+        }
+        IsNan => pmap(v, l, |x| x.is_nan()),
+        IsInf => pmap(v, l, |x| x.is_infinite()),
+        LogicalNot => pmap(v, l, |x| x == <T as num_traits::Zero>::zero()),
+    })
+}
+
+fn int_unary<T: Elem + Arith>(op: UnaryOp, v: &[T], l: &Layout) -> Result<CpuBuffer> {
+    use UnaryOp::*;
+    Ok(match op {
+        Neg => fmap(v, l, T::neg),
+        Abs => fmap(v, l, T::abs),
+        Relu => {
+            let z = T::vzero();
+            fmap(v, l, move |x| if x > z { x } else { z })
+        }
+        Sign => fmap(v, l, T::sign),
+        Square => fmap(v, l, |x| T::mul(x, x)),
+        Floor | Ceil | Round | Trunc => fmap(v, l, |x| x),
+        Clamp(lo, hi) => {
+            let lo = lo.map(T::from_f64);
+            let hi = hi.map(T::from_f64);
+            fmap(v, l, move |x| {
+                let mut y = x;
+                if let Some(lo) = lo {
+                    if y < lo {
+                        y = lo
+                    }
+                }
+                if let Some(hi) = hi {
+                    if y > hi {
+                        y = hi
+                    }
+                }
+                y
+            })
+        }
+        AddScalar(s) => {
+            let s = T::from_f64(s);
+            fmap(v, l, move |x| T::add(x, s))
+        }
+        MulScalar(s) => {
+            let s = T::from_f64(s);
+            fmap(v, l, move |x| T::mul(x, s))
+        }
+        IsNan | IsInf => CpuBuffer::Bool(vec![false; l.numel()]),
+        LogicalNot => pmap(v, l, |x| !T::nonzero(x)),
+        _ => return Err(unsupported(op.name(), T::DTYPE)),
+    })
+}
+
+/// Applies a unary op.
+pub fn unary(op: UnaryOp, b: &CpuBuffer, l: &Layout) -> Result<CpuBuffer> {
+    with_float!(b, v, T => float_unary::<T>(op, v, l), else {
+        with_dtype!(b, v, T => int_unary::<T>(op, v, l))
+    })
+}
+
+#[inline(always)]
+fn bmap<T: Elem>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: impl Fn(T, T) -> T + Sync) -> CpuBuffer {
+    let mut out = vec![T::default(); la.numel()];
+    map2(a, la, b, lb, &mut out, f);
+    T::wrap(out)
+}
+
+#[inline(always)]
+fn cmap<T: Elem>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: impl Fn(T, T) -> bool + Sync) -> CpuBuffer {
+    let mut out = vec![false; la.numel()];
+    map2(a, la, b, lb, &mut out, f);
+    CpuBuffer::Bool(out)
+}
+
+fn binary_typed<T: Elem + Arith>(op: BinaryOp, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> CpuBuffer {
+    use BinaryOp::*;
+    match op {
+        Add => bmap(a, la, b, lb, T::add),
+        Sub => bmap(a, la, b, lb, T::sub),
+        Mul => bmap(a, la, b, lb, T::mul),
+        Div => bmap(a, la, b, lb, T::div),
+        Pow => bmap(a, la, b, lb, T::vpow),
+        Maximum => bmap(a, la, b, lb, T::vmax),
+        Minimum => bmap(a, la, b, lb, T::vmin),
+        Remainder => bmap(a, la, b, lb, T::rem),
+        Atan2 => bmap(a, la, b, lb, |x, y| T::from_f64(x.to_f64().atan2(y.to_f64()))),
+        Eq => cmap(a, la, b, lb, |x, y| x == y),
+        Ne => cmap(a, la, b, lb, |x, y| x != y),
+        Lt => cmap(a, la, b, lb, |x, y| x < y),
+        Le => cmap(a, la, b, lb, |x, y| x <= y),
+        Gt => cmap(a, la, b, lb, |x, y| x > y),
+        Ge => cmap(a, la, b, lb, |x, y| x >= y),
+        LogicalAnd => cmap(a, la, b, lb, |x, y| T::nonzero(x) && T::nonzero(y)),
+        LogicalOr => cmap(a, la, b, lb, |x, y| T::nonzero(x) || T::nonzero(y)),
+        LogicalXor => cmap(a, la, b, lb, |x, y| T::nonzero(x) != T::nonzero(y)),
+    }
+}
+
+/// Applies a binary op to two same-dtype, same-shape views.
+pub fn binary(op: BinaryOp, a: &CpuBuffer, la: &Layout, b: &CpuBuffer, lb: &Layout) -> Result<CpuBuffer> {
+    if a.dtype() != b.dtype() {
+        return Err(Error::DTypeMismatch { op: op.name(), expected: a.dtype(), got: b.dtype() });
+    }
+    Ok(with_dtype!(a, x, T => {
+        let y = T::unwrap_ref(b).expect("dtype checked above");
+        binary_typed::<T>(op, x, la, y, lb)
+    }))
+}
+
+/// `dst = dst op rhs` in place.
+pub fn binary_inplace(op: BinaryOp, dst: &mut CpuBuffer, dl: &Layout, rhs: &CpuBuffer, rl: &Layout) -> Result<()> {
+    if dst.dtype() != rhs.dtype() {
+        return Err(Error::DTypeMismatch { op: op.name(), expected: dst.dtype(), got: rhs.dtype() });
+    }
+    if op.returns_bool() {
+        return Err(Error::arg(op.name(), "in-place comparison is not supported; use the out-of-place op"));
+    }
+    with_dtype!(dst, d, T => {
+        let s = T::unwrap_ref(rhs).expect("dtype checked above");
+        use BinaryOp::*;
+        match op {
+            Add => zip_inplace(d, dl, s, rl, |o, x| *o = T::add(*o, x)),
+            Sub => zip_inplace(d, dl, s, rl, |o, x| *o = T::sub(*o, x)),
+            Mul => zip_inplace(d, dl, s, rl, |o, x| *o = T::mul(*o, x)),
+            Div => zip_inplace(d, dl, s, rl, |o, x| *o = T::div(*o, x)),
+            Pow => zip_inplace(d, dl, s, rl, |o, x| *o = T::vpow(*o, x)),
+            Maximum => zip_inplace(d, dl, s, rl, |o, x| *o = T::vmax(*o, x)),
+            Minimum => zip_inplace(d, dl, s, rl, |o, x| *o = T::vmin(*o, x)),
+            Remainder => zip_inplace(d, dl, s, rl, |o, x| *o = T::rem(*o, x)),
+            Atan2 => zip_inplace(d, dl, s, rl, |o, x| *o = T::from_f64(o.to_f64().atan2(x.to_f64()))),
+            _ => unreachable!("comparisons rejected above"),
+        }
+    });
+    Ok(())
+}
+
+/// `cond ? a : b`.
+pub fn where_cond(
+    c: &CpuBuffer,
+    lc: &Layout,
+    a: &CpuBuffer,
+    la: &Layout,
+    b: &CpuBuffer,
+    lb: &Layout,
+) -> Result<CpuBuffer> {
+    let CpuBuffer::Bool(cv) = c else {
+        return Err(Error::DTypeMismatch { op: "where", expected: DType::Bool, got: c.dtype() });
+    };
+    if a.dtype() != b.dtype() {
+        return Err(Error::DTypeMismatch { op: "where", expected: a.dtype(), got: b.dtype() });
+    }
+    Ok(with_dtype!(a, x, T => {
+        let y = T::unwrap_ref(b).expect("dtype checked above");
+        let mut out = vec![T::default(); lc.numel()];
+        map3(cv, lc, x, la, y, lb, &mut out, |c, x, y| if c { x } else { y });
+        T::wrap(out)
+    }))
+}

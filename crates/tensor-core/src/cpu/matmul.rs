@@ -1,0 +1,138 @@
+//! Batched matrix multiply on the `gemm` crate (f32, f64, f16 natively; bf16 through
+//! f32; integers with a plain loop, since no fast integer GEMM is needed for training).
+
+use gemm::{gemm, Parallelism};
+use half::f16;
+use rayon::prelude::*;
+
+use super::{with_dtype, CpuBuffer};
+use crate::dtype::Elem;
+use crate::{Error, Layout, Result};
+
+/// Work (m*n*k) above which one product uses all threads.
+const PAR_WORK: usize = 48 * 48 * 48;
+
+struct Dims {
+    b: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    /// lhs strides: batch, row (m), col (k)
+    ls: [isize; 3],
+    /// rhs strides: batch, row (k), col (n)
+    rs: [isize; 3],
+}
+
+fn dims(ll: &Layout, rl: &Layout) -> Result<Dims> {
+    if ll.rank() != 3 || rl.rank() != 3 || ll.dims()[0] != rl.dims()[0] || ll.dims()[2] != rl.dims()[1] {
+        return Err(Error::shape("matmul", ll.dims(), rl.dims(), "backend expects [b, m, k] x [b, k, n]"));
+    }
+    let s = |l: &Layout, i: usize| l.strides()[i] as isize;
+    Ok(Dims {
+        b: ll.dims()[0],
+        m: ll.dims()[1],
+        k: ll.dims()[2],
+        n: rl.dims()[2],
+        ls: [s(ll, 0), s(ll, 1), s(ll, 2)],
+        rs: [s(rl, 0), s(rl, 1), s(rl, 2)],
+    })
+}
+
+/// Runs `gemm` for each batch of a natively supported float type.
+fn gemm_batched<T: Elem + num_traits::Zero + num_traits::One>(
+    a: &[T],
+    ao: usize,
+    bm: &[T],
+    bo: usize,
+    d: &Dims,
+) -> Vec<T> {
+    let mn = d.m * d.n;
+    let mut out = vec![T::zero(); d.b * mn];
+    if mn == 0 || d.k == 0 {
+        return out;
+    }
+    let big = d.m * d.n * d.k >= PAR_WORK;
+    let one = |bi: usize, o: &mut [T], par: Parallelism| {
+        let lo = ao as isize + bi as isize * d.ls[0];
+        let ro = bo as isize + bi as isize * d.rs[0];
+        // SAFETY: the tensor layer guarantees every (batch, row, col) reachable through
+        // these strides lies inside the buffers; `o` is a fresh m*n block.
+        unsafe {
+            gemm(
+                d.m,
+                d.n,
+                d.k,
+                o.as_mut_ptr(),
+                1,
+                d.n as isize,
+                false,
+                a.as_ptr().offset(lo),
+                d.ls[2],
+                d.ls[1],
+                bm.as_ptr().offset(ro),
+                d.rs[2],
+                d.rs[1],
+                T::zero(),
+                T::one(),
+                false,
+                false,
+                false,
+                par,
+            )
+        }
+    };
+    if big {
+        for (bi, o) in out.chunks_mut(mn).enumerate() {
+            one(bi, o, Parallelism::Rayon(0));
+        }
+    } else if d.b > 1 {
+        out.par_chunks_mut(mn).enumerate().for_each(|(bi, o)| one(bi, o, Parallelism::None));
+    } else {
+        one(0, &mut out, Parallelism::None);
+    }
+    out
+}
+
+fn naive<T: Elem>(a: &[T], ao: usize, bm: &[T], bo: usize, d: &Dims) -> Vec<T> {
+    let mut out = vec![T::default(); d.b * d.m * d.n];
+    for bi in 0..d.b {
+        for i in 0..d.m {
+            for j in 0..d.n {
+                let mut acc: i64 = 0;
+                for p in 0..d.k {
+                    let x = a[(ao as isize + bi as isize * d.ls[0] + i as isize * d.ls[1] + p as isize * d.ls[2])
+                        as usize];
+                    let y = bm[(bo as isize + bi as isize * d.rs[0] + p as isize * d.rs[1] + j as isize * d.rs[2])
+                        as usize];
+                    acc = acc.wrapping_add(x.to_scalar().to_i64().wrapping_mul(y.to_scalar().to_i64()));
+                }
+                out[(bi * d.m + i) * d.n + j] = T::from_scalar(acc.into());
+            }
+        }
+    }
+    out
+}
+
+/// `[b, m, k] x [b, k, n] -> [b, m, n]`.
+pub fn matmul(a: &CpuBuffer, la: &Layout, b: &CpuBuffer, lb: &Layout) -> Result<CpuBuffer> {
+    let d = dims(la, lb)?;
+    let (ao, bo) = (la.offset(), lb.offset());
+    Ok(match (a, b) {
+        (CpuBuffer::F32(x), CpuBuffer::F32(y)) => CpuBuffer::F32(gemm_batched(x, ao, y, bo, &d)),
+        (CpuBuffer::F64(x), CpuBuffer::F64(y)) => CpuBuffer::F64(gemm_batched(x, ao, y, bo, &d)),
+        (CpuBuffer::F16(x), CpuBuffer::F16(y)) => CpuBuffer::F16(gemm_batched::<f16>(x, ao, y, bo, &d)),
+        (CpuBuffer::BF16(_), CpuBuffer::BF16(_)) => {
+            let fa = super::elementwise::cast(a, la, crate::DType::F32);
+            let fb = super::elementwise::cast(b, lb, crate::DType::F32);
+            let (ca, cb) = (Layout::contiguous(la.shape().clone()), Layout::contiguous(lb.shape().clone()));
+            let r = matmul(&fa, &ca, &fb, &cb)?;
+            let lr = Layout::contiguous([d.b, d.m, d.n]);
+            super::elementwise::cast(&r, &lr, crate::DType::BF16)
+        }
+        _ if a.dtype() == b.dtype() => with_dtype!(a, x, T => {
+            let y = T::unwrap_ref(b).expect("dtype checked above");
+            T::wrap(naive(x, ao, y, bo, &d))
+        }),
+        _ => return Err(Error::DTypeMismatch { op: "matmul", expected: a.dtype(), got: b.dtype() }),
+    })
+}

@@ -1,0 +1,380 @@
+//! The CPU backend: typed host vectors, multi-threaded strided kernels, GEMM through
+//! the `gemm` crate.
+
+mod arith;
+mod elementwise;
+mod index;
+pub mod iter;
+mod matmul;
+mod reduce;
+
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
+
+use half::{bf16, f16};
+
+pub use arith::Arith;
+
+use crate::backend::{Backend, BinaryOp, Buffer, DeviceLocation, FusedOp, ReduceOp, ScanOp, UnaryOp};
+use crate::dtype::Elem;
+use crate::{DType, Error, Layout, Result, Scalar};
+
+/// A host buffer: one typed vector per dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CpuBuffer {
+    /// bool elements
+    Bool(Vec<bool>),
+    /// u8 elements
+    U8(Vec<u8>),
+    /// i32 elements
+    I32(Vec<i32>),
+    /// i64 elements
+    I64(Vec<i64>),
+    /// f16 elements
+    F16(Vec<f16>),
+    /// bf16 elements
+    BF16(Vec<bf16>),
+    /// f32 elements
+    F32(Vec<f32>),
+    /// f64 elements
+    F64(Vec<f64>),
+}
+
+/// Runs `$body` with `$v` bound to the typed vector and `$T` to its element type.
+macro_rules! with_dtype {
+    ($buf:expr, $v:ident, $T:ident => $body:expr) => {
+        match $buf {
+            CpuBuffer::Bool($v) => {
+                #[allow(dead_code)]
+                type $T = bool;
+                $body
+            }
+            CpuBuffer::U8($v) => {
+                #[allow(dead_code)]
+                type $T = u8;
+                $body
+            }
+            CpuBuffer::I32($v) => {
+                #[allow(dead_code)]
+                type $T = i32;
+                $body
+            }
+            CpuBuffer::I64($v) => {
+                #[allow(dead_code)]
+                type $T = i64;
+                $body
+            }
+            CpuBuffer::F16($v) => {
+                #[allow(dead_code)]
+                type $T = half::f16;
+                $body
+            }
+            CpuBuffer::BF16($v) => {
+                #[allow(dead_code)]
+                type $T = half::bf16;
+                $body
+            }
+            CpuBuffer::F32($v) => {
+                #[allow(dead_code)]
+                type $T = f32;
+                $body
+            }
+            CpuBuffer::F64($v) => {
+                #[allow(dead_code)]
+                type $T = f64;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_dtype;
+
+/// Runs `$body` for float buffers only; other dtypes evaluate `$else`.
+macro_rules! with_float {
+    ($buf:expr, $v:ident, $T:ident => $body:expr, else $other:expr) => {
+        match $buf {
+            CpuBuffer::F16($v) => {
+                #[allow(dead_code)]
+                type $T = half::f16;
+                $body
+            }
+            CpuBuffer::BF16($v) => {
+                #[allow(dead_code)]
+                type $T = half::bf16;
+                $body
+            }
+            CpuBuffer::F32($v) => {
+                #[allow(dead_code)]
+                type $T = f32;
+                $body
+            }
+            CpuBuffer::F64($v) => {
+                #[allow(dead_code)]
+                type $T = f64;
+                $body
+            }
+            #[allow(unreachable_patterns)]
+            _ => $other,
+        }
+    };
+}
+pub(crate) use with_float;
+
+impl CpuBuffer {
+    /// The dtype of the elements.
+    pub fn dtype(&self) -> DType {
+        match self {
+            CpuBuffer::Bool(_) => DType::Bool,
+            CpuBuffer::U8(_) => DType::U8,
+            CpuBuffer::I32(_) => DType::I32,
+            CpuBuffer::I64(_) => DType::I64,
+            CpuBuffer::F16(_) => DType::F16,
+            CpuBuffer::BF16(_) => DType::BF16,
+            CpuBuffer::F32(_) => DType::F32,
+            CpuBuffer::F64(_) => DType::F64,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        with_dtype!(self, v, T => v.len())
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `len` zeros of `dtype`.
+    pub fn zeros(dtype: DType, len: usize) -> CpuBuffer {
+        match dtype {
+            DType::Bool => CpuBuffer::Bool(vec![false; len]),
+            DType::U8 => CpuBuffer::U8(vec![0; len]),
+            DType::I32 => CpuBuffer::I32(vec![0; len]),
+            DType::I64 => CpuBuffer::I64(vec![0; len]),
+            DType::F16 => CpuBuffer::F16(vec![f16::ZERO; len]),
+            DType::BF16 => CpuBuffer::BF16(vec![bf16::ZERO; len]),
+            DType::F32 => CpuBuffer::F32(vec![0.0; len]),
+            DType::F64 => CpuBuffer::F64(vec![0.0; len]),
+        }
+    }
+
+    /// Element `i` as f64.
+    pub fn get_f64(&self, i: usize) -> f64 {
+        with_dtype!(self, v, T => v[i].to_f64())
+    }
+
+    /// Element `i` as a [`Scalar`].
+    pub fn get_scalar(&self, i: usize) -> Scalar {
+        with_dtype!(self, v, T => v[i].to_scalar())
+    }
+
+    /// All elements converted to f64.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        with_dtype!(self, v, T => v.iter().map(|x| x.to_f64()).collect())
+    }
+
+    /// Raw little-endian bytes of the elements (bool as 0/1 bytes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            CpuBuffer::Bool(v) => v.iter().map(|&b| b as u8).collect(),
+            CpuBuffer::U8(v) => v.clone(),
+            CpuBuffer::I32(v) => bytemuck::cast_slice(v).to_vec(),
+            CpuBuffer::I64(v) => bytemuck::cast_slice(v).to_vec(),
+            CpuBuffer::F16(v) => bytemuck::cast_slice(v).to_vec(),
+            CpuBuffer::BF16(v) => bytemuck::cast_slice(v).to_vec(),
+            CpuBuffer::F32(v) => bytemuck::cast_slice(v).to_vec(),
+            CpuBuffer::F64(v) => bytemuck::cast_slice(v).to_vec(),
+        }
+    }
+
+    /// Builds a buffer from little-endian bytes; `None` when the length does not fit
+    /// the dtype.
+    pub fn from_bytes(dtype: DType, bytes: &[u8]) -> Option<CpuBuffer> {
+        let sz = dtype.size_in_bytes();
+        if bytes.len() % sz != 0 {
+            return None;
+        }
+        fn pod<T: bytemuck::Pod>(b: &[u8]) -> Vec<T> {
+            b.chunks_exact(std::mem::size_of::<T>()).map(bytemuck::pod_read_unaligned).collect()
+        }
+        Some(match dtype {
+            DType::Bool => CpuBuffer::Bool(bytes.iter().map(|&b| b != 0).collect()),
+            DType::U8 => CpuBuffer::U8(bytes.to_vec()),
+            DType::I32 => CpuBuffer::I32(pod(bytes)),
+            DType::I64 => CpuBuffer::I64(pod(bytes)),
+            DType::F16 => CpuBuffer::F16(pod(bytes)),
+            DType::BF16 => CpuBuffer::BF16(pod(bytes)),
+            DType::F32 => CpuBuffer::F32(pod(bytes)),
+            DType::F64 => CpuBuffer::F64(pod(bytes)),
+        })
+    }
+}
+
+impl Buffer for CpuBuffer {
+    fn dtype(&self) -> DType {
+        CpuBuffer::dtype(self)
+    }
+    fn len(&self) -> usize {
+        CpuBuffer::len(self)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The CPU device's backend.
+#[derive(Debug, Default)]
+pub struct CpuBackend;
+
+static CPU: OnceLock<Arc<CpuBackend>> = OnceLock::new();
+
+impl CpuBackend {
+    /// The process-wide CPU backend.
+    pub fn shared() -> Arc<CpuBackend> {
+        CPU.get_or_init(|| Arc::new(CpuBackend)).clone()
+    }
+}
+
+/// Downcasts a buffer that must belong to the CPU backend.
+pub(crate) fn cpu(b: &dyn Buffer) -> Result<&CpuBuffer> {
+    b.as_any().downcast_ref::<CpuBuffer>().ok_or_else(|| Error::Backend {
+        backend: "cpu".into(),
+        msg: format!("expected a CPU buffer, got {b:?}"),
+    })
+}
+
+/// Mutable variant of [`cpu`].
+pub(crate) fn cpu_mut(b: &mut dyn Buffer) -> Result<&mut CpuBuffer> {
+    b.as_any_mut().downcast_mut::<CpuBuffer>().ok_or_else(|| Error::Backend {
+        backend: "cpu".into(),
+        msg: "expected a CPU buffer".into(),
+    })
+}
+
+fn boxed(b: CpuBuffer) -> Box<dyn Buffer> {
+    Box::new(b)
+}
+
+impl Backend for CpuBackend {
+    fn location(&self) -> DeviceLocation {
+        DeviceLocation::Cpu
+    }
+
+    fn zeros(&self, dtype: DType, len: usize) -> Result<Box<dyn Buffer>> {
+        Ok(boxed(CpuBuffer::zeros(dtype, len)))
+    }
+
+    fn upload(&self, data: CpuBuffer) -> Result<Box<dyn Buffer>> {
+        Ok(boxed(data))
+    }
+
+    fn download(&self, buf: &dyn Buffer, layout: &Layout) -> Result<CpuBuffer> {
+        let b = cpu(buf)?;
+        Ok(elementwise::contiguous(b, layout))
+    }
+
+    fn copy_strided(&self, src: &dyn Buffer, src_l: &Layout, dst: &mut dyn Buffer, dst_l: &Layout) -> Result<()> {
+        let s = cpu(src)?;
+        let d = cpu_mut(dst)?;
+        elementwise::copy_strided(s, src_l, d, dst_l)
+    }
+
+    fn fill(&self, dst: &mut dyn Buffer, dst_l: &Layout, value: Scalar) -> Result<()> {
+        elementwise::fill(cpu_mut(dst)?, dst_l, value);
+        Ok(())
+    }
+
+    fn cast(&self, src: &dyn Buffer, l: &Layout, dtype: DType) -> Result<Box<dyn Buffer>> {
+        Ok(boxed(elementwise::cast(cpu(src)?, l, dtype)))
+    }
+
+    fn unary(&self, op: UnaryOp, src: &dyn Buffer, l: &Layout) -> Result<Box<dyn Buffer>> {
+        elementwise::unary(op, cpu(src)?, l).map(boxed)
+    }
+
+    fn binary(&self, op: BinaryOp, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout)
+        -> Result<Box<dyn Buffer>> {
+        elementwise::binary(op, cpu(lhs)?, ll, cpu(rhs)?, rl).map(boxed)
+    }
+
+    fn binary_inplace(&self, op: BinaryOp, dst: &mut dyn Buffer, dst_l: &Layout, rhs: &dyn Buffer, rl: &Layout)
+        -> Result<()> {
+        let r = cpu(rhs)?;
+        elementwise::binary_inplace(op, cpu_mut(dst)?, dst_l, r, rl)
+    }
+
+    fn where_cond(
+        &self,
+        cond: &dyn Buffer,
+        cl: &Layout,
+        a: &dyn Buffer,
+        al: &Layout,
+        b: &dyn Buffer,
+        bl: &Layout,
+    ) -> Result<Box<dyn Buffer>> {
+        elementwise::where_cond(cpu(cond)?, cl, cpu(a)?, al, cpu(b)?, bl).map(boxed)
+    }
+
+    fn reduce(&self, op: ReduceOp, src: &dyn Buffer, l: &Layout, dims: &[usize]) -> Result<Box<dyn Buffer>> {
+        reduce::reduce(op, cpu(src)?, l, dims).map(boxed)
+    }
+
+    fn scan(&self, op: ScanOp, src: &dyn Buffer, l: &Layout, dim: usize) -> Result<Box<dyn Buffer>> {
+        reduce::scan(op, cpu(src)?, l, dim).map(boxed)
+    }
+
+    fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<Box<dyn Buffer>> {
+        matmul::matmul(cpu(lhs)?, ll, cpu(rhs)?, rl).map(boxed)
+    }
+
+    fn gather(&self, src: &dyn Buffer, sl: &Layout, index: &dyn Buffer, il: &Layout, dim: usize)
+        -> Result<Box<dyn Buffer>> {
+        index::gather(cpu(src)?, sl, cpu(index)?, il, dim).map(boxed)
+    }
+
+    fn scatter(
+        &self,
+        dst: &mut dyn Buffer,
+        dl: &Layout,
+        index: &dyn Buffer,
+        il: &Layout,
+        src: &dyn Buffer,
+        sl: &Layout,
+        dim: usize,
+        accumulate: bool,
+    ) -> Result<()> {
+        let (i, s) = (cpu(index)?, cpu(src)?);
+        index::scatter(cpu_mut(dst)?, dl, i, il, s, sl, dim, accumulate)
+    }
+
+    fn sort(&self, src: &dyn Buffer, l: &Layout, dim: usize, descending: bool)
+        -> Result<(Box<dyn Buffer>, Box<dyn Buffer>)> {
+        let (v, i) = index::sort(cpu(src)?, l, dim, descending)?;
+        Ok((boxed(v), boxed(i)))
+    }
+
+    fn fused(&self, op: &FusedOp<'_>) -> Option<Result<Box<dyn Buffer>>> {
+        match op {
+            FusedOp::Softmax { x, layout, log } => {
+                let b = match cpu(*x) {
+                    Ok(b) => b,
+                    Err(e) => return Some(Err(e)),
+                };
+                reduce::softmax_lastdim(b, layout, *log).map(|r| r.map(boxed))
+            }
+        }
+    }
+}
+
+pub(crate) fn unsupported(op: &'static str, dtype: DType) -> Error {
+    Error::Unsupported { op, dtype, device: "cpu".into() }
+}
+
+/// Converts a host view to `dtype` (a contiguous copy).
+pub fn cast_buffer(b: &CpuBuffer, l: &Layout, dtype: DType) -> CpuBuffer {
+    elementwise::cast(b, l, dtype)
+}

@@ -1,0 +1,257 @@
+//! Creating tensors: from Rust data, constants, ranges and random distributions.
+
+use crate::cpu::CpuBuffer;
+use crate::dtype::Elem;
+use crate::random::{with_global, Generator};
+use crate::{DType, Device, Error, Layout, Result, Scalar, Shape, Tensor};
+
+fn cpu_buffer_from_f64(v: Vec<f64>, dtype: DType) -> CpuBuffer {
+    let b = CpuBuffer::F64(v);
+    if dtype == DType::F64 {
+        return b;
+    }
+    let l = Layout::contiguous([b.len()]);
+    crate::cpu::cast_buffer(&b, &l, dtype)
+}
+
+fn on_device(buf: CpuBuffer, shape: Shape, device: &Device) -> Result<Tensor> {
+    let b = device.backend().upload(buf)?;
+    Ok(Tensor::from_buffer(b, shape, device))
+}
+
+impl Tensor {
+    /// A CPU tensor owning `data`, with `shape` (its numel must match).
+    ///
+    /// ```
+    /// use tensor_core::Tensor;
+    /// let t = Tensor::from_vec(vec![1i64, 2, 3, 4, 5, 6], [2, 3])?;
+    /// assert_eq!(t.dims(), &[2, 3]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn from_vec<T: Elem>(data: Vec<T>, shape: impl Into<Shape>) -> Result<Tensor> {
+        Tensor::from_cpu_buffer(T::wrap(data), shape)
+    }
+
+    /// A CPU tensor copied from a slice.
+    pub fn from_slice<T: Elem>(data: &[T], shape: impl Into<Shape>) -> Result<Tensor> {
+        Tensor::from_vec(data.to_vec(), shape)
+    }
+
+    /// A 1-D CPU tensor from a slice (PyTorch's `torch.tensor([..])`).
+    pub fn new<T: Elem>(data: &[T]) -> Tensor {
+        Tensor::from_cpu_buffer(T::wrap(data.to_vec()), [data.len()]).expect("numel matches by construction")
+    }
+
+    /// A 0-dim CPU tensor.
+    pub fn scalar<T: Elem>(v: T) -> Tensor {
+        Tensor::from_cpu_buffer(T::wrap(vec![v]), ()).expect("numel matches by construction")
+    }
+
+    /// A 0-dim tensor of `dtype` holding `v`, on `device`.
+    pub fn scalar_on(v: impl Into<Scalar>, dtype: DType, device: &Device) -> Result<Tensor> {
+        Tensor::full((), v, dtype, device)
+    }
+
+    /// Moves (copies) the tensor to `device`; returns `self` when already there.
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if self.device() == device {
+            return Ok(self.clone());
+        }
+        let host = self.to_cpu_buffer()?;
+        on_device(host, self.shape().clone(), device)
+    }
+
+    /// A tensor of `shape` filled with `value`.
+    pub fn full(shape: impl Into<Shape>, value: impl Into<Scalar>, dtype: DType, device: &Device) -> Result<Tensor> {
+        let shape = shape.into();
+        let mut buf = device.backend().zeros(dtype, shape.numel())?;
+        let value = value.into();
+        let zero = matches!(value, Scalar::F64(v) if v == 0.0 && v.is_sign_positive())
+            || value == Scalar::I64(0)
+            || value == Scalar::Bool(false);
+        if !zero {
+            device.backend().fill(&mut *buf, &Layout::contiguous(shape.clone()), value)?;
+        }
+        Ok(Tensor::from_buffer(buf, shape, device))
+    }
+
+    /// A tensor of zeros.
+    ///
+    /// ```
+    /// use tensor_core::{DType, Device, Tensor};
+    /// let z = Tensor::zeros([2, 3], DType::F32, &Device::cpu())?;
+    /// assert_eq!(z.to_vec::<f32>()?, vec![0.0; 6]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
+        Tensor::full(shape, 0i64, dtype, device)
+    }
+
+    /// A tensor of ones.
+    pub fn ones(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
+        Tensor::full(shape, 1i64, dtype, device)
+    }
+
+    /// Zeros with this tensor's shape, dtype and device.
+    pub fn zeros_like(&self) -> Result<Tensor> {
+        Tensor::zeros(self.shape().clone(), self.dtype(), self.device())
+    }
+
+    /// Ones with this tensor's shape, dtype and device.
+    pub fn ones_like(&self) -> Result<Tensor> {
+        Tensor::ones(self.shape().clone(), self.dtype(), self.device())
+    }
+
+    /// `value` with this tensor's shape, dtype and device.
+    pub fn full_like(&self, value: impl Into<Scalar>) -> Result<Tensor> {
+        Tensor::full(self.shape().clone(), value, self.dtype(), self.device())
+    }
+
+    /// `[start, start + step, ...)` up to `end` (exclusive), like `torch.arange`.
+    pub fn arange(start: f64, end: f64, step: f64, dtype: DType, device: &Device) -> Result<Tensor> {
+        if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
+            return Err(Error::arg("arange", format!("invalid range start={start} end={end} step={step}")));
+        }
+        if (end - start) * step < 0.0 {
+            return Err(Error::arg("arange", "upper bound and larger bound inconsistent with step sign"));
+        }
+        let n = ((end - start) / step).ceil().max(0.0) as usize;
+        let v: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
+        on_device(cpu_buffer_from_f64(v, dtype), Shape::new(&[n]), device)
+    }
+
+    /// `steps` evenly spaced values from `start` to `end` inclusive.
+    pub fn linspace(start: f64, end: f64, steps: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+        let v: Vec<f64> = if steps == 1 {
+            vec![start]
+        } else {
+            let step = (end - start) / (steps as f64 - 1.0);
+            // Like PyTorch, fill symmetric halves from both ends for exact endpoints.
+            (0..steps)
+                .map(|i| if i < steps / 2 { start + step * i as f64 } else { end - step * (steps - 1 - i) as f64 })
+                .collect()
+        };
+        on_device(cpu_buffer_from_f64(v, dtype), Shape::new(&[steps]), device)
+    }
+
+    /// The `n x m` identity matrix (ones on the diagonal).
+    pub fn eye(n: usize, m: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+        let mut v = vec![0.0; n * m];
+        for i in 0..n.min(m) {
+            v[i * m + i] = 1.0;
+        }
+        on_device(cpu_buffer_from_f64(v, dtype), Shape::new(&[n, m]), device)
+    }
+
+    /// Uniform values in `[low, high)` from the global generator.
+    pub fn uniform(shape: impl Into<Shape>, low: f64, high: f64, dtype: DType, device: &Device) -> Result<Tensor> {
+        with_global(|g| Tensor::uniform_with(g, shape, low, high, dtype, device))
+    }
+
+    /// Uniform values in `[low, high)` from an explicit generator.
+    pub fn uniform_with(
+        g: &mut Generator,
+        shape: impl Into<Shape>,
+        low: f64,
+        high: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        float_only("uniform", dtype)?;
+        if !(low <= high) {
+            return Err(Error::arg("uniform", format!("expected low <= high, got low={low} high={high}")));
+        }
+        let v = g.uniform_f64(shape.numel()).into_iter().map(|u| low + (high - low) * u).collect();
+        on_device(cpu_buffer_from_f64(v, dtype), shape, device)
+    }
+
+    /// Uniform values in `[0, 1)` (PyTorch's `torch.rand`).
+    pub fn rand(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
+        Tensor::uniform(shape, 0.0, 1.0, dtype, device)
+    }
+
+    /// Standard normal values (PyTorch's `torch.randn`).
+    pub fn randn(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
+        Tensor::normal(shape, 0.0, 1.0, dtype, device)
+    }
+
+    /// Normal values with this mean and standard deviation from the global generator.
+    pub fn normal(shape: impl Into<Shape>, mean: f64, std: f64, dtype: DType, device: &Device) -> Result<Tensor> {
+        with_global(|g| Tensor::normal_with(g, shape, mean, std, dtype, device))
+    }
+
+    /// Normal values from an explicit generator.
+    pub fn normal_with(
+        g: &mut Generator,
+        shape: impl Into<Shape>,
+        mean: f64,
+        std: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        float_only("normal", dtype)?;
+        if !(std >= 0.0) {
+            return Err(Error::arg("normal", format!("expected std >= 0, got {std}")));
+        }
+        let v = g.normal_f64(shape.numel()).into_iter().map(|z| mean + std * z).collect();
+        on_device(cpu_buffer_from_f64(v, dtype), shape, device)
+    }
+
+    /// Draws 1 with probability `p` (per element of `self`, which holds
+    /// probabilities), else 0, in `self`'s dtype (PyTorch's `torch.bernoulli`).
+    pub fn bernoulli(&self) -> Result<Tensor> {
+        with_global(|g| self.bernoulli_with(g))
+    }
+
+    /// [`Tensor::bernoulli`] with an explicit generator.
+    pub fn bernoulli_with(&self, g: &mut Generator) -> Result<Tensor> {
+        float_only("bernoulli", self.dtype())?;
+        let p = self.to_vec_f64()?;
+        if let Some(bad) = p.iter().find(|x| !(0.0..=1.0).contains(*x)) {
+            return Err(Error::arg("bernoulli", format!("expected probabilities in [0, 1], got {bad}")));
+        }
+        let u = g.uniform_f64(p.len());
+        let v = p.iter().zip(u).map(|(p, u)| if u < *p { 1.0 } else { 0.0 }).collect();
+        on_device(cpu_buffer_from_f64(v, self.dtype()), self.shape().clone(), self.device())
+    }
+
+    /// Bernoulli(p) samples of one probability for a whole shape.
+    pub fn bernoulli_p(shape: impl Into<Shape>, p: f64, dtype: DType, device: &Device) -> Result<Tensor> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(Error::arg("bernoulli", format!("expected a probability in [0, 1], got {p}")));
+        }
+        let shape = shape.into();
+        let u = with_global(|g| g.uniform_f64(shape.numel()));
+        let v = u.into_iter().map(|u| if u < p { 1.0 } else { 0.0 }).collect();
+        on_device(cpu_buffer_from_f64(v, dtype), shape, device)
+    }
+
+    /// Uniform integers in `[low, high)` (PyTorch's `torch.randint`).
+    pub fn randint(low: i64, high: i64, shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
+        if high <= low {
+            return Err(Error::arg("randint", format!("expected low < high, got low={low} high={high}")));
+        }
+        let shape = shape.into();
+        let span = (high - low) as u64;
+        let v: Vec<i64> = with_global(|g| (0..shape.numel()).map(|_| low + g.below(span) as i64).collect());
+        let b = CpuBuffer::I64(v);
+        let b = if dtype == DType::I64 { b } else { crate::cpu::cast_buffer(&b, &Layout::contiguous([b.len()]), dtype) };
+        on_device(b, shape, device)
+    }
+
+    /// A random permutation of `0..n` as I64 (PyTorch's `torch.randperm`).
+    pub fn randperm(n: usize, device: &Device) -> Result<Tensor> {
+        let p: Vec<i64> = with_global(|g| g.permutation(n)).into_iter().map(|x| x as i64).collect();
+        on_device(CpuBuffer::I64(p), Shape::new(&[n]), device)
+    }
+}
+
+fn float_only(op: &'static str, dtype: DType) -> Result<()> {
+    if dtype.is_float() {
+        Ok(())
+    } else {
+        Err(Error::Unsupported { op, dtype, device: "any".into() })
+    }
+}

@@ -1,0 +1,43 @@
+//! # tensor-core
+//!
+//! N-dimensional tensors for Rust that feel like PyTorch's: one untyped [`Tensor`]
+//! (dtype and rank are runtime values), NumPy broadcasting, PyTorch's type
+//! promotion, views that share storage, and a pluggable [`Backend`] (the CPU backend
+//! is built in; CUDA lives in `tensor-cuda`). Every fallible op returns
+//! [`Result`], operators included.
+//!
+//! ```
+//! use tensor_core::{DType, Device, Tensor};
+//!
+//! let dev = Device::cpu();
+//! let x = Tensor::arange(0.0, 6.0, 1.0, DType::F32, &dev)?.reshape(&[2, 3])?;
+//! let w = Tensor::ones([3, 2], DType::F32, &dev)?;
+//! let y = x.matmul(&w)?.relu()?;            // [2, 2]
+//! let s = (&y * 0.5)?.sum_all()?;
+//! assert_eq!(s.to_scalar::<f32>()?, 0.5 * (3.0 + 3.0 + 12.0 + 12.0));
+//! # Ok::<(), tensor_core::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod cpu;
+mod create;
+pub mod device;
+pub mod dtype;
+mod display;
+pub mod error;
+pub mod layout;
+pub mod ops;
+pub mod random;
+pub mod shape;
+mod tensor;
+mod view;
+
+pub use backend::{Backend, BinaryOp, Buffer, DeviceLocation, FusedOp, ReduceOp, ScanOp, UnaryOp};
+pub use device::{Device, Storage};
+pub use dtype::{DType, Elem, Scalar, ALL_DTYPES};
+pub use error::{Error, Result};
+pub use layout::Layout;
+pub use random::{manual_seed, Generator};
+pub use shape::Shape;
+pub use tensor::Tensor;

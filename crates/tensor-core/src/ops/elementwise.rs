@@ -1,0 +1,384 @@
+//! Elementwise ops on tensors: NumPy broadcasting, PyTorch type promotion, scalar
+//! forms, comparisons, `where`, casts and the `+ - * /` operators.
+
+use crate::backend::{BinaryOp, UnaryOp};
+use crate::shape::broadcast_shapes;
+use crate::{DType, Error, Layout, Result, Scalar, Tensor};
+
+macro_rules! unary_fns {
+    ($($(#[$m:meta])* $name:ident => $op:expr;)*) => {
+        $(
+            $(#[$m])*
+            pub fn $name(&self) -> Result<Tensor> {
+                self.unary($op)
+            }
+        )*
+    };
+}
+
+macro_rules! binary_fns {
+    ($($(#[$m:meta])* $name:ident, $sname:ident => $op:expr;)*) => {
+        $(
+            $(#[$m])*
+            pub fn $name(&self, other: &Tensor) -> Result<Tensor> {
+                self.binary($op, other)
+            }
+            #[doc = concat!("[`Tensor::", stringify!($name), "`] with a scalar right operand.")]
+            pub fn $sname(&self, other: impl Into<Scalar>) -> Result<Tensor> {
+                self.binary_scalar($op, other.into())
+            }
+        )*
+    };
+}
+
+impl Tensor {
+    /// Converts to `dtype` (a copy; returns `self` when the dtype already matches).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if self.dtype() == dtype {
+            return Ok(self.clone());
+        }
+        let shape = self.shape().clone();
+        self.run1(shape, |be, b, l| be.cast(b, l, dtype))
+    }
+
+    /// Alias of [`Tensor::to_dtype`].
+    pub fn cast(&self, dtype: DType) -> Result<Tensor> {
+        self.to_dtype(dtype)
+    }
+
+    /// Applies a unary op (integers are cast to f32 for float-only ops).
+    pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
+        let x = if op.float_only() && !self.dtype().is_float() { self.to_dtype(DType::F32)? } else { self.clone() };
+        if self.dtype() == DType::Bool && !op.returns_bool() && !op.float_only() {
+            return Err(Error::Unsupported { op: op.name(), dtype: DType::Bool, device: self.device().to_string() });
+        }
+        let shape = x.shape().clone();
+        x.run1(shape, |be, b, l| be.unary(op, b, l))
+    }
+
+    /// The dtype a binary op computes in, and the dtype of its result.
+    fn binary_dtypes(op: BinaryOp, a: DType, b: DType) -> (DType, DType) {
+        let mut c = DType::promote(a, b);
+        // True division and float-only ops promote integers to the default float.
+        if matches!(op, BinaryOp::Div | BinaryOp::Atan2) && !c.is_float() {
+            c = DType::F32;
+        }
+        let out = if op.returns_bool() { DType::Bool } else { c };
+        (c, out)
+    }
+
+    /// Applies a binary op with broadcasting and type promotion.
+    pub fn binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
+        self.same_device(op.name(), other)?;
+        let shape = broadcast_shapes(op.name(), self.dims(), other.dims())?;
+        let (c, _) = Tensor::binary_dtypes(op, self.dtype(), other.dtype());
+        if c == DType::Bool && !op.returns_bool() && !matches!(op, BinaryOp::Maximum | BinaryOp::Minimum) {
+            return Err(Error::Unsupported { op: op.name(), dtype: DType::Bool, device: self.device().to_string() });
+        }
+        let a = self.to_dtype(c)?;
+        let b = other.to_dtype(c)?;
+        let la = a.layout().broadcast_to(&shape)?;
+        let lb = b.layout().broadcast_to(&shape)?;
+        let out_shape = shape.clone();
+        a.run2(&b, out_shape, |be, x, _, y, _| be.binary(op, x, &la, y, &lb))
+    }
+
+    /// Applies a binary op with a scalar right operand (promotion treats the scalar
+    /// like PyTorch treats a Python number: it never widens the tensor's dtype).
+    pub fn binary_scalar(&self, op: BinaryOp, s: Scalar) -> Result<Tensor> {
+        let mut c = s.promote_with(self.dtype());
+        if matches!(op, BinaryOp::Div | BinaryOp::Atan2) && !c.is_float() {
+            c = DType::F32;
+        }
+        let x = self.to_dtype(c)?;
+        // Fast paths that need no broadcast operand.
+        let as_f = s.to_f64();
+        match op {
+            BinaryOp::Add if c.is_float() || matches!(s, Scalar::I64(_)) => {
+                return x.unary(UnaryOp::AddScalar(as_f));
+            }
+            BinaryOp::Sub if c.is_float() || matches!(s, Scalar::I64(_)) => {
+                return x.unary(UnaryOp::AddScalar(-as_f));
+            }
+            BinaryOp::Mul if c.is_float() || matches!(s, Scalar::I64(_)) => {
+                return x.unary(UnaryOp::MulScalar(as_f));
+            }
+            BinaryOp::Div if c.is_float() => return x.unary(UnaryOp::MulScalar(1.0 / as_f)),
+            BinaryOp::Pow if c.is_float() => return x.unary(UnaryOp::PowScalar(as_f)),
+            _ => {}
+        }
+        let t = Tensor::scalar_on(s, c, self.device())?;
+        x.binary(op, &t)
+    }
+
+    binary_fns! {
+        /// `self + other` with broadcasting.
+        add, add_scalar => BinaryOp::Add;
+        /// `self - other` with broadcasting.
+        sub, sub_scalar => BinaryOp::Sub;
+        /// `self * other` with broadcasting.
+        mul, mul_scalar => BinaryOp::Mul;
+        /// `self / other` (true division: integers give f32).
+        div, div_scalar => BinaryOp::Div;
+        /// `self ^ other`.
+        pow, pow_scalar => BinaryOp::Pow;
+        /// Elementwise maximum (NaN propagates).
+        maximum, maximum_scalar => BinaryOp::Maximum;
+        /// Elementwise minimum (NaN propagates).
+        minimum, minimum_scalar => BinaryOp::Minimum;
+        /// Python-style remainder (result has the divisor's sign).
+        remainder, remainder_scalar => BinaryOp::Remainder;
+        /// `atan2(self, other)`.
+        atan2, atan2_scalar => BinaryOp::Atan2;
+        /// `self == other`, as Bool.
+        eq, eq_scalar => BinaryOp::Eq;
+        /// `self != other`, as Bool.
+        ne, ne_scalar => BinaryOp::Ne;
+        /// `self < other`, as Bool.
+        lt, lt_scalar => BinaryOp::Lt;
+        /// `self <= other`, as Bool.
+        le, le_scalar => BinaryOp::Le;
+        /// `self > other`, as Bool.
+        gt, gt_scalar => BinaryOp::Gt;
+        /// `self >= other`, as Bool.
+        ge, ge_scalar => BinaryOp::Ge;
+        /// Logical and (nonzero is true), as Bool.
+        logical_and, logical_and_scalar => BinaryOp::LogicalAnd;
+        /// Logical or, as Bool.
+        logical_or, logical_or_scalar => BinaryOp::LogicalOr;
+        /// Logical xor, as Bool.
+        logical_xor, logical_xor_scalar => BinaryOp::LogicalXor;
+    }
+
+    /// `other - self` for a scalar `other` (PyTorch's `rsub`).
+    pub fn rsub_scalar(&self, other: impl Into<Scalar>) -> Result<Tensor> {
+        self.neg()?.add_scalar(other)
+    }
+
+    /// `other / self` for a scalar `other`.
+    pub fn rdiv_scalar(&self, other: impl Into<Scalar>) -> Result<Tensor> {
+        self.reciprocal()?.mul_scalar(other)
+    }
+
+    unary_fns! {
+        /// `-x`
+        neg => UnaryOp::Neg;
+        /// `|x|`
+        abs => UnaryOp::Abs;
+        /// `e^x`
+        exp => UnaryOp::Exp;
+        /// Natural logarithm.
+        log => UnaryOp::Log;
+        /// `log(1 + x)`, accurate near 0.
+        log1p => UnaryOp::Log1p;
+        /// `e^x - 1`, accurate near 0.
+        expm1 => UnaryOp::Expm1;
+        /// Square root.
+        sqrt => UnaryOp::Sqrt;
+        /// `1 / sqrt(x)`.
+        rsqrt => UnaryOp::Rsqrt;
+        /// Sine.
+        sin => UnaryOp::Sin;
+        /// Cosine.
+        cos => UnaryOp::Cos;
+        /// Tangent.
+        tan => UnaryOp::Tan;
+        /// Hyperbolic tangent.
+        tanh => UnaryOp::Tanh;
+        /// Logistic sigmoid.
+        sigmoid => UnaryOp::Sigmoid;
+        /// `max(x, 0)`.
+        relu => UnaryOp::Relu;
+        /// GELU with the exact erf (PyTorch's default `approximate='none'`).
+        gelu => UnaryOp::Gelu;
+        /// GELU with the tanh approximation (`approximate='tanh'`).
+        gelu_tanh => UnaryOp::GeluTanh;
+        /// `x * sigmoid(x)` (a.k.a. swish).
+        silu => UnaryOp::Silu;
+        /// -1, 0 or 1.
+        sign => UnaryOp::Sign;
+        /// Round toward -inf.
+        floor => UnaryOp::Floor;
+        /// Round toward +inf.
+        ceil => UnaryOp::Ceil;
+        /// Round half to even (like `torch.round`).
+        round => UnaryOp::Round;
+        /// Round toward zero.
+        trunc => UnaryOp::Trunc;
+        /// `1 / x`.
+        reciprocal => UnaryOp::Recip;
+        /// `x * x`.
+        square => UnaryOp::Square;
+        /// The error function.
+        erf => UnaryOp::Erf;
+        /// NaN test, as Bool.
+        isnan => UnaryOp::IsNan;
+        /// Infinity test, as Bool.
+        isinf => UnaryOp::IsInf;
+        /// Logical not (zero is false), as Bool.
+        logical_not => UnaryOp::LogicalNot;
+    }
+
+    /// `x` if positive, else `slope * x` (PyTorch's default slope is 0.01).
+    pub fn leaky_relu(&self, slope: f64) -> Result<Tensor> {
+        self.unary(UnaryOp::LeakyRelu(slope))
+    }
+
+    /// `x` if positive, else `alpha * (e^x - 1)`.
+    pub fn elu(&self, alpha: f64) -> Result<Tensor> {
+        self.unary(UnaryOp::Elu(alpha))
+    }
+
+    /// `log(1 + e^(beta x)) / beta`, linear where `beta x > threshold`
+    /// (PyTorch's defaults are beta 1, threshold 20).
+    pub fn softplus(&self, beta: f64, threshold: f64) -> Result<Tensor> {
+        self.unary(UnaryOp::Softplus { beta, threshold })
+    }
+
+    /// Clamps to `[min, max]`; either bound may be `None`.
+    pub fn clamp(&self, min: Option<f64>, max: Option<f64>) -> Result<Tensor> {
+        if min.is_none() && max.is_none() {
+            return Err(Error::arg("clamp", "at least one of 'min' or 'max' must not be None"));
+        }
+        self.unary(UnaryOp::Clamp(min, max))
+    }
+
+    /// `true` where finite.
+    pub fn isfinite(&self) -> Result<Tensor> {
+        self.isnan()?.logical_or(&self.isinf()?)?.logical_not()
+    }
+
+    /// `cond ? self : other`, all three broadcast together (PyTorch's
+    /// `torch.where(cond, self, other)`).
+    pub fn where_cond(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        a.same_device("where", b)?;
+        a.same_device("where", cond)?;
+        if cond.dtype() != DType::Bool {
+            return Err(Error::DTypeMismatch { op: "where", expected: DType::Bool, got: cond.dtype() });
+        }
+        let s = broadcast_shapes("where", a.dims(), b.dims())?;
+        let s = broadcast_shapes("where", cond.dims(), &s)?;
+        let c = DType::promote(a.dtype(), b.dtype());
+        let (a, b) = (a.to_dtype(c)?, b.to_dtype(c)?);
+        let lc = cond.layout().broadcast_to(&s)?;
+        let la = a.layout().broadcast_to(&s)?;
+        let lb = b.layout().broadcast_to(&s)?;
+        let gc = cond.storage().read();
+        let ga = a.storage().read();
+        let gb = if b.same_storage(&a) { None } else { Some(b.storage().read()) };
+        let bb: &dyn crate::backend::Buffer = match &gb {
+            Some(g) => &***g,
+            None => &**ga,
+        };
+        let out = if cond.same_storage(&a) {
+            // Only possible when a is Bool: reuse the read guard.
+            a.device().backend().where_cond(&**ga, &lc, &**ga, &la, bb, &lb)?
+        } else {
+            a.device().backend().where_cond(&**gc, &lc, &**ga, &la, bb, &lb)?
+        };
+        Ok(Tensor::from_buffer(out, s, a.device()))
+    }
+
+    /// `mask ? value : self` (PyTorch's `masked_fill`), `mask` broadcast to `self`.
+    pub fn masked_fill(&self, mask: &Tensor, value: impl Into<Scalar>) -> Result<Tensor> {
+        if mask.dtype() != DType::Bool {
+            return Err(Error::DTypeMismatch { op: "masked_fill", expected: DType::Bool, got: mask.dtype() });
+        }
+        let s = broadcast_shapes("masked_fill", mask.dims(), self.dims())?;
+        if s.dims() != self.dims() {
+            return Err(Error::shape("masked_fill", self.dims(), mask.dims(), "mask must broadcast to the tensor's shape"));
+        }
+        let v = Tensor::scalar_on(value, self.dtype(), self.device())?;
+        Tensor::where_cond(mask, &v, self)
+    }
+
+    /// True when shapes match and all elements are within `atol + rtol * |other|`
+    /// (NaNs equal when `equal_nan`).
+    pub fn allclose(&self, other: &Tensor, rtol: f64, atol: f64, equal_nan: bool) -> Result<bool> {
+        if self.dims() != other.dims() {
+            return Ok(false);
+        }
+        let a = self.to_vec_f64()?;
+        let b = other.to_vec_f64()?;
+        Ok(a.iter().zip(&b).all(|(x, y)| {
+            if x.is_nan() || y.is_nan() {
+                return equal_nan && x.is_nan() && y.is_nan();
+            }
+            x == y || (x - y).abs() <= atol + rtol * y.abs()
+        }))
+    }
+
+    /// True when shapes and every element match exactly.
+    pub fn equal(&self, other: &Tensor) -> Result<bool> {
+        Ok(self.dims() == other.dims() && self.dtype() == other.dtype() && self.to_vec_f64()? == other.to_vec_f64()?)
+    }
+
+    /// The layout of `self` broadcast to `shape`, for callers that drive backends.
+    pub fn broadcast_layout(&self, shape: &[usize]) -> Result<Layout> {
+        self.layout().broadcast_to(shape)
+    }
+}
+
+macro_rules! impl_op {
+    ($trait:ident, $method:ident, $fn:ident, $sfn:ident) => {
+        impl std::ops::$trait<&Tensor> for &Tensor {
+            type Output = Result<Tensor>;
+            #[track_caller]
+            fn $method(self, rhs: &Tensor) -> Result<Tensor> {
+                Tensor::$fn(&self, rhs)
+            }
+        }
+        impl std::ops::$trait<Tensor> for Tensor {
+            type Output = Result<Tensor>;
+            #[track_caller]
+            fn $method(self, rhs: Tensor) -> Result<Tensor> {
+                Tensor::$fn(&self, &rhs)
+            }
+        }
+        impl std::ops::$trait<&Tensor> for Tensor {
+            type Output = Result<Tensor>;
+            #[track_caller]
+            fn $method(self, rhs: &Tensor) -> Result<Tensor> {
+                Tensor::$fn(&self, rhs)
+            }
+        }
+        impl std::ops::$trait<f64> for &Tensor {
+            type Output = Result<Tensor>;
+            #[track_caller]
+            fn $method(self, rhs: f64) -> Result<Tensor> {
+                Tensor::$sfn(&self, rhs)
+            }
+        }
+        impl std::ops::$trait<f64> for Tensor {
+            type Output = Result<Tensor>;
+            #[track_caller]
+            fn $method(self, rhs: f64) -> Result<Tensor> {
+                Tensor::$sfn(&self, rhs)
+            }
+        }
+        impl std::ops::$trait<&Tensor> for f64 {
+            type Output = Result<Tensor>;
+            #[track_caller]
+            fn $method(self, rhs: &Tensor) -> Result<Tensor> {
+                Tensor::scalar_on(self, rhs.dtype().to_float(), rhs.device())?.$fn(rhs)
+            }
+        }
+    };
+}
+impl_op!(Add, add, add, add_scalar);
+impl_op!(Sub, sub, sub, sub_scalar);
+impl_op!(Mul, mul, mul, mul_scalar);
+impl_op!(Div, div, div, div_scalar);
+
+impl std::ops::Neg for &Tensor {
+    type Output = Result<Tensor>;
+    fn neg(self) -> Result<Tensor> {
+        Tensor::neg(self)
+    }
+}
+impl std::ops::Neg for Tensor {
+    type Output = Result<Tensor>;
+    fn neg(self) -> Result<Tensor> {
+        Tensor::neg(&self)
+    }
+}

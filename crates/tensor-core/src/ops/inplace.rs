@@ -1,0 +1,144 @@
+//! In-place ops: they write through the storage lock and bump its version counter.
+
+use crate::backend::BinaryOp;
+use crate::{Error, Layout, Result, Scalar, Tensor};
+
+impl Tensor {
+    /// Fails when this view overlaps itself (a broadcast view), which an in-place
+    /// write would make ambiguous.
+    fn check_writable(&self, op: &'static str) -> Result<()> {
+        if self.strides().iter().zip(self.dims()).any(|(&s, &d)| s == 0 && d > 1) {
+            return Err(Error::arg(
+                op,
+                "unsupported operation: more than one element of the written-to tensor refers to a single memory location; clone() it first",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `self op= other` in place, `other` broadcast to `self`'s shape and cast to
+    /// `self`'s dtype.
+    pub fn binary_(&self, op: BinaryOp, other: &Tensor) -> Result<()> {
+        let name = op.name();
+        self.same_device(name, other)?;
+        self.check_writable(name)?;
+        let rl = other.layout().broadcast_to(self.dims()).map_err(|_| {
+            Error::shape(name, self.dims(), other.dims(), "the right operand must broadcast to the in-place tensor's shape")
+        })?;
+        let res = DType_check(op, self, other)?;
+        let mut src = other.to_dtype(res)?;
+        let mut rl = if src.same_storage(other) { rl } else { src.layout().broadcast_to(self.dims())? };
+        if src.same_storage(self) {
+            // Reading and writing one storage: read from a copy.
+            src = src.copy()?;
+            rl = src.layout().broadcast_to(self.dims())?;
+        }
+        let g = src.storage().read();
+        let mut d = self.storage().write();
+        self.device().backend().binary_inplace(op, &mut **d, self.layout(), &**g, &rl)
+    }
+
+    /// In-place `self += other`.
+    pub fn add_(&self, other: &Tensor) -> Result<()> {
+        self.binary_(BinaryOp::Add, other)
+    }
+
+    /// In-place `self -= other`.
+    pub fn sub_(&self, other: &Tensor) -> Result<()> {
+        self.binary_(BinaryOp::Sub, other)
+    }
+
+    /// In-place `self *= other`.
+    pub fn mul_(&self, other: &Tensor) -> Result<()> {
+        self.binary_(BinaryOp::Mul, other)
+    }
+
+    /// In-place `self /= other`.
+    pub fn div_(&self, other: &Tensor) -> Result<()> {
+        self.binary_(BinaryOp::Div, other)
+    }
+
+    /// In-place `self += s`.
+    pub fn add_scalar_(&self, s: impl Into<Scalar>) -> Result<()> {
+        self.binary_(BinaryOp::Add, &Tensor::scalar_on(s, self.dtype(), self.device())?)
+    }
+
+    /// In-place `self *= s`.
+    pub fn mul_scalar_(&self, s: impl Into<Scalar>) -> Result<()> {
+        self.binary_(BinaryOp::Mul, &Tensor::scalar_on(s, self.dtype(), self.device())?)
+    }
+
+    /// Copies `src` (broadcast to `self`'s shape, cast to `self`'s dtype) into this
+    /// view, e.g. a narrow/slice of a larger tensor.
+    ///
+    /// ```
+    /// use tensor_core::{DType, Device, Tensor};
+    /// let t = Tensor::zeros([2, 3], DType::F32, &Device::cpu())?;
+    /// t.narrow(1, 1, 2)?.copy_(&Tensor::new(&[5.0f32, 6.0]))?;
+    /// assert_eq!(t.to_vec::<f32>()?, vec![0.0, 5.0, 6.0, 0.0, 5.0, 6.0]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn copy_(&self, src: &Tensor) -> Result<()> {
+        self.same_device("copy_", src)?;
+        self.check_writable("copy_")?;
+        let mut s = src.to_dtype(self.dtype())?;
+        if s.same_storage(self) {
+            s = s.copy()?;
+        }
+        let sl = s.layout().broadcast_to(self.dims())?;
+        let g = s.storage().read();
+        let mut d = self.storage().write();
+        self.device().backend().copy_strided(&**g, &sl, &mut **d, self.layout())
+    }
+
+    /// Writes `value` into every element of this view.
+    pub fn fill_(&self, value: impl Into<Scalar>) -> Result<()> {
+        self.check_writable("fill_")?;
+        let mut d = self.storage().write();
+        self.device().backend().fill(&mut **d, self.layout(), value.into())
+    }
+
+    /// Writes zeros into this view.
+    pub fn zero_(&self) -> Result<()> {
+        self.fill_(0i64)
+    }
+
+    /// Clamps in place.
+    pub fn clamp_(&self, min: Option<f64>, max: Option<f64>) -> Result<()> {
+        let c = self.clamp(min, max)?;
+        self.copy_(&c)
+    }
+
+    /// Applies `f` to this view and writes the result back (for in-place variants of
+    /// any out-of-place op).
+    pub fn apply_(&self, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<()> {
+        let r = f(self)?;
+        self.copy_(&r)
+    }
+
+    /// Writes `src` into the region `[start, start + src.size(dim))` of dim `dim`
+    /// (slice assignment, `t[.., a:b, ..] = src`).
+    pub fn slice_assign(&self, dim: isize, start: isize, src: &Tensor) -> Result<()> {
+        let d = self.layout().dim("slice_assign", dim)?;
+        let len = if src.rank() == self.rank() { src.dims()[d] } else { 1 };
+        self.narrow(dim, start, len)?.copy_(src)
+    }
+
+    /// A contiguous layout of this tensor's shape (helper for backend callers).
+    pub fn contiguous_layout(&self) -> Layout {
+        Layout::contiguous(self.shape().clone())
+    }
+}
+
+#[allow(non_snake_case)]
+fn DType_check(op: BinaryOp, dst: &Tensor, src: &Tensor) -> Result<crate::DType> {
+    let promoted = crate::DType::promote(dst.dtype(), src.dtype());
+    let needs_float = matches!(op, BinaryOp::Div) && !dst.dtype().is_float();
+    if needs_float || (promoted != dst.dtype() && promoted.is_float() && !dst.dtype().is_float()) {
+        return Err(Error::arg(
+            op.name(),
+            format!("result type {} can't be cast to the desired output type {}", promoted.max(crate::DType::F32), dst.dtype()),
+        ));
+    }
+    Ok(dst.dtype())
+}
