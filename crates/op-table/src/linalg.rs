@@ -1,0 +1,8 @@
+//! Op-table records for the linalg ops.
+
+use crate::OpInfo;
+
+/// The records of this family.
+pub fn ops() -> Vec<OpInfo> {
+    Vec::new()
+}

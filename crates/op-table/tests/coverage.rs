@@ -1,0 +1,59 @@
+//! Fails when a public tensor op has no op-table record.
+
+use std::collections::BTreeSet;
+
+/// Public functions that are accessors, constructors of plumbing or helpers rather
+/// than ops with numeric results to check.
+const NOT_OPS: &[&str] = &[
+    "reduce_op",
+    "binary",
+    "binary_scalar",
+    "unary",
+    "binary_",
+    "broadcast_layout",
+    "contiguous_layout",
+    "apply_",
+    "allclose",
+    "equal",
+    "uniform_with",
+    "normal_with",
+    "bernoulli_with",
+    "cast",
+];
+
+fn public_fns(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in src.lines() {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix("pub fn ") {
+            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            out.push(name);
+        }
+    }
+    out
+}
+
+#[test]
+fn every_public_op_has_a_record() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tensor-core/src");
+    let mut files = vec![root.join("view.rs"), root.join("create.rs")];
+    for e in std::fs::read_dir(root.join("ops")).expect("ops dir") {
+        let p = e.expect("dir entry").path();
+        if p.extension().is_some_and(|x| x == "rs") && p.file_name().is_some_and(|n| n != "mod.rs") {
+            files.push(p);
+        }
+    }
+    let mut names = BTreeSet::new();
+    for f in files {
+        let src = std::fs::read_to_string(&f).expect("source file");
+        names.extend(public_fns(&src));
+    }
+    let mut covered = BTreeSet::new();
+    for op in op_table::all_ops() {
+        covered.insert(op.name.to_string());
+        covered.extend(op.covers.iter().map(|s| s.to_string()));
+    }
+    let missing: Vec<_> =
+        names.iter().filter(|n| !covered.contains(*n) && !NOT_OPS.contains(&n.as_str())).cloned().collect();
+    assert!(missing.is_empty(), "public ops without an op-table record: {missing:?}");
+}
