@@ -63,11 +63,7 @@ impl Sample {
 
     /// The inputs cast to `dtype` (where `cast` says so).
     pub fn inputs_as(&self, dtype: DType) -> Result<Vec<Tensor>> {
-        self.inputs
-            .iter()
-            .zip(&self.cast)
-            .map(|(t, &c)| if c { t.to_dtype(dtype) } else { Ok(t.clone()) })
-            .collect()
+        self.inputs.iter().zip(&self.cast).map(|(t, &c)| if c { t.to_dtype(dtype) } else { Ok(t.clone()) }).collect()
     }
 }
 

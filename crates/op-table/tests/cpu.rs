@@ -28,7 +28,14 @@ fn every_sample_matches_its_reference_on_every_dtype() {
                 match (s.op)(&inputs) {
                     Ok(got) => {
                         if got.len() != want.len() {
-                            failures.push(format!("{} [{}] {}: {} outputs, expected {}", op.name, dt, s.desc, got.len(), want.len()));
+                            failures.push(format!(
+                                "{} [{}] {}: {} outputs, expected {}",
+                                op.name,
+                                dt,
+                                s.desc,
+                                got.len(),
+                                want.len()
+                            ));
                             continue;
                         }
                         for (k, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -59,9 +66,11 @@ fn non_contiguous_inputs_match_contiguous() {
                     Ok(b) => {
                         for (x, y) in a.iter().zip(&b) {
                             let same = x.dims() == y.dims()
-                                && x.to_vec_f64().unwrap().iter().zip(y.to_vec_f64().unwrap()).all(|(p, q)| {
-                                    p == &q || (p.is_nan() && q.is_nan())
-                                });
+                                && x.to_vec_f64()
+                                    .unwrap()
+                                    .iter()
+                                    .zip(y.to_vec_f64().unwrap())
+                                    .all(|(p, q)| p == &q || (p.is_nan() && q.is_nan()));
                             if !same {
                                 failures.push(format!("{} [{}] {}", op.name, dt, s.desc));
                             }

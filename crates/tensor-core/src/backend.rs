@@ -176,8 +176,20 @@ impl UnaryOp {
         use UnaryOp::*;
         !matches!(
             self,
-            Neg | Abs | Relu | Sign | Square | Clamp(..) | AddScalar(_) | MulScalar(_) | IsNan | IsInf | LogicalNot
-                | Floor | Ceil | Round | Trunc
+            Neg | Abs
+                | Relu
+                | Sign
+                | Square
+                | Clamp(..)
+                | AddScalar(_)
+                | MulScalar(_)
+                | IsNan
+                | IsInf
+                | LogicalNot
+                | Floor
+                | Ceil
+                | Round
+                | Trunc
         )
     }
 
@@ -353,12 +365,24 @@ pub trait Backend: Send + Sync + Debug {
 
     /// Applies a binary op; both layouts have the output's shape (broadcast dims
     /// have stride 0) and the same dtype. Contiguous output.
-    fn binary(&self, op: BinaryOp, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout)
-        -> Result<Box<dyn Buffer>>;
+    fn binary(
+        &self,
+        op: BinaryOp,
+        lhs: &dyn Buffer,
+        ll: &Layout,
+        rhs: &dyn Buffer,
+        rl: &Layout,
+    ) -> Result<Box<dyn Buffer>>;
 
     /// `dst = dst op rhs` in place, `rl` already broadcast to `dst_l`'s shape.
-    fn binary_inplace(&self, op: BinaryOp, dst: &mut dyn Buffer, dst_l: &Layout, rhs: &dyn Buffer, rl: &Layout)
-        -> Result<()>;
+    fn binary_inplace(
+        &self,
+        op: BinaryOp,
+        dst: &mut dyn Buffer,
+        dst_l: &Layout,
+        rhs: &dyn Buffer,
+        rl: &Layout,
+    ) -> Result<()>;
 
     /// `cond ? a : b`; all three layouts have the output's shape, `cond` is Bool.
     fn where_cond(
@@ -384,8 +408,14 @@ pub trait Backend: Send + Sync + Debug {
 
     /// `out[i][j][k] = src[i][index[i][j][k]][k]` for `dim = 1` and likewise for other
     /// dims: the output has `index`'s shape. Indices are I64, already checked in range.
-    fn gather(&self, src: &dyn Buffer, sl: &Layout, index: &dyn Buffer, il: &Layout, dim: usize)
-        -> Result<Box<dyn Buffer>>;
+    fn gather(
+        &self,
+        src: &dyn Buffer,
+        sl: &Layout,
+        index: &dyn Buffer,
+        il: &Layout,
+        dim: usize,
+    ) -> Result<Box<dyn Buffer>>;
 
     /// In place: `dst[index[i][j]][j] = src[i][j]` (or `+=` when `accumulate`) for
     /// `dim = 0`, likewise for other dims. `index` and `src` share a shape.
@@ -403,8 +433,13 @@ pub trait Backend: Send + Sync + Debug {
     ) -> Result<()>;
 
     /// Sorts along `dim` (stable); returns `(values, indices as I64)`, contiguous.
-    fn sort(&self, src: &dyn Buffer, l: &Layout, dim: usize, descending: bool)
-        -> Result<(Box<dyn Buffer>, Box<dyn Buffer>)>;
+    fn sort(
+        &self,
+        src: &dyn Buffer,
+        l: &Layout,
+        dim: usize,
+        descending: bool,
+    ) -> Result<(Box<dyn Buffer>, Box<dyn Buffer>)>;
 
     /// An optional fused fast path; `None` means "use the composite".
     fn fused(&self, _op: &FusedOp<'_>) -> Option<Result<Box<dyn Buffer>>> {

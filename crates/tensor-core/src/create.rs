@@ -237,7 +237,8 @@ impl Tensor {
         let span = (high - low) as u64;
         let v: Vec<i64> = with_global(|g| (0..shape.numel()).map(|_| low + g.below(span) as i64).collect());
         let b = CpuBuffer::I64(v);
-        let b = if dtype == DType::I64 { b } else { crate::cpu::cast_buffer(&b, &Layout::contiguous([b.len()]), dtype) };
+        let b =
+            if dtype == DType::I64 { b } else { crate::cpu::cast_buffer(&b, &Layout::contiguous([b.len()]), dtype) };
         on_device(b, shape, device)
     }
 

@@ -9,12 +9,20 @@ const EDGE: usize = 3;
 
 fn fmt_val(v: f64, dtype: DType, width: usize) -> String {
     let s = if dtype == DType::Bool {
-        if v != 0.0 { "True".to_string() } else { "False".to_string() }
+        if v != 0.0 {
+            "True".to_string()
+        } else {
+            "False".to_string()
+        }
     } else if dtype.is_float() {
         if v.is_nan() {
             "nan".into()
         } else if v.is_infinite() {
-            if v > 0.0 { "inf".into() } else { "-inf".into() }
+            if v > 0.0 {
+                "inf".into()
+            } else {
+                "-inf".into()
+            }
         } else {
             format!("{v:.4}")
         }
@@ -57,7 +65,9 @@ fn rec(
             }
         }
         match i {
-            Some(i) => rec(out, data, &dims[1..], &strides[1..], base + i * strides[0], depth + 1, summarize, dtype, width),
+            Some(i) => {
+                rec(out, data, &dims[1..], &strides[1..], base + i * strides[0], depth + 1, summarize, dtype, width)
+            }
             None => out.push_str("..."),
         }
     }

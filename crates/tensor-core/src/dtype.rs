@@ -28,16 +28,8 @@ pub enum DType {
 }
 
 /// Every dtype, in promotion order.
-pub const ALL_DTYPES: [DType; 8] = [
-    DType::Bool,
-    DType::U8,
-    DType::I32,
-    DType::I64,
-    DType::F16,
-    DType::BF16,
-    DType::F32,
-    DType::F64,
-];
+pub const ALL_DTYPES: [DType; 8] =
+    [DType::Bool, DType::U8, DType::I32, DType::I64, DType::F16, DType::BF16, DType::F32, DType::F64];
 
 impl DType {
     /// Size of one element in bytes.

@@ -103,9 +103,7 @@ pub enum Error {
         bytes: usize,
     },
     /// A tensor saved for backward was changed in place after it was saved.
-    #[error(
-        "{op}: a tensor needed for the gradient was modified in place (saved at version {saved}, now {now})"
-    )]
+    #[error("{op}: a tensor needed for the gradient was modified in place (saved at version {saved}, now {now})")]
     ModifiedInPlace {
         /// The op whose backward found the change.
         op: String,

@@ -200,7 +200,10 @@ impl Layout {
                     "expand",
                     self.dims(),
                     shape,
-                    format!("the expanded size ({}) must match the existing size ({d}) at non-singleton dimension {i}", shape[i]),
+                    format!(
+                        "the expanded size ({}) must match the existing size ({d}) at non-singleton dimension {i}",
+                        shape[i]
+                    ),
                 ));
             }
         }
@@ -230,8 +233,7 @@ impl Layout {
         let mut view_numel = 1usize;
         for td in (0..old_shape.len()).rev() {
             tensor_numel *= old_shape[td];
-            let chunk_ends = td == 0
-                || (old_shape[td - 1] != 1 && old_strides[td - 1] != tensor_numel * chunk_base);
+            let chunk_ends = td == 0 || (old_shape[td - 1] != 1 && old_strides[td - 1] != tensor_numel * chunk_base);
             if chunk_ends {
                 while view_d >= 0 && (view_numel < tensor_numel || new_shape[view_d as usize] == 1) {
                     new_strides[view_d as usize] = view_numel * chunk_base;

@@ -143,9 +143,11 @@ impl Tensor {
             return Err(Error::DTypeMismatch { op: "to_vec", expected: T::DTYPE, got: self.dtype() });
         }
         let mut b = self.to_cpu_buffer()?;
-        T::unwrap_mut(&mut b)
-            .map(std::mem::take)
-            .ok_or(Error::DTypeMismatch { op: "to_vec", expected: T::DTYPE, got: self.dtype() })
+        T::unwrap_mut(&mut b).map(std::mem::take).ok_or(Error::DTypeMismatch {
+            op: "to_vec",
+            expected: T::DTYPE,
+            got: self.dtype(),
+        })
     }
 
     /// The elements converted to f64, row-major.

@@ -207,7 +207,12 @@ impl Tensor {
         let r = shape.len();
         if r < self.rank() {
             let s: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-            return Err(Error::shape("expand", self.dims(), &s, "the number of sizes provided must be >= the tensor's rank"));
+            return Err(Error::shape(
+                "expand",
+                self.dims(),
+                &s,
+                "the number of sizes provided must be >= the tensor's rank",
+            ));
         }
         let extra = r - self.rank();
         let mut s = Vec::with_capacity(r);
@@ -272,7 +277,10 @@ impl Tensor {
         let l = self.layout().as_strided(shape, strides, offset);
         let len = self.storage().read().len();
         if l.span().1 > len && l.numel() > 0 {
-            return Err(Error::arg("as_strided", format!("view {shape:?}/{strides:?}+{offset} exceeds storage of {len}")));
+            return Err(Error::arg(
+                "as_strided",
+                format!("view {shape:?}/{strides:?}+{offset} exceeds storage of {len}"),
+            ));
         }
         Ok(self.with_layout(l))
     }

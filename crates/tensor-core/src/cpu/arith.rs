@@ -258,7 +258,13 @@ macro_rules! int_arith {
                     // integer pow with a negative exponent: 1/a^n truncated
                     match a as i64 {
                         1 => 1 as $t,
-                        -1 => if (b as i64) % 2 == 0 { 1 as $t } else { a },
+                        -1 => {
+                            if (b as i64) % 2 == 0 {
+                                1 as $t
+                            } else {
+                                a
+                            }
+                        }
                         _ => 0 as $t,
                     }
                 } else {
@@ -267,11 +273,19 @@ macro_rules! int_arith {
             }
             #[inline(always)]
             fn vmax(a: Self, b: Self) -> Self {
-                if a > b { a } else { b }
+                if a > b {
+                    a
+                } else {
+                    b
+                }
             }
             #[inline(always)]
             fn vmin(a: Self, b: Self) -> Self {
-                if a < b { a } else { b }
+                if a < b {
+                    a
+                } else {
+                    b
+                }
             }
             #[inline(always)]
             fn neg(a: Self) -> Self {
@@ -280,7 +294,11 @@ macro_rules! int_arith {
             #[inline(always)]
             #[allow(unused_comparisons)]
             fn abs(a: Self) -> Self {
-                if a < 0 as $t { (0 as $t).wrapping_sub(a) } else { a }
+                if a < 0 as $t {
+                    (0 as $t).wrapping_sub(a)
+                } else {
+                    a
+                }
             }
             #[inline(always)]
             #[allow(unused_comparisons)]

@@ -100,10 +100,10 @@ fn naive<T: Elem>(a: &[T], ao: usize, bm: &[T], bo: usize, d: &Dims) -> Vec<T> {
             for j in 0..d.n {
                 let mut acc: i64 = 0;
                 for p in 0..d.k {
-                    let x = a[(ao as isize + bi as isize * d.ls[0] + i as isize * d.ls[1] + p as isize * d.ls[2])
-                        as usize];
-                    let y = bm[(bo as isize + bi as isize * d.rs[0] + p as isize * d.rs[1] + j as isize * d.rs[2])
-                        as usize];
+                    let x =
+                        a[(ao as isize + bi as isize * d.ls[0] + i as isize * d.ls[1] + p as isize * d.ls[2]) as usize];
+                    let y = bm
+                        [(bo as isize + bi as isize * d.rs[0] + p as isize * d.rs[1] + j as isize * d.rs[2]) as usize];
                     acc = acc.wrapping_add(x.to_scalar().to_i64().wrapping_mul(y.to_scalar().to_i64()));
                 }
                 out[(bi * d.m + i) * d.n + j] = T::from_scalar(acc.into());

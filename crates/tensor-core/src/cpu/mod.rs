@@ -241,18 +241,16 @@ impl CpuBackend {
 
 /// Downcasts a buffer that must belong to the CPU backend.
 pub(crate) fn cpu(b: &dyn Buffer) -> Result<&CpuBuffer> {
-    b.as_any().downcast_ref::<CpuBuffer>().ok_or_else(|| Error::Backend {
-        backend: "cpu".into(),
-        msg: format!("expected a CPU buffer, got {b:?}"),
-    })
+    b.as_any()
+        .downcast_ref::<CpuBuffer>()
+        .ok_or_else(|| Error::Backend { backend: "cpu".into(), msg: format!("expected a CPU buffer, got {b:?}") })
 }
 
 /// Mutable variant of [`cpu`].
 pub(crate) fn cpu_mut(b: &mut dyn Buffer) -> Result<&mut CpuBuffer> {
-    b.as_any_mut().downcast_mut::<CpuBuffer>().ok_or_else(|| Error::Backend {
-        backend: "cpu".into(),
-        msg: "expected a CPU buffer".into(),
-    })
+    b.as_any_mut()
+        .downcast_mut::<CpuBuffer>()
+        .ok_or_else(|| Error::Backend { backend: "cpu".into(), msg: "expected a CPU buffer".into() })
 }
 
 fn boxed(b: CpuBuffer) -> Box<dyn Buffer> {
@@ -296,13 +294,25 @@ impl Backend for CpuBackend {
         elementwise::unary(op, cpu(src)?, l).map(boxed)
     }
 
-    fn binary(&self, op: BinaryOp, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout)
-        -> Result<Box<dyn Buffer>> {
+    fn binary(
+        &self,
+        op: BinaryOp,
+        lhs: &dyn Buffer,
+        ll: &Layout,
+        rhs: &dyn Buffer,
+        rl: &Layout,
+    ) -> Result<Box<dyn Buffer>> {
         elementwise::binary(op, cpu(lhs)?, ll, cpu(rhs)?, rl).map(boxed)
     }
 
-    fn binary_inplace(&self, op: BinaryOp, dst: &mut dyn Buffer, dst_l: &Layout, rhs: &dyn Buffer, rl: &Layout)
-        -> Result<()> {
+    fn binary_inplace(
+        &self,
+        op: BinaryOp,
+        dst: &mut dyn Buffer,
+        dst_l: &Layout,
+        rhs: &dyn Buffer,
+        rl: &Layout,
+    ) -> Result<()> {
         let r = cpu(rhs)?;
         elementwise::binary_inplace(op, cpu_mut(dst)?, dst_l, r, rl)
     }
@@ -331,8 +341,14 @@ impl Backend for CpuBackend {
         matmul::matmul(cpu(lhs)?, ll, cpu(rhs)?, rl).map(boxed)
     }
 
-    fn gather(&self, src: &dyn Buffer, sl: &Layout, index: &dyn Buffer, il: &Layout, dim: usize)
-        -> Result<Box<dyn Buffer>> {
+    fn gather(
+        &self,
+        src: &dyn Buffer,
+        sl: &Layout,
+        index: &dyn Buffer,
+        il: &Layout,
+        dim: usize,
+    ) -> Result<Box<dyn Buffer>> {
         index::gather(cpu(src)?, sl, cpu(index)?, il, dim).map(boxed)
     }
 
@@ -351,8 +367,13 @@ impl Backend for CpuBackend {
         index::scatter(cpu_mut(dst)?, dl, i, il, s, sl, dim, accumulate)
     }
 
-    fn sort(&self, src: &dyn Buffer, l: &Layout, dim: usize, descending: bool)
-        -> Result<(Box<dyn Buffer>, Box<dyn Buffer>)> {
+    fn sort(
+        &self,
+        src: &dyn Buffer,
+        l: &Layout,
+        dim: usize,
+        descending: bool,
+    ) -> Result<(Box<dyn Buffer>, Box<dyn Buffer>)> {
         let (v, i) = index::sort(cpu(src)?, l, dim, descending)?;
         Ok((boxed(v), boxed(i)))
     }

@@ -260,7 +260,13 @@ fn arg_reduce<T: Elem + Arith>(x: &[T], l: &Layout, dim: usize, max: bool) -> Ve
             if T::is_nan(best) {
                 break;
             }
-            let better = if T::is_nan(v) { true } else if max { v > best } else { v < best };
+            let better = if T::is_nan(v) {
+                true
+            } else if max {
+                v > best
+            } else {
+                v < best
+            };
             if better {
                 best = v;
                 bi = i as i64;

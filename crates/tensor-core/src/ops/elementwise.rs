@@ -286,7 +286,12 @@ impl Tensor {
         }
         let s = broadcast_shapes("masked_fill", mask.dims(), self.dims())?;
         if s.dims() != self.dims() {
-            return Err(Error::shape("masked_fill", self.dims(), mask.dims(), "mask must broadcast to the tensor's shape"));
+            return Err(Error::shape(
+                "masked_fill",
+                self.dims(),
+                mask.dims(),
+                "mask must broadcast to the tensor's shape",
+            ));
         }
         let v = Tensor::scalar_on(value, self.dtype(), self.device())?;
         Tensor::where_cond(mask, &v, self)

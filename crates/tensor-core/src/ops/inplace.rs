@@ -23,7 +23,12 @@ impl Tensor {
         self.same_device(name, other)?;
         self.check_writable(name)?;
         let rl = other.layout().broadcast_to(self.dims()).map_err(|_| {
-            Error::shape(name, self.dims(), other.dims(), "the right operand must broadcast to the in-place tensor's shape")
+            Error::shape(
+                name,
+                self.dims(),
+                other.dims(),
+                "the right operand must broadcast to the in-place tensor's shape",
+            )
         })?;
         let res = DType_check(op, self, other)?;
         let mut src = other.to_dtype(res)?;
@@ -137,7 +142,11 @@ fn DType_check(op: BinaryOp, dst: &Tensor, src: &Tensor) -> Result<crate::DType>
     if needs_float || (promoted != dst.dtype() && promoted.is_float() && !dst.dtype().is_float()) {
         return Err(Error::arg(
             op.name(),
-            format!("result type {} can't be cast to the desired output type {}", promoted.max(crate::DType::F32), dst.dtype()),
+            format!(
+                "result type {} can't be cast to the desired output type {}",
+                promoted.max(crate::DType::F32),
+                dst.dtype()
+            ),
         ));
     }
     Ok(dst.dtype())

@@ -10,7 +10,8 @@ impl Tensor {
     /// when `keepdim`, else drops them.
     pub fn reduce_op(&self, op: ReduceOp, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let d = normalize_dims(op.name(), dims, self.rank())?;
-        let kept: Vec<usize> = self.dims().iter().enumerate().map(|(i, &s)| if d.contains(&i) { 1 } else { s }).collect();
+        let kept: Vec<usize> =
+            self.dims().iter().enumerate().map(|(i, &s)| if d.contains(&i) { 1 } else { s }).collect();
         let out = self.run1(Shape::new(&kept), |be, b, l| be.reduce(op, b, l, &d))?;
         if keepdim {
             Ok(out)
