@@ -5,6 +5,9 @@ use crate::dtype::Elem;
 use crate::random::{with_global, Generator};
 use crate::{DType, Device, Error, Layout, Result, Scalar, Shape, Tensor};
 
+/// The longest range `arange` builds (2^40 elements; far past any memory).
+const MAX_RANGE_LEN: f64 = (1u64 << 40) as f64;
+
 fn cpu_buffer_from_f64(v: Vec<f64>, dtype: DType) -> CpuBuffer {
     let b = CpuBuffer::F64(v);
     if dtype == DType::F64 {
@@ -115,7 +118,14 @@ impl Tensor {
         if (end - start) * step < 0.0 {
             return Err(Error::arg("arange", "upper bound and larger bound inconsistent with step sign"));
         }
-        let n = ((end - start) / step).ceil().max(0.0) as usize;
+        let n = ((end - start) / step).ceil().max(0.0);
+        if !(n < MAX_RANGE_LEN) {
+            return Err(Error::arg(
+                "arange",
+                format!("range start={start} end={end} step={step} has too many elements"),
+            ));
+        }
+        let n = n as usize;
         let v: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
         on_device(cpu_buffer_from_f64(v, dtype), Shape::new(&[n]), device)
     }
@@ -162,7 +172,20 @@ impl Tensor {
         if !(low <= high) {
             return Err(Error::arg("uniform", format!("expected low <= high, got low={low} high={high}")));
         }
-        let v = g.uniform_f64(shape.numel()).into_iter().map(|u| low + (high - low) * u).collect();
+        // Keep only as many random bits as the dtype's significand holds, so that a
+        // draw just below 1 can't round up to 1 (`rand` stays in [0, 1) in f16/f32).
+        let bits = match dtype {
+            DType::BF16 => 8,
+            DType::F16 => 11,
+            DType::F32 => 24,
+            _ => 53,
+        };
+        let scale = (1u64 << bits) as f64;
+        let v = g
+            .uniform_f64(shape.numel())
+            .into_iter()
+            .map(|u| low + (high - low) * ((u * scale).floor() / scale))
+            .collect();
         on_device(cpu_buffer_from_f64(v, dtype), shape, device)
     }
 
@@ -234,8 +257,9 @@ impl Tensor {
             return Err(Error::arg("randint", format!("expected low < high, got low={low} high={high}")));
         }
         let shape = shape.into();
-        let span = (high - low) as u64;
-        let v: Vec<i64> = with_global(|g| (0..shape.numel()).map(|_| low + g.below(span) as i64).collect());
+        // `high - low` may exceed i64::MAX; it always fits in u64.
+        let span = high.wrapping_sub(low) as u64;
+        let v: Vec<i64> = with_global(|g| (0..shape.numel()).map(|_| low.wrapping_add(g.below(span) as i64)).collect());
         let b = CpuBuffer::I64(v);
         let b =
             if dtype == DType::I64 { b } else { crate::cpu::cast_buffer(&b, &Layout::contiguous([b.len()]), dtype) };

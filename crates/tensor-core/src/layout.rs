@@ -142,7 +142,10 @@ impl Layout {
     /// Keeps entries `start, start+step, ...` (`len` of them) of dim `dim`.
     pub fn slice_step(&self, dim: usize, start: usize, len: usize, step: usize) -> Layout {
         let mut l = self.narrow(dim, start, len);
-        l.strides[dim] *= step;
+        // With fewer than two entries the stride is never used (and `step` may be huge).
+        if len > 1 {
+            l.strides[dim] *= step;
+        }
         l
     }
 

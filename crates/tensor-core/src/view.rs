@@ -8,7 +8,6 @@ use crate::{Error, Layout, Result, Tensor};
 fn infer_shape(op: &'static str, from: &[usize], shape: &[isize]) -> Result<Vec<usize>> {
     let numel: usize = from.iter().product();
     let mut infer = None;
-    let mut known = 1usize;
     for (i, &d) in shape.iter().enumerate() {
         if d == -1 {
             if infer.is_some() {
@@ -17,18 +16,19 @@ fn infer_shape(op: &'static str, from: &[usize], shape: &[isize]) -> Result<Vec<
             infer = Some(i);
         } else if d < 0 {
             return Err(Error::arg(op, format!("invalid shape dimension {d}")));
-        } else {
-            known *= d as usize;
         }
     }
     let mut out: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-    if let Some(i) = infer {
-        if known == 0 || numel % known != 0 {
-            return Err(Error::shape(op, from, &out, format!("shape {shape:?} is invalid for input of size {numel}")));
-        }
-        out[i] = numel / known;
-    } else if known != numel {
-        return Err(Error::shape(op, from, &out, format!("shape {shape:?} is invalid for input of size {numel}")));
+    // The product of the known sizes; `None` when it overflows (then it can't match).
+    let known = if out.iter().enumerate().any(|(i, &d)| d == 0 && Some(i) != infer) {
+        Some(0)
+    } else {
+        out.iter().enumerate().filter(|&(i, _)| Some(i) != infer).try_fold(1usize, |acc, (_, &d)| acc.checked_mul(d))
+    };
+    match (infer, known) {
+        (Some(i), Some(k)) if k != 0 && numel % k == 0 => out[i] = numel / k,
+        (None, Some(k)) if k == numel => {}
+        _ => return Err(Error::shape(op, from, &out, format!("shape {shape:?} is invalid for input of size {numel}"))),
     }
     Ok(out)
 }
@@ -128,8 +128,9 @@ impl Tensor {
         let d = self.layout().dim("narrow", dim)?;
         let size = self.dims()[d];
         let s = if start < 0 { start + size as isize } else { start };
-        if s < 0 || s as usize + len > size {
-            return Err(Error::IndexOutOfRange { op: "narrow", index: start as i64 + len as i64, dim: d, size });
+        if s < 0 || (s as usize).checked_add(len).is_none_or(|e| e > size) {
+            let index = (start as i64).saturating_add(i64::try_from(len).unwrap_or(i64::MAX));
+            return Err(Error::IndexOutOfRange { op: "narrow", index, dim: d, size });
         }
         Ok(self.with_layout(self.layout().narrow(d, s as usize, len)))
     }
@@ -215,7 +216,7 @@ impl Tensor {
             ));
         }
         let extra = r - self.rank();
-        let mut s = Vec::with_capacity(r);
+        let mut s: Vec<usize> = Vec::with_capacity(r);
         for (i, &d) in shape.iter().enumerate() {
             if d == -1 {
                 if i < extra {
@@ -227,6 +228,9 @@ impl Tensor {
             } else {
                 s.push(d as usize);
             }
+        }
+        if s.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_none() {
+            return Err(Error::arg("expand", format!("the number of elements of {s:?} overflows")));
         }
         Ok(self.with_layout(self.layout().broadcast_to(&s)?))
     }
@@ -245,6 +249,9 @@ impl Tensor {
     /// Merges dims `start..=end` into one (a view when possible).
     pub fn flatten(&self, start: isize, end: isize) -> Result<Tensor> {
         if self.rank() == 0 {
+            // A 0-dim tensor accepts dims 0 and -1, and flattens to shape [1].
+            normalize_dim("flatten", start, 1)?;
+            normalize_dim("flatten", end, 1)?;
             return self.reshape(&[1]);
         }
         let s = self.layout().dim("flatten", start)?;
@@ -274,14 +281,22 @@ impl Tensor {
         if shape.len() != strides.len() {
             return Err(Error::arg("as_strided", "shape and strides must have the same length"));
         }
-        let l = self.layout().as_strided(shape, strides, offset);
         let len = self.storage().read().len();
-        if l.span().1 > len && l.numel() > 0 {
-            return Err(Error::arg(
-                "as_strided",
-                format!("view {shape:?}/{strides:?}+{offset} exceeds storage of {len}"),
-            ));
+        let out_of_bounds =
+            || Error::arg("as_strided", format!("view {shape:?}/{strides:?}+{offset} exceeds storage of {len}"));
+        if shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_none() {
+            return Err(out_of_bounds());
         }
-        Ok(self.with_layout(l))
+        if !shape.contains(&0) {
+            // The last element the view reaches, computed without overflow.
+            let last = shape
+                .iter()
+                .zip(strides)
+                .try_fold(offset, |acc, (&d, &st)| (d - 1).checked_mul(st).and_then(|x| acc.checked_add(x)));
+            if last.is_none_or(|l| l >= len) {
+                return Err(out_of_bounds());
+            }
+        }
+        Ok(self.with_layout(self.layout().as_strided(shape, strides, offset)))
     }
 }

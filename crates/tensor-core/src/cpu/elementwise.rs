@@ -244,8 +244,9 @@ fn int_unary<T: Elem + Arith>(op: UnaryOp, v: &[T], l: &Layout) -> Result<CpuBuf
         Square => fmap(v, l, |x| T::mul(x, x)),
         Floor | Ceil | Round | Trunc => fmap(v, l, |x| x),
         Clamp(lo, hi) => {
-            let lo = lo.map(T::from_f64);
-            let hi = hi.map(T::from_f64);
+            // Round the bounds inward so that results always lie within them.
+            let lo = lo.map(|v| T::from_f64(v.ceil()));
+            let hi = hi.map(|v| T::from_f64(v.floor()));
             fmap(v, l, move |x| {
                 let mut y = x;
                 if let Some(lo) = lo {
@@ -276,7 +277,18 @@ fn int_unary<T: Elem + Arith>(op: UnaryOp, v: &[T], l: &Layout) -> Result<CpuBuf
 }
 
 /// Applies a unary op.
+///
+/// f16/bf16 compute in f32 and round once at the end (PyTorch's "opmath"), so
+/// composite formulas (sigmoid, silu, softplus, ...) and scalar parameters keep f32
+/// accuracy instead of rounding to half precision at every step.
 pub fn unary(op: UnaryOp, b: &CpuBuffer, l: &Layout) -> Result<CpuBuffer> {
+    if matches!(b, CpuBuffer::F16(_) | CpuBuffer::BF16(_)) && !op.returns_bool() {
+        let cl = Layout::contiguous(l.shape().clone());
+        if let CpuBuffer::F32(v) = cast(b, l, DType::F32) {
+            let out = float_unary::<f32>(op, &v, &cl)?;
+            return Ok(cast(&out, &cl, b.dtype()));
+        }
+    }
     with_float!(b, v, T => float_unary::<T>(op, v, l), else {
         with_dtype!(b, v, T => int_unary::<T>(op, v, l))
     })

@@ -56,9 +56,22 @@ impl Tensor {
         x.run1(shape, |be, b, l| be.unary(op, b, l))
     }
 
+    /// PyTorch's result type of two tensor operands: like [`DType::promote`], except
+    /// that a 0-dim tensor facing a dimensioned one only decides the dtype when its
+    /// category (bool < integer < float) is higher, so `f16_tensor * f32_scalar_tensor`
+    /// stays f16 and `i64_tensor + f64_scalar_tensor` is f64.
+    pub fn result_type(a: &Tensor, b: &Tensor) -> DType {
+        let (da, db) = (a.dtype(), b.dtype());
+        match (a.rank() == 0, b.rank() == 0) {
+            (true, false) if category(da) <= category(db) => db,
+            (false, true) if category(db) <= category(da) => da,
+            _ => DType::promote(da, db),
+        }
+    }
+
     /// The dtype a binary op computes in, and the dtype of its result.
-    fn binary_dtypes(op: BinaryOp, a: DType, b: DType) -> (DType, DType) {
-        let mut c = DType::promote(a, b);
+    fn binary_dtypes(op: BinaryOp, promoted: DType) -> (DType, DType) {
+        let mut c = promoted;
         // True division and float-only ops promote integers to the default float.
         if matches!(op, BinaryOp::Div | BinaryOp::Atan2) && !c.is_float() {
             c = DType::F32;
@@ -71,8 +84,10 @@ impl Tensor {
     pub fn binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
         self.same_device(op.name(), other)?;
         let shape = broadcast_shapes(op.name(), self.dims(), other.dims())?;
-        let (c, _) = Tensor::binary_dtypes(op, self.dtype(), other.dtype());
-        if c == DType::Bool && !op.returns_bool() && !matches!(op, BinaryOp::Maximum | BinaryOp::Minimum) {
+        let (c, _) = Tensor::binary_dtypes(op, Tensor::result_type(self, other));
+        // On bool, `+` is `or` and `*` is `and` (like PyTorch); `-` and the rest fail.
+        let bool_ok = matches!(op, BinaryOp::Maximum | BinaryOp::Minimum | BinaryOp::Add | BinaryOp::Mul);
+        if c == DType::Bool && !op.returns_bool() && !bool_ok {
             return Err(Error::Unsupported { op: op.name(), dtype: DType::Bool, device: self.device().to_string() });
         }
         let a = self.to_dtype(c)?;
@@ -91,21 +106,18 @@ impl Tensor {
             c = DType::F32;
         }
         let x = self.to_dtype(c)?;
-        // Fast paths that need no broadcast operand.
-        let as_f = s.to_f64();
-        match op {
-            BinaryOp::Add if c.is_float() || matches!(s, Scalar::I64(_)) => {
-                return x.unary(UnaryOp::AddScalar(as_f));
+        // Float fast paths that need no broadcast operand. Integers take the general
+        // path so that wrapping (u8 - 2) and i64 scalars beyond 2^53 stay exact;
+        // division keeps a true division (not a multiply by the reciprocal).
+        if c.is_float() {
+            let as_f = s.to_f64();
+            match op {
+                BinaryOp::Add => return x.unary(UnaryOp::AddScalar(as_f)),
+                BinaryOp::Sub => return x.unary(UnaryOp::AddScalar(-as_f)),
+                BinaryOp::Mul => return x.unary(UnaryOp::MulScalar(as_f)),
+                BinaryOp::Pow => return x.unary(UnaryOp::PowScalar(as_f)),
+                _ => {}
             }
-            BinaryOp::Sub if c.is_float() || matches!(s, Scalar::I64(_)) => {
-                return x.unary(UnaryOp::AddScalar(-as_f));
-            }
-            BinaryOp::Mul if c.is_float() || matches!(s, Scalar::I64(_)) => {
-                return x.unary(UnaryOp::MulScalar(as_f));
-            }
-            BinaryOp::Div if c.is_float() => return x.unary(UnaryOp::MulScalar(1.0 / as_f)),
-            BinaryOp::Pow if c.is_float() => return x.unary(UnaryOp::PowScalar(as_f)),
-            _ => {}
         }
         let t = Tensor::scalar_on(s, c, self.device())?;
         x.binary(op, &t)
@@ -152,12 +164,14 @@ impl Tensor {
 
     /// `other - self` for a scalar `other` (PyTorch's `rsub`).
     pub fn rsub_scalar(&self, other: impl Into<Scalar>) -> Result<Tensor> {
-        self.neg()?.add_scalar(other)
+        let s = other.into();
+        Tensor::scalar_on(s, s.promote_with(self.dtype()), self.device())?.sub(self)
     }
 
     /// `other / self` for a scalar `other`.
     pub fn rdiv_scalar(&self, other: impl Into<Scalar>) -> Result<Tensor> {
-        self.reciprocal()?.mul_scalar(other)
+        let s = other.into();
+        Tensor::scalar_on(s, s.promote_with(self.dtype()), self.device())?.div(self)
     }
 
     unary_fns! {
@@ -258,8 +272,11 @@ impl Tensor {
         }
         let s = broadcast_shapes("where", a.dims(), b.dims())?;
         let s = broadcast_shapes("where", cond.dims(), &s)?;
-        let c = DType::promote(a.dtype(), b.dtype());
+        let c = Tensor::result_type(a, b);
         let (a, b) = (a.to_dtype(c)?, b.to_dtype(c)?);
+        // The backend reads three buffers; a condition sharing storage with a value
+        // operand is copied so that each storage is locked once.
+        let cond = if cond.same_storage(&a) || cond.same_storage(&b) { cond.copy()? } else { cond.clone() };
         let lc = cond.layout().broadcast_to(&s)?;
         let la = a.layout().broadcast_to(&s)?;
         let lb = b.layout().broadcast_to(&s)?;
@@ -270,12 +287,7 @@ impl Tensor {
             Some(g) => &***g,
             None => &**ga,
         };
-        let out = if cond.same_storage(&a) {
-            // Only possible when a is Bool: reuse the read guard.
-            a.device().backend().where_cond(&**ga, &lc, &**ga, &la, bb, &lb)?
-        } else {
-            a.device().backend().where_cond(&**gc, &lc, &**ga, &la, bb, &lb)?
-        };
+        let out = a.device().backend().where_cond(&**gc, &lc, &**ga, &la, bb, &lb)?;
         Ok(Tensor::from_buffer(out, s, a.device()))
     }
 
@@ -321,6 +333,17 @@ impl Tensor {
     /// The layout of `self` broadcast to `shape`, for callers that drive backends.
     pub fn broadcast_layout(&self, shape: &[usize]) -> Result<Layout> {
         self.layout().broadcast_to(shape)
+    }
+}
+
+/// Type-promotion category: 0 bool, 1 integer, 2 float.
+fn category(d: DType) -> u8 {
+    if d == DType::Bool {
+        0
+    } else if d.is_float() {
+        2
+    } else {
+        1
     }
 }
 

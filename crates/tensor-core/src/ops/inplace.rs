@@ -1,7 +1,7 @@
 //! In-place ops: they write through the storage lock and bump its version counter.
 
 use crate::backend::BinaryOp;
-use crate::{Error, Layout, Result, Scalar, Tensor};
+use crate::{DType, Error, Layout, Result, Scalar, Tensor};
 
 impl Tensor {
     /// Fails when this view overlaps itself (a broadcast view), which an in-place
@@ -30,8 +30,8 @@ impl Tensor {
                 "the right operand must broadcast to the in-place tensor's shape",
             )
         })?;
-        let res = DType_check(op, self, other)?;
-        let mut src = other.to_dtype(res)?;
+        check_result_dtype(op, self.dtype(), DType::promote(self.dtype(), other.dtype()))?;
+        let mut src = other.to_dtype(self.dtype())?;
         let mut rl = if src.same_storage(other) { rl } else { src.layout().broadcast_to(self.dims())? };
         if src.same_storage(self) {
             // Reading and writing one storage: read from a copy.
@@ -63,14 +63,21 @@ impl Tensor {
         self.binary_(BinaryOp::Div, other)
     }
 
+    /// `self op= s` in place; fails when the scalar would promote the result past
+    /// `self`'s dtype (an integer tensor times 0.5), like PyTorch.
+    fn binary_scalar_(&self, op: BinaryOp, s: Scalar) -> Result<()> {
+        check_result_dtype(op, self.dtype(), s.promote_with(self.dtype()))?;
+        self.binary_(op, &Tensor::scalar_on(s, self.dtype(), self.device())?)
+    }
+
     /// In-place `self += s`.
     pub fn add_scalar_(&self, s: impl Into<Scalar>) -> Result<()> {
-        self.binary_(BinaryOp::Add, &Tensor::scalar_on(s, self.dtype(), self.device())?)
+        self.binary_scalar_(BinaryOp::Add, s.into())
     }
 
     /// In-place `self *= s`.
     pub fn mul_scalar_(&self, s: impl Into<Scalar>) -> Result<()> {
-        self.binary_(BinaryOp::Mul, &Tensor::scalar_on(s, self.dtype(), self.device())?)
+        self.binary_scalar_(BinaryOp::Mul, s.into())
     }
 
     /// Copies `src` (broadcast to `self`'s shape, cast to `self`'s dtype) into this
@@ -90,7 +97,9 @@ impl Tensor {
         if s.same_storage(self) {
             s = s.copy()?;
         }
-        let sl = s.layout().broadcast_to(self.dims())?;
+        let sl = s.layout().broadcast_to(self.dims()).map_err(|_| {
+            Error::shape("copy_", self.dims(), src.dims(), "the source must broadcast to the destination's shape")
+        })?;
         let g = s.storage().read();
         let mut d = self.storage().write();
         self.device().backend().copy_strided(&**g, &sl, &mut **d, self.layout())
@@ -135,19 +144,25 @@ impl Tensor {
     }
 }
 
-#[allow(non_snake_case)]
-fn DType_check(op: BinaryOp, dst: &Tensor, src: &Tensor) -> Result<crate::DType> {
-    let promoted = crate::DType::promote(dst.dtype(), src.dtype());
-    let needs_float = matches!(op, BinaryOp::Div) && !dst.dtype().is_float();
-    if needs_float || (promoted != dst.dtype() && promoted.is_float() && !dst.dtype().is_float()) {
+/// Fails when `promoted` (the type PyTorch would compute `dst op src` in) can't be
+/// stored back into `dst` without changing category: an integer tensor can't take a
+/// float result, a bool tensor an integer one, and true division needs a float `dst`.
+fn check_result_dtype(op: BinaryOp, dst: DType, promoted: DType) -> Result<()> {
+    let category = |d: DType| {
+        if d == DType::Bool {
+            0
+        } else if d.is_float() {
+            2
+        } else {
+            1
+        }
+    };
+    let result = if op == BinaryOp::Div && !promoted.is_float() { DType::F32 } else { promoted };
+    if category(result) > category(dst) {
         return Err(Error::arg(
             op.name(),
-            format!(
-                "result type {} can't be cast to the desired output type {}",
-                promoted.max(crate::DType::F32),
-                dst.dtype()
-            ),
+            format!("result type {result} can't be cast to the desired output type {dst} of an in-place op"),
         ));
     }
-    Ok(dst.dtype())
+    Ok(())
 }
