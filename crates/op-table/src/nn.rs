@@ -1,8 +1,843 @@
-//! Op-table records for the nn ops.
+//! Op-table records for the nn ops (softmax, convolutions, pooling, padding,
+//! embedding, normalisation, dropout), checked against the naive loops in
+//! [`refs`].
 
-use crate::OpInfo;
+pub mod refs;
+
+use tensor_core::{DType, Error, Generator, PadMode, Tensor};
+
+use crate::{int_t, rand_t, ErrorCase, OpInfo, RefArray, Sample, FLOATS, NUMERIC};
+
+fn shape_err(e: &Error) -> bool {
+    matches!(e, Error::ShapeMismatch { lhs, rhs, .. } if !lhs.is_empty() && !rhs.is_empty())
+}
+fn invalid_shape(e: &Error) -> bool {
+    matches!(e, Error::InvalidShape { .. })
+}
+fn arg_err(e: &Error) -> bool {
+    matches!(e, Error::InvalidArgument { .. })
+}
+fn dim_err(e: &Error) -> bool {
+    matches!(e, Error::DimOutOfRange { .. })
+}
+fn dtype_err(e: &Error) -> bool {
+    matches!(e, Error::DTypeMismatch { .. })
+}
+fn unsupported(e: &Error) -> bool {
+    matches!(e, Error::Unsupported { .. })
+}
+fn index_err(e: &Error) -> bool {
+    matches!(e, Error::IndexOutOfRange { .. })
+}
+
+/// An F64 tensor of values in [-1, 1).
+fn r(seed: u64, shape: &[usize]) -> Tensor {
+    rand_t(seed, shape, -1.0, 1.0)
+}
+
+/// A permuted (non-contiguous) F64 tensor with logical shape `shape` (rank >= 2):
+/// the last two dims are stored transposed.
+fn transposed(seed: u64, shape: &[usize]) -> Tensor {
+    let k = shape.len();
+    let mut s = shape.to_vec();
+    s.swap(k - 2, k - 1);
+    r(seed, &s).transpose(-2, -1).expect("rank >= 2")
+}
+
+/// A reference array with a leading batch dim of 1 added (or dropped).
+fn batch1(a: &RefArray) -> RefArray {
+    let mut s = vec![1];
+    s.extend(&a.shape);
+    RefArray::new(s, a.data.clone())
+}
+fn unbatch(a: RefArray) -> RefArray {
+    RefArray::new(a.shape[1..].to_vec(), a.data)
+}
+
+fn idx_t(v: &[i64], shape: &[usize]) -> Tensor {
+    Tensor::from_vec(v.to_vec(), shape.to_vec()).expect("numel matches")
+}
+
+fn softmax_record(name: &'static str, log: bool) -> OpInfo {
+    let run = move |x: &Tensor, d: isize| if log { x.log_softmax(d) } else { x.softmax(d) };
+    let s = move |desc: &str, x: Tensor, d: isize| {
+        let rank = x.rank();
+        let dd = if rank == 0 { 0 } else { d.rem_euclid(rank as isize) as usize };
+        Sample::new(desc, vec![x], move |i| Ok(vec![run(&i[0], d)?]), move |a| vec![refs::softmax(&a[0], dd, log)])
+    };
+    OpInfo::new(name, FLOATS, true)
+        .sample(s("last dim", r(1, &[3, 5]), -1))
+        .sample(s("first dim of 3-D", rand_t(2, &[4, 3, 2], -3.0, 3.0), 0))
+        .sample(s("middle dim", r(3, &[2, 3, 4]), 1))
+        .sample(s("large values (stability)", rand_t(4, &[2, 6], 995.0, 1000.0), 1))
+        .sample(s("large negative values", rand_t(5, &[3, 4], -1000.0, -990.0), -1))
+        .sample(s("1-D", r(6, &[7]), 0))
+        .sample(s("0-dim", Tensor::scalar(0.7f64), 0))
+        .sample(s("size-1 dim", r(7, &[3, 1]), 1))
+        .sample(s("zero-size", r(8, &[0, 4]), 1))
+        .sample(s("transposed input", transposed(9, &[4, 3]), 1))
+        .sample(s("expanded input", r(10, &[1, 5]).expand(&[3, 5]).expect("expand"), 0))
+        .error(ErrorCase::new("dim out of range", || r(1, &[2, 3]).softmax(2), dim_err))
+        .error(ErrorCase::new("dim out of range (log)", || r(1, &[2, 3]).log_softmax(-3), dim_err))
+        .error(ErrorCase::new("integer input", || Tensor::new(&[1i64, 2]).softmax(0), unsupported))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv2d_sample(
+    desc: &str,
+    x: Tensor,
+    w_shape: &[usize],
+    bias: bool,
+    s: [usize; 2],
+    p: [usize; 2],
+    d: [usize; 2],
+    g: usize,
+    seed: u64,
+) -> Sample {
+    let mut inputs = vec![x, r(seed, w_shape)];
+    if bias {
+        inputs.push(r(seed + 1, &[w_shape[0]]));
+    }
+    Sample::new(
+        desc,
+        inputs,
+        move |i| Ok(vec![i[0].conv2d(&i[1], i.get(2), s, p, d, g)?]),
+        move |a| {
+            if a[0].shape.len() == 3 {
+                vec![unbatch(refs::conv2d(&batch1(&a[0]), &a[1], a.get(2), s, p, d, g))]
+            } else {
+                vec![refs::conv2d(&a[0], &a[1], a.get(2), s, p, d, g)]
+            }
+        },
+    )
+}
+
+fn conv2d_record() -> OpInfo {
+    let x = |seed, shape: &[usize]| r(seed, shape);
+    OpInfo::new("conv2d", FLOATS, true)
+        .sample(conv2d_sample(
+            "3x3, bias, batch 2",
+            x(1, &[2, 3, 5, 5]),
+            &[4, 3, 3, 3],
+            true,
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            1,
+            11,
+        ))
+        .sample(conv2d_sample(
+            "stride 2, pad 1",
+            x(2, &[1, 2, 7, 6]),
+            &[3, 2, 3, 3],
+            false,
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            1,
+            12,
+        ))
+        .sample(conv2d_sample(
+            "non-square kernel, dilation, mixed stride/pad",
+            x(3, &[2, 2, 6, 7]),
+            &[2, 2, 2, 3],
+            true,
+            [1, 2],
+            [1, 2],
+            [2, 1],
+            1,
+            13,
+        ))
+        .sample(conv2d_sample("groups 2", x(4, &[2, 4, 5, 5]), &[6, 2, 3, 3], true, [1, 1], [1, 1], [1, 1], 2, 14))
+        .sample(conv2d_sample(
+            "depthwise, stride 2",
+            x(5, &[1, 3, 4, 4]),
+            &[3, 1, 2, 2],
+            false,
+            [2, 2],
+            [0, 0],
+            [1, 1],
+            3,
+            15,
+        ))
+        .sample(conv2d_sample("1x1", x(6, &[2, 3, 4, 4]), &[5, 3, 1, 1], true, [1, 1], [0, 0], [1, 1], 1, 16))
+        .sample(conv2d_sample(
+            "kernel = padded input",
+            x(7, &[1, 1, 2, 3]),
+            &[2, 1, 4, 3],
+            false,
+            [1, 1],
+            [1, 0],
+            [1, 1],
+            1,
+            17,
+        ))
+        .sample(conv2d_sample("unbatched", x(8, &[3, 5, 4]), &[2, 3, 2, 2], true, [1, 1], [1, 1], [1, 1], 1, 18))
+        .sample(conv2d_sample(
+            "transposed input",
+            transposed(9, &[2, 2, 5, 6]),
+            &[3, 2, 3, 2],
+            true,
+            [2, 1],
+            [0, 1],
+            [1, 2],
+            1,
+            19,
+        ))
+        .sample(conv2d_sample("batch 0", x(10, &[0, 2, 4, 4]), &[3, 2, 3, 3], true, [1, 1], [0, 0], [1, 1], 1, 20))
+        .error(ErrorCase::new(
+            "2-D input",
+            || r(1, &[4, 4]).conv2d(&r(2, &[1, 1, 2, 2]), None, [1, 1], [0, 0], [1, 1], 1),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "3-D weight",
+            || r(1, &[1, 1, 4, 4]).conv2d(&r(2, &[1, 1, 2]), None, [1, 1], [0, 0], [1, 1], 1),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "channel mismatch",
+            || r(1, &[1, 3, 4, 4]).conv2d(&r(2, &[2, 2, 2, 2]), None, [1, 1], [0, 0], [1, 1], 1),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "groups do not divide the output channels",
+            || r(1, &[1, 4, 4, 4]).conv2d(&r(2, &[3, 2, 2, 2]), None, [1, 1], [0, 0], [1, 1], 2),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "kernel larger than padded input",
+            || r(1, &[1, 1, 3, 3]).conv2d(&r(2, &[1, 1, 4, 4]), None, [1, 1], [0, 0], [1, 1], 1),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "dilated kernel larger than padded input",
+            || r(1, &[1, 1, 4, 4]).conv2d(&r(2, &[1, 1, 3, 3]), None, [1, 1], [0, 0], [2, 2], 1),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "bias of wrong size",
+            || r(1, &[1, 1, 4, 4]).conv2d(&r(2, &[2, 1, 2, 2]), Some(&r(3, &[3])), [1, 1], [0, 0], [1, 1], 1),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "zero stride",
+            || r(1, &[1, 1, 4, 4]).conv2d(&r(2, &[1, 1, 2, 2]), None, [0, 1], [0, 0], [1, 1], 1),
+            arg_err,
+        ))
+        .error(ErrorCase::new(
+            "zero groups",
+            || r(1, &[1, 1, 4, 4]).conv2d(&r(2, &[1, 1, 2, 2]), None, [1, 1], [0, 0], [1, 1], 0),
+            arg_err,
+        ))
+        .error(ErrorCase::new(
+            "dtype mismatch",
+            || r(1, &[1, 1, 4, 4]).conv2d(&r(2, &[1, 1, 2, 2]).to_dtype(DType::F32)?, None, [1, 1], [0, 0], [1, 1], 1),
+            dtype_err,
+        ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv1d_sample(
+    desc: &str,
+    x: Tensor,
+    w_shape: &[usize],
+    bias: bool,
+    s: usize,
+    p: usize,
+    d: usize,
+    g: usize,
+) -> Sample {
+    let mut inputs = vec![x, r(40, w_shape)];
+    if bias {
+        inputs.push(r(41, &[w_shape[0]]));
+    }
+    Sample::new(
+        desc,
+        inputs,
+        move |i| Ok(vec![i[0].conv1d(&i[1], i.get(2), s, p, d, g)?]),
+        move |a| {
+            if a[0].shape.len() == 2 {
+                vec![unbatch(refs::conv1d(&batch1(&a[0]), &a[1], a.get(2), s, p, d, g))]
+            } else {
+                vec![refs::conv1d(&a[0], &a[1], a.get(2), s, p, d, g)]
+            }
+        },
+    )
+}
+
+fn conv1d_record() -> OpInfo {
+    OpInfo::new("conv1d", FLOATS, true)
+        .sample(conv1d_sample("k3, bias, batch 2", r(1, &[2, 3, 10]), &[4, 3, 3], true, 1, 0, 1, 1))
+        .sample(conv1d_sample("stride 2, pad 1, dilation 2", r(2, &[1, 2, 11]), &[3, 2, 3], false, 2, 1, 2, 1))
+        .sample(conv1d_sample("groups 3", r(3, &[2, 6, 8]), &[3, 2, 3], true, 1, 2, 1, 3))
+        .sample(conv1d_sample("unbatched", r(4, &[3, 7]), &[2, 3, 4], true, 3, 1, 1, 1))
+        .sample(conv1d_sample("transposed input", transposed(5, &[2, 3, 6]), &[2, 3, 2], false, 1, 0, 1, 1))
+        .error(ErrorCase::new(
+            "4-D input",
+            || r(1, &[1, 1, 1, 4]).conv1d(&r(2, &[1, 1, 2]), None, 1, 0, 1, 1),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "channel mismatch",
+            || r(1, &[1, 2, 5]).conv1d(&r(2, &[1, 3, 2]), None, 1, 0, 1, 1),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "kernel larger than padded input",
+            || r(1, &[1, 1, 3]).conv1d(&r(2, &[1, 1, 6]), None, 1, 1, 1, 1),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "zero dilation",
+            || r(1, &[1, 1, 5]).conv1d(&r(2, &[1, 1, 2]), None, 1, 0, 0, 1),
+            arg_err,
+        ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn convt_sample(
+    desc: &str,
+    x: Tensor,
+    w_shape: &[usize],
+    bias: bool,
+    s: [usize; 2],
+    p: [usize; 2],
+    op: [usize; 2],
+    d: [usize; 2],
+    g: usize,
+) -> Sample {
+    let mut inputs = vec![x, r(50, w_shape)];
+    if bias {
+        inputs.push(r(51, &[w_shape[1] * g]));
+    }
+    Sample::new(
+        desc,
+        inputs,
+        move |i| Ok(vec![i[0].conv_transpose2d(&i[1], i.get(2), s, p, op, d, g)?]),
+        move |a| {
+            if a[0].shape.len() == 3 {
+                vec![unbatch(refs::conv_transpose2d(&batch1(&a[0]), &a[1], a.get(2), s, p, op, d, g))]
+            } else {
+                vec![refs::conv_transpose2d(&a[0], &a[1], a.get(2), s, p, op, d, g)]
+            }
+        },
+    )
+}
+
+fn conv_transpose2d_record() -> OpInfo {
+    OpInfo::new("conv_transpose2d", FLOATS, true)
+        .sample(convt_sample(
+            "3x3, bias, batch 2",
+            r(1, &[2, 3, 4, 4]),
+            &[3, 2, 3, 3],
+            true,
+            [1, 1],
+            [0, 0],
+            [0, 0],
+            [1, 1],
+            1,
+        ))
+        .sample(convt_sample(
+            "stride 2, pad 1, output_padding 1",
+            r(2, &[1, 2, 3, 4]),
+            &[2, 3, 3, 3],
+            false,
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            1,
+        ))
+        .sample(convt_sample(
+            "non-square kernel, dilation 2, stride (2, 1)",
+            r(3, &[2, 2, 3, 3]),
+            &[2, 2, 2, 3],
+            true,
+            [2, 1],
+            [0, 1],
+            [0, 1],
+            [1, 2],
+            1,
+        ))
+        .sample(convt_sample("groups 2", r(4, &[1, 4, 3, 3]), &[4, 3, 2, 2], true, [2, 2], [0, 0], [0, 0], [1, 1], 2))
+        .sample(convt_sample("unbatched", r(5, &[2, 3, 2]), &[2, 1, 2, 2], false, [1, 2], [1, 0], [0, 1], [1, 1], 1))
+        .sample(convt_sample(
+            "transposed input",
+            transposed(6, &[2, 2, 3, 4]),
+            &[2, 2, 3, 2],
+            true,
+            [1, 1],
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            1,
+        ))
+        .error(ErrorCase::new(
+            "weight in-channels mismatch",
+            || r(1, &[1, 3, 4, 4]).conv_transpose2d(&r(2, &[2, 2, 3, 3]), None, [1, 1], [0, 0], [0, 0], [1, 1], 1),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "2-D input",
+            || r(1, &[4, 4]).conv_transpose2d(&r(2, &[1, 1, 3, 3]), None, [1, 1], [0, 0], [0, 0], [1, 1], 1),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "output_padding not smaller than stride or dilation",
+            || r(1, &[1, 1, 4, 4]).conv_transpose2d(&r(2, &[1, 1, 3, 3]), None, [2, 2], [0, 0], [2, 0], [1, 1], 1),
+            arg_err,
+        ))
+        .error(ErrorCase::new(
+            "padding leaves nothing",
+            || r(1, &[1, 1, 1, 1]).conv_transpose2d(&r(2, &[1, 1, 1, 1]), None, [1, 1], [1, 1], [0, 0], [1, 1], 1),
+            shape_err,
+        ))
+}
+
+type PoolArgs = ([usize; 2], [usize; 2], [usize; 2], [usize; 2], bool);
+
+fn max_pool_cases() -> Vec<(&'static str, Tensor, PoolArgs)> {
+    vec![
+        ("2x2 stride 2, batch 2", r(1, &[2, 3, 6, 6]), ([2, 2], [2, 2], [0, 0], [1, 1], false)),
+        ("3x3 stride 2 pad 1", r(2, &[1, 2, 7, 7]), ([3, 3], [2, 2], [1, 1], [1, 1], false)),
+        ("ceil_mode", r(3, &[1, 2, 6, 6]), ([3, 3], [2, 2], [0, 0], [1, 1], true)),
+        ("ceil_mode with padding", r(4, &[2, 1, 5, 6]), ([3, 2], [2, 2], [1, 1], [1, 1], true)),
+        ("dilation 2", r(5, &[1, 2, 7, 6]), ([2, 2], [1, 1], [0, 1], [2, 2], false)),
+        ("non-square kernel and stride", r(6, &[1, 3, 5, 8]), ([2, 3], [1, 2], [1, 1], [1, 1], false)),
+        ("unbatched", r(7, &[2, 4, 5]), ([2, 2], [1, 2], [0, 0], [1, 1], false)),
+        ("transposed input", transposed(8, &[2, 2, 5, 6]), ([3, 3], [1, 1], [1, 0], [1, 1], true)),
+    ]
+}
+
+fn pool_ref(a: &RefArray, f: impl Fn(&RefArray) -> Vec<RefArray>) -> Vec<RefArray> {
+    if a.shape.len() == 3 {
+        f(&batch1(a)).into_iter().map(unbatch).collect()
+    } else {
+        f(a)
+    }
+}
+
+fn max_pool_errors(op: OpInfo, with_indices: bool) -> OpInfo {
+    let run = move |x: Tensor, k: [usize; 2], s: [usize; 2], p: [usize; 2], d: [usize; 2]| {
+        if with_indices {
+            x.max_pool2d_with_indices(k, s, p, d, false).map(|_| ())
+        } else {
+            x.max_pool2d(k, s, p, d, false).map(|_| ())
+        }
+    };
+    op.error(ErrorCase::new("2-D input", move || run(r(1, &[4, 4]), [2, 2], [2, 2], [0, 0], [1, 1]), invalid_shape))
+        .error(ErrorCase::new(
+            "kernel larger than input",
+            move || run(r(1, &[1, 1, 3, 3]), [4, 4], [1, 1], [0, 0], [1, 1]),
+            invalid_shape,
+        ))
+        .error(ErrorCase::new(
+            "padding over half the kernel",
+            move || run(r(1, &[1, 1, 5, 5]), [2, 2], [1, 1], [2, 2], [1, 1]),
+            arg_err,
+        ))
+        .error(ErrorCase::new("zero stride", move || run(r(1, &[1, 1, 5, 5]), [2, 2], [0, 1], [0, 0], [1, 1]), arg_err))
+        .error(ErrorCase::new(
+            "integer input",
+            move || {
+                run(
+                    Tensor::zeros([1, 1, 4, 4], DType::I64, &tensor_core::Device::cpu())?,
+                    [2, 2],
+                    [2, 2],
+                    [0, 0],
+                    [1, 1],
+                )
+            },
+            unsupported,
+        ))
+}
+
+fn max_pool2d_record() -> OpInfo {
+    let mut op = OpInfo::new("max_pool2d", FLOATS, true);
+    for (desc, x, (k, s, p, d, c)) in max_pool_cases() {
+        op = op.sample(Sample::new(
+            desc,
+            vec![x],
+            move |i| Ok(vec![i[0].max_pool2d(k, s, p, d, c)?]),
+            move |a| pool_ref(&a[0], |x| vec![refs::max_pool2d(x, k, s, p, d, c).0]),
+        ));
+    }
+    max_pool_errors(op, false)
+}
+
+fn max_pool2d_with_indices_record() -> OpInfo {
+    let mut op = OpInfo::new("max_pool2d_with_indices", FLOATS, true);
+    for (desc, x, (k, s, p, d, c)) in max_pool_cases() {
+        op = op.sample(Sample::new(
+            desc,
+            vec![x],
+            move |i| {
+                let (v, ix) = i[0].max_pool2d_with_indices(k, s, p, d, c)?;
+                Ok(vec![v, ix])
+            },
+            move |a| {
+                pool_ref(&a[0], |x| {
+                    let (v, ix) = refs::max_pool2d(x, k, s, p, d, c);
+                    vec![v, ix]
+                })
+            },
+        ));
+    }
+    max_pool_errors(op, true)
+}
+
+fn avg_pool2d_record() -> OpInfo {
+    type Args = ([usize; 2], [usize; 2], [usize; 2], bool, bool);
+    let cases: Vec<(&str, Tensor, Args)> = vec![
+        ("2x2 stride 2, batch 2", r(1, &[2, 3, 6, 6]), ([2, 2], [2, 2], [0, 0], false, true)),
+        ("3x3 stride 2 pad 1, count_include_pad", r(2, &[1, 2, 7, 7]), ([3, 3], [2, 2], [1, 1], false, true)),
+        ("3x3 stride 2 pad 1, exclude pad", r(3, &[1, 2, 7, 7]), ([3, 3], [2, 2], [1, 1], false, false)),
+        ("ceil_mode, include pad", r(4, &[2, 1, 6, 5]), ([3, 2], [2, 2], [1, 1], true, true)),
+        ("ceil_mode, exclude pad", r(5, &[2, 1, 6, 5]), ([3, 2], [2, 2], [1, 1], true, false)),
+        ("ceil_mode, no pad", r(6, &[1, 2, 6, 6]), ([3, 3], [2, 2], [0, 0], true, true)),
+        ("non-square kernel", r(7, &[1, 3, 5, 8]), ([2, 3], [1, 2], [1, 1], false, true)),
+        ("unbatched", r(8, &[2, 4, 5]), ([2, 2], [1, 2], [0, 0], false, true)),
+        ("transposed input", transposed(9, &[2, 2, 5, 6]), ([3, 3], [1, 1], [1, 0], true, false)),
+    ];
+    let mut op = OpInfo::new("avg_pool2d", FLOATS, true);
+    for (desc, x, (k, s, p, c, inc)) in cases {
+        op = op.sample(Sample::new(
+            desc,
+            vec![x],
+            move |i| Ok(vec![i[0].avg_pool2d(k, s, p, c, inc)?]),
+            move |a| pool_ref(&a[0], |x| vec![refs::avg_pool2d(x, k, s, p, c, inc)]),
+        ));
+    }
+    op.error(ErrorCase::new(
+        "5-D input",
+        || r(1, &[1, 1, 1, 4, 4]).avg_pool2d([2, 2], [2, 2], [0, 0], false, true),
+        invalid_shape,
+    ))
+    .error(ErrorCase::new(
+        "padding over half the kernel",
+        || r(1, &[1, 1, 5, 5]).avg_pool2d([3, 3], [1, 1], [2, 2], false, true),
+        arg_err,
+    ))
+    .error(ErrorCase::new(
+        "kernel larger than padded input",
+        || r(1, &[1, 1, 2, 2]).avg_pool2d([5, 5], [1, 1], [1, 1], false, true),
+        invalid_shape,
+    ))
+}
+
+fn adaptive_avg_pool2d_record() -> OpInfo {
+    let cases: Vec<(&str, Tensor, [usize; 2])> = vec![
+        ("uneven windows", r(1, &[2, 3, 7, 5]), [3, 2]),
+        ("global", r(2, &[2, 2, 4, 6]), [1, 1]),
+        ("even division", r(3, &[1, 2, 4, 4]), [2, 2]),
+        ("output larger than input", r(4, &[1, 1, 3, 3]), [4, 5]),
+        ("unbatched", r(5, &[3, 5, 5]), [2, 3]),
+        ("transposed input", transposed(6, &[2, 2, 5, 6]), [3, 4]),
+    ];
+    let mut op = OpInfo::new("adaptive_avg_pool2d", FLOATS, true);
+    for (desc, x, o) in cases {
+        op = op.sample(Sample::new(
+            desc,
+            vec![x],
+            move |i| Ok(vec![i[0].adaptive_avg_pool2d(o)?]),
+            move |a| vec![refs::adaptive_avg_pool2d(&a[0], o)],
+        ));
+    }
+    op.error(ErrorCase::new("2-D input", || r(1, &[4, 4]).adaptive_avg_pool2d([2, 2]), invalid_shape))
+        .error(ErrorCase::new("empty spatial dim", || r(1, &[1, 1, 0, 4]).adaptive_avg_pool2d([2, 2]), invalid_shape))
+}
+
+fn pad_record() -> OpInfo {
+    let cases: Vec<(&str, Tensor, Vec<usize>, PadMode, refs::Mode)> = vec![
+        ("constant, last dim", int_t(1, &[2, 3], -5, 5), vec![1, 2], PadMode::Constant(3.0), refs::Mode::Constant(3.0)),
+        (
+            "constant, two dims",
+            int_t(2, &[2, 3, 4], -5, 5),
+            vec![1, 2, 0, 1],
+            PadMode::Constant(0.0),
+            refs::Mode::Constant(0.0),
+        ),
+        (
+            "constant, all three dims",
+            int_t(3, &[2, 2, 2], -5, 5),
+            vec![1, 0, 0, 2, 1, 1],
+            PadMode::Constant(7.0),
+            refs::Mode::Constant(7.0),
+        ),
+        ("reflect 1-D", int_t(4, &[5], -5, 5), vec![2, 4], PadMode::Reflect, refs::Mode::Reflect),
+        ("reflect two dims", int_t(5, &[1, 3, 4], -5, 5), vec![1, 3, 2, 1], PadMode::Reflect, refs::Mode::Reflect),
+        (
+            "replicate two dims",
+            int_t(6, &[2, 3, 3], -5, 5),
+            vec![2, 0, 1, 3],
+            PadMode::Replicate,
+            refs::Mode::Replicate,
+        ),
+        ("replicate size-1 dim", int_t(7, &[2, 1], -5, 5), vec![2, 2], PadMode::Replicate, refs::Mode::Replicate),
+        ("zero pads", int_t(8, &[2, 3], -5, 5), vec![0, 0], PadMode::Reflect, refs::Mode::Reflect),
+        (
+            "constant on zero-size",
+            int_t(9, &[0, 3], -5, 5),
+            vec![1, 1],
+            PadMode::Constant(2.0),
+            refs::Mode::Constant(2.0),
+        ),
+        (
+            "transposed input, reflect",
+            transposed(10, &[3, 4]).mul_scalar(5.0).expect("mul").floor().expect("floor"),
+            vec![1, 2, 2, 1],
+            PadMode::Reflect,
+            refs::Mode::Reflect,
+        ),
+    ];
+    let mut op = OpInfo::new("pad", NUMERIC, true);
+    for (desc, x, pads, mode, rmode) in cases {
+        let p2 = pads.clone();
+        op = op.sample(Sample::new(
+            desc,
+            vec![x],
+            move |i| Ok(vec![i[0].pad(&pads, mode)?]),
+            move |a| vec![refs::pad(&a[0], &p2, rmode)],
+        ));
+    }
+    op.error(ErrorCase::new("odd pad length", || r(1, &[2, 3]).pad(&[1], PadMode::Constant(0.0)), arg_err))
+        .error(ErrorCase::new("more pads than dims", || r(1, &[3]).pad(&[1, 1, 1, 1], PadMode::Constant(0.0)), arg_err))
+        .error(ErrorCase::new(
+            "reflect pad equal to the dim size",
+            || r(1, &[2, 3]).pad(&[3, 0], PadMode::Reflect),
+            arg_err,
+        ))
+        .error(ErrorCase::new("replicate an empty dim", || r(1, &[2, 0]).pad(&[1, 0], PadMode::Replicate), arg_err))
+}
+
+fn embedding_record() -> OpInfo {
+    let s = |desc: &str, w: Tensor, idx: Tensor| {
+        Sample::new(desc, vec![w, idx], |i| Ok(vec![i[0].embedding(&i[1])?]), |a| vec![refs::embedding(&a[0], &a[1])])
+            .with_cast(vec![true, false])
+    };
+    OpInfo::new("embedding", NUMERIC, true)
+        .sample(s("2-D indices", int_t(1, &[5, 3], -9, 9), idx_t(&[0, 4, 2, 2, 1, 3], &[2, 3])))
+        .sample(s("1-D indices with repeats", r(2, &[4, 2]), idx_t(&[3, 3, 0], &[3])))
+        .sample(s("0-dim index", r(3, &[4, 3]), Tensor::scalar(2i64)))
+        .sample(s("empty indices", r(4, &[4, 3]), idx_t(&[], &[0])))
+        .sample(s("I32 indices", r(5, &[3, 2]), Tensor::from_vec(vec![2i32, 0], [2]).expect("numel")))
+        .sample(s("transposed weight", transposed(6, &[5, 4]), idx_t(&[1, 0, 4], &[3, 1])))
+        .error(ErrorCase::new("index too large", || r(1, &[3, 2]).embedding(&idx_t(&[0, 3], &[2])), index_err))
+        .error(ErrorCase::new("negative index", || r(1, &[3, 2]).embedding(&idx_t(&[-1], &[1])), index_err))
+        .error(ErrorCase::new("float indices", || r(1, &[3, 2]).embedding(&r(2, &[2])), dtype_err))
+        .error(ErrorCase::new("1-D weight", || r(1, &[3]).embedding(&idx_t(&[0], &[1])), shape_err))
+}
+
+fn layer_norm_record() -> OpInfo {
+    let s = |desc: &str, x: Tensor, ns: Vec<usize>, w: bool, b: bool| {
+        let mut inputs = vec![x];
+        if w {
+            inputs.push(rand_t(30, &ns, 0.5, 1.5));
+        }
+        if b {
+            inputs.push(r(31, &ns));
+        }
+        let k = ns.len();
+        Sample::new(
+            desc,
+            inputs,
+            move |i| {
+                let wt = if w { Some(&i[1]) } else { None };
+                let bt = if b { Some(&i[if w { 2 } else { 1 }]) } else { None };
+                Ok(vec![i[0].layer_norm(&ns, wt, bt, 1e-5)?])
+            },
+            move |a| {
+                let wt = if w { Some(&a[1]) } else { None };
+                let bt = if b { Some(&a[if w { 2 } else { 1 }]) } else { None };
+                vec![refs::layer_norm(&a[0], k, wt, bt, 1e-5)]
+            },
+        )
+    };
+    OpInfo::new("layer_norm", FLOATS, true)
+        .sample(s("last dim, affine", r(1, &[2, 3, 4]), vec![4], true, true))
+        .sample(s("two dims, no affine", r(2, &[2, 3, 4]), vec![3, 4], false, false))
+        .sample(s("1-D input, weight only", r(3, &[6]), vec![6], true, false))
+        .sample(s("bias only", r(4, &[3, 5]), vec![5], false, true))
+        .sample(s("offset values (stability)", rand_t(5, &[3, 8], 50.0, 52.0), vec![8], true, true))
+        .sample(s("transposed input", transposed(6, &[3, 4]), vec![4], true, true))
+        .error(ErrorCase::new("shape mismatch", || r(1, &[2, 3]).layer_norm(&[4], None, None, 1e-5), shape_err))
+        .error(ErrorCase::new("empty normalized_shape", || r(1, &[2, 3]).layer_norm(&[], None, None, 1e-5), shape_err))
+        .error(ErrorCase::new(
+            "weight of wrong shape",
+            || r(1, &[2, 3]).layer_norm(&[3], Some(&r(2, &[2])), None, 1e-5),
+            shape_err,
+        ))
+}
+
+/// Batch-norm sample; the op copies the running stats so the sample's inputs stay
+/// untouched, and returns `[y]` or `[y, running_mean, running_var]`.
+fn bn_sample(desc: &str, x: Tensor, stats: bool, affine: bool, training: bool, return_stats: bool) -> Sample {
+    let c = x.dims()[1];
+    let mut inputs = vec![x];
+    if stats {
+        inputs.push(r(60, &[c]));
+        inputs.push(rand_t(61, &[c], 0.5, 2.0));
+    }
+    if affine {
+        inputs.push(rand_t(62, &[c], 0.5, 1.5));
+        inputs.push(r(63, &[c]));
+    }
+    let (m, eps) = (0.1, 1e-5);
+    let a0 = if stats { 3 } else { 1 };
+    Sample::new(
+        desc,
+        inputs,
+        move |i| {
+            let rm = if stats { Some(i[1].copy()?) } else { None };
+            let rv = if stats { Some(i[2].copy()?) } else { None };
+            let (w, b) = if affine { (Some(&i[a0]), Some(&i[a0 + 1])) } else { (None, None) };
+            let y = i[0].batch_norm(rm.as_ref(), rv.as_ref(), w, b, training, m, eps)?;
+            let mut out = vec![y];
+            if return_stats {
+                out.extend(rm);
+                out.extend(rv);
+            }
+            Ok(out)
+        },
+        move |a| {
+            let (w, b) = if affine { (Some(&a[a0]), Some(&a[a0 + 1])) } else { (None, None) };
+            let (rm, rv) = if stats { (Some(&a[1]), Some(&a[2])) } else { (None, None) };
+            let (y, nm, nv) = refs::batch_norm(&a[0], rm, rv, w, b, training, m, eps);
+            let mut out = vec![y];
+            if return_stats {
+                out.extend(nm);
+                out.extend(nv);
+            }
+            out
+        },
+    )
+}
+
+fn batch_norm_record() -> OpInfo {
+    OpInfo::new("batch_norm", FLOATS, true)
+        .sample(bn_sample("training, 2-D input, affine", r(1, &[6, 3]), true, true, true, false))
+        .sample(bn_sample("training, 4-D input, affine", r(2, &[2, 3, 3, 2]), true, true, true, false))
+        .sample(bn_sample("training, no running stats, no affine", r(3, &[3, 2, 4]), false, false, true, false))
+        .sample(bn_sample("eval with running stats", r(4, &[2, 3, 2, 2]), true, true, false, false))
+        .sample(bn_sample("eval, no affine", r(5, &[4, 2]), true, false, false, false))
+        .sample(bn_sample("transposed input", transposed(6, &[2, 3, 4, 3]), true, true, true, false))
+        .error(ErrorCase::new(
+            "running_mean of wrong size",
+            || r(1, &[4, 3]).batch_norm(Some(&r(2, &[2])), Some(&r(3, &[3])), None, None, true, 0.1, 1e-5),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "weight of wrong size",
+            || r(1, &[4, 3]).batch_norm(None, None, Some(&r(2, &[4])), None, true, 0.1, 1e-5),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "eval without running stats",
+            || r(1, &[4, 3]).batch_norm(None, None, None, None, false, 0.1, 1e-5),
+            arg_err,
+        ))
+        .error(ErrorCase::new(
+            "one value per channel in training",
+            || r(1, &[1, 3]).batch_norm(None, None, None, None, true, 0.1, 1e-5),
+            arg_err,
+        ))
+        .error(ErrorCase::new(
+            "1-D input",
+            || r(1, &[3]).batch_norm(None, None, None, None, true, 0.1, 1e-5),
+            invalid_shape,
+        ))
+}
+
+/// The in-place running-statistics update of `batch_norm` in training mode (not
+/// differentiable: the stats are buffers).
+fn batch_norm_stats_record() -> OpInfo {
+    OpInfo::new("batch_norm_running_stats", FLOATS, false)
+        .sample(bn_sample("2-D input", r(1, &[5, 3]), true, false, true, true))
+        .sample(bn_sample("4-D input, affine", r(2, &[3, 2, 2, 3]), true, true, true, true))
+        .sample(bn_sample("eval leaves stats unchanged", r(3, &[3, 2, 2]), true, true, false, true))
+}
+
+fn dropout_record() -> OpInfo {
+    let s = |desc: &str, p: f64, training: bool, zero: bool| {
+        Sample::new(
+            desc,
+            vec![r(1, &[3, 4])],
+            move |i| Ok(vec![i[0].dropout(p, training)?]),
+            move |a| vec![if zero { a[0].map(|_| 0.0) } else { a[0].clone() }],
+        )
+    };
+    OpInfo::new("dropout", FLOATS, true)
+        .sample(s("eval is identity", 0.5, false, false))
+        .sample(s("p = 0 is identity", 0.0, true, false))
+        .sample(s("p = 1 zeroes everything", 1.0, true, true))
+        .error(ErrorCase::new("p > 1", || r(1, &[3]).dropout(1.5, true), arg_err))
+        .error(ErrorCase::new("p < 0", || r(1, &[3]).dropout(-0.1, true), arg_err))
+        .error(ErrorCase::new("p NaN", || r(1, &[3]).dropout(f64::NAN, false), arg_err))
+}
+
+fn dropout_mask_record() -> OpInfo {
+    let seeded = |desc: &str, shape: &[usize], p: f64, seed: u64| {
+        Sample::new(
+            desc,
+            vec![r(1, shape)],
+            move |i| Ok(vec![i[0].dropout_mask_with(&mut Generator::new(seed), p)?]),
+            move |a| {
+                let keep = 1.0 - p;
+                let u = Generator::new(seed).uniform_f64(a[0].numel());
+                let v = u.into_iter().map(|u| if u < keep { 1.0 / keep } else { 0.0 }).collect();
+                vec![RefArray::new(a[0].shape.clone(), v)]
+            },
+        )
+    };
+    OpInfo::new("dropout_mask", FLOATS, false)
+        .covers(&["dropout_mask_with"])
+        .sample(seeded("explicit generator, p = 0.3", &[4, 5], 0.3, 11))
+        .sample(seeded("explicit generator, p = 0.5, 3-D", &[2, 3, 4], 0.5, 12))
+        .sample(seeded("p = 0 keeps everything", &[3, 3], 0.0, 13))
+        .sample(seeded("p = 1 drops everything", &[3, 3], 1.0, 14))
+        .sample(seeded("zero-size", &[0, 3], 0.2, 15))
+        .sample(Sample::new(
+            "global generator: entries are 0 or 1/(1-p)",
+            vec![r(2, &[6, 7])],
+            |i| {
+                let m = i[0].dropout_mask(0.5)?;
+                Ok(vec![m.mul(&m.sub_scalar(2.0)?)?])
+            },
+            |a| vec![a[0].map(|_| 0.0)],
+        ))
+        .sample(Sample::new(
+            "dropout in training: each output is 0 or x/(1-p)",
+            vec![r(3, &[5, 6])],
+            |i| {
+                let y = i[0].dropout(0.5, true)?;
+                Ok(vec![y.mul(&y.sub(&i[0].mul_scalar(2.0)?)?)?])
+            },
+            |a| vec![a[0].map(|_| 0.0)],
+        ))
+        .error(ErrorCase::new("p > 1", || r(1, &[3]).dropout_mask(1.01), arg_err))
+        .error(ErrorCase::new("p < 0", || r(1, &[3]).dropout_mask_with(&mut Generator::new(1), -0.5), arg_err))
+        .error(ErrorCase::new("integer tensor", || Tensor::new(&[1i64, 2]).dropout_mask(0.5), unsupported))
+}
 
 /// The records of this family.
 pub fn ops() -> Vec<OpInfo> {
-    Vec::new()
+    vec![
+        softmax_record("softmax", false),
+        softmax_record("log_softmax", true),
+        conv1d_record(),
+        conv2d_record(),
+        conv_transpose2d_record(),
+        max_pool2d_record(),
+        max_pool2d_with_indices_record(),
+        avg_pool2d_record(),
+        adaptive_avg_pool2d_record(),
+        pad_record(),
+        embedding_record(),
+        layer_norm_record(),
+        batch_norm_record(),
+        batch_norm_stats_record(),
+        dropout_record(),
+        dropout_mask_record(),
+    ]
 }

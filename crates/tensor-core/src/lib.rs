@@ -38,6 +38,7 @@ pub use device::{Device, Storage};
 pub use dtype::{DType, Elem, Scalar, ALL_DTYPES};
 pub use error::{Error, Result};
 pub use layout::Layout;
+pub use ops::nn::PadMode;
 pub use random::{manual_seed, Generator};
 pub use shape::Shape;
 pub use tensor::Tensor;

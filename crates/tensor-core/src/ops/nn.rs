@@ -1,1 +1,419 @@
-//! nn ops.
+//! Neural-network math that is not a convolution or a pooling: softmax, padding,
+//! embedding lookup, layer/batch normalisation and dropout. Everything is composed
+//! from tensor ops and backend primitives, so every backend gets it.
+//!
+//! Half-precision inputs (f16, bf16) are computed in f32 and rounded once at the
+//! end, like PyTorch's CPU kernels, so long sums do not lose precision.
+
+use crate::backend::FusedOp;
+use crate::random::{with_global, Generator};
+use crate::{DType, Error, Result, Scalar, Tensor};
+
+/// How [`Tensor::pad`] fills the new border.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PadMode {
+    /// A constant value (PyTorch's `mode='constant', value=v`).
+    Constant(f64),
+    /// Mirror without repeating the edge: `[a b c]` padded by 2 on the left reads `c b a b c`.
+    Reflect,
+    /// Repeat the edge value.
+    Replicate,
+}
+
+/// The dtype a composite computes in: half types go through f32.
+pub(crate) fn compute_dtype(dt: DType) -> DType {
+    match dt {
+        DType::F16 | DType::BF16 => DType::F32,
+        d => d,
+    }
+}
+
+/// Fails unless `t` has a float dtype.
+pub(crate) fn require_float(op: &'static str, t: &Tensor) -> Result<()> {
+    if t.dtype().is_float() {
+        Ok(())
+    } else {
+        Err(Error::Unsupported { op, dtype: t.dtype(), device: t.device().to_string() })
+    }
+}
+
+/// Checks that an optional per-channel (or per-feature) parameter has `shape`.
+pub(crate) fn check_param(op: &'static str, what: &str, x: &Tensor, p: Option<&Tensor>, shape: &[usize]) -> Result<()> {
+    if let Some(p) = p {
+        x.same_device(op, p)?;
+        if p.dims() != shape {
+            return Err(Error::shape(op, x.dims(), p.dims(), format!("{what} should have shape {shape:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// A host-built I64 tensor moved to `t`'s device.
+pub(crate) fn index_tensor(v: Vec<i64>, shape: &[usize], t: &Tensor) -> Result<Tensor> {
+    Tensor::from_vec(v, shape.to_vec())?.to_device(t.device())
+}
+
+/// A host-built tensor of `dtype` on `t`'s device.
+pub(crate) fn host_tensor(v: Vec<f64>, shape: &[usize], dtype: DType, t: &Tensor) -> Result<Tensor> {
+    Tensor::from_vec(v, shape.to_vec())?.to_dtype(dtype)?.to_device(t.device())
+}
+
+impl Tensor {
+    /// Softmax along `dim`: `exp(x - max) / sum(exp(x - max))`, numerically stable.
+    /// Float dtypes only.
+    ///
+    /// ```
+    /// use tensor_core::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 1000.0, 1000.0, 1000.0], [2, 3])?;
+    /// let y = x.softmax(-1)?.to_vec2::<f32>()?;
+    /// assert!((y[0][2] - 0.66524096).abs() < 1e-6);
+    /// assert!((y[1][0] - 1.0 / 3.0).abs() < 1e-6);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn softmax(&self, dim: isize) -> Result<Tensor> {
+        self.softmax_impl("softmax", dim, false)
+    }
+
+    /// Log-softmax along `dim`: `x - max - log(sum(exp(x - max)))`, numerically stable.
+    pub fn log_softmax(&self, dim: isize) -> Result<Tensor> {
+        self.softmax_impl("log_softmax", dim, true)
+    }
+
+    fn softmax_impl(&self, op: &'static str, dim: isize, log: bool) -> Result<Tensor> {
+        require_float(op, self)?;
+        if self.rank() == 0 {
+            crate::shape::normalize_dim_scalar_ok(op, dim, 0)?;
+            return self.reshape(&[1, 1])?.softmax_impl(op, -1, log)?.reshape(&[]);
+        }
+        let d = self.layout().dim(op, dim)?;
+        let last = self.rank() - 1;
+        if self.numel() == 0 {
+            return self.copy();
+        }
+        // Move `dim` last and make the rows contiguous, so the fused path applies.
+        let moved = if d == last { self.clone() } else { self.transpose(d as isize, last as isize)? };
+        let xc = moved.contiguous()?;
+        let cols = xc.dims()[last];
+        let rows = xc.numel() / cols;
+        let x2 = xc.reshape_to([rows, cols])?;
+        let fused = {
+            let buf = x2.storage().read();
+            x2.device().backend().fused(&FusedOp::Softmax { x: &**buf, layout: x2.layout(), log })
+        };
+        let y2 = match fused {
+            Some(r) => Tensor::from_buffer(r?, [rows, cols], x2.device()),
+            None => {
+                let x = x2.to_dtype(compute_dtype(x2.dtype()))?;
+                let z = x.sub(&x.amax(&[-1], true)?)?;
+                let y = if log { z.sub(&z.exp()?.sum(&[-1], true)?.log()?)? } else { softmax_of_shifted(&z)? };
+                y.to_dtype(self.dtype())?
+            }
+        };
+        let y = y2.reshape_to(xc.shape().clone())?;
+        if d == last {
+            Ok(y)
+        } else {
+            y.transpose(d as isize, last as isize)?.contiguous()
+        }
+    }
+
+    /// Pads with `pads` given in PyTorch's order: the last dim first, as
+    /// `(left, right)` pairs, then the dim before it (`(left, right, top, bottom)` for
+    /// an image), and so on.
+    ///
+    /// `Reflect` needs every pad smaller than its dim; `Replicate` needs non-empty
+    /// dims. Unlike PyTorch, reflect and replicate work on any dims, not only the
+    /// last three.
+    ///
+    /// ```
+    /// use tensor_core::{ops::nn::PadMode, Tensor};
+    /// let x = Tensor::new(&[1.0f32, 2.0, 3.0]);
+    /// assert_eq!(x.pad(&[2, 1], PadMode::Reflect)?.to_vec::<f32>()?, vec![3.0, 2.0, 1.0, 2.0, 3.0, 2.0]);
+    /// assert_eq!(x.pad(&[1, 0], PadMode::Constant(9.0))?.to_vec::<f32>()?, vec![9.0, 1.0, 2.0, 3.0]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn pad(&self, pads: &[usize], mode: PadMode) -> Result<Tensor> {
+        let r = self.rank();
+        if pads.len() % 2 != 0 || pads.len() > 2 * r {
+            return Err(Error::arg(
+                "pad",
+                format!(
+                    "padding length must be even and at most twice the input rank {r}, got {} values for shape {:?}",
+                    pads.len(),
+                    self.dims()
+                ),
+            ));
+        }
+        // (dim, left, right) for every padded dim.
+        let per_dim: Vec<(usize, usize, usize)> =
+            pads.chunks(2).enumerate().map(|(i, p)| (r - 1 - i, p[0], p[1])).collect();
+        let mut out_shape = self.dims().to_vec();
+        for &(d, lo, hi) in &per_dim {
+            out_shape[d] += lo + hi;
+        }
+        match mode {
+            PadMode::Constant(v) => {
+                let out = Tensor::full(out_shape, Scalar::F64(v), self.dtype(), self.device())?;
+                let mut inner = out.clone();
+                for &(d, lo, _) in &per_dim {
+                    inner = inner.narrow(d as isize, lo as isize, self.dims()[d])?;
+                }
+                inner.copy_(self)?;
+                Ok(out)
+            }
+            PadMode::Reflect | PadMode::Replicate => {
+                let mut cur = self.clone();
+                for &(d, lo, hi) in &per_dim {
+                    if lo == 0 && hi == 0 {
+                        continue;
+                    }
+                    let size = self.dims()[d];
+                    let reflect = mode == PadMode::Reflect;
+                    if reflect && (lo >= size || hi >= size) {
+                        return Err(Error::arg(
+                            "pad",
+                            format!(
+                                "reflect padding ({lo}, {hi}) must be smaller than dim {d} of input shape {:?}",
+                                self.dims()
+                            ),
+                        ));
+                    }
+                    if size == 0 {
+                        return Err(Error::arg(
+                            "pad",
+                            format!("cannot replicate-pad the empty dim {d} of input shape {:?}", self.dims()),
+                        ));
+                    }
+                    let n = size + lo + hi;
+                    let last = size as i64 - 1;
+                    let idx: Vec<i64> = (0..n as i64)
+                        .map(|o| {
+                            let i = o - lo as i64;
+                            if reflect {
+                                if i < 0 {
+                                    -i
+                                } else if i > last {
+                                    2 * last - i
+                                } else {
+                                    i
+                                }
+                            } else {
+                                i.clamp(0, last)
+                            }
+                        })
+                        .collect();
+                    let mut ishape = vec![1; r];
+                    ishape[d] = n;
+                    let mut target = cur.dims().to_vec();
+                    target[d] = n;
+                    let index = index_tensor(idx, &ishape, self)?.broadcast_to(target.clone())?;
+                    cur = cur.run2(&index, target, |be, s, sl, i, il| be.gather(s, sl, i, il, d))?;
+                }
+                if cur.same_storage(self) {
+                    cur = cur.copy()?;
+                }
+                Ok(cur)
+            }
+        }
+    }
+
+    /// Looks up rows of this `[num_embeddings, dim]` weight: the result has shape
+    /// `indices.shape + [dim]` (PyTorch's `F.embedding(indices, weight)`).
+    /// `indices` are I64 (or I32); an index outside `[0, num_embeddings)` is an error.
+    ///
+    /// ```
+    /// use tensor_core::Tensor;
+    /// let w = Tensor::from_vec(vec![0.0f32, 1.0, 10.0, 11.0, 20.0, 21.0], [3, 2])?;
+    /// let e = w.embedding(&Tensor::new(&[2i64, 0]))?;
+    /// assert_eq!(e.to_vec2::<f32>()?, vec![vec![20.0, 21.0], vec![0.0, 1.0]]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn embedding(&self, indices: &Tensor) -> Result<Tensor> {
+        self.same_device("embedding", indices)?;
+        if self.rank() != 2 {
+            return Err(Error::shape(
+                "embedding",
+                self.dims(),
+                indices.dims(),
+                "the weight must be 2-D [num_embeddings, embedding_dim]",
+            ));
+        }
+        let idx = match indices.dtype() {
+            DType::I64 => indices.clone(),
+            DType::I32 => indices.to_dtype(DType::I64)?,
+            got => return Err(Error::DTypeMismatch { op: "embedding", expected: DType::I64, got }),
+        };
+        let (num, dim) = (self.dims()[0], self.dims()[1]);
+        let n = idx.numel();
+        if n > 0 {
+            let lo = idx.min_all()?.to_scalar::<i64>()?;
+            let hi = idx.max_all()?.to_scalar::<i64>()?;
+            let bad = if lo < 0 {
+                Some(lo)
+            } else if hi >= num as i64 {
+                Some(hi)
+            } else {
+                None
+            };
+            if let Some(index) = bad {
+                return Err(Error::IndexOutOfRange { op: "embedding", index, dim: 0, size: num });
+            }
+        }
+        let index = idx.reshape_to([n, 1])?.broadcast_to([n, dim])?;
+        let rows = self.run2(&index, [n, dim], |be, s, sl, i, il| be.gather(s, sl, i, il, 0))?;
+        let mut shape = idx.dims().to_vec();
+        shape.push(dim);
+        rows.reshape_to(shape)
+    }
+
+    /// Layer normalisation over the trailing dims given by `normalized_shape`:
+    /// `(x - mean) / sqrt(var + eps) * weight + bias` with the biased variance.
+    /// `weight` and `bias` (optional) have shape `normalized_shape`.
+    pub fn layer_norm(
+        &self,
+        normalized_shape: &[usize],
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f64,
+    ) -> Result<Tensor> {
+        let op = "layer_norm";
+        require_float(op, self)?;
+        let k = normalized_shape.len();
+        let r = self.rank();
+        if k == 0 || k > r || &self.dims()[r - k..] != normalized_shape {
+            return Err(Error::shape(
+                op,
+                self.dims(),
+                normalized_shape,
+                "normalized_shape must be non-empty and equal the input's trailing dims",
+            ));
+        }
+        check_param(op, "weight", self, weight, normalized_shape)?;
+        check_param(op, "bias", self, bias, normalized_shape)?;
+        let cd = compute_dtype(self.dtype());
+        let x = self.contiguous()?.to_dtype(cd)?;
+        let dims: Vec<isize> = (0..k as isize).map(|i| i - k as isize).collect();
+        let centered = x.sub(&x.mean(&dims, true)?)?;
+        let var = centered.square()?.mean(&dims, true)?;
+        let mut y = centered.mul(&var.add_scalar(eps)?.rsqrt()?)?;
+        if let Some(w) = weight {
+            y = y.mul(&w.contiguous()?.to_dtype(cd)?)?;
+        }
+        if let Some(b) = bias {
+            y = y.add(&b.contiguous()?.to_dtype(cd)?)?;
+        }
+        y.to_dtype(self.dtype())
+    }
+
+    /// Batch normalisation of an `[N, C, ...]` input per channel `C`.
+    ///
+    /// In training mode it normalises with the batch statistics (biased variance) and,
+    /// when given, updates `running_mean`/`running_var` in place like PyTorch:
+    /// `running = (1 - momentum) * running + momentum * batch_stat`, with the
+    /// unbiased variance for `running_var`. In evaluation mode it normalises with the
+    /// running statistics, which must then be given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm(
+        &self,
+        running_mean: Option<&Tensor>,
+        running_var: Option<&Tensor>,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        training: bool,
+        momentum: f64,
+        eps: f64,
+    ) -> Result<Tensor> {
+        let op = "batch_norm";
+        require_float(op, self)?;
+        let r = self.rank();
+        if r < 2 {
+            return Err(Error::invalid_shape(op, self.dims(), "expected an input of shape [N, C, ...] (rank >= 2)"));
+        }
+        let c = self.dims()[1];
+        check_param(op, "running_mean", self, running_mean, &[c])?;
+        check_param(op, "running_var", self, running_var, &[c])?;
+        check_param(op, "weight", self, weight, &[c])?;
+        check_param(op, "bias", self, bias, &[c])?;
+        let cd = compute_dtype(self.dtype());
+        let x = self.contiguous()?.to_dtype(cd)?;
+        let mut bshape = vec![1usize; r];
+        bshape[1] = c;
+        let per_channel = |t: &Tensor| -> Result<Tensor> { t.contiguous()?.to_dtype(cd)?.reshape_to(bshape.clone()) };
+        let dims: Vec<isize> = (0..r as isize).filter(|&d| d != 1).collect();
+        let (mean, var) = if training {
+            let n = if c == 0 { 0 } else { self.numel() / c };
+            if n <= 1 {
+                return Err(Error::arg(
+                    op,
+                    format!("expected more than 1 value per channel when training, got input size {:?}", self.dims()),
+                ));
+            }
+            let mean = x.mean(&dims, true)?;
+            let var = x.sub(&mean)?.square()?.mean(&dims, true)?;
+            if let Some(rm) = running_mean {
+                let new =
+                    rm.to_dtype(cd)?.mul_scalar(1.0 - momentum)?.add(&mean.reshape_to([c])?.mul_scalar(momentum)?)?;
+                rm.copy_(&new)?;
+            }
+            if let Some(rv) = running_var {
+                let unbiased = var.reshape_to([c])?.mul_scalar(n as f64 / (n as f64 - 1.0))?;
+                let new = rv.to_dtype(cd)?.mul_scalar(1.0 - momentum)?.add(&unbiased.mul_scalar(momentum)?)?;
+                rv.copy_(&new)?;
+            }
+            (mean, var)
+        } else {
+            match (running_mean, running_var) {
+                (Some(m), Some(v)) => (per_channel(m)?, per_channel(v)?),
+                _ => {
+                    return Err(Error::arg(op, "running_mean and running_var must be given in evaluation mode"));
+                }
+            }
+        };
+        let mut y = x.sub(&mean)?.mul(&var.add_scalar(eps)?.rsqrt()?)?;
+        if let Some(w) = weight {
+            y = y.mul(&per_channel(w)?)?;
+        }
+        if let Some(b) = bias {
+            y = y.add(&per_channel(b)?)?;
+        }
+        y.to_dtype(self.dtype())
+    }
+
+    /// A dropout mask shaped like `self`: each entry is `1 / (1 - p)` with probability
+    /// `1 - p`, else 0, drawn from the global seeded generator. `p` must be in
+    /// `[0, 1]`; `p = 1` gives all zeros (like PyTorch's dropout).
+    pub fn dropout_mask(&self, p: f64) -> Result<Tensor> {
+        with_global(|g| self.dropout_mask_with(g, p))
+    }
+
+    /// [`Tensor::dropout_mask`] with an explicit generator. An entry is kept when its
+    /// uniform draw `u` (in element order) satisfies `u < 1 - p`.
+    pub fn dropout_mask_with(&self, g: &mut Generator, p: f64) -> Result<Tensor> {
+        require_float("dropout", self)?;
+        if !(0.0..=1.0).contains(&p) {
+            return Err(Error::arg("dropout", format!("dropout probability has to be between 0 and 1, but got {p}")));
+        }
+        let keep = 1.0 - p;
+        let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
+        let v = g.uniform_f64(self.numel()).into_iter().map(|u| if u < keep { scale } else { 0.0 }).collect();
+        host_tensor(v, self.dims(), self.dtype(), self)
+    }
+
+    /// Dropout: in training, `self * mask` with [`Tensor::dropout_mask`]`(p)`;
+    /// otherwise `self` unchanged.
+    pub fn dropout(&self, p: f64, training: bool) -> Result<Tensor> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(Error::arg("dropout", format!("dropout probability has to be between 0 and 1, but got {p}")));
+        }
+        if !training || p == 0.0 {
+            return Ok(self.clone());
+        }
+        self.mul(&self.dropout_mask(p)?)
+    }
+}
+
+/// `exp(z) / sum(exp(z))` over the last dim of a max-shifted `z`.
+fn softmax_of_shifted(z: &Tensor) -> Result<Tensor> {
+    let e = z.exp()?;
+    e.div(&e.sum(&[-1], true)?)
+}

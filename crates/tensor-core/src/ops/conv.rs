@@ -1,0 +1,305 @@
+//! Convolutions as im2col + GEMM.
+//!
+//! `conv2d` pads once, views the padded input as overlapping windows
+//! `[N, C, kh, kw, OH, OW]` through strides (no copy), copies that view into one
+//! contiguous column buffer `[N, groups, C/groups * kh * kw, OH * OW]`, and runs one
+//! batched GEMM against the weight viewed as `[groups, O/groups, C/groups * kh * kw]`.
+//! The product already has the `[N, O, OH, OW]` memory order, so no output permute
+//! is needed. `conv1d` is `conv2d` on a height-1 image. `conv_transpose2d` runs the
+//! GEMM the other way (weight transposed times input) and scatters the columns back
+//! with one strided in-place add per kernel tap (col2im).
+
+use super::nn::{check_param, compute_dtype, require_float, PadMode};
+use crate::{Error, Layout, Result, Shape, Tensor};
+
+/// Checks that the input and the weight agree on device and dtype.
+fn check_pair(op: &'static str, x: &Tensor, w: &Tensor) -> Result<()> {
+    x.same_device(op, w)?;
+    require_float(op, x)?;
+    if x.dtype() != w.dtype() {
+        return Err(Error::DTypeMismatch { op, expected: x.dtype(), got: w.dtype() });
+    }
+    Ok(())
+}
+
+/// Fails when any of the sizes is 0.
+fn check_positive(op: &'static str, what: &str, v: &[usize]) -> Result<()> {
+    if v.contains(&0) {
+        return Err(Error::arg(op, format!("{what} must be positive, got {v:?}")));
+    }
+    Ok(())
+}
+
+/// The output length of a window of `k` taps, dilation `d`, stride `s` sliding over
+/// `n` (already padded) positions; `None` when the kernel does not fit.
+fn windows(n: usize, k: usize, s: usize, d: usize) -> Option<usize> {
+    let extent = d * (k - 1) + 1;
+    if n < extent {
+        None
+    } else {
+        Some((n - extent) / s + 1)
+    }
+}
+
+/// Adds the per-channel `bias` (shape `[C]`) to a fresh `[N, C, ...]` output in place.
+fn add_bias(out: &Tensor, bias: Option<&Tensor>) -> Result<()> {
+    if let Some(b) = bias {
+        let mut s = vec![1usize; out.rank()];
+        s[1] = out.dims()[1];
+        out.add_(&b.to_dtype(out.dtype())?.reshape_to(s)?)?;
+    }
+    Ok(())
+}
+
+/// The shared conv2d body on a batched `[N, C, H, W]` input.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_batched(
+    op: &'static str,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+) -> Result<Tensor> {
+    let (n, c, h, wd) = (x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]);
+    let (o, cg, kh, kw) = (w.dims()[0], w.dims()[1], w.dims()[2], w.dims()[3]);
+    if c % groups != 0 || o % groups != 0 || cg * groups != c {
+        return Err(Error::shape(
+            op,
+            x.dims(),
+            w.dims(),
+            format!(
+                "expected weight [out, in/groups, kh, kw] with in = {c} input channels, out divisible by groups = {groups}"
+            ),
+        ));
+    }
+    check_param(op, "bias", x, bias, &[o])?;
+    if kh == 0 || kw == 0 {
+        return Err(Error::shape(op, x.dims(), w.dims(), "kernel sizes must be positive"));
+    }
+    let (hp, wp) = (h + 2 * padding[0], wd + 2 * padding[1]);
+    let (oh, ow) = match (windows(hp, kh, stride[0], dilation[0]), windows(wp, kw, stride[1], dilation[1])) {
+        (Some(a), Some(b)) => (a, b),
+        _ => {
+            return Err(Error::shape(
+                op,
+                x.dims(),
+                w.dims(),
+                format!(
+                    "kernel size (with dilation {dilation:?}) can't be greater than the padded input size [{hp}, {wp}]"
+                ),
+            ))
+        }
+    };
+    let cd = compute_dtype(x.dtype());
+    let xc = x.contiguous()?.to_dtype(cd)?;
+    let xp = if padding == [0, 0] {
+        xc
+    } else {
+        xc.pad(&[padding[1], padding[1], padding[0], padding[0]], PadMode::Constant(0.0))?
+    };
+    // Overlapping windows [N, C, kh, kw, OH, OW] over the contiguous padded input.
+    let (s_n, s_c) = (c * hp * wp, hp * wp);
+    let win = Layout::new(
+        Shape::new(&[n, c, kh, kw, oh, ow]),
+        [s_n, s_c, dilation[0] * wp, dilation[1], stride[0] * wp, stride[1]].into_iter().collect(),
+        xp.layout().offset(),
+    );
+    let k = cg * kh * kw;
+    let cols = xp.with_layout(win).contiguous()?.reshape_to([n, groups, k, oh * ow])?;
+    let wm = w.contiguous()?.to_dtype(cd)?.reshape_to([groups, o / groups, k])?;
+    let out = wm.matmul(&cols)?.reshape_to([n, o, oh, ow])?;
+    add_bias(&out, bias)?;
+    out.to_dtype(x.dtype())
+}
+
+/// Runs `f` on a batched view of `x`: adds a batch dim of 1 when `x` has rank
+/// `batched_rank - 1` and removes it from the result.
+fn with_batch(
+    op: &'static str,
+    x: &Tensor,
+    w: &Tensor,
+    batched_rank: usize,
+    f: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    if w.rank() != batched_rank {
+        return Err(Error::shape(op, x.dims(), w.dims(), format!("expected a {batched_rank}-D weight")));
+    }
+    if x.rank() == batched_rank {
+        f(x)
+    } else if x.rank() + 1 == batched_rank {
+        f(&x.unsqueeze(0)?)?.squeeze(0)
+    } else {
+        Err(Error::shape(
+            op,
+            x.dims(),
+            w.dims(),
+            format!("expected a {}-D (unbatched) or {batched_rank}-D (batched) input", batched_rank - 1),
+        ))
+    }
+}
+
+impl Tensor {
+    /// 1-D convolution (cross-correlation, like PyTorch) of an `[N, C, L]` (or
+    /// unbatched `[C, L]`) input with a `[out, C/groups, k]` weight and an optional
+    /// `[out]` bias.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv1d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: usize,
+        padding: usize,
+        dilation: usize,
+        groups: usize,
+    ) -> Result<Tensor> {
+        let op = "conv1d";
+        check_pair(op, self, weight)?;
+        check_positive(op, "stride, dilation and groups", &[stride, dilation, groups])?;
+        with_batch(op, self, weight, 3, |x| {
+            let w2 = weight.unsqueeze(2)?;
+            let y = conv2d_batched(op, &x.unsqueeze(2)?, &w2, bias, [1, stride], [0, padding], [1, dilation], groups)
+                .map_err(|e| match e {
+                // Report the shapes the caller passed, not the 2-D views.
+                Error::ShapeMismatch { msg, .. } => Error::shape(op, x.dims(), weight.dims(), msg),
+                e => e,
+            })?;
+            y.squeeze(2)
+        })
+    }
+
+    /// 2-D convolution (cross-correlation, like PyTorch) of an `[N, C, H, W]` (or
+    /// unbatched `[C, H, W]`) input with an `[out, C/groups, kh, kw]` weight and an
+    /// optional `[out]` bias. Output `[N, out, OH, OW]` with
+    /// `OH = (H + 2 pad - dil (kh - 1) - 1) / stride + 1`.
+    ///
+    /// ```
+    /// use tensor_core::{DType, Device, Tensor};
+    /// let dev = Device::cpu();
+    /// let x = Tensor::arange(0.0, 16.0, 1.0, DType::F32, &dev)?.reshape(&[1, 1, 4, 4])?;
+    /// let w = Tensor::ones([1, 1, 2, 2], DType::F32, &dev)?;
+    /// let y = x.conv2d(&w, None, [2, 2], [0, 0], [1, 1], 1)?;
+    /// assert_eq!(y.dims(), &[1, 1, 2, 2]);
+    /// assert_eq!(y.to_vec::<f32>()?, vec![10.0, 18.0, 42.0, 50.0]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        groups: usize,
+    ) -> Result<Tensor> {
+        let op = "conv2d";
+        check_pair(op, self, weight)?;
+        check_positive(op, "stride", &stride)?;
+        check_positive(op, "dilation", &dilation)?;
+        check_positive(op, "groups", &[groups])?;
+        with_batch(op, self, weight, 4, |x| conv2d_batched(op, x, weight, bias, stride, padding, dilation, groups))
+    }
+
+    /// 2-D transposed convolution (the gradient of `conv2d` with respect to its
+    /// input) of an `[N, Cin, H, W]` (or unbatched) input with a
+    /// `[Cin, out/groups, kh, kw]` weight. Output size
+    /// `(H - 1) stride - 2 pad + dil (kh - 1) + output_padding + 1`;
+    /// `output_padding` must be smaller than the stride or the dilation.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_transpose2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+        output_padding: [usize; 2],
+        dilation: [usize; 2],
+        groups: usize,
+    ) -> Result<Tensor> {
+        let op = "conv_transpose2d";
+        check_pair(op, self, weight)?;
+        check_positive(op, "stride", &stride)?;
+        check_positive(op, "dilation", &dilation)?;
+        check_positive(op, "groups", &[groups])?;
+        for i in 0..2 {
+            if output_padding[i] >= stride[i].max(dilation[i]) {
+                return Err(Error::arg(
+                    op,
+                    format!(
+                        "output padding {output_padding:?} must be smaller than either stride {stride:?} or dilation {dilation:?}"
+                    ),
+                ));
+            }
+        }
+        with_batch(op, self, weight, 4, |x| {
+            conv_transpose2d_batched(op, x, weight, bias, stride, padding, output_padding, dilation, groups)
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_transpose2d_batched(
+    op: &'static str,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    output_padding: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+) -> Result<Tensor> {
+    let (n, c, h, wd) = (x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]);
+    let (wc, og, kh, kw) = (w.dims()[0], w.dims()[1], w.dims()[2], w.dims()[3]);
+    if wc != c || c % groups != 0 {
+        return Err(Error::shape(
+            op,
+            x.dims(),
+            w.dims(),
+            format!(
+                "expected weight [in, out/groups, kh, kw] with in = {c} input channels divisible by groups = {groups}"
+            ),
+        ));
+    }
+    let o = og * groups;
+    check_param(op, "bias", x, bias, &[o])?;
+    if kh == 0 || kw == 0 || h == 0 || wd == 0 {
+        return Err(Error::shape(op, x.dims(), w.dims(), "spatial and kernel sizes must be positive"));
+    }
+    // Full (uncropped) output extent; the result is its [pad, pad + out) window.
+    let hf = (h - 1) * stride[0] + dilation[0] * (kh - 1) + output_padding[0] + 1;
+    let wf = (wd - 1) * stride[1] + dilation[1] * (kw - 1) + output_padding[1] + 1;
+    if hf <= 2 * padding[0] || wf <= 2 * padding[1] {
+        return Err(Error::shape(
+            op,
+            x.dims(),
+            w.dims(),
+            format!("padding {padding:?} leaves an empty output (uncropped size [{hf}, {wf}])"),
+        ));
+    }
+    let (oh, ow) = (hf - 2 * padding[0], wf - 2 * padding[1]);
+    let cd = compute_dtype(x.dtype());
+    let cin = c / groups;
+    let kc = og * kh * kw;
+    let xm = x.contiguous()?.to_dtype(cd)?.reshape_to([n, groups, cin, h * wd])?;
+    let wt = w.contiguous()?.to_dtype(cd)?.reshape_to([groups, cin, kc])?.transpose(1, 2)?;
+    // cols[n, o, i, j, y, x]: the contribution of input pixel (y, x) through tap (i, j).
+    let cols = wt.matmul(&xm)?.reshape_to([n, o, kh, kw, h, wd])?;
+    let full = Tensor::zeros([n, o, hf, wf], cd, x.device())?;
+    for i in 0..kh {
+        for j in 0..kw {
+            let dst = Layout::new(
+                Shape::new(&[n, o, h, wd]),
+                [o * hf * wf, hf * wf, stride[0] * wf, stride[1]].into_iter().collect(),
+                i * dilation[0] * wf + j * dilation[1],
+            );
+            full.with_layout(dst).add_(&cols.select(2, i as isize)?.select(2, j as isize)?)?;
+        }
+    }
+    let out = full.narrow(2, padding[0] as isize, oh)?.narrow(3, padding[1] as isize, ow)?.contiguous()?;
+    add_bias(&out, bias)?;
+    out.to_dtype(x.dtype())
+}

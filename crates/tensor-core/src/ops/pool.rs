@@ -1,0 +1,248 @@
+//! 2-D pooling: the (padded) input is viewed as overlapping windows
+//! `[N, C, OH, OW, kh, kw]` through strides, with no copy, and reduced over the
+//! last two dims. Max-pool indices come from an argmax over each window mapped to a
+//! position in the input plane; adaptive average pooling is two small GEMMs with
+//! averaging matrices (it is separable).
+
+use super::nn::{compute_dtype, host_tensor, index_tensor, require_float, PadMode};
+use crate::{Error, Layout, Result, Shape, Tensor};
+
+/// Output length and the extra right padding ceil mode needs, along one dim.
+struct Axis {
+    out: usize,
+    extra: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn axis(
+    op: &'static str,
+    dims: &[usize],
+    n: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    d: usize,
+    ceil_mode: bool,
+) -> Result<Axis> {
+    if k == 0 || s == 0 || d == 0 {
+        return Err(Error::arg(op, format!("kernel size, stride and dilation must be positive, got {k}, {s}, {d}")));
+    }
+    if 2 * p > k {
+        return Err(Error::arg(
+            op,
+            format!("pad should be at most half of the kernel size, but got pad={p} and kernel_size={k}"),
+        ));
+    }
+    let extent = d * (k - 1) + 1;
+    if n + 2 * p < extent {
+        return Err(Error::invalid_shape(
+            op,
+            dims,
+            format!("kernel of extent {extent} is larger than the padded input size {}", n + 2 * p),
+        ));
+    }
+    let span = n + 2 * p - extent;
+    let mut out = if ceil_mode { span.div_ceil(s) + 1 } else { span / s + 1 };
+    // The last window must start inside the input or the left padding.
+    if ceil_mode && (out - 1) * s >= n + p {
+        out -= 1;
+    }
+    let extra = ((out - 1) * s + extent).saturating_sub(n + 2 * p);
+    Ok(Axis { out, extra })
+}
+
+/// Geometry shared by max and average pooling.
+struct Pool {
+    x: Tensor,
+    padded: Tensor,
+    h: Axis,
+    w: Axis,
+    batched: bool,
+}
+
+/// Checks the input rank, pads with `fill` and returns the geometry.
+#[allow(clippy::too_many_arguments)]
+fn prepare(
+    op: &'static str,
+    x: &Tensor,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    ceil_mode: bool,
+    fill: f64,
+) -> Result<Pool> {
+    require_float(op, x)?;
+    let batched = match x.rank() {
+        4 => true,
+        3 => false,
+        _ => {
+            return Err(Error::invalid_shape(op, x.dims(), "expected a 3-D (unbatched) or 4-D (batched) input"));
+        }
+    };
+    let x4 = if batched { x.contiguous()? } else { x.unsqueeze(0)?.contiguous()? };
+    let (hh, ww) = (x4.dims()[2], x4.dims()[3]);
+    if x4.dims()[1] == 0 || hh == 0 || ww == 0 {
+        return Err(Error::invalid_shape(op, x.dims(), "expected non-empty channel and spatial dims"));
+    }
+    let h = axis(op, x.dims(), hh, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)?;
+    let w = axis(op, x.dims(), ww, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)?;
+    let pads = [padding[1], padding[1] + w.extra, padding[0], padding[0] + h.extra];
+    let padded = if pads == [0; 4] { x4.clone() } else { x4.pad(&pads, PadMode::Constant(fill))? };
+    Ok(Pool { x: x4, padded, h, w, batched })
+}
+
+impl Pool {
+    /// The windows `[N, C, OH, OW, kh, kw]` as a strided view of the padded input.
+    fn windows(&self, kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2]) -> Tensor {
+        let d = self.padded.dims();
+        let (n, c, hp, wp) = (d[0], d[1], d[2], d[3]);
+        let l = Layout::new(
+            Shape::new(&[n, c, self.h.out, self.w.out, kernel[0], kernel[1]]),
+            [c * hp * wp, hp * wp, stride[0] * wp, stride[1], dilation[0] * wp, dilation[1]].into_iter().collect(),
+            self.padded.layout().offset(),
+        );
+        self.padded.with_layout(l)
+    }
+
+    /// Drops the batch dim again for unbatched inputs.
+    fn finish(&self, t: Tensor) -> Result<Tensor> {
+        if self.batched {
+            Ok(t)
+        } else {
+            t.squeeze(0)
+        }
+    }
+}
+
+impl Tensor {
+    /// 2-D max pooling of an `[N, C, H, W]` (or `[C, H, W]`) input. Padding counts
+    /// as `-inf`; with `ceil_mode` the last window may run past the input (but must
+    /// start inside it).
+    ///
+    /// ```
+    /// use tensor_core::{DType, Device, Tensor};
+    /// let x = Tensor::arange(0.0, 16.0, 1.0, DType::F32, &Device::cpu())?.reshape(&[1, 1, 4, 4])?;
+    /// let y = x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?;
+    /// assert_eq!(y.to_vec::<f32>()?, vec![5.0, 7.0, 13.0, 15.0]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn max_pool2d(
+        &self,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
+    ) -> Result<Tensor> {
+        let p = prepare("max_pool2d", self, kernel, stride, padding, dilation, ceil_mode, f64::NEG_INFINITY)?;
+        let y = p.windows(kernel, stride, dilation).amax(&[-2, -1], false)?;
+        p.finish(y)
+    }
+
+    /// [`Tensor::max_pool2d`] that also returns, for each output, the I64 index of
+    /// the chosen element in the flattened `H * W` input plane (PyTorch's
+    /// `return_indices=True`; the first maximum wins).
+    pub fn max_pool2d_with_indices(
+        &self,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let op = "max_pool2d_with_indices";
+        let p = prepare(op, self, kernel, stride, padding, dilation, ceil_mode, f64::NEG_INFINITY)?;
+        let (n, c) = (p.x.dims()[0], p.x.dims()[1]);
+        let (oh, ow, kk) = (p.h.out, p.w.out, kernel[0] * kernel[1]);
+        let win = p.windows(kernel, stride, dilation).reshape_to([n, c, oh, ow, kk])?;
+        let values = win.amax(&[-1], false)?;
+        let tap = win.argmax(-1, true)?;
+        // Input-plane index of tap t of output (y, x); padding positions are never
+        // chosen since they hold -inf and every window touches the input.
+        let width = p.x.dims()[3] as i64;
+        let mut table = Vec::with_capacity(oh * ow * kk);
+        for y in 0..oh {
+            for x in 0..ow {
+                for i in 0..kernel[0] {
+                    for j in 0..kernel[1] {
+                        let r = (y * stride[0] + i * dilation[0]) as i64 - padding[0] as i64;
+                        let q = (x * stride[1] + j * dilation[1]) as i64 - padding[1] as i64;
+                        table.push(r * width + q);
+                    }
+                }
+            }
+        }
+        let table = index_tensor(table, &[oh, ow, kk], self)?.broadcast_to([n, c, oh, ow, kk])?;
+        let idx = table.run2(&tap, [n, c, oh, ow, 1], |be, s, sl, i, il| be.gather(s, sl, i, il, 4))?;
+        let idx = idx.reshape_to([n, c, oh, ow])?;
+        Ok((p.finish(values)?, p.finish(idx)?))
+    }
+
+    /// 2-D average pooling. Zero padding; the divisor is the window size clipped to
+    /// the padded input when `count_include_pad`, else the number of real input
+    /// elements in the window (PyTorch's rules, also in `ceil_mode`).
+    pub fn avg_pool2d(
+        &self,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        ceil_mode: bool,
+        count_include_pad: bool,
+    ) -> Result<Tensor> {
+        let op = "avg_pool2d";
+        require_float(op, self)?;
+        let cd = compute_dtype(self.dtype());
+        let p = prepare(op, &self.to_dtype(cd)?, kernel, stride, padding, [1, 1], ceil_mode, 0.0)?;
+        let sums = p.windows(kernel, stride, [1, 1]).sum(&[-2, -1], false)?;
+        let counts = |n: usize, k: usize, s: usize, pad: usize, out: usize| -> Vec<f64> {
+            (0..out)
+                .map(|o| {
+                    let start = (o * s) as i64 - pad as i64;
+                    let end = (start + k as i64).min((n + pad) as i64);
+                    if count_include_pad {
+                        (end - start) as f64
+                    } else {
+                        (end.min(n as i64) - start.max(0)) as f64
+                    }
+                })
+                .collect()
+        };
+        let ch = counts(p.x.dims()[2], kernel[0], stride[0], padding[0], p.h.out);
+        let cw = counts(p.x.dims()[3], kernel[1], stride[1], padding[1], p.w.out);
+        let div: Vec<f64> = ch.iter().flat_map(|a| cw.iter().map(move |b| a * b)).collect();
+        let div = host_tensor(div, &[p.h.out, p.w.out], cd, self)?;
+        p.finish(sums.div(&div)?.to_dtype(self.dtype())?)
+    }
+
+    /// Adaptive 2-D average pooling to `output_size`: output cell `i` averages input
+    /// rows `floor(i H / OH) .. ceil((i + 1) H / OH)` (likewise for columns).
+    pub fn adaptive_avg_pool2d(&self, output_size: [usize; 2]) -> Result<Tensor> {
+        let op = "adaptive_avg_pool2d";
+        require_float(op, self)?;
+        if !(self.rank() == 3 || self.rank() == 4) {
+            return Err(Error::invalid_shape(op, self.dims(), "expected a 3-D (unbatched) or 4-D (batched) input"));
+        }
+        let r = self.rank();
+        let (h, w) = (self.dims()[r - 2], self.dims()[r - 1]);
+        if h == 0 || w == 0 {
+            return Err(Error::invalid_shape(op, self.dims(), "expected non-empty spatial dims"));
+        }
+        let cd = compute_dtype(self.dtype());
+        // Row i of the averaging matrix holds 1/len over its window.
+        let averaging = |n: usize, out: usize| -> Vec<f64> {
+            let mut m = vec![0.0; out * n];
+            for i in 0..out {
+                let (a, b) = ((i * n) / out, ((i + 1) * n).div_ceil(out));
+                for v in &mut m[i * n + a..i * n + b] {
+                    *v = 1.0 / (b - a) as f64;
+                }
+            }
+            m
+        };
+        let ah = host_tensor(averaging(h, output_size[0]), &[output_size[0], h], cd, self)?;
+        let aw = host_tensor(averaging(w, output_size[1]), &[output_size[1], w], cd, self)?;
+        let x = self.contiguous()?.to_dtype(cd)?;
+        ah.matmul(&x)?.matmul(&aw.t()?)?.to_dtype(self.dtype())
+    }
+}
