@@ -25,7 +25,8 @@ pub(crate) fn to_dot(v: &Var) -> String {
     );
     let Some(root) = v.node() else {
         if v.requires_grad() {
-            let _ = writeln!(s, "  leaf [label=\"leaf\\n{}\\nrequires_grad\", fillcolor=lightblue];", shape_str(v.dims()));
+            let _ =
+                writeln!(s, "  leaf [label=\"leaf\\n{}\\nrequires_grad\", fillcolor=lightblue];", shape_str(v.dims()));
             let _ = writeln!(s, "  leaf -> {out_id};");
         }
         s.push_str("}\n");

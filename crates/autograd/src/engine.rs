@@ -223,7 +223,8 @@ pub(crate) fn run(
                     let f = f.as_ref().ok_or_else(|| Error::GraphFreed { op: node.name.to_string() })?;
                     f(&gv, &needs)
                 } else {
-                    let f = node.backward.lock().take().ok_or_else(|| Error::GraphFreed { op: node.name.to_string() })?;
+                    let f =
+                        node.backward.lock().take().ok_or_else(|| Error::GraphFreed { op: node.name.to_string() })?;
                     f(&gv, &needs)
                 };
                 let grads = res.map_err(|e| match e {

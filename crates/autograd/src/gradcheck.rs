@@ -74,11 +74,8 @@ pub fn gradcheck_with(
 ) -> Result<()> {
     let fail = |msg: String| Err(Error::Autograd(format!("gradcheck: {msg}")));
     let base: Vec<Tensor> = inputs.iter().map(to_f64).collect::<Result<_>>()?;
-    let vars: Vec<Var> = base
-        .iter()
-        .zip(wrt)
-        .map(|(t, &w)| Var::new(t.clone(), w && t.dtype().is_float()))
-        .collect::<Result<_>>()?;
+    let vars: Vec<Var> =
+        base.iter().zip(wrt).map(|(t, &w)| Var::new(t.clone(), w && t.dtype().is_float())).collect::<Result<_>>()?;
     let wrt_idx: Vec<usize> = (0..vars.len()).filter(|&i| vars[i].requires_grad()).collect();
     let wrt_vars: Vec<Var> = wrt_idx.iter().map(|&i| vars[i].clone()).collect();
     let outs = enable_grad(|| analytic(&vars))?;
@@ -87,7 +84,8 @@ pub fn gradcheck_with(
         return fail(format!("the Var function has {} outputs, the tensor function {}", outs.len(), ref_outs.len()));
     }
     for (k, (o, r)) in outs.iter().zip(&ref_outs).enumerate() {
-        let ok = o.dims() == r.dims() && o.tensor().to_dtype(DType::F64)?.allclose(&r.to_dtype(DType::F64)?, 1e-7, 1e-7, true)?;
+        let ok = o.dims() == r.dims()
+            && o.tensor().to_dtype(DType::F64)?.allclose(&r.to_dtype(DType::F64)?, 1e-7, 1e-7, true)?;
         if !ok {
             return fail(format!("forward output {k} differs between the Var and tensor functions"));
         }
@@ -185,11 +183,8 @@ pub fn gradgradcheck(f: impl Fn(&[Var]) -> Result<Vec<Var>>, inputs: &[Tensor]) 
     };
     let numeric = |ts: &[Tensor]| -> Result<Vec<Tensor>> {
         enable_grad(|| {
-            let vars: Vec<Var> = ts
-                .iter()
-                .enumerate()
-                .map(|(i, t)| Var::new(t.clone(), i >= n_in || wrt[i]))
-                .collect::<Result<_>>()?;
+            let vars: Vec<Var> =
+                ts.iter().enumerate().map(|(i, t)| Var::new(t.clone(), i >= n_in || wrt[i])).collect::<Result<_>>()?;
             Ok(first_order(&vars)?.into_iter().map(|v| v.tensor().clone()).collect())
         })
     };

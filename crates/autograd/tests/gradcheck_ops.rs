@@ -186,9 +186,11 @@ fn reduce_cases() -> Vec<Case> {
         case("cumsum", vec![xt()], |v| v[0].cumsum(1)),
         case("cumsum last", vec![x()], |v| v[0].cumsum(-1)),
         case("cumprod", vec![xt()], |v| v[0].cumprod(2)),
-        case("cumprod with zeros", vec![Tensor::from_vec(vec![1.5f64, 0.0, 2.0, -1.0, 0.0, 3.0], [2, 3]).unwrap()], |v| {
-            v[0].cumprod(1)
-        }),
+        case(
+            "cumprod with zeros",
+            vec![Tensor::from_vec(vec![1.5f64, 0.0, 2.0, -1.0, 0.0, 3.0], [2, 3]).unwrap()],
+            |v| v[0].cumprod(1),
+        ),
     ]
 }
 

@@ -29,7 +29,12 @@ impl Var {
     }
 
     /// Records a one-input op whose backward needs only the gradient: `f(grad)`.
-    pub(crate) fn rec1_g(&self, name: &'static str, out: Tensor, f: impl Fn(&Var) -> Result<Var> + Send + 'static) -> Var {
+    pub(crate) fn rec1_g(
+        &self,
+        name: &'static str,
+        out: Tensor,
+        f: impl Fn(&Var) -> Result<Var> + Send + 'static,
+    ) -> Var {
         if !should_record(&[self]) || !out.dtype().is_float() {
             return Var::from(out);
         }

@@ -115,7 +115,10 @@ impl Var {
     /// (`[left, right, top, bottom, ...]`, last dim first).
     pub fn pad_zeros(&self, pads: &[usize]) -> Result<Var> {
         if pads.len() % 2 != 0 || pads.len() / 2 > self.rank() {
-            return Err(Error::arg("pad", format!("padding length {} is invalid for rank {}", pads.len(), self.rank())));
+            return Err(Error::arg(
+                "pad",
+                format!("padding length {} is invalid for rank {}", pads.len(), self.rank()),
+            ));
         }
         let mut x = self.clone();
         for (i, p) in pads.chunks(2).enumerate() {
@@ -187,11 +190,7 @@ impl Var {
                 }
             }
             let acc = acc.ok_or_else(|| Error::arg("conv2d", "empty kernel"))?;
-            let part = if groups == 1 {
-                acc
-            } else {
-                acc.slice_embed(&[n, o, oh * ow], 1, g * og, 1)?
-            };
+            let part = if groups == 1 { acc } else { acc.slice_embed(&[n, o, oh * ow], 1, g * og, 1)? };
             out = Some(match out {
                 None => part,
                 Some(a) => a.add(&part)?,
@@ -218,7 +217,12 @@ impl Var {
     /// the batch).
     pub fn cross_entropy(&self, target: &Tensor) -> Result<Var> {
         if self.rank() != 2 || target.rank() != 1 || target.dims()[0] != self.dims()[0] {
-            return Err(Error::shape("cross_entropy", self.dims(), target.dims(), "expected logits [N, C], target [N]"));
+            return Err(Error::shape(
+                "cross_entropy",
+                self.dims(),
+                target.dims(),
+                "expected logits [N, C], target [N]",
+            ));
         }
         let c = self.dims()[1];
         let classes = Tensor::arange(0.0, c as f64, 1.0, DType::I64, self.device())?.reshape(&[1, c as isize])?;
