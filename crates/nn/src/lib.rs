@@ -31,6 +31,7 @@
 pub mod init;
 pub mod layers;
 pub mod loss;
+mod compat;
 mod module;
 mod state;
 

@@ -18,6 +18,8 @@
 //! ```
 
 use autograd::Var;
+#[allow(unused_imports)]
+use crate::compat::VarNnCompat;
 use tensor_core::{DType, Error, Result, Tensor};
 
 /// How per-element losses are combined.

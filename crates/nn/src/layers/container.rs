@@ -85,7 +85,7 @@ impl From<Vec<Box<dyn Forward>>> for Sequential {
 
 impl std::ops::Index<usize> for Sequential {
     type Output = dyn Forward;
-    fn index(&self, i: usize) -> &dyn Forward {
+    fn index(&self, i: usize) -> &(dyn Forward + 'static) {
         &*self.layers[i]
     }
 }
@@ -152,7 +152,7 @@ impl ModuleList {
 
 impl std::ops::Index<usize> for ModuleList {
     type Output = dyn Forward;
-    fn index(&self, i: usize) -> &dyn Forward {
+    fn index(&self, i: usize) -> &(dyn Forward + 'static) {
         &*self.modules[i]
     }
 }

@@ -1,6 +1,8 @@
 //! Convolutions: Conv1d, Conv2d, ConvTranspose2d.
 
 use autograd::Var;
+#[allow(unused_imports)]
+use crate::compat::VarNnCompat;
 use tensor_core::{Error, Result};
 
 use super::{inv_sqrt, uniform_param};
