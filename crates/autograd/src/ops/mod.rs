@@ -4,6 +4,7 @@
 
 pub mod elementwise;
 pub mod linalg;
+pub mod nn;
 pub mod reduce;
 pub mod views;
 
