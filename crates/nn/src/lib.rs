@@ -28,10 +28,10 @@
 //! ```
 #![warn(missing_docs)]
 
+mod compat;
 pub mod init;
 pub mod layers;
 pub mod loss;
-mod compat;
 mod module;
 mod state;
 

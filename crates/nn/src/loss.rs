@@ -17,9 +17,9 @@
 //! # Ok::<(), tensor_core::Error>(())
 //! ```
 
-use autograd::Var;
 #[allow(unused_imports)]
 use crate::compat::VarNnCompat;
+use autograd::Var;
 use tensor_core::{DType, Error, Result, Tensor};
 
 /// How per-element losses are combined.
@@ -148,7 +148,14 @@ fn class_weights(op: &'static str, weight: Option<&Tensor>, c: usize) -> Result<
 }
 
 /// `-(logp * K).sum(1)` with K built from class-index targets, then the reduction.
-fn index_loss(op: &'static str, input: &Var, logp: &Var, c: usize, target: &Tensor, o: &CrossEntropyOptions) -> Result<Var> {
+fn index_loss(
+    op: &'static str,
+    input: &Var,
+    logp: &Var,
+    c: usize,
+    target: &Tensor,
+    o: &CrossEntropyOptions,
+) -> Result<Var> {
     // The expected target shape: the input's without the class dim.
     let expect: Vec<usize> = match input.rank() {
         1 => vec![],
@@ -257,7 +264,9 @@ fn check_weight(op: &'static str, input: &Var, w: Option<&Tensor>) -> Result<Opt
         None => Ok(None),
         Some(w) => {
             // The weight must broadcast to the input.
-            if w.rank() > input.rank() || w.dims().iter().rev().zip(input.dims().iter().rev()).any(|(&a, &b)| a != 1 && a != b) {
+            if w.rank() > input.rank()
+                || w.dims().iter().rev().zip(input.dims().iter().rev()).any(|(&a, &b)| a != 1 && a != b)
+            {
                 return Err(Error::shape(op, input.dims(), w.dims(), "weight must broadcast to the input"));
             }
             Ok(Some(Var::from(w.to_dtype(input.dtype())?)))

@@ -178,9 +178,9 @@ impl StateDict {
         let path = path.as_ref();
         let bytes = self.to_safetensors_bytes()?;
         let io = |e: std::io::Error| Error::Io { path: path.display().to_string(), source: e };
-        let file_name = path.file_name().ok_or_else(|| {
-            Error::arg("StateDict::save", format!("{} does not name a file", path.display()))
-        })?;
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| Error::arg("StateDict::save", format!("{} does not name a file", path.display())))?;
         let mut tmp_name = std::ffi::OsString::from(".");
         tmp_name.push(file_name);
         tmp_name.push(format!(".{}.tmp", std::process::id()));
@@ -247,13 +247,15 @@ pub(crate) fn load_into(
 ) -> Result<IncompatibleKeys> {
     let mut keys = IncompatibleKeys::default();
     let mut mismatches = Vec::new();
-    let mut check = |name: &str, dims: Vec<usize>| match sd.get(name) {
+    let mut check = |name: &str, dims: Vec<usize>| {
+        match sd.get(name) {
         None => keys.missing_keys.push(name.to_string()),
         Some(t) if t.dims() != dims.as_slice() => mismatches.push(format!(
             "size mismatch for {name}: copying a tensor with shape {:?} from the state dict, the shape in the current model is {dims:?}",
             t.dims()
         )),
         Some(_) => {}
+    }
     };
     for (n, p) in &params {
         check(n, p.dims());

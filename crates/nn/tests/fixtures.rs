@@ -20,7 +20,8 @@ fn load(name: &str) -> Vec<Value> {
 }
 
 fn arr(v: &Value) -> Tensor {
-    let shape: Vec<usize> = v["shape"].as_array().expect("shape").iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let shape: Vec<usize> =
+        v["shape"].as_array().expect("shape").iter().map(|d| d.as_u64().unwrap() as usize).collect();
     let data: Vec<f64> = v["data"].as_array().expect("data").iter().map(|x| x.as_f64().unwrap()).collect();
     Tensor::from_vec(data, shape).unwrap()
 }

@@ -47,7 +47,15 @@ fn named_parameters_use_pytorch_names() {
     let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
-        ["features.0.weight", "features.0.bias", "features.3.weight", "head.weight", "head.bias", "norm.weight", "norm.bias"]
+        [
+            "features.0.weight",
+            "features.0.bias",
+            "features.3.weight",
+            "head.weight",
+            "head.bias",
+            "norm.weight",
+            "norm.bias"
+        ]
     );
     let buffers: Vec<String> = m.named_buffers().into_iter().map(|(n, _)| n).collect();
     assert_eq!(buffers, ["norm.running_mean", "norm.running_var", "norm.num_batches_tracked"]);

@@ -1,8 +1,8 @@
 //! Activation functions as modules (for [`crate::Sequential`]).
 
-use autograd::Var;
 #[allow(unused_imports)]
 use crate::compat::VarNnCompat;
+use autograd::Var;
 use tensor_core::Result;
 
 use crate::module::{Forward, Module, Visitor};

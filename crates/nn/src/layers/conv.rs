@@ -1,8 +1,8 @@
 //! Convolutions: Conv1d, Conv2d, ConvTranspose2d.
 
-use autograd::Var;
 #[allow(unused_imports)]
 use crate::compat::VarNnCompat;
+use autograd::Var;
 use tensor_core::{Error, Result};
 
 use super::{inv_sqrt, uniform_param};
@@ -48,7 +48,14 @@ pub struct Conv2dConfig {
 
 impl Default for Conv2dConfig {
     fn default() -> Self {
-        Conv2dConfig { stride: [1, 1], padding: [0, 0], output_padding: [0, 0], dilation: [1, 1], groups: 1, bias: true }
+        Conv2dConfig {
+            stride: [1, 1],
+            padding: [0, 0],
+            output_padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+            bias: true,
+        }
     }
 }
 

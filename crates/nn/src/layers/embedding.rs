@@ -1,8 +1,8 @@
 //! Embedding lookup tables.
 
-use autograd::Var;
 #[allow(unused_imports)]
 use crate::compat::VarNnCompat;
+use autograd::Var;
 use tensor_core::{DType, Device, Error, Result, Tensor};
 
 use crate::module::{Forward, Module, Param, Visitor};

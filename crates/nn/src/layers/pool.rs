@@ -1,8 +1,8 @@
 //! Pooling layers: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d.
 
-use autograd::Var;
 #[allow(unused_imports)]
 use crate::compat::VarNnCompat;
+use autograd::Var;
 use tensor_core::Result;
 
 use crate::module::{Forward, Module, Visitor};
