@@ -1,0 +1,299 @@
+//! [`StateDict`]: named tensors of a model, loading them back with PyTorch's checks,
+//! and safetensors files.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, TensorView};
+use tensor_core::cpu::CpuBuffer;
+use tensor_core::{DType, Device, Error, Result, Tensor};
+
+use crate::module::{Buffer, Param};
+
+/// Named tensors in insertion order (PyTorch's `OrderedDict` state dict).
+///
+/// ```
+/// use nn::{Linear, Module, StateDict};
+/// let a = Linear::new(3, 2, true)?;
+/// let b = Linear::new(3, 2, true)?;
+/// let path = std::env::temp_dir().join(format!("nn-doc-{}.safetensors", std::process::id()));
+/// a.save(&path)?;
+/// b.load(&path)?;
+/// assert_eq!(a.weight.tensor().to_vec2::<f32>()?, b.weight.tensor().to_vec2::<f32>()?);
+/// assert_eq!(StateDict::load(&path)?.keys(), ["weight", "bias"]);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), tensor_core::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct StateDict {
+    entries: Vec<(String, Tensor)>,
+    index: HashMap<String, usize>,
+}
+
+/// Keys that did not line up in a non-strict [`crate::Module::load_state_dict`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IncompatibleKeys {
+    /// Names the module has but the state dict lacks (left unchanged).
+    pub missing_keys: Vec<String>,
+    /// Names in the state dict that the module does not have (ignored).
+    pub unexpected_keys: Vec<String>,
+}
+
+impl IncompatibleKeys {
+    /// True when every key matched.
+    pub fn is_empty(&self) -> bool {
+        self.missing_keys.is_empty() && self.unexpected_keys.is_empty()
+    }
+}
+
+impl StateDict {
+    /// An empty state dict.
+    pub fn new() -> StateDict {
+        StateDict::default()
+    }
+
+    /// Adds or replaces `name`.
+    pub fn insert(&mut self, name: impl Into<String>, t: Tensor) {
+        let name = name.into();
+        match self.index.get(&name) {
+            Some(&i) => self.entries[i].1 = t,
+            None => {
+                self.index.insert(name.clone(), self.entries.len());
+                self.entries.push((name, t));
+            }
+        }
+    }
+
+    /// The tensor stored under `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.index.get(name).map(|&i| &self.entries[i].1)
+    }
+
+    /// Removes `name`, returning its tensor.
+    pub fn remove(&mut self, name: &str) -> Option<Tensor> {
+        let i = self.index.remove(name)?;
+        let (_, t) = self.entries.remove(i);
+        for v in self.index.values_mut() {
+            if *v > i {
+                *v -= 1;
+            }
+        }
+        Some(t)
+    }
+
+    /// The names, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.entries.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// `(name, tensor)` pairs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.entries.iter().map(|(n, t)| (n.as_str(), t))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// A deep copy (the live tensors of a model's state dict keep changing as it
+    /// trains; a snapshot does not).
+    pub fn snapshot(&self) -> Result<StateDict> {
+        let mut sd = StateDict::new();
+        for (n, t) in &self.entries {
+            sd.insert(n.clone(), t.copy()?);
+        }
+        Ok(sd)
+    }
+
+    /// The safetensors encoding of these tensors (all dtypes; order kept in the
+    /// metadata).
+    pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>> {
+        let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(self.entries.len());
+        for (n, t) in &self.entries {
+            let bytes = t.contiguous()?.to_cpu_buffer()?.to_bytes();
+            owned.push((n.clone(), st_dtype(t.dtype()), t.dims().to_vec(), bytes));
+        }
+        let mut views = Vec::with_capacity(owned.len());
+        for (n, dt, shape, bytes) in &owned {
+            let v = TensorView::new(*dt, shape.clone(), bytes)
+                .map_err(|e| Error::arg("StateDict::save", format!("tensor {n}: {e}")))?;
+            views.push((n.clone(), v));
+        }
+        let mut meta = HashMap::new();
+        meta.insert(ORDER_KEY.to_string(), self.keys().join("\n"));
+        meta.insert("format".to_string(), "pt".to_string());
+        safetensors::serialize(views, Some(meta)).map_err(|e| Error::arg("StateDict::save", e.to_string()))
+    }
+
+    /// Decodes safetensors bytes (on the CPU). `what` names the source in errors.
+    pub fn from_safetensors_bytes(bytes: &[u8], what: &str) -> Result<StateDict> {
+        let fmt = |msg: String| Error::Format { path: what.to_string(), msg };
+        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| fmt(e.to_string()))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| fmt(e.to_string()))?;
+        let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+        names.sort();
+        if let Some(order) = meta.metadata().as_ref().and_then(|m| m.get(ORDER_KEY)) {
+            let listed: Vec<String> = order.split('\n').filter(|s| !s.is_empty()).map(String::from).collect();
+            let mut sorted = listed.clone();
+            sorted.sort();
+            if sorted == names {
+                names = listed;
+            }
+        }
+        let mut sd = StateDict::new();
+        for n in names {
+            let v = st.tensor(&n).map_err(|e| fmt(format!("tensor {n}: {e}")))?;
+            let dtype = match v.dtype() {
+                Dtype::BOOL => DType::Bool,
+                Dtype::U8 => DType::U8,
+                Dtype::I32 => DType::I32,
+                Dtype::I64 => DType::I64,
+                Dtype::F16 => DType::F16,
+                Dtype::BF16 => DType::BF16,
+                Dtype::F32 => DType::F32,
+                Dtype::F64 => DType::F64,
+                other => return Err(fmt(format!("tensor {n}: unsupported dtype {other:?}"))),
+            };
+            let numel: usize = v.shape().iter().product();
+            if v.data().len() != numel * dtype.size_in_bytes() {
+                return Err(fmt(format!("tensor {n}: {} bytes for shape {:?}", v.data().len(), v.shape())));
+            }
+            let buf = CpuBuffer::from_bytes(dtype, v.data())
+                .ok_or_else(|| fmt(format!("tensor {n}: data does not fit dtype {dtype}")))?;
+            sd.insert(n, Tensor::from_cpu_buffer(buf, v.shape().to_vec())?);
+        }
+        Ok(sd)
+    }
+
+    /// Writes a safetensors file atomically: a temporary file in the same folder,
+    /// flushed to disk, then renamed over `path`.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = self.to_safetensors_bytes()?;
+        let io = |e: std::io::Error| Error::Io { path: path.display().to_string(), source: e };
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| Error::arg("StateDict::save", format!("{} does not name a file", path.display())))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(file_name);
+        tmp_name.push(format!(".{}.tmp", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&tmp, path)?;
+            // Make the rename itself durable (best effort: not every platform can
+            // open a folder).
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if let Ok(d) = std::fs::File::open(dir) {
+                    let _ = d.sync_all();
+                }
+            }
+            Ok(())
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })
+    }
+
+    /// Reads a safetensors file; a corrupt or truncated file is an `Err`.
+    pub fn load(path: impl AsRef<Path>) -> Result<StateDict> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
+        StateDict::from_safetensors_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Moves every tensor to `device`.
+    pub fn to_device(&self, device: &Device) -> Result<StateDict> {
+        let mut sd = StateDict::new();
+        for (n, t) in &self.entries {
+            sd.insert(n.clone(), t.to_device(device)?);
+        }
+        Ok(sd)
+    }
+}
+
+const ORDER_KEY: &str = "nn.order";
+
+fn st_dtype(d: DType) -> Dtype {
+    match d {
+        DType::Bool => Dtype::BOOL,
+        DType::U8 => Dtype::U8,
+        DType::I32 => Dtype::I32,
+        DType::I64 => Dtype::I64,
+        DType::F16 => Dtype::F16,
+        DType::BF16 => Dtype::BF16,
+        DType::F32 => Dtype::F32,
+        DType::F64 => Dtype::F64,
+    }
+}
+
+/// Checks everything first, then copies, so a failed load changes nothing.
+pub(crate) fn load_into(
+    params: Vec<(String, Param)>,
+    buffers: Vec<(String, Buffer)>,
+    sd: &StateDict,
+    strict: bool,
+) -> Result<IncompatibleKeys> {
+    let mut keys = IncompatibleKeys::default();
+    let mut mismatches = Vec::new();
+    let mut check = |name: &str, dims: Vec<usize>| {
+        match sd.get(name) {
+        None => keys.missing_keys.push(name.to_string()),
+        Some(t) if t.dims() != dims.as_slice() => mismatches.push(format!(
+            "size mismatch for {name}: copying a tensor with shape {:?} from the state dict, the shape in the current model is {dims:?}",
+            t.dims()
+        )),
+        Some(_) => {}
+    }
+    };
+    for (n, p) in &params {
+        check(n, p.dims());
+    }
+    for (n, b) in &buffers {
+        check(n, b.tensor().dims().to_vec());
+    }
+    let known: std::collections::HashSet<&str> =
+        params.iter().map(|(n, _)| n.as_str()).chain(buffers.iter().map(|(n, _)| n.as_str())).collect();
+    keys.unexpected_keys = sd.iter().map(|(n, _)| n).filter(|n| !known.contains(n)).map(String::from).collect();
+
+    let mut errors = Vec::new();
+    if strict {
+        if !keys.missing_keys.is_empty() {
+            errors.push(format!("missing key(s) in state_dict: {}", quoted(&keys.missing_keys)));
+        }
+        if !keys.unexpected_keys.is_empty() {
+            errors.push(format!("unexpected key(s) in state_dict: {}", quoted(&keys.unexpected_keys)));
+        }
+    }
+    errors.extend(mismatches);
+    if !errors.is_empty() {
+        return Err(Error::arg("load_state_dict", format!("error(s) in loading state_dict: {}", errors.join("; "))));
+    }
+    let _g = autograd::NoGradGuard::new();
+    for (n, p) in &params {
+        if let Some(t) = sd.get(n) {
+            p.copy_from(t)?;
+        }
+    }
+    for (n, b) in &buffers {
+        if let Some(t) = sd.get(n) {
+            b.copy_from(t)?;
+        }
+    }
+    Ok(keys)
+}
+
+fn quoted(v: &[String]) -> String {
+    v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
+}
