@@ -1,0 +1,360 @@
+//! The backward engine, in one place:
+//!
+//! 1. Count, for every node reachable from the outputs, how many edges point at it
+//!    (an explicit stack, no recursion).
+//! 2. Run nodes whose count reached zero: their incoming gradients are complete.
+//!    Each node's gradient is the sum of what its consumers sent; hooks may
+//!    replace it; `retain_grad` copies it out.
+//! 3. Each input gradient is made to fit its input: summed to the input's shape when
+//!    it came back broadcast (the only un-broadcasting in the crate), cast to the
+//!    input's dtype.
+//! 4. Leaves accumulate into `.grad` (or are captured for [`grad`]).
+//!
+//! Without `retain_graph` each node's backward closure, and with it the tensors it
+//! saved, is dropped as soon as it has run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tensor_core::{Error, Result, Tensor};
+
+use crate::graph::{Edge, NodePtr};
+use crate::mode::{is_anomaly_enabled, GradModeGuard};
+use crate::var::{Var, VarInner};
+
+/// What `autograd::grad` asks for: the gradient flowing into these variables.
+enum Capture {
+    Node(usize),
+    Leaf(usize),
+}
+
+fn accumulate(slot: &mut Option<Var>, g: Var) -> Result<()> {
+    *slot = Some(match slot.take() {
+        Some(old) => old.add(&g)?,
+        None => g,
+    });
+    Ok(())
+}
+
+/// Makes `g` fit an input of `shape`/`dtype`: un-broadcasts and casts.
+fn fit(g: Var, edge: &Edge, op: &str) -> Result<Var> {
+    let g = if g.dims() != edge.shape() {
+        g.sum_to(edge.shape()).map_err(|e| {
+            Error::Autograd(format!(
+                "{op}: backward returned a gradient of shape {:?} for an input of shape {:?}: {e}",
+                g.dims(),
+                edge.shape()
+            ))
+        })?
+    } else {
+        g
+    };
+    if g.dtype() != edge.dtype() {
+        g.to_dtype(edge.dtype())
+    } else {
+        Ok(g)
+    }
+}
+
+fn check_finite(op: &str, i: usize, g: &Var) -> Result<()> {
+    if g.tensor().to_vec_f64()?.iter().any(|x| !x.is_finite()) {
+        return Err(Error::Autograd(format!(
+            "anomaly detected: function '{op}' returned nan or inf values in its gradient for input {i}"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs hooks; each may replace the gradient.
+fn run_hooks(hooks: &[(usize, crate::graph::Hook)], mut g: Var) -> Result<Var> {
+    for (_, h) in hooks {
+        if let Some(r) = h(&g)? {
+            g = r;
+        }
+    }
+    Ok(g)
+}
+
+/// Stores a leaf's final gradient into `.grad`, taking ownership of a private
+/// contiguous buffer and copying otherwise (a gradient may alias other gradients or
+/// be a broadcast view).
+fn store_leaf_grad(leaf: &VarInner, g: Var, create_graph: bool) -> Result<()> {
+    let g = if create_graph {
+        g
+    } else {
+        let t = g.tensor();
+        let owned = t.is_contiguous()
+            && Arc::strong_count(t.storage()) == 1
+            && t.layout().offset() == 0
+            && t.storage().read().len() == t.numel();
+        if owned {
+            Var::from(t.clone())
+        } else {
+            Var::from(t.copy()?)
+        }
+    };
+    let mut slot = leaf.grad.lock();
+    match slot.take() {
+        Some(old) => *slot = Some(if create_graph { old.add(&g)? } else { Var::from(old.tensor().add(g.tensor())?) }),
+        None => *slot = Some(g),
+    }
+    Ok(())
+}
+
+/// Backpropagates `grads` from `outputs`. With `inputs`, returns the gradients
+/// flowing into them instead of touching any `.grad`.
+pub(crate) fn run(
+    outputs: &[Var],
+    grads: Vec<Var>,
+    retain_graph: bool,
+    create_graph: bool,
+    inputs: Option<&[Var]>,
+) -> Result<Vec<Option<Var>>> {
+    let _mode = GradModeGuard::new(create_graph);
+    if outputs.len() != grads.len() {
+        return Err(Error::Autograd(format!("got {} outputs but {} gradients", outputs.len(), grads.len())));
+    }
+    // Captures for autograd::grad.
+    let mut captures: HashMap<usize, usize> = HashMap::new();
+    let mut captured: Vec<Option<Var>> = Vec::new();
+    if let Some(ins) = inputs {
+        for (i, v) in ins.iter().enumerate() {
+            if !v.dtype().is_float() {
+                return Err(Error::Autograd(format!(
+                    "grad: input {i} has dtype {}; only floating point tensors have gradients",
+                    v.dtype()
+                )));
+            }
+            if !v.requires_grad() {
+                return Err(Error::Autograd(format!("grad: input {i} does not require grad")));
+            }
+            let key = match v.node() {
+                Some(n) => Capture::Node(n.key()),
+                None => Capture::Leaf(Arc::as_ptr(v.inner()) as usize),
+            };
+            let k = match key {
+                Capture::Node(k) | Capture::Leaf(k) => k,
+            };
+            captures.insert(k, i);
+        }
+        captured = vec![None; ins.len()];
+    }
+
+    // Seed: gradients of the outputs.
+    let mut buffers: HashMap<usize, Option<Var>> = HashMap::new();
+    let mut leaf_order: Vec<Arc<VarInner>> = Vec::new();
+    let mut leaf_grads: HashMap<usize, Option<Var>> = HashMap::new();
+    let mut stack: Vec<NodePtr> = Vec::new();
+    for (i, (o, g)) in outputs.iter().zip(grads).enumerate() {
+        if !o.dtype().is_float() {
+            return Err(Error::Autograd(format!(
+                "output {i} has dtype {}; only floating point tensors have gradients",
+                o.dtype()
+            )));
+        }
+        if !o.requires_grad() {
+            return Err(Error::Autograd(format!(
+                "element {i} of tensors does not require grad and does not have a grad_fn"
+            )));
+        }
+        if g.dims() != o.dims() {
+            return Err(Error::shape("backward", o.dims(), g.dims(), "grad must have the same shape as the output"));
+        }
+        let g = if g.dtype() != o.dtype() { g.to_dtype(o.dtype())? } else { g };
+        match o.node() {
+            Some(n) => {
+                let e = buffers.entry(n.key()).or_insert(None);
+                accumulate(e, g)?;
+                stack.push(n.clone());
+            }
+            None => {
+                let k = Arc::as_ptr(o.inner()) as usize;
+                if !leaf_grads.contains_key(&k) {
+                    leaf_order.push(o.inner().clone());
+                }
+                accumulate(leaf_grads.entry(k).or_insert(None), g)?;
+            }
+        }
+    }
+
+    // 1. Dependency counts over the reachable graph.
+    let mut deps: HashMap<usize, usize> = HashMap::new();
+    let mut seen: HashMap<usize, ()> = HashMap::new();
+    let mut roots: Vec<NodePtr> = Vec::new();
+    while let Some(n) = stack.pop() {
+        if seen.insert(n.key(), ()).is_some() {
+            continue;
+        }
+        for e in n.edges.iter().flatten() {
+            if let Edge::Node(c) = e {
+                *deps.entry(c.key()).or_insert(0) += 1;
+                stack.push(c.clone());
+            }
+        }
+        roots.push(n);
+    }
+    let mut ready: Vec<NodePtr> = roots.into_iter().filter(|n| !deps.contains_key(&n.key())).collect();
+
+    // 2-4. Run nodes in dependency order.
+    let anomaly = is_anomaly_enabled();
+    while let Some(node) = ready.pop() {
+        let key = node.key();
+        let mut g = buffers.remove(&key).flatten();
+        if let Some(gv) = g.take() {
+            let hooks = node.hooks.lock().clone();
+            let gv = if hooks.is_empty() { gv } else { run_hooks(&hooks, gv)? };
+            if inputs.is_none() {
+                let retained = node.retained.lock().as_ref().and_then(|w| w.upgrade());
+                if let Some(r) = retained {
+                    let mut slot = r.grad.lock();
+                    let add = if create_graph { gv.clone() } else { Var::from(gv.tensor().clone()) };
+                    accumulate(&mut slot, add)?;
+                }
+            } else if let Some(&i) = captures.get(&key) {
+                accumulate(&mut captured[i], gv.clone())?;
+            }
+            g = Some(gv);
+        }
+        let input_grads = match g {
+            Some(gv) => {
+                let needs: Vec<bool> = node.edges.iter().map(|e| e.is_some()).collect();
+                let res = if retain_graph {
+                    let f = node.backward.lock();
+                    let f = f.as_ref().ok_or_else(|| Error::GraphFreed { op: node.name.to_string() })?;
+                    f(&gv, &needs)
+                } else {
+                    let f = node.backward.lock().take().ok_or_else(|| Error::GraphFreed { op: node.name.to_string() })?;
+                    f(&gv, &needs)
+                };
+                let grads = res.map_err(|e| match e {
+                    Error::ModifiedInPlace { op, saved, now } if op.is_empty() => {
+                        Error::ModifiedInPlace { op: node.name.to_string(), saved, now }
+                    }
+                    e => e,
+                })?;
+                if grads.len() != node.edges.len() {
+                    return Err(Error::Autograd(format!(
+                        "{}: backward returned {} gradients for {} inputs",
+                        node.name,
+                        grads.len(),
+                        node.edges.len()
+                    )));
+                }
+                grads
+            }
+            None => {
+                if !retain_graph {
+                    node.backward.lock().take();
+                }
+                vec![None; node.edges.len()]
+            }
+        };
+        for (i, (edge, g)) in node.edges.iter().zip(input_grads).enumerate() {
+            let Some(edge) = edge else { continue };
+            let g = match g {
+                Some(g) => {
+                    let g = fit(g, edge, node.name)?;
+                    if anomaly {
+                        check_finite(node.name, i, &g)?;
+                    }
+                    Some(g)
+                }
+                None => None,
+            };
+            match edge {
+                Edge::Node(c) => {
+                    let k = c.key();
+                    let slot = buffers.entry(k).or_insert(None);
+                    if let Some(g) = g {
+                        accumulate(slot, g)?;
+                    }
+                    let d = deps.get_mut(&k).expect("every reachable node has a dependency count");
+                    *d -= 1;
+                    if *d == 0 {
+                        ready.push(c.clone());
+                    }
+                }
+                Edge::Leaf(w, _, _) => {
+                    if let (Some(g), Some(leaf)) = (g, w.upgrade()) {
+                        let k = Arc::as_ptr(&leaf) as usize;
+                        if !leaf_grads.contains_key(&k) {
+                            leaf_order.push(leaf.clone());
+                        }
+                        accumulate(leaf_grads.entry(k).or_insert(None), g)?;
+                    }
+                }
+            }
+        }
+    }
+
+    // Leaves: hooks, then accumulate or capture.
+    for leaf in leaf_order {
+        let k = Arc::as_ptr(&leaf) as usize;
+        let Some(g) = leaf_grads.remove(&k).flatten() else { continue };
+        let hooks = leaf.hooks.lock().clone();
+        let g = if hooks.is_empty() { g } else { run_hooks(&hooks, g)? };
+        if inputs.is_some() {
+            if let Some(&i) = captures.get(&k) {
+                accumulate(&mut captured[i], g)?;
+            }
+        } else {
+            store_leaf_grad(&leaf, g, create_graph)?;
+        }
+    }
+    Ok(captured)
+}
+
+/// The gradients of `outputs` with respect to `inputs` (PyTorch's
+/// `torch.autograd.grad`), leaving every `.grad` untouched.
+///
+/// `grad_outputs` defaults to ones for one-element outputs. With `create_graph` the
+/// returned gradients carry a graph (for higher-order derivatives) and the graph of
+/// `outputs` is kept. An input the outputs do not depend on gets `None`.
+///
+/// ```
+/// use autograd::{grad, Var};
+/// use tensor_core::Tensor;
+/// let x = Var::param(Tensor::new(&[3.0f64]))?;
+/// let y = x.pow_scalar(3.0)?.sum(&[], false)?;          // x^3
+/// let dy = grad(&[y], &[x.clone()], None, true)?[0].clone().unwrap();   // 3x^2
+/// let d2y = grad(&[dy.sum(&[], false)?], &[x.clone()], None, false)?[0].clone().unwrap(); // 6x
+/// assert_eq!(d2y.tensor().to_vec::<f64>()?, vec![18.0]);
+/// assert!(x.grad().is_none());
+/// # Ok::<(), tensor_core::Error>(())
+/// ```
+pub fn grad(
+    outputs: &[Var],
+    inputs: &[Var],
+    grad_outputs: Option<&[Tensor]>,
+    create_graph: bool,
+) -> Result<Vec<Option<Var>>> {
+    let grads = match grad_outputs {
+        Some(g) => g.iter().map(|t| Var::from(t.clone())).collect(),
+        None => outputs
+            .iter()
+            .map(|o| {
+                if o.numel() != 1 {
+                    return Err(Error::Autograd(format!(
+                        "grad can be implicitly created only for scalar outputs, got shape {:?}",
+                        o.dims()
+                    )));
+                }
+                Ok(Var::from(o.tensor().ones_like()?))
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+    run(outputs, grads, create_graph, create_graph, Some(inputs))
+}
+
+/// [`grad`] with gradient outputs that are themselves `Var`s (so the result can be
+/// differentiated with respect to them too, as `gradgradcheck` needs) and an
+/// explicit `retain_graph`.
+pub fn grad_with(
+    outputs: &[Var],
+    inputs: &[Var],
+    grad_outputs: &[Var],
+    retain_graph: bool,
+    create_graph: bool,
+) -> Result<Vec<Option<Var>>> {
+    run(outputs, grad_outputs.to_vec(), retain_graph, create_graph, Some(inputs))
+}

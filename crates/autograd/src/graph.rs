@@ -1,0 +1,227 @@
+//! The recorded graph: one [`Node`] per op output, edges to the nodes (or leaves) of
+//! its inputs, the op's backward closure, and the tensors it saved.
+//!
+//! Ownership only points backward in time (output -> node -> inputs), leaves are
+//! referenced weakly, and saved outputs are never stored as `Var`s, so the graph
+//! has no reference cycles. Dropping goes through a thread-local queue so that a
+//! chain of any length is freed without recursion.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+use tensor_core::{DType, Error, Result, Shape, Tensor};
+
+use crate::var::{Var, VarInner};
+
+/// A backward function: given the gradient of the output and which inputs need a
+/// gradient, returns one gradient (or `None`) per input.
+pub(crate) type BackwardFn = Box<dyn Fn(&Var, &[bool]) -> Result<Vec<Option<Var>>> + Send>;
+
+/// A gradient hook: inspects a gradient and may return a replacement.
+pub(crate) type Hook = Arc<dyn Fn(&Var) -> Result<Option<Var>> + Send + Sync>;
+
+/// Where an input's gradient goes.
+pub(crate) enum Edge {
+    /// A non-leaf input: its producing node.
+    Node(NodePtr),
+    /// A leaf input that requires grad (weak: a dropped leaf cannot be observed).
+    Leaf(Weak<VarInner>, Shape, DType),
+}
+
+impl Edge {
+    /// Shape of the input this edge feeds.
+    pub(crate) fn shape(&self) -> &[usize] {
+        match self {
+            Edge::Node(n) => n.shape.dims(),
+            Edge::Leaf(_, s, _) => s.dims(),
+        }
+    }
+
+    /// Dtype of the input this edge feeds.
+    pub(crate) fn dtype(&self) -> DType {
+        match self {
+            Edge::Node(n) => n.dtype,
+            Edge::Leaf(_, _, d) => *d,
+        }
+    }
+}
+
+/// One recorded op.
+pub(crate) struct Node {
+    /// The op's name, used in errors and graph dumps.
+    pub name: &'static str,
+    /// One entry per input; `None` for inputs that need no gradient.
+    pub edges: Vec<Option<Edge>>,
+    /// The backward closure; `None` once freed after a backward without `retain_graph`.
+    pub backward: Mutex<Option<BackwardFn>>,
+    /// Output shape and dtype.
+    pub shape: Shape,
+    /// Output dtype.
+    pub dtype: DType,
+    /// Hooks registered on the (non-leaf) output.
+    pub hooks: Mutex<Vec<(usize, Hook)>>,
+    /// The output `Var` when `retain_grad()` was called on it.
+    pub retained: Mutex<Option<Weak<VarInner>>>,
+}
+
+/// A shared pointer to a node whose drop never recurses.
+pub(crate) struct NodePtr(Option<Arc<Node>>);
+
+impl NodePtr {
+    pub(crate) fn new(node: Node) -> Self {
+        NodePtr(Some(Arc::new(node)))
+    }
+
+    fn arc(&self) -> &Arc<Node> {
+        self.0.as_ref().expect("NodePtr is only empty while being dropped")
+    }
+
+    /// Identity of the node (its address).
+    pub(crate) fn key(&self) -> usize {
+        Arc::as_ptr(self.arc()) as usize
+    }
+}
+
+impl Clone for NodePtr {
+    fn clone(&self) -> Self {
+        NodePtr(Some(self.arc().clone()))
+    }
+}
+
+impl std::ops::Deref for NodePtr {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        self.arc()
+    }
+}
+
+impl Drop for NodePtr {
+    fn drop(&mut self) {
+        if let Some(a) = self.0.take() {
+            defer_drop(a);
+        }
+    }
+}
+
+struct DropQueue {
+    draining: bool,
+    queue: Vec<Arc<Node>>,
+}
+
+thread_local! {
+    static DROPS: RefCell<DropQueue> = const { RefCell::new(DropQueue { draining: false, queue: Vec::new() }) };
+}
+
+/// Drops `n`; when it is the last reference, its children are queued instead of
+/// dropped recursively, and the outermost call drains the queue.
+fn defer_drop(n: Arc<Node>) {
+    if Arc::strong_count(&n) > 1 {
+        return; // not the last reference: just a decrement
+    }
+    let res = DROPS.try_with(|cell| {
+        let mut q = cell.borrow_mut();
+        q.queue.push(n);
+        if q.draining {
+            return;
+        }
+        q.draining = true;
+        drop(q);
+        loop {
+            let next = cell.borrow_mut().queue.pop();
+            match next {
+                Some(node) => drop(node),
+                None => break,
+            }
+        }
+        cell.borrow_mut().draining = false;
+    });
+    // During thread teardown the queue is gone; `n` was moved into the closure
+    // only if it ran, otherwise it is dropped here normally.
+    let _ = res;
+}
+
+/// A tensor saved for backward together with its storage version, and enough of
+/// its `Var` to rebuild it (so a backward written with `Var` ops can itself be
+/// differentiated).
+pub(crate) struct SavedVar {
+    tensor: Tensor,
+    version: u64,
+    node: Option<NodePtr>,
+    leaf: Option<Weak<VarInner>>,
+}
+
+impl SavedVar {
+    /// Saves an input `Var`.
+    pub(crate) fn new(v: &Var) -> Self {
+        let inner = v.inner();
+        let (node, leaf) = match &inner.node {
+            Some(n) => (Some(n.clone()), None),
+            None if v.requires_grad() => (None, Some(Arc::downgrade(inner))),
+            None => (None, None),
+        };
+        SavedVar { tensor: inner.tensor.clone(), version: inner.tensor.version(), node, leaf }
+    }
+
+    /// Saves a plain tensor (an op's own output, a mask): a constant in the backward.
+    pub(crate) fn tensor(t: &Tensor) -> Self {
+        SavedVar { tensor: t.clone(), version: t.version(), node: None, leaf: None }
+    }
+
+    /// The saved value as a `Var`, or `ModifiedInPlace` if its storage was written
+    /// since it was saved (the engine fills in the op name).
+    pub(crate) fn get(&self) -> Result<Var> {
+        let now = self.tensor.version();
+        if now != self.version {
+            return Err(Error::ModifiedInPlace { op: String::new(), saved: self.version, now });
+        }
+        if let Some(n) = &self.node {
+            return Ok(Var::from_node(self.tensor.clone(), n.clone()));
+        }
+        if let Some(l) = &self.leaf {
+            if let Some(inner) = l.upgrade() {
+                return Ok(Var::from_inner(inner));
+            }
+        }
+        Ok(Var::from(self.tensor.clone()))
+    }
+
+    /// The saved tensor, version-checked.
+    pub(crate) fn tensor_checked(&self) -> Result<Tensor> {
+        let now = self.tensor.version();
+        if now != self.version {
+            return Err(Error::ModifiedInPlace { op: String::new(), saved: self.version, now });
+        }
+        Ok(self.tensor.clone())
+    }
+}
+
+/// True when an op on these inputs must be recorded.
+#[inline]
+pub(crate) fn should_record(inputs: &[&Var]) -> bool {
+    inputs.iter().any(|v| v.requires_grad()) && crate::mode::is_grad_enabled()
+}
+
+/// Wraps `out` as the output of op `name` on `inputs`, recording `backward` when
+/// grad mode is on and some input requires grad.
+pub(crate) fn record(
+    name: &'static str,
+    out: Tensor,
+    inputs: &[&Var],
+    backward: impl Fn(&Var, &[bool]) -> Result<Vec<Option<Var>>> + Send + 'static,
+) -> Var {
+    if !should_record(inputs) {
+        return Var::from(out);
+    }
+    let edges = inputs.iter().map(|v| v.edge()).collect();
+    let node = Node {
+        name,
+        edges,
+        backward: Mutex::new(Some(Box::new(backward))),
+        shape: out.shape().clone(),
+        dtype: out.dtype(),
+        hooks: Mutex::new(Vec::new()),
+        retained: Mutex::new(None),
+    };
+    Var::from_node(out, NodePtr::new(node))
+}

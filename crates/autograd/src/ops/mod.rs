@@ -1,0 +1,74 @@
+//! Differentiable ops on [`Var`], one file per family. Each op computes its forward
+//! with tensor-core and records its backward next to it, written with `Var` ops so
+//! that gradients can be differentiated again.
+
+pub mod elementwise;
+pub mod linalg;
+pub mod reduce;
+pub mod views;
+
+use tensor_core::{Result, Tensor};
+
+use crate::graph::{record, should_record, SavedVar};
+use crate::var::Var;
+
+impl Var {
+    /// Records a one-input op whose backward needs the input: `f(x, grad)`.
+    pub(crate) fn rec1(
+        &self,
+        name: &'static str,
+        out: Tensor,
+        f: impl Fn(&Var, &Var) -> Result<Var> + Send + 'static,
+    ) -> Var {
+        if !should_record(&[self]) || !out.dtype().is_float() {
+            return Var::from(out);
+        }
+        let x = SavedVar::new(self);
+        record(name, out, &[self], move |g, _| Ok(vec![Some(f(&x.get()?, g)?)]))
+    }
+
+    /// Records a one-input op whose backward needs only the gradient: `f(grad)`.
+    pub(crate) fn rec1_g(&self, name: &'static str, out: Tensor, f: impl Fn(&Var) -> Result<Var> + Send + 'static) -> Var {
+        if !should_record(&[self]) || !out.dtype().is_float() {
+            return Var::from(out);
+        }
+        record(name, out, &[self], move |g, _| Ok(vec![Some(f(g)?)]))
+    }
+
+    /// Records a two-input op: `f(a, b, grad, needs) -> (grad_a, grad_b)`; gradients
+    /// may come back broadcast (the engine sums them to each input's shape).
+    pub(crate) fn rec2(
+        &self,
+        other: &Var,
+        name: &'static str,
+        out: Tensor,
+        f: impl Fn(&Var, &Var, &Var, &[bool]) -> Result<(Option<Var>, Option<Var>)> + Send + 'static,
+    ) -> Var {
+        if !should_record(&[self, other]) || !out.dtype().is_float() {
+            return Var::from(out);
+        }
+        let a = SavedVar::new(self);
+        let b = SavedVar::new(other);
+        record(name, out, &[self, other], move |g, needs| {
+            let (ga, gb) = f(&a.get()?, &b.get()?, g, needs)?;
+            Ok(vec![ga, gb])
+        })
+    }
+
+    /// Records a two-input op whose backward needs only the gradient.
+    pub(crate) fn rec2_g(
+        &self,
+        other: &Var,
+        name: &'static str,
+        out: Tensor,
+        f: impl Fn(&Var, &[bool]) -> Result<(Option<Var>, Option<Var>)> + Send + 'static,
+    ) -> Var {
+        if !should_record(&[self, other]) || !out.dtype().is_float() {
+            return Var::from(out);
+        }
+        record(name, out, &[self, other], move |g, needs| {
+            let (ga, gb) = f(g, needs)?;
+            Ok(vec![ga, gb])
+        })
+    }
+}

@@ -1,0 +1,179 @@
+//! Reductions (sum, mean, amax/amin, max/min along a dim) and scans (cumsum,
+//! cumprod), with their backwards.
+
+use tensor_core::shape::normalize_dims;
+use tensor_core::{DType, Result, Tensor};
+
+use crate::var::Var;
+
+/// The reduced dims of `shape` (all when `dims` is empty), sorted.
+fn reduced(op: &'static str, dims: &[isize], rank: usize) -> Result<Vec<usize>> {
+    normalize_dims(op, dims, rank)
+}
+
+impl Var {
+    /// Re-inserts reduced dims as size 1 (undoing `keepdim = false`).
+    pub(crate) fn unsqueeze_dims(&self, dims: &[usize], keepdim: bool) -> Result<Var> {
+        if keepdim {
+            return Ok(self.clone());
+        }
+        let mut g = self.clone();
+        for &d in dims {
+            g = g.unsqueeze(d as isize)?;
+        }
+        Ok(g)
+    }
+
+    /// Sum over `dims` (all when empty).
+    pub fn sum(&self, dims: &[isize], keepdim: bool) -> Result<Var> {
+        let out = self.tensor().sum(dims, keepdim)?;
+        let d = reduced("sum", dims, self.rank())?;
+        let shape: Vec<isize> = self.dims().iter().map(|&s| s as isize).collect();
+        Ok(self.rec1_g("sum", out, move |g| g.unsqueeze_dims(&d, keepdim)?.expand(&shape)))
+    }
+
+    /// Sum of all elements.
+    pub fn sum_all(&self) -> Result<Var> {
+        self.sum(&[], false)
+    }
+
+    /// Mean over `dims` (all when empty).
+    pub fn mean(&self, dims: &[isize], keepdim: bool) -> Result<Var> {
+        let out = self.tensor().mean(dims, keepdim)?;
+        let d = reduced("mean", dims, self.rank())?;
+        let n: usize = d.iter().map(|&i| self.dims()[i]).product();
+        let shape: Vec<isize> = self.dims().iter().map(|&s| s as isize).collect();
+        Ok(self.rec1_g("mean", out, move |g| g.unsqueeze_dims(&d, keepdim)?.expand(&shape)?.div_scalar(n as f64)))
+    }
+
+    /// Mean of all elements.
+    pub fn mean_all(&self) -> Result<Var> {
+        self.mean(&[], false)
+    }
+
+    fn extremum(&self, name: &'static str, dims: &[isize], keepdim: bool, max: bool) -> Result<Var> {
+        let out = if max { self.tensor().amax(dims, keepdim)? } else { self.tensor().amin(dims, keepdim)? };
+        let d = reduced(name, dims, self.rank())?;
+        let dims_i: Vec<isize> = d.iter().map(|&x| x as isize).collect();
+        let out_keep = Var::from(out.clone()).unsqueeze_dims(&d, keepdim)?.tensor().clone();
+        let saved_out = crate::graph::SavedVar::tensor(&out_keep);
+        Ok(self.rec1(name, out, move |x, g| {
+            // The gradient is shared evenly between tied extrema (PyTorch's amax rule).
+            let m = x.tensor().eq(&saved_out.tensor_checked()?)?.to_dtype(g.dtype())?;
+            let count = m.sum(&dims_i, true)?;
+            g.unsqueeze_dims(&d, keepdim)?.mul_t(&m.div(&count)?)
+        }))
+    }
+
+    /// Maximum over `dims` (ties share the gradient).
+    pub fn amax(&self, dims: &[isize], keepdim: bool) -> Result<Var> {
+        self.extremum("amax", dims, keepdim, true)
+    }
+
+    /// Minimum over `dims` (ties share the gradient).
+    pub fn amin(&self, dims: &[isize], keepdim: bool) -> Result<Var> {
+        self.extremum("amin", dims, keepdim, false)
+    }
+
+    /// Maximum of all elements.
+    pub fn max_all(&self) -> Result<Var> {
+        self.amax(&[], false)
+    }
+
+    /// Minimum of all elements.
+    pub fn min_all(&self) -> Result<Var> {
+        self.amin(&[], false)
+    }
+
+    fn extremum_dim(&self, name: &'static str, dim: isize, keepdim: bool, max: bool) -> Result<(Var, Tensor)> {
+        let (vals, idx) =
+            if max { self.tensor().max_dim(dim, keepdim)? } else { self.tensor().min_dim(dim, keepdim)? };
+        if self.rank() == 0 {
+            return Ok((self.rec1_g(name, vals, |g| Ok(g.clone())), idx));
+        }
+        let d = self.tensor().layout().dim(name, dim)?;
+        let idx_keep = if keepdim { idx.clone() } else { idx.unsqueeze(d as isize)? };
+        let shape = self.dims().to_vec();
+        let v = self.rec1_g(name, vals, move |g| {
+            // One-hot of the chosen index along `d`, then the gradient where it is set.
+            let n = shape[d];
+            let mut ar_shape = vec![1usize; shape.len()];
+            ar_shape[d] = n;
+            let ar = Tensor::arange(0.0, n as f64, 1.0, DType::I64, g.device())?.reshape_to(ar_shape)?;
+            let hot = ar.eq(&idx_keep)?;
+            let gk = g.unsqueeze_dims(&[d], keepdim)?;
+            let z = Var::from(Tensor::zeros((), g.dtype(), g.device())?);
+            Var::where_cond(&hot, &gk, &z)
+        });
+        Ok((v, idx))
+    }
+
+    /// Maximum along `dim`: `(values, indices)`; the gradient goes to the index.
+    pub fn max_dim(&self, dim: isize, keepdim: bool) -> Result<(Var, Tensor)> {
+        self.extremum_dim("max", dim, keepdim, true)
+    }
+
+    /// Minimum along `dim`: `(values, indices)`.
+    pub fn min_dim(&self, dim: isize, keepdim: bool) -> Result<(Var, Tensor)> {
+        self.extremum_dim("min", dim, keepdim, false)
+    }
+
+    /// Index of the maximum along `dim` (not differentiable).
+    pub fn argmax(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
+        self.tensor().argmax(dim, keepdim)
+    }
+
+    /// Index of the minimum along `dim` (not differentiable).
+    pub fn argmin(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
+        self.tensor().argmin(dim, keepdim)
+    }
+
+    /// Reverse cumulative sum along `dim`: `out_i = sum_{j >= i} x_j`.
+    fn rev_cumsum(&self, dim: isize) -> Result<Var> {
+        self.sum(&[dim], true)?.sub(&self.cumsum(dim)?)?.add(self)
+    }
+
+    /// Cumulative sum along `dim`.
+    pub fn cumsum(&self, dim: isize) -> Result<Var> {
+        let out = self.tensor().cumsum(dim)?;
+        if self.rank() == 0 {
+            return Ok(self.rec1_g("cumsum", out, |g| Ok(g.clone())));
+        }
+        Ok(self.rec1_g("cumsum", out, move |g| g.rev_cumsum(dim)))
+    }
+
+    /// Cumulative product along `dim` (the gradient is exact with zeros too).
+    pub fn cumprod(&self, dim: isize) -> Result<Var> {
+        let out = self.tensor().cumprod(dim)?;
+        if self.rank() == 0 {
+            return Ok(self.rec1_g("cumprod", out, |g| Ok(g.clone())));
+        }
+        Ok(self.rec1("cumprod", out, move |x, g| cumprod_backward(x, g, dim)))
+    }
+}
+
+/// `d/dx_k sum_i g_i prod_{j<=i} x_j = sum_{i>=k} g_i prod_{j<=i, j!=k} x_j`.
+/// Without zeros in `x` this is `rev_cumsum(g * out) / x`; with zeros it is summed
+/// term by term with `x_k` replaced by 1 (no division, so exact).
+fn cumprod_backward(x: &Var, g: &Var, dim: isize) -> Result<Var> {
+    let has_zero = x.tensor().eq_scalar(0.0)?.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()? > 0.0;
+    if !has_zero {
+        return g.mul(&x.cumprod(dim)?)?.rev_cumsum(dim)?.div(x);
+    }
+    let d = x.tensor().layout().dim("cumprod", dim)?;
+    let n = x.dims()[d];
+    let shape = x.dims().to_vec();
+    let mut total = g.zeros_like()?;
+    for k in 0..n {
+        let mut hot_shape = vec![1usize; x.rank()];
+        hot_shape[d] = n;
+        let hot: Vec<bool> = (0..n).map(|j| j == k).collect();
+        let hot = Tensor::from_vec(hot, hot_shape)?.to_device(x.device())?;
+        let xk1 = Var::where_cond(&hot, &Var::from(Tensor::ones((), x.dtype(), x.device())?), x)?;
+        let p = xk1.cumprod(dim)?;
+        // Only i >= k contributes.
+        let gk = g.mul(&p)?.narrow(dim, k as isize, n - k)?.sum(&[dim], true)?;
+        total = total.add(&gk.slice_embed(&shape, d, k, 1)?)?;
+    }
+    Ok(total)
+}

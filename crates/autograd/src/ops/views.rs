@@ -1,0 +1,194 @@
+//! View ops (reshape, permute, narrow/slice/select, squeeze/unsqueeze, expand, ...)
+//! and their backwards. Expanding needs no backward of its own: the engine sums a
+//! gradient back to its input's shape.
+
+use tensor_core::shape::normalize_dim;
+use tensor_core::{Result, Shape, Tensor};
+
+use crate::var::Var;
+
+impl Var {
+    fn reshape_back(&self, name: &'static str, out: Tensor) -> Var {
+        let shape: Vec<usize> = self.dims().to_vec();
+        self.rec1_g(name, out, move |g| g.reshape_to(shape.clone()))
+    }
+
+    /// A view with a new shape (one dim may be `-1`).
+    pub fn view(&self, shape: &[isize]) -> Result<Var> {
+        let out = self.tensor().view(shape)?;
+        Ok(self.reshape_back("view", out))
+    }
+
+    /// A tensor with a new shape (a view when possible).
+    pub fn reshape(&self, shape: &[isize]) -> Result<Var> {
+        let out = self.tensor().reshape(shape)?;
+        Ok(self.reshape_back("reshape", out))
+    }
+
+    /// [`Var::reshape`] with unsigned sizes.
+    pub fn reshape_to(&self, shape: impl Into<Shape>) -> Result<Var> {
+        let s: Shape = shape.into();
+        if s.dims() == self.dims() {
+            return Ok(self.clone());
+        }
+        let out = self.tensor().reshape_to(s)?;
+        Ok(self.reshape_back("reshape", out))
+    }
+
+    /// Merges dims `start..=end`.
+    pub fn flatten(&self, start: isize, end: isize) -> Result<Var> {
+        let out = self.tensor().flatten(start, end)?;
+        Ok(self.reshape_back("flatten", out))
+    }
+
+    /// Splits dim `dim` into `sizes`.
+    pub fn unflatten(&self, dim: isize, sizes: &[isize]) -> Result<Var> {
+        let out = self.tensor().unflatten(dim, sizes)?;
+        Ok(self.reshape_back("unflatten", out))
+    }
+
+    /// A contiguous version (the same variable when already contiguous).
+    pub fn contiguous(&self) -> Result<Var> {
+        if self.tensor().is_contiguous() {
+            return Ok(self.clone());
+        }
+        let out = self.tensor().contiguous()?;
+        Ok(self.rec1_g("contiguous", out, |g| Ok(g.clone())))
+    }
+
+    /// A fresh copy that shares no storage (PyTorch's `clone()`); gradient 1.
+    pub fn copy(&self) -> Result<Var> {
+        let out = self.tensor().copy()?;
+        Ok(self.rec1_g("copy", out, |g| Ok(g.clone())))
+    }
+
+    /// Reorders dims.
+    pub fn permute(&self, dims: &[isize]) -> Result<Var> {
+        let out = self.tensor().permute(dims)?;
+        let r = self.rank();
+        let mut inv = vec![0isize; r];
+        for (i, &d) in dims.iter().enumerate() {
+            inv[normalize_dim("permute", d, r)?] = i as isize;
+        }
+        Ok(self.rec1_g("permute", out, move |g| g.permute(&inv)))
+    }
+
+    /// Swaps two dims.
+    pub fn transpose(&self, a: isize, b: isize) -> Result<Var> {
+        let out = self.tensor().transpose(a, b)?;
+        Ok(self.rec1_g("transpose", out, move |g| g.transpose(a, b)))
+    }
+
+    /// Transpose of a tensor of rank <= 2.
+    pub fn t(&self) -> Result<Var> {
+        let out = self.tensor().t()?;
+        Ok(self.rec1_g("t", out, |g| g.t()))
+    }
+
+    /// Transpose of the last two dims (PyTorch's `mT`).
+    pub fn mt(&self) -> Result<Var> {
+        self.transpose(-2, -1)
+    }
+
+    /// Places `self` (the gradient of a strided slice) into zeros of `shape` at
+    /// `start, start + step, ...` along `dim`. Differentiable (its backward slices).
+    pub(crate) fn slice_embed(&self, shape: &[usize], dim: usize, start: usize, step: usize) -> Result<Var> {
+        let z = Tensor::zeros(shape.to_vec(), self.dtype(), self.device())?;
+        let len = self.dims()[dim];
+        let dst = z.slice(dim as isize, Some(start as isize), Some((start + len * step) as isize), step)?;
+        dst.copy_(self.tensor())?;
+        Ok(self.rec1_g("slice_backward", z, move |g| {
+            g.slice(dim as isize, Some(start as isize), Some((start + len * step) as isize), step)
+        }))
+    }
+
+    /// `len` entries of `dim` from `start`.
+    pub fn narrow(&self, dim: isize, start: isize, len: usize) -> Result<Var> {
+        let out = self.tensor().narrow(dim, start, len)?;
+        let d = normalize_dim("narrow", dim, self.rank())?;
+        let size = self.dims()[d] as isize;
+        let s = if start < 0 { start + size } else { start } as usize;
+        let shape = self.dims().to_vec();
+        Ok(self.rec1_g("narrow", out, move |g| g.slice_embed(&shape, d, s, 1)))
+    }
+
+    /// Python-style slice `start:end:step` of `dim`.
+    pub fn slice(&self, dim: isize, start: Option<isize>, end: Option<isize>, step: usize) -> Result<Var> {
+        let out = self.tensor().slice(dim, start, end, step)?;
+        let d = normalize_dim("slice", dim, self.rank())?;
+        let size = self.dims()[d] as isize;
+        let v = start.unwrap_or(0);
+        let s = (if v < 0 { v + size } else { v }).clamp(0, size) as usize;
+        let shape = self.dims().to_vec();
+        Ok(self.rec1_g("slice", out, move |g| g.slice_embed(&shape, d, s, step)))
+    }
+
+    /// Removes `dim` by taking entry `index`.
+    pub fn select(&self, dim: isize, index: isize) -> Result<Var> {
+        let out = self.tensor().select(dim, index)?;
+        let d = normalize_dim("select", dim, self.rank())?;
+        let size = self.dims()[d] as isize;
+        let i = if index < 0 { index + size } else { index } as usize;
+        let shape = self.dims().to_vec();
+        Ok(self.rec1_g("select", out, move |g| g.unsqueeze(d as isize)?.slice_embed(&shape, d, i, 1)))
+    }
+
+    /// Inserts a size-1 dim.
+    pub fn unsqueeze(&self, dim: isize) -> Result<Var> {
+        let out = self.tensor().unsqueeze(dim)?;
+        Ok(self.reshape_back("unsqueeze", out))
+    }
+
+    /// Removes `dim` if it has size 1.
+    pub fn squeeze(&self, dim: isize) -> Result<Var> {
+        let out = self.tensor().squeeze(dim)?;
+        Ok(self.reshape_back("squeeze", out))
+    }
+
+    /// Removes every size-1 dim.
+    pub fn squeeze_all(&self) -> Result<Var> {
+        let out = self.tensor().squeeze_all();
+        Ok(self.reshape_back("squeeze", out))
+    }
+
+    /// Broadcasts to `shape` without copying (`-1` keeps a size).
+    pub fn expand(&self, shape: &[isize]) -> Result<Var> {
+        let out = self.tensor().expand(shape)?;
+        Ok(self.rec1_g("expand", out, |g| Ok(g.clone())))
+    }
+
+    /// Broadcasts to `shape`.
+    pub fn broadcast_to(&self, shape: impl Into<Shape>) -> Result<Var> {
+        let out = self.tensor().broadcast_to(shape)?;
+        Ok(self.rec1_g("expand", out, |g| Ok(g.clone())))
+    }
+
+    /// Broadcasts to `other`'s shape.
+    pub fn expand_as(&self, other: &Var) -> Result<Var> {
+        self.broadcast_to(other.shape().clone())
+    }
+
+    /// Sums a broadcast gradient back to `shape` (leading dims, then size-1 dims);
+    /// the inverse of broadcasting `shape` to `self`'s shape.
+    pub fn sum_to(&self, shape: &[usize]) -> Result<Var> {
+        if self.dims() == shape {
+            return Ok(self.clone());
+        }
+        let r = self.rank();
+        if shape.len() > r {
+            return Err(tensor_core::Error::shape("sum_to", self.dims(), shape, "target has more dims"));
+        }
+        let lead = r - shape.len();
+        let mut dims: Vec<isize> = (0..lead as isize).collect();
+        for (i, &s) in shape.iter().enumerate() {
+            let d = self.dims()[lead + i];
+            if s == 1 && d != 1 {
+                dims.push((lead + i) as isize);
+            } else if s != d {
+                return Err(tensor_core::Error::shape("sum_to", self.dims(), shape, "shapes are not broadcastable"));
+            }
+        }
+        let s = if dims.is_empty() { self.clone() } else { self.sum(&dims, true)? };
+        s.reshape_to(shape.to_vec())
+    }
+}
