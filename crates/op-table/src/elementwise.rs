@@ -54,6 +54,9 @@ fn tan_dom(seed: u64, s: &[usize]) -> Tensor {
 fn ints(seed: u64, s: &[usize]) -> Tensor {
     int_t(seed, s, -2, 2)
 }
+fn base3(seed: u64, s: &[usize]) -> Tensor {
+    int_t(seed, s, 0, 3)
+}
 fn exps(seed: u64, s: &[usize]) -> Tensor {
     int_t(seed, s, 0, 3)
 }
@@ -461,7 +464,7 @@ fn arith_ops() -> Vec<OpInfo> {
             "pow_scalar",
             INTS,
             false,
-            (nonneg, exps),
+            (base3, exps),
             |a, b| a.pow(b),
             |a, s| a.pow_scalar(s),
             f64::powf,
@@ -495,7 +498,7 @@ fn arith_ops() -> Vec<OpInfo> {
             "remainder_scalar",
             SIGNED,
             true,
-            (any, away1),
+            (away1, away1),
             |a, b| a.remainder(b),
             |a, s| a.remainder_scalar(s),
             rem_ref,
@@ -662,7 +665,7 @@ fn unary_ops() -> Vec<OpInfo> {
     let bounds: [(Option<f64>, Option<f64>); 4] =
         [(Some(-1.0), Some(2.0)), (Some(0.0), None), (None, Some(1.0)), (Some(2.0), Some(-1.0))];
     let mut clamp =
-        unary("clamp", NUMERIC, true, any, |x| x.clamp(Some(-1.0), Some(2.0)), |a| clamp_ref(a, Some(-1.0), Some(2.0)));
+        unary("clamp", SIGNED, true, any, |x| x.clamp(Some(-1.0), Some(2.0)), |a| clamp_ref(a, Some(-1.0), Some(2.0)));
     for (lo, hi) in bounds.into_iter().skip(1) {
         clamp.samples.extend(unary_samples(
             &uop(move |x| x.clamp(lo, hi)),
@@ -1258,7 +1261,7 @@ fn inplace_ops() -> Vec<OpInfo> {
         rec("add_", NUMERIC, any, any, |d, s| d.add_(s), |a, b| a + b)
             .error(ErrorCase::new("i64 += f32 tensor", || int_t3().add_(&any(2, &[3]).to_dtype(DType::F32)?), is_arg))
             .error(ErrorCase::new("bool += i64 tensor", || int_t3().to_dtype(DType::Bool)?.add_(&int_t3()), is_arg)),
-        rec("sub_", NUMERIC, big, nonneg, |d, s| d.sub_(s), |a, b| a - b),
+        rec("sub_", SIGNED, big, nonneg, |d, s| d.sub_(s), |a, b| a - b),
         rec("mul_", NUMERIC, any, any, |d, s| d.mul_(s), |a, b| a * b),
         rec("div_", FLOATS, any, away, |d, s| d.div_(s), |a, b| a / b).error(ErrorCase::new(
             "i64 /= i64 (true division needs a float dst)",

@@ -21,13 +21,28 @@ const NOT_OPS: &[&str] = &[
     "cast",
 ];
 
+fn ident(s: &str) -> String {
+    s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()
+}
+
+/// Names of `pub fn`s, plus the names a macro generates from arms like
+/// `add, add_scalar => BinaryOp::Add;` or `neg => UnaryOp::Neg;` (the macro's own
+/// `pub fn $name` line names nothing).
 fn public_fns(src: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in src.lines() {
         let t = line.trim_start();
         if let Some(rest) = t.strip_prefix("pub fn ") {
-            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-            out.push(name);
+            let name = ident(rest);
+            if !name.is_empty() {
+                out.push(name);
+            }
+        } else if let Some((names, rhs)) = t.split_once("=>") {
+            let rhs = rhs.trim();
+            let op_enum = ident(rhs);
+            if op_enum.ends_with("Op") && rhs[op_enum.len()..].starts_with("::") && rhs.ends_with(';') {
+                out.extend(names.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()));
+            }
         }
     }
     out
