@@ -1,7 +1,13 @@
 //! Reductions, scans and the fused softmax on the CPU.
 //!
-//! Every reduction folds fixed-size blocks and combines them in a fixed order, so the
-//! result does not depend on the number of threads.
+//! Every reduction has one canonical evaluation order that depends only on the
+//! logical positions of the reduced elements (row-major over the reduced dims): they
+//! are cut into blocks of [`BLOCK`]; inside a block, element `p` is folded into lane
+//! `p % LANES`, except the last `len % LANES`, which are folded one by one into the
+//! combined lanes; block results are combined in order. The traversal (along the
+//! reduction, or across a tile of outputs when the reduced dims are outer), the
+//! layout (contiguous, transposed, sliced, expanded) and the number of threads change
+//! only the speed, never a bit of the result.
 
 use num_traits::Float;
 use rayon::prelude::*;
@@ -14,23 +20,25 @@ use crate::dtype::Elem;
 use crate::shape::Shape;
 use crate::{Error, Layout, Result};
 
-/// Size of the blocks a long run is cut into for parallel reduction.
+/// Independent accumulators inside a block (room for the compiler to vectorise).
+const LANES: usize = 16;
+/// Reduced elements per block; blocks of one output may run on different threads.
 const BLOCK: usize = 1 << 16;
+/// Outputs per tile when folding across outputs (reduced dims outer).
+const TILE: usize = 256;
 
-/// The part of a layout that is reduced (offset 0) and the offsets of each output.
+/// The kept and reduced parts of a layout; `red` has offset 0.
 struct Split {
+    kept: Layout,
     red: Layout,
-    bases: Vec<usize>,
-    red_numel: usize,
 }
 
 fn split(l: &Layout, dims: &[usize]) -> Split {
-    let rank = l.rank();
     let mut kd: SmallVec<[usize; 6]> = SmallVec::new();
     let mut ks: SmallVec<[usize; 6]> = SmallVec::new();
     let mut rd: SmallVec<[usize; 6]> = SmallVec::new();
     let mut rs: SmallVec<[usize; 6]> = SmallVec::new();
-    for d in 0..rank {
+    for d in 0..l.rank() {
         if dims.contains(&d) {
             rd.push(l.dims()[d]);
             rs.push(l.strides()[d]);
@@ -39,250 +47,302 @@ fn split(l: &Layout, dims: &[usize]) -> Split {
             ks.push(l.strides()[d]);
         }
     }
-    let kept = Layout::new(Shape(kd), ks, l.offset());
-    let red = Layout::new(Shape(rd), rs, 0);
-    let mut bases = vec![0usize; kept.numel()];
-    let plan = Plan::new(kept.dims(), [&kept]);
-    let mut i = 0;
-    plan.for_each_run(|[o], [s], n| {
-        for j in 0..n {
-            bases[i] = o + j * s;
-            i += 1;
-        }
-    });
-    let red_numel = red.numel();
-    Split { red, bases, red_numel }
+    Split { kept: Layout::new(Shape(kd), ks, l.offset()), red: Layout::new(Shape(rd), rs, 0) }
 }
 
-/// A fold over runs of elements.
+/// Input offsets of every output element, in output (row-major) order.
+fn bases(kept: &Layout) -> Vec<usize> {
+    let mut out = Vec::with_capacity(kept.numel());
+    Plan::new(kept.dims(), [kept]).for_each_run(|[o], [s], n| out.extend((0..n).map(|j| o + j * s)));
+    out
+}
+
+/// Calls `f(offset, stride, len)` for the runs covering logical positions
+/// `start..end` of the plan's index space.
+fn for_range(plan: &Plan<1>, start: usize, end: usize, mut f: impl FnMut(usize, usize, usize)) {
+    let il = plan.inner_len;
+    if il == 0 || start >= end {
+        return;
+    }
+    let st = plan.inner_strides[0];
+    plan.for_rows(start / il, (end - 1) / il + 1, |r, [off]| {
+        let lo = start.max(r * il) - r * il;
+        let hi = end.min((r + 1) * il) - r * il;
+        f(off + lo * st, st, hi - lo);
+    });
+}
+
+/// A fold: `step` takes one element, `combine` merges two partial results.
 trait Fold<T>: Sync {
-    type Acc: Copy + Send;
+    type Acc: Copy + Send + Sync;
     fn init(&self) -> Self::Acc;
-    fn run(&self, acc: Self::Acc, x: &[T], off: usize, stride: usize, n: usize) -> Self::Acc;
+    fn step(&self, acc: Self::Acc, x: T) -> Self::Acc;
     fn combine(&self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
 }
 
-struct SumF;
-impl<T: Elem> Fold<T> for SumF {
-    type Acc = f64;
-    fn init(&self) -> f64 {
-        0.0
-    }
-    #[inline]
-    fn run(&self, acc: f64, x: &[T], off: usize, stride: usize, n: usize) -> f64 {
-        if stride == 1 {
-            // Eight independent lanes so the compiler can vectorise the adds.
-            let s = &x[off..off + n];
-            let mut lanes = [0f64; 8];
-            let chunks = s.chunks_exact(8);
-            let rest = chunks.remainder();
-            for c in chunks {
-                for j in 0..8 {
-                    lanes[j] += c[j].to_f64();
-                }
+macro_rules! fold {
+    ($name:ident, $doc:literal, [$($bound:tt)*], $acc:ty, $init:expr, |$a:ident, $x:ident| $step:expr, |$p:ident, $q:ident| $comb:expr) => {
+        #[doc = $doc]
+        struct $name;
+        impl<T: $($bound)*> Fold<T> for $name {
+            type Acc = $acc;
+            #[inline(always)]
+            fn init(&self) -> $acc {
+                $init
             }
-            let mut t = acc;
-            for l in lanes {
-                t += l;
+            #[inline(always)]
+            fn step(&self, $a: $acc, $x: T) -> $acc {
+                $step
             }
-            for v in rest {
-                t += Elem::to_f64(*v);
-            }
-            t
-        } else {
-            let mut t = acc;
-            for i in 0..n {
-                t += x[off + i * stride].to_f64();
-            }
-            t
-        }
-    }
-    fn combine(&self, a: f64, b: f64) -> f64 {
-        a + b
-    }
-}
-
-struct SumI;
-impl<T: Elem> Fold<T> for SumI {
-    type Acc = i64;
-    fn init(&self) -> i64 {
-        0
-    }
-    fn run(&self, acc: i64, x: &[T], off: usize, stride: usize, n: usize) -> i64 {
-        let mut t = acc;
-        for i in 0..n {
-            t = t.wrapping_add(x[off + i * stride].to_scalar().to_i64());
-        }
-        t
-    }
-    fn combine(&self, a: i64, b: i64) -> i64 {
-        a.wrapping_add(b)
-    }
-}
-
-struct ProdF;
-impl<T: Elem> Fold<T> for ProdF {
-    type Acc = f64;
-    fn init(&self) -> f64 {
-        1.0
-    }
-    fn run(&self, acc: f64, x: &[T], off: usize, stride: usize, n: usize) -> f64 {
-        let mut t = acc;
-        for i in 0..n {
-            t *= x[off + i * stride].to_f64();
-        }
-        t
-    }
-    fn combine(&self, a: f64, b: f64) -> f64 {
-        a * b
-    }
-}
-
-struct ProdI;
-impl<T: Elem> Fold<T> for ProdI {
-    type Acc = i64;
-    fn init(&self) -> i64 {
-        1
-    }
-    fn run(&self, acc: i64, x: &[T], off: usize, stride: usize, n: usize) -> i64 {
-        let mut t = acc;
-        for i in 0..n {
-            t = t.wrapping_mul(x[off + i * stride].to_scalar().to_i64());
-        }
-        t
-    }
-    fn combine(&self, a: i64, b: i64) -> i64 {
-        a.wrapping_mul(b)
-    }
-}
-
-struct MaxMin(bool);
-impl<T: Elem + Arith> Fold<T> for MaxMin {
-    type Acc = T;
-    fn init(&self) -> T {
-        if self.0 {
-            T::lowest()
-        } else {
-            T::highest()
-        }
-    }
-    #[inline]
-    fn run(&self, acc: T, x: &[T], off: usize, stride: usize, n: usize) -> T {
-        let mut t = acc;
-        if self.0 {
-            for i in 0..n {
-                t = T::vmax(t, x[off + i * stride]);
-            }
-        } else {
-            for i in 0..n {
-                t = T::vmin(t, x[off + i * stride]);
+            #[inline(always)]
+            fn combine(&self, $p: $acc, $q: $acc) -> $acc {
+                $comb
             }
         }
-        t
-    }
-    fn combine(&self, a: T, b: T) -> T {
-        if self.0 {
-            T::vmax(a, b)
-        } else {
-            T::vmin(a, b)
-        }
-    }
-}
-
-struct AllAny(bool);
-impl<T: Elem + Arith> Fold<T> for AllAny {
-    type Acc = bool;
-    fn init(&self) -> bool {
-        self.0
-    }
-    fn run(&self, acc: bool, x: &[T], off: usize, stride: usize, n: usize) -> bool {
-        let mut t = acc;
-        for i in 0..n {
-            let nz = T::nonzero(x[off + i * stride]);
-            t = if self.0 { t && nz } else { t || nz };
-        }
-        t
-    }
-    fn combine(&self, a: bool, b: bool) -> bool {
-        if self.0 {
-            a && b
-        } else {
-            a || b
-        }
-    }
-}
-
-/// Folds every output element; returns one accumulator per output.
-fn fold_all<T: Sync, F: Fold<T>>(f: &F, x: &[T], s: &Split) -> Vec<F::Acc> {
-    let plan = Plan::new(s.red.dims(), [&s.red]);
-    let fold_one = |base: usize| -> F::Acc {
-        let mut acc = f.init();
-        plan.for_each_run(|[o], [st], n| acc = f.run(acc, x, base + o, st, n));
-        acc
     };
-    let out_n = s.bases.len();
-    if out_n == 1 && s.red_numel >= PAR_THRESHOLD && plan.rows() == 1 {
-        // One long run: fold fixed blocks in parallel, combine in order.
-        let base = s.bases[0];
-        let st = plan.inner_strides[0];
-        let n = plan.inner_len;
-        let nblocks = n.div_ceil(BLOCK);
-        let parts: Vec<F::Acc> = (0..nblocks)
-            .into_par_iter()
-            .map(|b| {
-                let start = b * BLOCK;
-                let len = BLOCK.min(n - start);
-                f.run(f.init(), x, base + start * st, st, len)
-            })
-            .collect();
-        let mut acc = f.init();
-        for p in parts {
-            acc = f.combine(acc, p);
+}
+
+fold!(SumF, "Float sum, accumulated in f64.", [Elem], f64, 0.0, |a, x| a + x.to_f64(), |p, q| p + q);
+fold!(ProdF, "Float product, accumulated in f64.", [Elem], f64, 1.0, |a, x| a * x.to_f64(), |p, q| p * q);
+fold!(SumI, "Wrapping integer sum in i64.", [Elem], i64, 0, |a, x| a.wrapping_add(x.to_scalar().to_i64()), |p, q| p
+    .wrapping_add(q));
+fold!(
+    ProdI,
+    "Wrapping integer product in i64.",
+    [Elem],
+    i64,
+    1,
+    |a, x| a.wrapping_mul(x.to_scalar().to_i64()),
+    |p, q| p.wrapping_mul(q)
+);
+fold!(MaxF, "Maximum, NaN propagating.", [Arith], T, T::lowest(), |a, x| T::vmax(a, x), |p, q| T::vmax(p, q));
+fold!(MinF, "Minimum, NaN propagating.", [Arith], T, T::highest(), |a, x| T::vmin(a, x), |p, q| T::vmin(p, q));
+fold!(AllF, "Every element nonzero.", [Arith], bool, true, |a, x| a & T::nonzero(x), |p, q| p & q);
+fold!(AnyF, "Some element nonzero.", [Arith], bool, false, |a, x| a | T::nonzero(x), |p, q| p | q);
+
+fn combine_lanes<T, F: Fold<T>>(f: &F, lanes: &[F::Acc]) -> F::Acc {
+    lanes.iter().fold(f.init(), |t, &l| f.combine(t, l))
+}
+
+/// The canonical fold of one block, fed run by run in logical order.
+struct BlockAcc<'f, F: Fold<T>, T> {
+    f: &'f F,
+    lanes: [F::Acc; LANES],
+    pos: usize,
+    full: usize,
+    tail: Option<F::Acc>,
+}
+
+impl<'f, T: Copy, F: Fold<T>> BlockAcc<'f, F, T> {
+    fn new(f: &'f F, len: usize) -> Self {
+        BlockAcc { f, lanes: [f.init(); LANES], pos: 0, full: len - len % LANES, tail: None }
+    }
+
+    #[inline]
+    fn push_run(&mut self, x: &[T], off: usize, stride: usize, n: usize) {
+        let f = self.f;
+        let mut i = 0;
+        while i < n {
+            if self.pos < self.full {
+                if stride == 1 && self.pos % LANES == 0 {
+                    let m = (self.full - self.pos).min(n - i) / LANES * LANES;
+                    if m > 0 {
+                        let mut lanes = self.lanes;
+                        for c in x[off + i..off + i + m].chunks_exact(LANES) {
+                            for j in 0..LANES {
+                                lanes[j] = f.step(lanes[j], c[j]);
+                            }
+                        }
+                        self.lanes = lanes;
+                        self.pos += m;
+                        i += m;
+                        continue;
+                    }
+                }
+                let l = self.pos % LANES;
+                self.lanes[l] = f.step(self.lanes[l], x[off + i * stride]);
+            } else {
+                let lanes = &self.lanes;
+                let t = self.tail.get_or_insert_with(|| combine_lanes(f, lanes));
+                *t = f.step(*t, x[off + i * stride]);
+            }
+            self.pos += 1;
+            i += 1;
         }
-        return vec![acc];
     }
-    if out_n * s.red_numel >= PAR_THRESHOLD && out_n > 1 {
-        s.bases.par_iter().map(|&b| fold_one(b)).collect()
+
+    fn finish(self) -> F::Acc {
+        self.tail.unwrap_or_else(|| combine_lanes(self.f, &self.lanes))
+    }
+}
+
+/// Folds along the reduction, one output (or one block of one output) at a time.
+fn fold_along<T: Copy + Sync, F: Fold<T>>(f: &F, x: &[T], s: &Split) -> Vec<F::Acc> {
+    let plan = Plan::new(s.red.dims(), [&s.red]);
+    let r = s.red.numel();
+    let nb = r.div_ceil(BLOCK);
+    let bases = bases(&s.kept);
+    let block = |base: usize, b: usize| {
+        let (start, end) = (b * BLOCK, ((b + 1) * BLOCK).min(r));
+        let mut acc = BlockAcc::new(f, end - start);
+        for_range(&plan, start, end, |o, st, n| acc.push_run(x, base + o, st, n));
+        acc.finish()
+    };
+    let output = |base: usize| (0..nb).fold(f.init(), |t, b| f.combine(t, block(base, b)));
+    let out_n = bases.len();
+    if out_n * r < PAR_THRESHOLD {
+        bases.iter().map(|&b| output(b)).collect()
+    } else if nb == 1 || out_n >= 4 * rayon::current_num_threads() {
+        bases.par_iter().map(|&b| output(b)).collect()
     } else {
-        s.bases.iter().map(|&b| fold_one(b)).collect()
+        let parts: Vec<F::Acc> = (0..out_n * nb).into_par_iter().map(|i| block(bases[i / nb], i % nb)).collect();
+        parts.chunks(nb).map(|p| p.iter().fold(f.init(), |t, &a| f.combine(t, a))).collect()
     }
+}
+
+/// Folds across outputs: for reduced dims outer to kept dims whose inner run has
+/// stride 1, each reduced position updates a tile of contiguous outputs at once.
+fn fold_across<T: Copy + Sync, F: Fold<T>>(f: &F, x: &[T], s: &Split, kplan: &Plan<1>) -> Vec<F::Acc> {
+    let rplan = Plan::new(s.red.dims(), [&s.red]);
+    let r = s.red.numel();
+    let nb = r.div_ceil(BLOCK);
+    let nk = kplan.inner_len;
+    let mut out = vec![f.init(); kplan.numel];
+    let tile = |first: usize, o: &mut [F::Acc]| {
+        let tw = o.len();
+        let mut lanes = vec![f.init(); LANES * tw];
+        let mut tail = vec![f.init(); tw];
+        let fill_tail = |tail: &mut [F::Acc], lanes: &[F::Acc]| {
+            for (j, t) in tail.iter_mut().enumerate() {
+                *t = (0..LANES).fold(f.init(), |a, l| f.combine(a, lanes[l * tw + j]));
+            }
+        };
+        for b in 0..nb {
+            let (start, end) = (b * BLOCK, ((b + 1) * BLOCK).min(r));
+            let full = (end - start) - (end - start) % LANES;
+            lanes.fill(f.init());
+            let mut pos = 0;
+            for_range(&rplan, start, end, |off, st, n| {
+                for i in 0..n {
+                    let src = &x[first + off + i * st..][..tw];
+                    if pos < full {
+                        let l = &mut lanes[(pos % LANES) * tw..][..tw];
+                        for (a, &v) in l.iter_mut().zip(src) {
+                            *a = f.step(*a, v);
+                        }
+                    } else {
+                        if pos == full {
+                            fill_tail(&mut tail, &lanes);
+                        }
+                        for (a, &v) in tail.iter_mut().zip(src) {
+                            *a = f.step(*a, v);
+                        }
+                    }
+                    pos += 1;
+                }
+            });
+            if full == end - start {
+                fill_tail(&mut tail, &lanes);
+            }
+            for (o, &t) in o.iter_mut().zip(&tail) {
+                *o = f.combine(*o, t);
+            }
+        }
+    };
+    let row = |ri: usize, row: &mut [F::Acc], par: bool| {
+        let base = kplan.row_offsets(ri)[0];
+        if par {
+            row.par_chunks_mut(TILE).enumerate().for_each(|(ti, o)| tile(base + ti * TILE, o));
+        } else {
+            row.chunks_mut(TILE).enumerate().for_each(|(ti, o)| tile(base + ti * TILE, o));
+        }
+    };
+    if out.len() * r < PAR_THRESHOLD {
+        out.chunks_mut(nk).enumerate().for_each(|(ri, o)| row(ri, o, false));
+    } else {
+        out.par_chunks_mut(nk).enumerate().for_each(|(ri, o)| row(ri, o, true));
+    }
+    out
+}
+
+/// Picks the traversal: along the reduction when its inner run is contiguous,
+/// across outputs when theirs is, else along.
+fn fold_all<T: Copy + Sync, F: Fold<T>>(f: &F, x: &[T], s: &Split) -> Vec<F::Acc> {
+    let rplan = Plan::new(s.red.dims(), [&s.red]);
+    let kplan = Plan::new(s.kept.dims(), [&s.kept]);
+    let along_ok = rplan.inner_strides[0] == 1 && rplan.inner_len > 1;
+    if !along_ok && kplan.inner_strides[0] == 1 && kplan.inner_len > 1 && s.red.numel() > 0 {
+        fold_across(f, x, s, &kplan)
+    } else {
+        fold_along(f, x, s)
+    }
+}
+
+/// True when `v` replaces `best` as the arg-max (arg-min): the first NaN wins and
+/// sticks, then strictly greater (smaller) values, so ties keep the first index.
+#[inline(always)]
+fn arg_better<T: Arith>(best: T, v: T, max: bool) -> bool {
+    !T::is_nan(best) && (T::is_nan(v) || if max { v > best } else { v < best })
 }
 
 fn arg_reduce<T: Elem + Arith>(x: &[T], l: &Layout, dim: usize, max: bool) -> Vec<i64> {
     let s = split(l, &[dim]);
     let n = l.dims()[dim];
     let st = l.strides()[dim];
+    let kplan = Plan::new(s.kept.dims(), [&s.kept]);
+    let work = kplan.numel * n;
+    if st != 1 && kplan.inner_strides[0] == 1 && kplan.inner_len > 1 {
+        // Across outputs: each reduced position updates a tile of contiguous outputs.
+        let nk = kplan.inner_len;
+        let mut out = vec![0i64; kplan.numel];
+        let row = |ri: usize, o: &mut [i64]| {
+            let base = kplan.row_offsets(ri)[0];
+            for (ti, idx) in o.chunks_mut(TILE).enumerate() {
+                let first = base + ti * TILE;
+                let mut best: Vec<T> = x[first..first + idx.len()].to_vec();
+                for i in 1..n {
+                    let src = &x[first + i * st..][..idx.len()];
+                    for ((b, k), &v) in best.iter_mut().zip(idx.iter_mut()).zip(src) {
+                        if arg_better(*b, v, max) {
+                            *b = v;
+                            *k = i as i64;
+                        }
+                    }
+                }
+            }
+        };
+        if work < PAR_THRESHOLD {
+            out.chunks_mut(nk).enumerate().for_each(|(ri, o)| row(ri, o));
+        } else {
+            out.par_chunks_mut(nk).enumerate().for_each(|(ri, o)| row(ri, o));
+        }
+        return out;
+    }
     let one = |base: usize| -> i64 {
         let mut best = x[base];
         let mut bi = 0i64;
         for i in 1..n {
             let v = x[base + i * st];
-            if T::is_nan(best) {
-                break;
-            }
-            let better = if T::is_nan(v) {
-                true
-            } else if max {
-                v > best
-            } else {
-                v < best
-            };
-            if better {
+            if arg_better(best, v, max) {
                 best = v;
                 bi = i as i64;
             }
         }
         bi
     };
-    if s.bases.len() * n >= PAR_THRESHOLD {
-        s.bases.par_iter().map(|&b| one(b)).collect()
+    let bases = bases(&s.kept);
+    if work >= PAR_THRESHOLD {
+        bases.par_iter().map(|&b| one(b)).collect()
     } else {
-        s.bases.iter().map(|&b| one(b)).collect()
+        bases.iter().map(|&b| one(b)).collect()
     }
 }
 
 /// Reduces over `dims`; output is contiguous with reduced dims of size 1.
 pub fn reduce(op: ReduceOp, b: &CpuBuffer, l: &Layout, dims: &[usize]) -> Result<CpuBuffer> {
+    if dims.iter().any(|&d| d >= l.rank()) {
+        return Err(Error::arg(op.name(), format!("dims {dims:?} out of range for rank {}", l.rank())));
+    }
     if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) {
         if dims.len() != 1 {
             return Err(Error::arg(op.name(), "argmax/argmin reduce exactly one dim"));
@@ -294,7 +354,7 @@ pub fn reduce(op: ReduceOp, b: &CpuBuffer, l: &Layout, dims: &[usize]) -> Result
         return Ok(with_dtype!(b, v, T => CpuBuffer::I64(arg_reduce(v, l, dims[0], max))));
     }
     let s = split(l, dims);
-    if s.red_numel == 0 && matches!(op, ReduceOp::Max | ReduceOp::Min) {
+    if s.red.numel() == 0 && matches!(op, ReduceOp::Max | ReduceOp::Min) {
         return Err(Error::arg(op.name(), "cannot reduce over a zero-size dimension (no identity)"));
     }
     Ok(match op {
@@ -312,53 +372,46 @@ pub fn reduce(op: ReduceOp, b: &CpuBuffer, l: &Layout, dims: &[usize]) -> Result
                 T::wrap(fold_all(&ProdI, v, &s).into_iter().map(|a| T::from_scalar(a.into())).collect())
             }
         }),
-        ReduceOp::Max | ReduceOp::Min => {
-            let m = MaxMin(op == ReduceOp::Max);
-            with_dtype!(b, v, T => T::wrap(fold_all(&m, v, &s)))
-        }
-        ReduceOp::All | ReduceOp::Any => {
-            let m = AllAny(op == ReduceOp::All);
-            with_dtype!(b, v, T => CpuBuffer::Bool(fold_all(&m, v, &s)))
-        }
+        ReduceOp::Max => with_dtype!(b, v, T => T::wrap(fold_all(&MaxF, v, &s))),
+        ReduceOp::Min => with_dtype!(b, v, T => T::wrap(fold_all(&MinF, v, &s))),
+        ReduceOp::All => with_dtype!(b, v, T => CpuBuffer::Bool(fold_all(&AllF, v, &s))),
+        ReduceOp::Any => with_dtype!(b, v, T => CpuBuffer::Bool(fold_all(&AnyF, v, &s))),
         ReduceOp::ArgMax | ReduceOp::ArgMin => unreachable!("handled above"),
     })
 }
 
-/// Cumulative sum / product along `dim`.
+/// Cumulative sum / product along `dim` (floats accumulate in f64, integers wrap in
+/// i64), sequential along the dim so the result is layout-independent.
 pub fn scan(op: ScanOp, b: &CpuBuffer, l: &Layout, dim: usize) -> Result<CpuBuffer> {
+    if dim >= l.rank() {
+        return Err(Error::arg("scan", format!("dim {dim} out of range for rank {}", l.rank())));
+    }
     let s = split(l, &[dim]);
     let n = l.dims()[dim];
     let st = l.strides()[dim];
-    // Output index of element (base k, position i): contiguous layout of l's shape.
+    let ibases = bases(&s.kept);
+    // Output offsets of each kept position in the contiguous output.
     let out_strides = l.shape().contiguous_strides();
     let ost = out_strides[dim];
-    // Output base offsets, in the same order as `s.bases`.
     let kept_shape: Vec<usize> = (0..l.rank()).filter(|&d| d != dim).map(|d| l.dims()[d]).collect();
     let kept_ostrides: SmallVec<[usize; 6]> = (0..l.rank()).filter(|&d| d != dim).map(|d| out_strides[d]).collect();
-    let ok = Layout::new(Shape::new(&kept_shape), kept_ostrides, 0);
-    let mut obases = Vec::with_capacity(s.bases.len());
-    Plan::new(ok.dims(), [&ok]).for_each_run(|[o], [so], m| {
-        for j in 0..m {
-            obases.push(o + j * so);
-        }
-    });
+    let obases = bases(&Layout::new(Shape::new(&kept_shape), kept_ostrides, 0));
+    let sum = op == ScanOp::CumSum;
     with_dtype!(b, v, T => {
-        let is_float = T::DTYPE.is_float();
         let mut out = vec![T::default(); l.numel()];
-        for (k, &base) in s.bases.iter().enumerate() {
-            let ob = obases[k];
-            if is_float {
-                let mut acc = if op == ScanOp::CumSum { 0.0 } else { 1.0 };
+        for (&ib, &ob) in ibases.iter().zip(&obases) {
+            if T::DTYPE.is_float() {
+                let mut acc = if sum { 0.0 } else { 1.0 };
                 for i in 0..n {
-                    let x = v[base + i * st].to_f64();
-                    acc = if op == ScanOp::CumSum { acc + x } else { acc * x };
+                    let x = v[ib + i * st].to_f64();
+                    acc = if sum { acc + x } else { acc * x };
                     out[ob + i * ost] = T::from_f64(acc);
                 }
             } else {
-                let mut acc: i64 = if op == ScanOp::CumSum { 0 } else { 1 };
+                let mut acc: i64 = if sum { 0 } else { 1 };
                 for i in 0..n {
-                    let x = v[base + i * st].to_scalar().to_i64();
-                    acc = if op == ScanOp::CumSum { acc.wrapping_add(x) } else { acc.wrapping_mul(x) };
+                    let x = v[ib + i * st].to_scalar().to_i64();
+                    acc = if sum { acc.wrapping_add(x) } else { acc.wrapping_mul(x) };
                     out[ob + i * ost] = T::from_scalar(acc.into());
                 }
             }

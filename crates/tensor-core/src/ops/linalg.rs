@@ -6,7 +6,9 @@ use crate::{DType, Error, Result, Tensor};
 impl Tensor {
     /// Matrix product with PyTorch's rules: 1-D x 1-D is a dot product, 1-D operands
     /// get a dim prepended/appended and removed again, batch dims broadcast.
-    /// Transposed views are passed to the GEMM as strides, never copied.
+    /// Transposed views are passed to the GEMM as strides, never copied. Both operands
+    /// must have the same dtype (like PyTorch; bool is not supported); integers
+    /// multiply exactly with wrapping.
     ///
     /// ```
     /// use tensor_core::Tensor;
@@ -16,59 +18,7 @@ impl Tensor {
     /// # Ok::<(), tensor_core::Error>(())
     /// ```
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
-        self.same_device("matmul", other)?;
-        let (ra, rb) = (self.rank(), other.rank());
-        if ra == 0 || rb == 0 {
-            return Err(Error::shape(
-                "matmul",
-                self.dims(),
-                other.dims(),
-                "both arguments to matmul need to be at least 1D",
-            ));
-        }
-        let c = DType::promote(self.dtype(), other.dtype());
-        if c == DType::Bool {
-            return Err(Error::Unsupported { op: "matmul", dtype: c, device: self.device().to_string() });
-        }
-        let a = self.to_dtype(c)?;
-        let b = other.to_dtype(c)?;
-        let a2 = if ra == 1 { a.unsqueeze(0)? } else { a };
-        let b2 = if rb == 1 { b.unsqueeze(1)? } else { b };
-        let (m, k) = (a2.dims()[a2.rank() - 2], a2.dims()[a2.rank() - 1]);
-        let (k2, n) = (b2.dims()[b2.rank() - 2], b2.dims()[b2.rank() - 1]);
-        if k != k2 {
-            return Err(Error::shape(
-                "matmul",
-                self.dims(),
-                other.dims(),
-                format!("cannot multiply {m}x{k} by {k2}x{n} (inner sizes {k} and {k2} differ)"),
-            ));
-        }
-        let batch_a = &a2.dims()[..a2.rank() - 2];
-        let batch_b = &b2.dims()[..b2.rank() - 2];
-        let batch = broadcast_shapes("matmul", batch_a, batch_b)?;
-        let nb: usize = batch.numel();
-        let mut sa = batch.dims().to_vec();
-        sa.extend([m, k]);
-        let mut sb = batch.dims().to_vec();
-        sb.extend([k, n]);
-        let la = a2.layout().broadcast_to(&sa)?;
-        let lb = b2.layout().broadcast_to(&sb)?;
-        // Collapse batch dims into one: possible as a view when the batch strides
-        // are mergeable; otherwise copy that operand.
-        let (a3, la3) = collapse_batch(&a2.with_layout(la), nb, m, k)?;
-        let (b3, lb3) = collapse_batch(&b2.with_layout(lb), nb, k, n)?;
-        let mut out_shape = batch.dims().to_vec();
-        out_shape.extend([m, n]);
-        let out = a3.run2(&b3, [nb, m, n], |be, x, _, y, _| be.matmul(x, &la3, y, &lb3))?;
-        let mut final_shape: Vec<usize> = batch.dims().to_vec();
-        if ra > 1 {
-            final_shape.push(m);
-        }
-        if rb > 1 {
-            final_shape.push(n);
-        }
-        out.reshape_to(final_shape)
+        matmul_impl("matmul", self, other)
     }
 
     /// Batched matrix product of two 3-D tensors `[b, n, m] x [b, m, p]`.
@@ -79,7 +29,7 @@ impl Tensor {
         if self.dims()[0] != other.dims()[0] {
             return Err(Error::shape("bmm", self.dims(), other.dims(), "batch sizes must match"));
         }
-        self.matmul(other)
+        matmul_impl("bmm", self, other)
     }
 
     /// 2-D matrix product (`torch.mm`).
@@ -87,7 +37,7 @@ impl Tensor {
         if self.rank() != 2 || other.rank() != 2 {
             return Err(Error::shape("mm", self.dims(), other.dims(), "both arguments must be 2D"));
         }
-        self.matmul(other)
+        matmul_impl("mm", self, other)
     }
 
     /// Matrix-vector product (`torch.mv`).
@@ -95,7 +45,7 @@ impl Tensor {
         if self.rank() != 2 || v.rank() != 1 {
             return Err(Error::shape("mv", self.dims(), v.dims(), "expected a 2D matrix and a 1D vector"));
         }
-        self.matmul(v)
+        matmul_impl("mv", self, v)
     }
 
     /// Dot product of two 1-D tensors of equal length.
@@ -103,7 +53,7 @@ impl Tensor {
         if self.rank() != 1 || other.rank() != 1 || self.dims() != other.dims() {
             return Err(Error::shape("dot", self.dims(), other.dims(), "expected two 1D tensors of the same length"));
         }
-        self.matmul(other)
+        matmul_impl("dot", self, other)
     }
 
     /// Outer product of two 1-D tensors.
@@ -141,4 +91,49 @@ fn collapse_batch(t: &Tensor, nb: usize, r: usize, c: usize) -> Result<(Tensor, 
     let tc = t.contiguous()?;
     let nl = crate::Layout::contiguous([nb, r, c]);
     Ok((tc, nl))
+}
+
+/// [`Tensor::matmul`], reporting errors under the name `op`.
+fn matmul_impl(op: &'static str, this: &Tensor, other: &Tensor) -> Result<Tensor> {
+    this.same_device(op, other)?;
+    let (ra, rb) = (this.rank(), other.rank());
+    if ra == 0 || rb == 0 {
+        return Err(Error::shape(op, this.dims(), other.dims(), "both arguments to matmul need to be at least 1D"));
+    }
+    if this.dtype() != other.dtype() {
+        return Err(Error::DTypeMismatch { op, expected: this.dtype(), got: other.dtype() });
+    }
+    if this.dtype() == DType::Bool {
+        return Err(Error::Unsupported { op, dtype: DType::Bool, device: this.device().to_string() });
+    }
+    let a2 = if ra == 1 { this.unsqueeze(0)? } else { this.clone() };
+    let b2 = if rb == 1 { other.unsqueeze(1)? } else { other.clone() };
+    let (m, k) = (a2.dims()[a2.rank() - 2], a2.dims()[a2.rank() - 1]);
+    let (k2, n) = (b2.dims()[b2.rank() - 2], b2.dims()[b2.rank() - 1]);
+    if k != k2 {
+        return Err(Error::shape(op, this.dims(), other.dims(), format!("cannot multiply {m}x{k} by {k2}x{n}")));
+    }
+    let batch_a = &a2.dims()[..a2.rank() - 2];
+    let batch_b = &b2.dims()[..b2.rank() - 2];
+    let batch = broadcast_shapes(op, batch_a, batch_b)?;
+    let nb: usize = batch.numel();
+    let mut sa = batch.dims().to_vec();
+    sa.extend([m, k]);
+    let mut sb = batch.dims().to_vec();
+    sb.extend([k, n]);
+    let la = a2.layout().broadcast_to(&sa)?;
+    let lb = b2.layout().broadcast_to(&sb)?;
+    // Collapse batch dims into one: possible as a view when the batch strides
+    // are mergeable; otherwise copy that operand.
+    let (a3, la3) = collapse_batch(&a2.with_layout(la), nb, m, k)?;
+    let (b3, lb3) = collapse_batch(&b2.with_layout(lb), nb, k, n)?;
+    let out = a3.run2(&b3, [nb, m, n], |be, x, _, y, _| be.matmul(x, &la3, y, &lb3))?;
+    let mut final_shape: Vec<usize> = batch.dims().to_vec();
+    if ra > 1 {
+        final_shape.push(m);
+    }
+    if rb > 1 {
+        final_shape.push(n);
+    }
+    out.reshape_to(final_shape)
 }
