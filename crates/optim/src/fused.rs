@@ -1,0 +1,140 @@
+//! The CPU fast path: one loop over the contiguous f32/f64 host buffers of a parameter,
+//! its gradient and its state, instead of a chain of tensor ops (each of which would
+//! allocate and walk the whole parameter).
+
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+use tensor_core::cpu::CpuBuffer;
+use tensor_core::{DType, Result, Tensor};
+
+/// The float types the fused loops run on.
+pub(crate) trait Real:
+    Copy
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+{
+    fn of(v: f64) -> Self;
+    fn sqrt(self) -> Self;
+    fn slice(b: &CpuBuffer) -> Option<&[Self]>;
+    fn slice_mut(b: &mut CpuBuffer) -> Option<&mut [Self]>;
+    /// NaN-propagating maximum (like `torch.maximum`).
+    fn maximum(self, o: Self) -> Self {
+        if self != self || self > o {
+            self
+        } else {
+            o
+        }
+    }
+    /// PyTorch's `lerp`: `a + w (b - a)` for `w < 0.5`, else `b - (b - a)(1 - w)`.
+    fn lerp(a: Self, b: Self, w: f64) -> Self {
+        if w < 0.5 {
+            a + Self::of(w) * (b - a)
+        } else {
+            b - (b - a) * Self::of(1.0 - w)
+        }
+    }
+}
+
+impl Real for f32 {
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    fn slice(b: &CpuBuffer) -> Option<&[Self]> {
+        match b {
+            CpuBuffer::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn slice_mut(b: &mut CpuBuffer) -> Option<&mut [Self]> {
+        match b {
+            CpuBuffer::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl Real for f64 {
+    fn of(v: f64) -> Self {
+        v
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    fn slice(b: &CpuBuffer) -> Option<&[Self]> {
+        match b {
+            CpuBuffer::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn slice_mut(b: &mut CpuBuffer) -> Option<&mut [Self]> {
+        match b {
+            CpuBuffer::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// An elementwise update over a parameter, its gradient and its state buffers
+/// (all of one length).
+pub(crate) trait Kernel {
+    fn run<T: Real>(&self, param: &mut [T], grad: &[T], state: &mut [&mut [T]]);
+}
+
+/// True when the fused loop can handle these tensors: all on the CPU, contiguous, of
+/// the parameter's dtype (f32 or f64), the gradient and the state not sharing
+/// storage with the parameter or each other.
+pub(crate) fn applies(param: &Tensor, grad: &Tensor, state: &[&Tensor]) -> bool {
+    let dt = param.dtype();
+    if !matches!(dt, DType::F32 | DType::F64) || !param.device().is_cpu() {
+        return false;
+    }
+    let mut all = vec![param, grad];
+    all.extend_from_slice(state);
+    for (i, t) in all.iter().enumerate() {
+        if t.dtype() != dt || !t.device().is_cpu() || !t.is_contiguous() || t.dims() != param.dims() {
+            return false;
+        }
+        if all[..i].iter().any(|u| u.same_storage(t)) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Runs `k` on the host slices; `None` when the fast path does not apply (the caller
+/// then uses tensor ops).
+pub(crate) fn run<K: Kernel>(k: &K, param: &Tensor, grad: &Tensor, state: &[&Tensor]) -> Option<Result<()>> {
+    if !applies(param, grad, state) {
+        return None;
+    }
+    match param.dtype() {
+        DType::F32 => run_typed::<f32, K>(k, param, grad, state),
+        DType::F64 => run_typed::<f64, K>(k, param, grad, state),
+        _ => None,
+    }
+}
+
+fn run_typed<T: Real, K: Kernel>(k: &K, param: &Tensor, grad: &Tensor, state: &[&Tensor]) -> Option<Result<()>> {
+    let pr = param.layout().contiguous_range()?;
+    let gr = grad.layout().contiguous_range()?;
+    let ranges: Vec<_> = state.iter().map(|s| s.layout().contiguous_range()).collect::<Option<_>>()?;
+    let ggrd = grad.storage().read();
+    let g = &T::slice(ggrd.as_any().downcast_ref::<CpuBuffer>()?)?[gr];
+    let mut sguards: Vec<_> = state.iter().map(|s| s.storage().write()).collect();
+    let mut slices: Vec<&mut [T]> = Vec::with_capacity(state.len());
+    for (sg, r) in sguards.iter_mut().zip(ranges) {
+        let b = sg.as_any_mut().downcast_mut::<CpuBuffer>()?;
+        slices.push(&mut T::slice_mut(b)?[r]);
+    }
+    let mut pg = param.storage().write();
+    let p = &mut T::slice_mut(pg.as_any_mut().downcast_mut::<CpuBuffer>()?)?[pr];
+    k.run(p, g, &mut slices);
+    Some(Ok(()))
+}

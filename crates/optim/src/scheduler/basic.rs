@@ -1,0 +1,405 @@
+//! Schedules that scale the learning rate by simple factors: step, multi-step,
+//! constant, linear, exponential, polynomial, lambda and multiplicative.
+
+use tensor_core::{Error, Result};
+
+use super::{impl_scheduler, Base, Formula};
+use crate::Optimizer;
+
+fn cur(opt: &dyn Optimizer) -> Vec<f64> {
+    opt.lrs()
+}
+
+/// Multiplies the rate by `gamma` every `step_size` epochs (PyTorch's `StepLR`).
+#[derive(Clone, Debug)]
+pub struct StepLR {
+    base: Base,
+    step_size: usize,
+    gamma: f64,
+}
+
+impl StepLR {
+    /// A step schedule on `opt` (performs the epoch-0 step).
+    pub fn new(opt: &mut dyn Optimizer, step_size: usize, gamma: f64) -> Result<Self> {
+        if step_size == 0 {
+            return Err(Error::arg("StepLR", "step_size must be positive"));
+        }
+        let mut s = StepLR { base: Base::new(opt)?, step_size, gamma };
+        super::LrScheduler::initial_step(&mut s, opt)?;
+        Ok(s)
+    }
+}
+
+impl Formula for StepLR {
+    const KIND: &'static str = "StepLR";
+    fn base(&self) -> &Base {
+        &self.base
+    }
+    fn base_mut(&mut self) -> &mut Base {
+        &mut self.base
+    }
+    fn get_lr(&mut self, opt: &mut dyn Optimizer) -> Result<Vec<f64>> {
+        let e = self.base.last_epoch;
+        let lrs = cur(opt);
+        if e == 0 || e.rem_euclid(self.step_size as i64) != 0 {
+            return Ok(lrs);
+        }
+        Ok(lrs.iter().map(|l| l * self.gamma).collect())
+    }
+    fn closed_form(&self) -> Option<Vec<f64>> {
+        let k = self.base.last_epoch.div_euclid(self.step_size as i64) as f64;
+        Some(self.base.base_lrs.iter().map(|b| b * self.gamma.powf(k)).collect())
+    }
+}
+impl_scheduler!(StepLR);
+
+/// Multiplies the rate by `gamma` at each milestone epoch (PyTorch's `MultiStepLR`;
+/// a milestone listed twice multiplies twice).
+#[derive(Clone, Debug)]
+pub struct MultiStepLR {
+    base: Base,
+    milestones: Vec<i64>,
+    gamma: f64,
+}
+
+impl MultiStepLR {
+    /// A multi-step schedule on `opt` (performs the epoch-0 step).
+    pub fn new(opt: &mut dyn Optimizer, milestones: &[usize], gamma: f64) -> Result<Self> {
+        let mut m: Vec<i64> = milestones.iter().map(|&x| x as i64).collect();
+        m.sort_unstable();
+        let mut s = MultiStepLR { base: Base::new(opt)?, milestones: m, gamma };
+        super::LrScheduler::initial_step(&mut s, opt)?;
+        Ok(s)
+    }
+}
+
+impl Formula for MultiStepLR {
+    const KIND: &'static str = "MultiStepLR";
+    fn base(&self) -> &Base {
+        &self.base
+    }
+    fn base_mut(&mut self) -> &mut Base {
+        &mut self.base
+    }
+    fn get_lr(&mut self, opt: &mut dyn Optimizer) -> Result<Vec<f64>> {
+        let e = self.base.last_epoch;
+        let n = self.milestones.iter().filter(|&&m| m == e).count();
+        let lrs = cur(opt);
+        if n == 0 {
+            return Ok(lrs);
+        }
+        Ok(lrs.iter().map(|l| l * self.gamma.powf(n as f64)).collect())
+    }
+    fn closed_form(&self) -> Option<Vec<f64>> {
+        let k = self.milestones.partition_point(|&m| m <= self.base.last_epoch) as f64;
+        Some(self.base.base_lrs.iter().map(|b| b * self.gamma.powf(k)).collect())
+    }
+}
+impl_scheduler!(MultiStepLR);
+
+/// Multiplies the rate by `factor` until epoch `total_iters` (PyTorch's `ConstantLR`).
+#[derive(Clone, Debug)]
+pub struct ConstantLR {
+    base: Base,
+    factor: f64,
+    total_iters: i64,
+}
+
+impl ConstantLR {
+    /// A constant-factor warm-up on `opt`; `factor` in `[0, 1]` (PyTorch's defaults
+    /// are `1/3` and `5`).
+    pub fn new(opt: &mut dyn Optimizer, factor: f64, total_iters: usize) -> Result<Self> {
+        if !(0.0..=1.0).contains(&factor) {
+            return Err(Error::arg("ConstantLR", format!("constant multiplicative factor {factor} not in [0, 1]")));
+        }
+        let mut s = ConstantLR { base: Base::new(opt)?, factor, total_iters: total_iters as i64 };
+        super::LrScheduler::initial_step(&mut s, opt)?;
+        Ok(s)
+    }
+}
+
+impl Formula for ConstantLR {
+    const KIND: &'static str = "ConstantLR";
+    fn base(&self) -> &Base {
+        &self.base
+    }
+    fn base_mut(&mut self) -> &mut Base {
+        &mut self.base
+    }
+    fn get_lr(&mut self, opt: &mut dyn Optimizer) -> Result<Vec<f64>> {
+        let e = self.base.last_epoch;
+        let lrs = cur(opt);
+        Ok(if e == 0 {
+            lrs.iter().map(|l| l * self.factor).collect()
+        } else if e != self.total_iters {
+            lrs
+        } else {
+            lrs.iter().map(|l| l * (1.0 / self.factor)).collect()
+        })
+    }
+    fn closed_form(&self) -> Option<Vec<f64>> {
+        let done = if self.base.last_epoch >= self.total_iters { 1.0 } else { 0.0 };
+        Some(self.base.base_lrs.iter().map(|b| b * (self.factor + done * (1.0 - self.factor))).collect())
+    }
+}
+impl_scheduler!(ConstantLR);
+
+/// Scales the rate linearly from `start_factor` to `end_factor` over `total_iters`
+/// epochs (PyTorch's `LinearLR`).
+#[derive(Clone, Debug)]
+pub struct LinearLR {
+    base: Base,
+    start_factor: f64,
+    end_factor: f64,
+    total_iters: i64,
+}
+
+impl LinearLR {
+    /// A linear warm-up (or decay) on `opt`; `start_factor` in `(0, 1]`, `end_factor`
+    /// in `[0, 1]` (PyTorch's defaults are `1/3`, `1` and `5`).
+    pub fn new(opt: &mut dyn Optimizer, start_factor: f64, end_factor: f64, total_iters: usize) -> Result<Self> {
+        if !(start_factor > 0.0 && start_factor <= 1.0) {
+            return Err(Error::arg("LinearLR", format!("starting multiplicative factor {start_factor} not in (0, 1]")));
+        }
+        if !(0.0..=1.0).contains(&end_factor) {
+            return Err(Error::arg("LinearLR", format!("ending multiplicative factor {end_factor} not in [0, 1]")));
+        }
+        if total_iters == 0 {
+            return Err(Error::arg("LinearLR", "total_iters must be positive"));
+        }
+        let mut s = LinearLR { base: Base::new(opt)?, start_factor, end_factor, total_iters: total_iters as i64 };
+        super::LrScheduler::initial_step(&mut s, opt)?;
+        Ok(s)
+    }
+}
+
+impl Formula for LinearLR {
+    const KIND: &'static str = "LinearLR";
+    fn base(&self) -> &Base {
+        &self.base
+    }
+    fn base_mut(&mut self) -> &mut Base {
+        &mut self.base
+    }
+    fn get_lr(&mut self, opt: &mut dyn Optimizer) -> Result<Vec<f64>> {
+        let e = self.base.last_epoch;
+        let lrs = cur(opt);
+        if e == 0 {
+            return Ok(lrs.iter().map(|l| l * self.start_factor).collect());
+        }
+        if e > self.total_iters {
+            return Ok(lrs);
+        }
+        let (s, f, t) = (self.start_factor, self.end_factor, self.total_iters as f64);
+        let m = 1.0 + (f - s) / (t * s + (e - 1) as f64 * (f - s));
+        Ok(lrs.iter().map(|l| l * m).collect())
+    }
+    fn closed_form(&self) -> Option<Vec<f64>> {
+        let (s, f, t) = (self.start_factor, self.end_factor, self.total_iters);
+        let e = self.base.last_epoch.min(t) as f64;
+        Some(self.base.base_lrs.iter().map(|b| b * (s + (f - s) * e / t as f64)).collect())
+    }
+}
+impl_scheduler!(LinearLR);
+
+/// Multiplies the rate by `gamma` every epoch (PyTorch's `ExponentialLR`).
+#[derive(Clone, Debug)]
+pub struct ExponentialLR {
+    base: Base,
+    gamma: f64,
+}
+
+impl ExponentialLR {
+    /// An exponential decay on `opt`.
+    pub fn new(opt: &mut dyn Optimizer, gamma: f64) -> Result<Self> {
+        let mut s = ExponentialLR { base: Base::new(opt)?, gamma };
+        super::LrScheduler::initial_step(&mut s, opt)?;
+        Ok(s)
+    }
+}
+
+impl Formula for ExponentialLR {
+    const KIND: &'static str = "ExponentialLR";
+    fn base(&self) -> &Base {
+        &self.base
+    }
+    fn base_mut(&mut self) -> &mut Base {
+        &mut self.base
+    }
+    fn get_lr(&mut self, opt: &mut dyn Optimizer) -> Result<Vec<f64>> {
+        let lrs = cur(opt);
+        if self.base.last_epoch == 0 {
+            return Ok(lrs);
+        }
+        Ok(lrs.iter().map(|l| l * self.gamma).collect())
+    }
+    fn closed_form(&self) -> Option<Vec<f64>> {
+        let e = self.base.last_epoch as f64;
+        Some(self.base.base_lrs.iter().map(|b| b * self.gamma.powf(e)).collect())
+    }
+}
+impl_scheduler!(ExponentialLR);
+
+/// Decays the rate as `(1 - t / total_iters)^power` (PyTorch's `PolynomialLR`).
+#[derive(Clone, Debug)]
+pub struct PolynomialLR {
+    base: Base,
+    total_iters: i64,
+    power: f64,
+}
+
+impl PolynomialLR {
+    /// A polynomial decay on `opt` (PyTorch's defaults are `5` and `1.0`).
+    pub fn new(opt: &mut dyn Optimizer, total_iters: usize, power: f64) -> Result<Self> {
+        if total_iters == 0 {
+            return Err(Error::arg("PolynomialLR", "total_iters must be positive"));
+        }
+        let mut s = PolynomialLR { base: Base::new(opt)?, total_iters: total_iters as i64, power };
+        super::LrScheduler::initial_step(&mut s, opt)?;
+        Ok(s)
+    }
+}
+
+impl Formula for PolynomialLR {
+    const KIND: &'static str = "PolynomialLR";
+    fn base(&self) -> &Base {
+        &self.base
+    }
+    fn base_mut(&mut self) -> &mut Base {
+        &mut self.base
+    }
+    fn get_lr(&mut self, opt: &mut dyn Optimizer) -> Result<Vec<f64>> {
+        let e = self.base.last_epoch;
+        let lrs = cur(opt);
+        if e == 0 || e > self.total_iters {
+            return Ok(lrs);
+        }
+        let t = self.total_iters as f64;
+        let f = ((1.0 - e as f64 / t) / (1.0 - (e - 1) as f64 / t)).powf(self.power);
+        Ok(lrs.iter().map(|l| l * f).collect())
+    }
+    fn closed_form(&self) -> Option<Vec<f64>> {
+        let t = self.total_iters as f64;
+        let e = self.base.last_epoch.min(self.total_iters) as f64;
+        Some(self.base.base_lrs.iter().map(|b| b * (1.0 - e / t).powf(self.power)).collect())
+    }
+}
+impl_scheduler!(PolynomialLR);
+
+/// A user function of the epoch.
+pub type LrLambda = Box<dyn Fn(i64) -> f64 + Send + Sync>;
+
+/// Sets the rate to `base_lr * f(epoch)` (PyTorch's `LambdaLR`).
+pub struct LambdaLR {
+    base: Base,
+    lambdas: Vec<LrLambda>,
+}
+
+impl std::fmt::Debug for LambdaLR {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LambdaLR").field("last_epoch", &self.base.last_epoch).finish()
+    }
+}
+
+impl LambdaLR {
+    /// One function for every group.
+    pub fn new(opt: &mut dyn Optimizer, f: impl Fn(i64) -> f64 + Send + Sync + 'static) -> Result<Self> {
+        let n = opt.num_param_groups();
+        let f = std::sync::Arc::new(f);
+        let lambdas: Vec<LrLambda> = (0..n)
+            .map(|_| {
+                let f = f.clone();
+                Box::new(move |e| f(e)) as LrLambda
+            })
+            .collect();
+        Self::per_group(opt, lambdas)
+    }
+
+    /// One function per group.
+    pub fn per_group(opt: &mut dyn Optimizer, lambdas: Vec<LrLambda>) -> Result<Self> {
+        if lambdas.len() != opt.num_param_groups() {
+            return Err(Error::arg(
+                "LambdaLR",
+                format!("expected {} lr_lambdas, got {}", opt.num_param_groups(), lambdas.len()),
+            ));
+        }
+        let mut s = LambdaLR { base: Base::new(opt)?, lambdas };
+        super::LrScheduler::initial_step(&mut s, opt)?;
+        Ok(s)
+    }
+}
+
+impl Formula for LambdaLR {
+    const KIND: &'static str = "LambdaLR";
+    fn base(&self) -> &Base {
+        &self.base
+    }
+    fn base_mut(&mut self) -> &mut Base {
+        &mut self.base
+    }
+    fn get_lr(&mut self, _opt: &mut dyn Optimizer) -> Result<Vec<f64>> {
+        let e = self.base.last_epoch;
+        Ok(self.base.base_lrs.iter().zip(&self.lambdas).map(|(b, f)| b * f(e)).collect())
+    }
+}
+impl_scheduler!(LambdaLR);
+
+/// Multiplies the rate by `f(epoch)` every epoch after the first (PyTorch's
+/// `MultiplicativeLR`).
+pub struct MultiplicativeLR {
+    base: Base,
+    lambdas: Vec<LrLambda>,
+}
+
+impl std::fmt::Debug for MultiplicativeLR {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MultiplicativeLR").field("last_epoch", &self.base.last_epoch).finish()
+    }
+}
+
+impl MultiplicativeLR {
+    /// One function for every group.
+    pub fn new(opt: &mut dyn Optimizer, f: impl Fn(i64) -> f64 + Send + Sync + 'static) -> Result<Self> {
+        let n = opt.num_param_groups();
+        let f = std::sync::Arc::new(f);
+        let lambdas: Vec<LrLambda> = (0..n)
+            .map(|_| {
+                let f = f.clone();
+                Box::new(move |e| f(e)) as LrLambda
+            })
+            .collect();
+        Self::per_group(opt, lambdas)
+    }
+
+    /// One function per group.
+    pub fn per_group(opt: &mut dyn Optimizer, lambdas: Vec<LrLambda>) -> Result<Self> {
+        if lambdas.len() != opt.num_param_groups() {
+            return Err(Error::arg(
+                "MultiplicativeLR",
+                format!("expected {} lr_lambdas, got {}", opt.num_param_groups(), lambdas.len()),
+            ));
+        }
+        let mut s = MultiplicativeLR { base: Base::new(opt)?, lambdas };
+        super::LrScheduler::initial_step(&mut s, opt)?;
+        Ok(s)
+    }
+}
+
+impl Formula for MultiplicativeLR {
+    const KIND: &'static str = "MultiplicativeLR";
+    fn base(&self) -> &Base {
+        &self.base
+    }
+    fn base_mut(&mut self) -> &mut Base {
+        &mut self.base
+    }
+    fn get_lr(&mut self, opt: &mut dyn Optimizer) -> Result<Vec<f64>> {
+        let e = self.base.last_epoch;
+        let lrs = cur(opt);
+        if e <= 0 {
+            return Ok(lrs);
+        }
+        Ok(lrs.iter().zip(&self.lambdas).map(|(l, f)| l * f(e)).collect())
+    }
+}
+impl_scheduler!(MultiplicativeLR);

@@ -1,0 +1,173 @@
+//! Cosine annealing, with and without warm restarts.
+
+use std::f64::consts::PI;
+
+use tensor_core::{Error, Result};
+
+use super::{impl_scheduler, Base, Formula, SchedulerState};
+use crate::Optimizer;
+
+/// Cosine annealing from the base rate to `eta_min` over `t_max` epochs, back up over
+/// the next `t_max`, and so on (PyTorch's `CosineAnnealingLR`, in its recursive form,
+/// so it composes with other schedulers the same way).
+#[derive(Clone, Debug)]
+pub struct CosineAnnealingLR {
+    base: Base,
+    t_max: i64,
+    eta_min: f64,
+}
+
+impl CosineAnnealingLR {
+    /// A cosine schedule on `opt` with half-period `t_max` epochs.
+    pub fn new(opt: &mut dyn Optimizer, t_max: usize, eta_min: f64) -> Result<Self> {
+        if t_max == 0 {
+            return Err(Error::arg("CosineAnnealingLR", "T_max must be positive"));
+        }
+        let mut s = CosineAnnealingLR { base: Base::new(opt)?, t_max: t_max as i64, eta_min };
+        super::LrScheduler::initial_step(&mut s, opt)?;
+        Ok(s)
+    }
+}
+
+impl Formula for CosineAnnealingLR {
+    const KIND: &'static str = "CosineAnnealingLR";
+    fn base(&self) -> &Base {
+        &self.base
+    }
+    fn base_mut(&mut self) -> &mut Base {
+        &mut self.base
+    }
+    fn get_lr(&mut self, opt: &mut dyn Optimizer) -> Result<Vec<f64>> {
+        let e = self.base.last_epoch;
+        let (t, eta) = (self.t_max, self.eta_min);
+        let lrs = opt.lrs();
+        if e == 0 {
+            return Ok(lrs);
+        }
+        let bases = &self.base.base_lrs;
+        if self.base.step_count == 1 && e > 0 {
+            return Ok(bases
+                .iter()
+                .map(|b| eta + (b - eta) * (1.0 + (e as f64 * PI / t as f64).cos()) / 2.0)
+                .collect());
+        }
+        if (e - 1 - t).rem_euclid(2 * t) == 0 {
+            return Ok(lrs
+                .iter()
+                .zip(bases)
+                .map(|(l, b)| l + (b - eta) * (1.0 - (PI / t as f64).cos()) / 2.0)
+                .collect());
+        }
+        let (ef, tf) = (e as f64, t as f64);
+        let ratio = (1.0 + (PI * ef / tf).cos()) / (1.0 + (PI * (ef - 1.0) / tf).cos());
+        Ok(lrs.iter().map(|l| ratio * (l - eta) + eta).collect())
+    }
+    fn closed_form(&self) -> Option<Vec<f64>> {
+        let (e, t, eta) = (self.base.last_epoch as f64, self.t_max as f64, self.eta_min);
+        Some(self.base.base_lrs.iter().map(|b| eta + (b - eta) * (1.0 + (PI * e / t).cos()) / 2.0).collect())
+    }
+}
+impl_scheduler!(CosineAnnealingLR);
+
+/// Cosine annealing with warm restarts (SGDR): the period starts at `t_0` epochs and
+/// is multiplied by `t_mult` after each restart (PyTorch's
+/// `CosineAnnealingWarmRestarts`).
+#[derive(Clone, Debug)]
+pub struct CosineAnnealingWarmRestarts {
+    base: Base,
+    t_0: i64,
+    t_i: i64,
+    t_mult: i64,
+    eta_min: f64,
+    t_cur: f64,
+}
+
+impl CosineAnnealingWarmRestarts {
+    /// SGDR on `opt`: `t_0 >= 1`, `t_mult >= 1`.
+    pub fn new(opt: &mut dyn Optimizer, t_0: usize, t_mult: usize, eta_min: f64) -> Result<Self> {
+        if t_0 == 0 {
+            return Err(Error::arg("CosineAnnealingWarmRestarts", "T_0 must be a positive integer"));
+        }
+        if t_mult == 0 {
+            return Err(Error::arg("CosineAnnealingWarmRestarts", "T_mult must be an integer >= 1"));
+        }
+        let mut s = CosineAnnealingWarmRestarts {
+            base: Base::new(opt)?,
+            t_0: t_0 as i64,
+            t_i: t_0 as i64,
+            t_mult: t_mult as i64,
+            eta_min,
+            t_cur: -1.0,
+        };
+        super::LrScheduler::initial_step(&mut s, opt)?;
+        Ok(s)
+    }
+}
+
+impl Formula for CosineAnnealingWarmRestarts {
+    const KIND: &'static str = "CosineAnnealingWarmRestarts";
+    fn base(&self) -> &Base {
+        &self.base
+    }
+    fn base_mut(&mut self) -> &mut Base {
+        &mut self.base
+    }
+    fn get_lr(&mut self, _opt: &mut dyn Optimizer) -> Result<Vec<f64>> {
+        let eta = self.eta_min;
+        let c = (1.0 + (PI * self.t_cur / self.t_i as f64).cos()) / 2.0;
+        Ok(self.base.base_lrs.iter().map(|b| eta + (b - eta) * c).collect())
+    }
+    fn advance(&mut self, epoch: Option<i64>) -> Result<()> {
+        let epoch = match epoch {
+            None if self.base.last_epoch < 0 => Some(0),
+            e => e,
+        };
+        match epoch {
+            None => {
+                self.base.last_epoch += 1;
+                self.t_cur += 1.0;
+                if self.t_cur >= self.t_i as f64 {
+                    self.t_cur -= self.t_i as f64;
+                    self.t_i *= self.t_mult;
+                }
+            }
+            Some(e) => {
+                if e < 0 {
+                    return Err(Error::arg(
+                        "CosineAnnealingWarmRestarts",
+                        format!("expected a non-negative epoch, got {e}"),
+                    ));
+                }
+                if e >= self.t_0 {
+                    if self.t_mult == 1 {
+                        self.t_cur = (e % self.t_0) as f64;
+                    } else {
+                        let (t0, tm) = (self.t_0 as f64, self.t_mult as f64);
+                        let n = ((e as f64 / t0 * (tm - 1.0) + 1.0).ln() / tm.ln()).floor() as i32;
+                        self.t_cur = e as f64 - t0 * (tm.powi(n) - 1.0) / (tm - 1.0);
+                        self.t_i = self.t_0 * self.t_mult.pow(n as u32);
+                    }
+                } else {
+                    self.t_i = self.t_0;
+                    self.t_cur = e as f64;
+                }
+                self.base.last_epoch = e;
+            }
+        }
+        Ok(())
+    }
+    fn save_extra(&self, s: &mut SchedulerState) {
+        s.values.insert("T_i".into(), vec![self.t_i as f64]);
+        s.values.insert("T_cur".into(), vec![self.t_cur]);
+    }
+    fn load_extra(&mut self, s: &SchedulerState) -> Result<()> {
+        let t_i = s.get1("T_i")?;
+        if !(t_i >= 1.0) {
+            return Err(Error::arg("load_state_dict", format!("invalid T_i {t_i}")));
+        }
+        self.t_i = t_i as i64;
+        self.t_cur = s.get1("T_cur")?;
+        Ok(())
+    }
+}
+impl_scheduler!(CosineAnnealingWarmRestarts);

@@ -1,0 +1,320 @@
+//! Learning-rate schedulers. A scheduler is separate from the optimizer: it computes
+//! the next learning rate of every group from its own counters (and, for PyTorch's
+//! recursive forms, the rates currently set) and applies them with
+//! [`Optimizer::set_lrs`] (and [`Optimizer::set_momentums`] for the ones that cycle
+//! momentum). Values match PyTorch's `torch.optim.lr_scheduler` step for step.
+//!
+//! As in PyTorch, creating a scheduler performs its first step (epoch 0), which may
+//! change the learning rate; call [`LrScheduler::step`] once per epoch (or batch)
+//! after `optimizer.step()`.
+//!
+//! ```
+//! use autograd::Var;
+//! use optim::{LrScheduler, Optimizer, Sgd, SgdOptions, StepLR};
+//! use tensor_core::Tensor;
+//!
+//! let w = Var::param(Tensor::new(&[1.0f32]))?;
+//! let mut opt = Sgd::new(vec![w], SgdOptions { lr: 0.1, ..Default::default() })?;
+//! let mut sched = StepLR::new(&mut opt, 2, 0.5)?;
+//! let mut lrs = vec![];
+//! for _epoch in 0..5 {
+//!     lrs.push(opt.lr());
+//!     // ... train: opt.zero_grad(); loss.backward()?; opt.step()?; ...
+//!     sched.step(&mut opt)?;
+//! }
+//! assert_eq!(lrs, vec![0.1, 0.1, 0.05, 0.05, 0.025]);
+//! # Ok::<(), tensor_core::Error>(())
+//! ```
+
+mod basic;
+mod compose;
+mod cosine;
+mod cyclic;
+mod plateau;
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+use tensor_core::{Error, Result};
+
+pub use basic::{ConstantLR, ExponentialLR, LambdaLR, LinearLR, MultiStepLR, MultiplicativeLR, PolynomialLR, StepLR};
+pub use compose::{ChainedScheduler, SequentialLR};
+pub use cosine::{CosineAnnealingLR, CosineAnnealingWarmRestarts};
+pub use cyclic::{AnnealStrategy, CyclicLR, CyclicMode, CyclicOptions, OneCycleLR, OneCycleOptions};
+pub use plateau::{PlateauMode, ReduceLROnPlateau, ReduceLROnPlateauOptions, ThresholdMode};
+
+use crate::Optimizer;
+
+/// A learning-rate schedule driven by epoch (or batch) counts.
+pub trait LrScheduler {
+    /// Advances one epoch and sets the optimizer's learning rates (PyTorch's
+    /// `scheduler.step()`).
+    fn step(&mut self, opt: &mut dyn Optimizer) -> Result<()>;
+
+    /// Jumps to `epoch` (PyTorch's deprecated `scheduler.step(epoch)`): uses the
+    /// closed form where the schedule has one. [`SequentialLR`] uses it at milestones.
+    fn step_to(&mut self, opt: &mut dyn Optimizer, epoch: i64) -> Result<()>;
+
+    /// The learning rates this scheduler set last (PyTorch's `get_last_lr()`).
+    fn last_lr(&self) -> Vec<f64>;
+
+    /// The current epoch count (0 right after creation).
+    fn last_epoch(&self) -> i64;
+
+    /// The scheduler's counters and parameters, for checkpointing (user closures of
+    /// [`LambdaLR`] and [`MultiplicativeLR`] are not included, as in PyTorch).
+    fn state_dict(&self) -> SchedulerState;
+
+    /// Restores counters saved by [`LrScheduler::state_dict`].
+    fn load_state_dict(&mut self, state: &SchedulerState) -> Result<()>;
+
+    /// Steps back the epoch counter by one ([`SequentialLR`] undoes the first step its
+    /// schedulers made when they were created).
+    fn rewind(&mut self);
+
+    /// Resets the step count and performs a step (PyTorch's `_initial_step`).
+    fn initial_step(&mut self, opt: &mut dyn Optimizer) -> Result<()>;
+}
+
+/// A scheduler's saved state: named numbers, and the states of the schedulers it
+/// composes ([`SequentialLR`], [`ChainedScheduler`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SchedulerState {
+    /// Which scheduler wrote it (`"StepLR"`); loading into another kind fails.
+    pub scheduler: String,
+    /// Counters and parameters by name (`"last_epoch"`, `"base_lrs"`, ...).
+    pub values: BTreeMap<String, Vec<f64>>,
+    /// The states of composed schedulers, in order.
+    pub children: Vec<SchedulerState>,
+}
+
+impl SchedulerState {
+    /// The state as JSON (floats round-trip exactly; non-finite values become the
+    /// strings `"inf"`, `"-inf"`, `"nan"`).
+    pub fn to_json(&self) -> String {
+        self.to_value().to_string()
+    }
+
+    fn to_value(&self) -> Value {
+        let mut vals = Map::new();
+        for (k, v) in &self.values {
+            let arr: Vec<Value> = v
+                .iter()
+                .map(|x| {
+                    if x.is_finite() {
+                        json!(x)
+                    } else if x.is_nan() {
+                        json!("nan")
+                    } else if *x > 0.0 {
+                        json!("inf")
+                    } else {
+                        json!("-inf")
+                    }
+                })
+                .collect();
+            vals.insert(k.clone(), Value::Array(arr));
+        }
+        let children: Vec<Value> = self.children.iter().map(|c| c.to_value()).collect();
+        json!({"scheduler": self.scheduler, "values": Value::Object(vals), "children": children})
+    }
+
+    /// Parses [`SchedulerState::to_json`]'s output.
+    pub fn from_json(text: &str) -> Result<SchedulerState> {
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| Error::arg("SchedulerState::from_json", e.to_string()))?;
+        Self::from_value(&v)
+    }
+
+    fn from_value(v: &Value) -> Result<SchedulerState> {
+        let bad = |m: &str| Error::arg("SchedulerState::from_json", m.to_string());
+        let scheduler = v["scheduler"].as_str().ok_or_else(|| bad("missing scheduler name"))?.to_string();
+        let mut values = BTreeMap::new();
+        for (k, arr) in v["values"].as_object().ok_or_else(|| bad("missing values"))? {
+            let xs = arr
+                .as_array()
+                .ok_or_else(|| bad("values must be arrays"))?
+                .iter()
+                .map(|x| match x {
+                    Value::String(s) if s == "inf" => Ok(f64::INFINITY),
+                    Value::String(s) if s == "-inf" => Ok(f64::NEG_INFINITY),
+                    Value::String(s) if s == "nan" => Ok(f64::NAN),
+                    _ => x.as_f64().ok_or_else(|| bad("values must be numbers")),
+                })
+                .collect::<Result<Vec<f64>>>()?;
+            values.insert(k.clone(), xs);
+        }
+        let children = match v["children"].as_array() {
+            Some(cs) => cs.iter().map(Self::from_value).collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        Ok(SchedulerState { scheduler, values, children })
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Result<&[f64]> {
+        self.values
+            .get(key)
+            .map(|v| v.as_slice())
+            .ok_or_else(|| Error::arg("load_state_dict", format!("{} state is missing {key:?}", self.scheduler)))
+    }
+
+    pub(crate) fn get1(&self, key: &str) -> Result<f64> {
+        match self.get(key)? {
+            [x] => Ok(*x),
+            other => Err(Error::arg(
+                "load_state_dict",
+                format!("{} state entry {key:?} must hold one number, got {}", self.scheduler, other.len()),
+            )),
+        }
+    }
+
+    pub(crate) fn check_kind(&self, kind: &str) -> Result<()> {
+        if self.scheduler != kind {
+            return Err(Error::arg(
+                "load_state_dict",
+                format!("state is for scheduler {:?}, this one is {kind:?}", self.scheduler),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Counters every epoch-based scheduler keeps (PyTorch's `LRScheduler` fields).
+#[derive(Clone, Debug)]
+pub(crate) struct Base {
+    pub base_lrs: Vec<f64>,
+    pub last_epoch: i64,
+    pub step_count: u64,
+    pub last_lr: Vec<f64>,
+}
+
+impl Base {
+    /// Records `initial_lr` in groups that have none (PyTorch's `setdefault`) and takes
+    /// the base rates from it.
+    pub fn new(opt: &mut dyn Optimizer) -> Result<Base> {
+        let cur = opt.lrs();
+        let init: Vec<f64> = opt.initial_lrs().iter().zip(&cur).map(|(i, c)| i.unwrap_or(*c)).collect();
+        opt.set_initial_lrs(&init)?;
+        Ok(Base { base_lrs: init, last_epoch: -1, step_count: 0, last_lr: cur })
+    }
+
+    pub fn save(&self, kind: &str) -> SchedulerState {
+        let mut values = BTreeMap::new();
+        values.insert("base_lrs".into(), self.base_lrs.clone());
+        values.insert("last_epoch".into(), vec![self.last_epoch as f64]);
+        values.insert("step_count".into(), vec![self.step_count as f64]);
+        values.insert("last_lr".into(), self.last_lr.clone());
+        SchedulerState { scheduler: kind.to_string(), values, children: Vec::new() }
+    }
+
+    pub fn load(&mut self, s: &SchedulerState, kind: &str) -> Result<()> {
+        s.check_kind(kind)?;
+        let base_lrs = s.get("base_lrs")?.to_vec();
+        if base_lrs.len() != self.base_lrs.len() {
+            return Err(Error::arg(
+                "load_state_dict",
+                format!("state has {} param groups, the scheduler has {}", base_lrs.len(), self.base_lrs.len()),
+            ));
+        }
+        self.base_lrs = base_lrs;
+        self.last_epoch = s.get1("last_epoch")? as i64;
+        self.step_count = s.get1("step_count")? as u64;
+        self.last_lr = s.get("last_lr")?.to_vec();
+        Ok(())
+    }
+}
+
+/// The per-scheduler formulas behind the shared [`LrScheduler`] implementation.
+pub(crate) trait Formula {
+    const KIND: &'static str;
+    fn base(&self) -> &Base;
+    fn base_mut(&mut self) -> &mut Base;
+    /// PyTorch's `get_lr()` at `base().last_epoch` (may read the current rates, and
+    /// may set momentum).
+    fn get_lr(&mut self, opt: &mut dyn Optimizer) -> Result<Vec<f64>>;
+    /// PyTorch's `_get_closed_form_lr()`, when the schedule has one.
+    fn closed_form(&self) -> Option<Vec<f64>> {
+        None
+    }
+    /// Moves the epoch counter: `None` for a plain step, `Some(e)` to jump.
+    fn advance(&mut self, epoch: Option<i64>) -> Result<()> {
+        let b = self.base_mut();
+        b.last_epoch = epoch.unwrap_or(b.last_epoch + 1);
+        Ok(())
+    }
+    fn save_extra(&self, _s: &mut SchedulerState) {}
+    fn load_extra(&mut self, _s: &SchedulerState) -> Result<()> {
+        Ok(())
+    }
+}
+
+pub(crate) fn do_step<F: Formula>(f: &mut F, opt: &mut dyn Optimizer, epoch: Option<i64>) -> Result<()> {
+    if opt.num_param_groups() != f.base().base_lrs.len() {
+        return Err(Error::arg(
+            F::KIND,
+            format!(
+                "the optimizer has {} param groups, the scheduler was made for {}",
+                opt.num_param_groups(),
+                f.base().base_lrs.len()
+            ),
+        ));
+    }
+    f.base_mut().step_count += 1;
+    f.advance(epoch)?;
+    let lrs = match epoch.and_then(|_| f.closed_form()) {
+        Some(l) => l,
+        None => f.get_lr(opt)?,
+    };
+    opt.set_lrs(&lrs)?;
+    f.base_mut().last_lr = lrs;
+    Ok(())
+}
+
+macro_rules! impl_scheduler {
+    ($t:ty) => {
+        impl $crate::scheduler::LrScheduler for $t {
+            fn step(&mut self, opt: &mut dyn $crate::Optimizer) -> tensor_core::Result<()> {
+                $crate::scheduler::do_step(self, opt, None)
+            }
+            fn step_to(&mut self, opt: &mut dyn $crate::Optimizer, epoch: i64) -> tensor_core::Result<()> {
+                $crate::scheduler::do_step(self, opt, Some(epoch))
+            }
+            fn last_lr(&self) -> Vec<f64> {
+                $crate::scheduler::Formula::base(self).last_lr.clone()
+            }
+            fn last_epoch(&self) -> i64 {
+                $crate::scheduler::Formula::base(self).last_epoch
+            }
+            fn state_dict(&self) -> $crate::scheduler::SchedulerState {
+                let mut s = $crate::scheduler::Formula::base(self).save(<$t as $crate::scheduler::Formula>::KIND);
+                $crate::scheduler::Formula::save_extra(self, &mut s);
+                s
+            }
+            fn load_state_dict(&mut self, s: &$crate::scheduler::SchedulerState) -> tensor_core::Result<()> {
+                let saved = $crate::scheduler::Formula::base(self).clone();
+                $crate::scheduler::Formula::base_mut(self).load(s, <$t as $crate::scheduler::Formula>::KIND)?;
+                if let Err(e) = $crate::scheduler::Formula::load_extra(self, s) {
+                    *$crate::scheduler::Formula::base_mut(self) = saved;
+                    return Err(e);
+                }
+                Ok(())
+            }
+            fn rewind(&mut self) {
+                $crate::scheduler::Formula::base_mut(self).last_epoch -= 1;
+            }
+            fn initial_step(&mut self, opt: &mut dyn $crate::Optimizer) -> tensor_core::Result<()> {
+                $crate::scheduler::Formula::base_mut(self).step_count = 0;
+                $crate::scheduler::do_step(self, opt, None)
+            }
+        }
+    };
+}
+pub(crate) use impl_scheduler;
+
+/// Checks that a per-group list has one value per group (or one value for all).
+pub(crate) fn per_group(op: &'static str, what: &str, v: &[f64], groups: usize) -> Result<Vec<f64>> {
+    match v.len() {
+        1 => Ok(vec![v[0]; groups]),
+        n if n == groups => Ok(v.to_vec()),
+        n => Err(Error::arg(op, format!("expected {groups} values for {what}, got {n}"))),
+    }
+}
