@@ -119,7 +119,7 @@ impl Tensor {
             return Err(Error::arg("arange", "upper bound and larger bound inconsistent with step sign"));
         }
         let n = ((end - start) / step).ceil().max(0.0);
-        if !(n < MAX_RANGE_LEN) {
+        if n.is_nan() || n >= MAX_RANGE_LEN {
             return Err(Error::arg(
                 "arange",
                 format!("range start={start} end={end} step={step} has too many elements"),
@@ -169,7 +169,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         let shape = shape.into();
         float_only("uniform", dtype)?;
-        if !(low <= high) {
+        if low.is_nan() || high.is_nan() || low > high {
             return Err(Error::arg("uniform", format!("expected low <= high, got low={low} high={high}")));
         }
         // Keep only as many random bits as the dtype's significand holds, so that a
@@ -215,7 +215,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         let shape = shape.into();
         float_only("normal", dtype)?;
-        if !(std >= 0.0) {
+        if std.is_nan() || std < 0.0 {
             return Err(Error::arg("normal", format!("expected std >= 0, got {std}")));
         }
         let v = g.normal_f64(shape.numel()).into_iter().map(|z| mean + std * z).collect();

@@ -30,6 +30,7 @@ pub struct Plan<const K: usize> {
     pub numel: usize,
 }
 
+#[allow(clippy::needless_range_loop)]
 impl<const K: usize> Plan<K> {
     /// Builds the plan for views that all have `shape`.
     pub fn new(shape: &[usize], layouts: [&Layout; K]) -> Self {
@@ -78,11 +79,7 @@ impl<const K: usize> Plan<K> {
 
     /// Number of inner runs.
     pub fn rows(&self) -> usize {
-        if self.inner_len == 0 {
-            0
-        } else {
-            self.numel / self.inner_len
-        }
+        self.numel.checked_div(self.inner_len).unwrap_or(0)
     }
 
     /// Base offsets of row `r`.
@@ -237,6 +234,7 @@ pub fn map2<A: Copy + Sync, B: Copy + Sync, O: Send>(
 }
 
 /// Maps three same-shape strided views into a contiguous output.
+#[allow(clippy::too_many_arguments)]
 pub fn map3<A: Copy + Sync, B: Copy + Sync, C: Copy + Sync, O: Send>(
     a: &[A],
     la: &Layout,

@@ -1,0 +1,10 @@
+//! Runnable examples for the stack: the digits data set, a small training loop
+//! shared by the `digits` example and its test, and the guide (`docs/guide.md`),
+//! whose code blocks run as this crate's doctests.
+#![warn(missing_docs)]
+
+pub mod digits;
+pub mod train;
+
+#[doc = include_str!("../../docs/guide.md")]
+pub mod guide {}

@@ -1,0 +1,197 @@
+//! The digits trainer: the models, one epoch of minibatch training, evaluation, and
+//! the run driver used by `cargo run --release --example digits` and by its test.
+
+use std::path::PathBuf;
+
+use autograd::{no_grad, Var};
+use nn::loss::{cross_entropy, CrossEntropyOptions};
+use nn::{Conv2d, Conv2dConfig, Flatten, Forward, Linear, MaxPool2d, Module, ReLU, Sequential};
+use optim::{Adam, AdamOptions, CosineAnnealingLR, LrScheduler, Optimizer};
+use tensor_core::{Error, Generator, Result, Tensor};
+
+use crate::digits::Digits;
+
+/// Which network to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// conv(1->16, 3x3, pad 1)-relu-maxpool2 -> conv(16->32, 3x3, pad 1)-relu-maxpool2 -> linear(128->10)
+    Cnn,
+    /// linear(64->128)-relu-linear(128->10)
+    Mlp,
+}
+
+/// Settings of a run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The network.
+    pub arch: Arch,
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Peak learning rate (Adam, cosine-annealed to 0).
+    pub lr: f64,
+    /// Seed for weights, the split and the shuffles.
+    pub seed: u64,
+    /// Minibatch size.
+    pub batch_size: usize,
+    /// Where weights and the curve plot go (`None`: write nothing).
+    pub out_dir: Option<PathBuf>,
+    /// Show a progress bar per epoch.
+    pub progress: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { arch: Arch::Cnn, epochs: 30, lr: 3e-3, seed: 0, batch_size: 32, out_dir: None, progress: false }
+    }
+}
+
+/// Per-epoch numbers of a run.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    /// Mean training loss per epoch.
+    pub train_loss: Vec<f64>,
+    /// Training accuracy per epoch (on the minibatches as trained).
+    pub train_acc: Vec<f64>,
+    /// Test accuracy after each epoch.
+    pub test_acc: Vec<f64>,
+}
+
+/// Builds the network for `arch` (weights from the global seeded generator).
+pub fn build(arch: Arch) -> Result<Sequential> {
+    Ok(match arch {
+        Arch::Cnn => {
+            let c = |cin, cout| Conv2d::new(cin, cout, [3, 3], Conv2dConfig { padding: [1, 1], ..Default::default() });
+            Sequential::new()
+                .add(c(1, 16)?)
+                .add(ReLU)
+                .add(MaxPool2d::new([2, 2]))
+                .add(c(16, 32)?)
+                .add(ReLU)
+                .add(MaxPool2d::new([2, 2]))
+                .add(Flatten::new())
+                .add(Linear::new(32 * 2 * 2, 10, true)?)
+        }
+        Arch::Mlp => Sequential::new().add(Linear::new(64, 128, true)?).add(ReLU).add(Linear::new(128, 10, true)?),
+    })
+}
+
+/// Shapes a `[n, 64]` pixel batch for `arch` (`[n, 1, 8, 8]` for the CNN).
+fn shape_input(x: &Tensor, arch: Arch) -> Result<Tensor> {
+    match arch {
+        Arch::Cnn => x.reshape(&[-1, 1, 8, 8]),
+        Arch::Mlp => Ok(x.clone()),
+    }
+}
+
+/// Accuracy of `net` on a data set (eval mode, no graph).
+pub fn evaluate(net: &Sequential, data: &Digits, arch: Arch) -> Result<f64> {
+    net.eval();
+    let acc = no_grad(|| -> Result<f64> {
+        let logits = net.forward(&Var::from(shape_input(&data.images, arch)?))?;
+        let pred = logits.tensor().argmax(1, false)?;
+        let correct = pred.eq(&data.labels)?.sum_all()?.to_scalar::<f64>()?;
+        Ok(correct / data.len() as f64)
+    })?;
+    net.train();
+    Ok(acc)
+}
+
+/// Trains on a held-out split of `data` and returns the network and its history.
+pub fn run(data: &Digits, cfg: &Config) -> Result<(Sequential, History)> {
+    if cfg.batch_size == 0 || cfg.epochs == 0 {
+        return Err(Error::arg("digits", "batch size and epochs must be positive"));
+    }
+    tensor_core::manual_seed(cfg.seed);
+    let (train, test) = data.split(0.2, cfg.seed)?;
+    let net = build(cfg.arch)?;
+    let params: Vec<Var> = net.parameters();
+    let mut opt = Adam::new(params, AdamOptions { lr: cfg.lr, ..Default::default() })?;
+    let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
+    let mut sched = CosineAnnealingLR::new(&mut opt, cfg.epochs * steps_per_epoch, 0.0)?;
+    let mut shuffle = Generator::new(cfg.seed ^ 0x5157);
+    let mut hist = History::default();
+    let ce = CrossEntropyOptions::default();
+    for epoch in 0..cfg.epochs {
+        let bar = cfg.progress.then(|| {
+            let b = indicatif::ProgressBar::new(steps_per_epoch as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
+                    .expect("static template")
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(format!("{}", epoch + 1));
+            b
+        });
+        let perm: Vec<i64> = shuffle.permutation(train.len()).into_iter().map(|i| i as i64).collect();
+        let (mut loss_sum, mut correct, mut seen) = (0.0, 0.0, 0usize);
+        for chunk in perm.chunks(cfg.batch_size) {
+            let idx = Tensor::from_vec(chunk.to_vec(), [chunk.len()])?;
+            let x = shape_input(&train.images.index_select(0, &idx)?, cfg.arch)?;
+            let y = train.labels.index_select(0, &idx)?;
+            opt.zero_grad();
+            let logits = net.forward(&Var::from(x))?;
+            let loss = cross_entropy(&logits, &y, &ce)?;
+            loss.backward()?;
+            opt.step()?;
+            sched.step(&mut opt)?;
+            let l = loss.tensor().to_scalar::<f64>()?;
+            loss_sum += l * chunk.len() as f64;
+            correct += logits.tensor().argmax(1, false)?.eq(&y)?.sum_all()?.to_scalar::<f64>()?;
+            seen += chunk.len();
+            if let Some(b) = &bar {
+                b.set_message(format!("loss {:.4} acc {:.3}", loss_sum / seen as f64, correct / seen as f64));
+                b.inc(1);
+            }
+        }
+        hist.train_loss.push(loss_sum / seen as f64);
+        hist.train_acc.push(correct / seen as f64);
+        hist.test_acc.push(evaluate(&net, &test, cfg.arch)?);
+        if let Some(b) = bar {
+            b.finish_with_message(format!(
+                "loss {:.4} acc {:.3} test acc {:.3}",
+                hist.train_loss[epoch], hist.train_acc[epoch], hist.test_acc[epoch]
+            ));
+        }
+    }
+    Ok((net, hist))
+}
+
+/// Draws loss and accuracy curves into a PNG.
+pub fn plot(hist: &History, path: &std::path::Path) -> Result<()> {
+    use plotters::prelude::*;
+    let err = |e: String| Error::Io { path: path.display().to_string(), source: std::io::Error::other(e) };
+    let root = BitMapBackend::new(path, (900, 400)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let (left, right) = root.split_horizontally(450);
+    let n = hist.train_loss.len().max(2) as f64;
+    let max_loss = hist.train_loss.iter().cloned().fold(0.0, f64::max).max(1e-3) * 1.05;
+    let mut c = ChartBuilder::on(&left)
+        .caption("training loss", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(45)
+        .build_cartesian_2d(1.0..n, 0.0..max_loss)
+        .map_err(|e| err(e.to_string()))?;
+    c.configure_mesh().x_desc("epoch").draw().map_err(|e| err(e.to_string()))?;
+    c.draw_series(LineSeries::new(hist.train_loss.iter().enumerate().map(|(i, &v)| (i as f64 + 1.0, v)), &RED))
+        .map_err(|e| err(e.to_string()))?;
+    let mut c = ChartBuilder::on(&right)
+        .caption("accuracy", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(45)
+        .build_cartesian_2d(1.0..n, 0.0..1.0)
+        .map_err(|e| err(e.to_string()))?;
+    c.configure_mesh().x_desc("epoch").draw().map_err(|e| err(e.to_string()))?;
+    c.draw_series(LineSeries::new(hist.train_acc.iter().enumerate().map(|(i, &v)| (i as f64 + 1.0, v)), &BLUE))
+        .map_err(|e| err(e.to_string()))?
+        .label("train")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
+    c.draw_series(LineSeries::new(hist.test_acc.iter().enumerate().map(|(i, &v)| (i as f64 + 1.0, v)), &GREEN))
+        .map_err(|e| err(e.to_string()))?
+        .label("test")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], GREEN));
+    c.configure_series_labels().border_style(BLACK).draw().map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
