@@ -119,7 +119,7 @@ impl Tensor {
             return Err(Error::arg("arange", "upper bound and larger bound inconsistent with step sign"));
         }
         let n = ((end - start) / step).ceil().max(0.0);
-        if !(n < MAX_RANGE_LEN) {
+        if n >= MAX_RANGE_LEN {
             return Err(Error::arg(
                 "arange",
                 format!("range start={start} end={end} step={step} has too many elements"),
