@@ -133,13 +133,13 @@ impl Tensor {
                 "index must have the same number of dims as input",
             ));
         }
-        for i in 0..x.rank() {
-            if i != d && idx.dims()[i] > x.dims()[i] {
+        for (i, (&ni, &nx)) in idx.dims().iter().zip(x.dims()).enumerate() {
+            if i != d && ni > nx {
                 return Err(Error::shape(
                     OP,
                     self.dims(),
                     index.dims(),
-                    format!("size of index ({}) exceeds the input's ({}) at dim {i}", idx.dims()[i], x.dims()[i]),
+                    format!("size of index ({ni}) exceeds the input's ({nx}) at dim {i}"),
                 ));
             }
         }
@@ -174,21 +174,21 @@ impl Tensor {
                 format!("index and src must have the same number of dims as self ({})", self.rank()),
             ));
         }
-        for i in 0..x.rank() {
-            if idx.dims()[i] > s.dims()[i] {
+        for (i, ((&ni, &ns), &nx)) in idx.dims().iter().zip(s.dims()).zip(x.dims()).enumerate() {
+            if ni > ns {
                 return Err(Error::shape(
                     op,
                     index.dims(),
                     src.dims(),
-                    format!("size of index ({}) exceeds src's ({}) at dim {i}", idx.dims()[i], s.dims()[i]),
+                    format!("size of index ({ni}) exceeds src's ({ns}) at dim {i}"),
                 ));
             }
-            if i != d && idx.dims()[i] > x.dims()[i] {
+            if i != d && ni > nx {
                 return Err(Error::shape(
                     op,
                     index.dims(),
                     self.dims(),
-                    format!("size of index ({}) exceeds self's ({}) at dim {i}", idx.dims()[i], x.dims()[i]),
+                    format!("size of index ({ni}) exceeds self's ({nx}) at dim {i}"),
                 ));
             }
         }
@@ -592,10 +592,10 @@ impl Tensor {
         let base = x.dims().to_vec();
         // [d0, d1, ..] -> [1, d0, 1, d1, ..] -> expand to [r0, d0, r1, d1, ..] -> copy.
         let mut target = Vec::with_capacity(2 * r);
-        for i in 0..r {
+        for (i, (&rep, &b)) in repeats.iter().zip(&base).enumerate() {
             x = x.unsqueeze(2 * i as isize)?;
-            target.push(repeats[i]);
-            target.push(base[i]);
+            target.push(rep);
+            target.push(b);
         }
         let out = x.broadcast_to(target)?.copy()?;
         let shape: Vec<usize> = repeats.iter().zip(&base).map(|(a, b)| a * b).collect();
