@@ -48,7 +48,8 @@ fn gemm_batched<T: Elem + num_traits::Zero + num_traits::One>(
 ) -> Vec<T> {
     let mn = d.m * d.n;
     let mut out = vec![T::zero(); d.b * mn];
-    if mn == 0 || d.k == 0 {
+    // An empty batch must not reach `gemm`: it would read operands that hold no element.
+    if mn == 0 || d.k == 0 || d.b == 0 {
         return out;
     }
     let big = d.m * d.n * d.k >= PAR_WORK;
