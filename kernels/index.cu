@@ -109,9 +109,11 @@ __device__ __forceinline__ bool sort_before(C a, int ia, C b, int ib, bool desc)
 template <class T>
 __device__ void bitonic_rows(const T* x, T* vals, i64* idx, i64 rows, int n, int p, int desc) {
     typedef typename Compute<T>::type C;
-    extern __shared__ unsigned char smem[];
+    extern __shared__ __align__(16) unsigned char smem[];
     C* key = (C*)smem;
-    int* ix = (int*)(key + p);
+    // Indices start at the next 16-byte boundary after the keys (1-byte keys would
+    // otherwise misalign them); the host adds 16 bytes of slack.
+    int* ix = (int*)(smem + ((p * sizeof(C) + 15) & ~(size_t)15));
     for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
         for (int i = threadIdx.x; i < p; i += blockDim.x) {
             if (i < n) {
