@@ -26,10 +26,6 @@ pub(crate) trait VarNnCompat {
     fn adaptive_avg_pool2d(&self, out: [usize; 2]) -> Result<Var>;
 }
 
-fn missing(op: &'static str) -> Error {
-    Error::Autograd(format!("{op}: not available on Var yet"))
-}
-
 impl VarNnCompat for Var {
     fn embedding(&self, indices: &Tensor) -> Result<Var> {
         let (num, dim) = (self.dims()[0], self.dims()[1]);
@@ -51,17 +47,49 @@ impl VarNnCompat for Var {
         let y = self.unsqueeze(2)?.conv2d(&w.unsqueeze(2)?, b, [1, s], [0, p], [1, d], g)?;
         y.squeeze(2)
     }
+    /// The transposed convolution is the adjoint of `conv2d` in its input: the
+    /// gradient of `<conv2d(u, w), x>` with respect to `u`, taken with `create_graph`
+    /// so that it is itself differentiable in `x` and `w`.
     fn conv_transpose2d(
         &self,
-        _: &Var,
-        _: Option<&Var>,
-        _: [usize; 2],
-        _: [usize; 2],
-        _: [usize; 2],
-        _: [usize; 2],
-        _: usize,
+        w: &Var,
+        b: Option<&Var>,
+        s: [usize; 2],
+        p: [usize; 2],
+        op: [usize; 2],
+        d: [usize; 2],
+        g: usize,
     ) -> Result<Var> {
-        Err(missing("conv_transpose2d"))
+        let name = "conv_transpose2d";
+        let (x, unbatched) = batch4(name, self)?;
+        if w.rank() != 4 || g == 0 || x.dims()[1] != w.dims()[0] || w.dims()[0] % g != 0 {
+            return Err(Error::shape(name, x.dims(), w.dims(), format!("input and weight do not fit groups={g}")));
+        }
+        let (n, h, wd) = (x.dims()[0], x.dims()[2], x.dims()[3]);
+        let cout = w.dims()[1] * g;
+        let size = |i: usize, k: usize, len: usize| -> Result<usize> {
+            ((len.max(1) - 1) * s[i] + d[i] * (k.max(1) - 1) + op[i] + 1)
+                .checked_sub(2 * p[i])
+                .filter(|&v| v > 0 && len > 0 && k > 0)
+                .ok_or_else(|| Error::arg(name, "the output size would be empty or negative"))
+        };
+        let (ho, wo) = (size(0, w.dims()[2], h)?, size(1, w.dims()[3], wd)?);
+        let recording = autograd::is_grad_enabled();
+        let y = autograd::enable_grad(|| -> Result<Var> {
+            let u = Var::param(Tensor::zeros([n, cout, ho, wo], x.dtype(), x.device())?)?;
+            let inner = u.conv2d(w, None, s, p, d, g)?.mul(&x)?.sum(&[], false)?;
+            let grads = autograd::grad(&[inner], &[u], None, recording)?;
+            grads.into_iter().next().flatten().ok_or_else(|| Error::Autograd(format!("{name}: no gradient")))
+        })?;
+        let mut y = if recording { y } else { y.detach() };
+        if let Some(b) = b {
+            y = y.add(&b.reshape(&[1, cout as isize, 1, 1])?)?;
+        }
+        if unbatched {
+            y.squeeze(0)
+        } else {
+            Ok(y)
+        }
     }
     /// Max of the window's strided slices of the `-inf`-padded input.
     fn max_pool2d(&self, k: [usize; 2], s: [usize; 2], p: [usize; 2], d: [usize; 2], ceil: bool) -> Result<Var> {

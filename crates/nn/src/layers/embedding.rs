@@ -69,6 +69,9 @@ impl Forward for Embedding {
     /// `x` holds I64 (or I32) indices.
     fn forward(&self, x: &Var) -> Result<Var> {
         let idx = x.tensor();
+        if !matches!(idx.dtype(), DType::I64 | DType::I32) {
+            return Err(Error::DTypeMismatch { op: "Embedding", expected: DType::I64, got: idx.dtype() });
+        }
         let y = self.weight.var().embedding(idx)?;
         match self.padding_idx {
             // Output rows looked up at padding_idx are cut from the graph, so that row
