@@ -69,7 +69,7 @@ fn main_inner(cfg: &Config) -> tensor_core::Result<()> {
         std::fs::create_dir_all(dir)
             .map_err(|e| tensor_core::Error::Io { path: dir.display().to_string(), source: e })?;
         let weights = dir.join("model.safetensors");
-        net.state_dict()?.save(&weights)?;
+        net.state_dict().save(&weights)?;
         let png = dir.join("curves.png");
         plot(&hist, &png)?;
         println!("wrote {} and {}", weights.display(), png.display());
