@@ -31,7 +31,7 @@ fn int_tensors() {
     let t = Tensor::from_vec(vec![1i64, -20, 300, 4], [2, 2]).unwrap();
     assert_eq!(format!("{t}"), "tensor([[  1, -20],\n        [300,   4]])");
     let u = Tensor::new(&[1i32, 2, 3]);
-    assert_eq!(format!("{u}"), "tensor([1, 2, 3], dtype=int32)");
+    assert_eq!(format!("{u}"), "tensor([1, 2, 3], dtype=torch.int32)");
     assert_eq!(format!("{}", Tensor::scalar(7i64)), "tensor(7)");
 }
 
