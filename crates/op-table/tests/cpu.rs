@@ -57,6 +57,10 @@ fn every_sample_matches_its_reference_on_every_dtype() {
 fn non_contiguous_inputs_match_contiguous() {
     let mut failures = Vec::new();
     for op in all_ops() {
+        // `view` must refuse strides it cannot express, so it is exempt by design.
+        if op.name == "view" {
+            continue;
+        }
         for &dt in &op.dtypes {
             for s in &op.samples {
                 let Ok(inputs) = s.inputs_as(dt) else { continue };
