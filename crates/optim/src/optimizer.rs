@@ -283,8 +283,10 @@ impl<R: Rule> Optimizer for Optim<R> {
 
     fn set_lrs(&mut self, lrs: &[f64]) -> Result<()> {
         self.check_len("set_lrs", lrs.len())?;
-        if let Some(bad) = lrs.iter().find(|l| !(**l >= 0.0)) {
-            return Err(Error::arg(R::NAME, format!("invalid learning rate: {bad}")));
+        // Schedulers may legitimately step past their end (PyTorch's linear OneCycleLR
+        // then extrapolates below zero), so only NaN is refused here.
+        if lrs.iter().any(|l| l.is_nan()) {
+            return Err(Error::arg(R::NAME, "invalid learning rate: NaN"));
         }
         for (g, &lr) in self.groups.iter_mut().zip(lrs) {
             g.options.set_lr(lr);
