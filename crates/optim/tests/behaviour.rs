@@ -79,7 +79,7 @@ fn param_groups_use_their_own_lr() {
     grouped.set_lrs(&[0.2, 0.3]).unwrap();
     assert_eq!(grouped.lrs(), vec![0.2, 0.3]);
     assert!(grouped.set_lrs(&[0.2]).is_err());
-    assert!(grouped.set_lrs(&[0.2, -1.0]).is_err());
+    assert!(grouped.set_lrs(&[0.2, f64::NAN]).is_err());
 }
 
 #[test]
