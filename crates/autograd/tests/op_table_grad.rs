@@ -225,12 +225,22 @@ fn candidates(name: &str, inputs: &[Tensor], out: &[Tensor]) -> Vec<VarFn> {
         c.push(one(|v| v[0].neg()));
         for n in ["add", "sub", "mul", "div"] {
             if let Some((f, _)) = binary_fn(n) {
-                c.push(one(move |v| f(&v[0], &v[1])));
+                c.push(one(move |v| {
+                    if v.len() < 2 {
+                        return Err(tensor_core::Error::arg("candidate", "needs two inputs"));
+                    }
+                    f(&v[0], &v[1])
+                }));
             }
         }
     }
     if let Some((f, _)) = binary_fn(name) {
-        c.push(one(move |v| f(&v[0], &v[1])));
+        c.push(one(move |v| {
+            if v.len() < 2 {
+                return Err(tensor_core::Error::arg("candidate", "needs two inputs"));
+            }
+            f(&v[0], &v[1])
+        }));
     }
     match name {
         "softplus" => {
