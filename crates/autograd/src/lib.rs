@@ -13,11 +13,11 @@
 //! use autograd::Var;
 //! use tensor_core::Tensor;
 //!
-//! let w = Var::param(Tensor::from_vec(vec![0.5f32, -1.0, 2.0, 1.0], [2, 2])?)?;
+//! let w = Var::param(Tensor::from_vec(vec![0.5f32, -1.0, -2.0, 1.0], [2, 2])?)?;
 //! let x = Var::from(Tensor::from_vec(vec![1.0f32, 2.0], [1, 2])?);
 //! let loss = x.matmul(&w)?.relu()?.sum(&[], false)?;     // relu(x @ w).sum()
 //! loss.backward()?;
-//! // d loss / d w[i][j] = x[i] where (x @ w)[j] > 0: column 0 is -1.5 (dead), column 1 is 4.
+//! // d loss / d w[i][j] = x[i] where (x @ w)[j] > 0: column 0 is -3.5 (dead), column 1 is 1.
 //! assert_eq!(w.grad().unwrap().to_vec::<f32>()?, vec![0.0, 1.0, 0.0, 2.0]);
 //! # Ok::<(), tensor_core::Error>(())
 //! ```
