@@ -280,7 +280,10 @@ impl Tensor {
         require_float(op, self)?;
         let k = normalized_shape.len();
         let r = self.rank();
-        if k == 0 || k > r || &self.dims()[r - k..] != normalized_shape {
+        if k == 0 {
+            return Err(Error::arg(op, "expected normalized_shape to be at least 1-dimensional"));
+        }
+        if k > r || &self.dims()[r - k..] != normalized_shape {
             return Err(Error::shape(
                 op,
                 self.dims(),
