@@ -441,9 +441,11 @@ fn softmax_rows<T: Elem + Float>(x: &[T], rows: usize, cols: usize, log: bool) -
             *o = T::from_f64(e as f64);
         }
         if log {
-            let ls = sum.ln() + m;
+            // (x - max) - log(sum) keeps precision for large |x|; x - (max + log(sum))
+            // would round the shift first.
+            let ls = sum.ln();
             for (o, v) in o.iter_mut().zip(row) {
-                *o = T::from_f64((Elem::to_f64(*v) as f32 - ls) as f64);
+                *o = T::from_f64(((Elem::to_f64(*v) as f32 - m) - ls) as f64);
             }
         } else {
             let inv = 1.0 / sum;
