@@ -258,10 +258,20 @@ fn candidates(name: &str, inputs: &[Tensor], out: &[Tensor]) -> Vec<VarFn> {
                 c.push(one(move |v| v[0].clamp(a, b)));
             }
         }
-        "where_cond" => c.push(one(|v| Var::where_cond(v[0].tensor(), &v[1], &v[2]))),
+        "where_cond" => c.push(one(|v| {
+            if v.len() < 3 {
+                return Err(tensor_core::Error::arg("candidate", "needs three inputs"));
+            }
+            Var::where_cond(v[0].tensor(), &v[1], &v[2])
+        })),
         "masked_fill" => {
             for s in scalar_grid(&out.first().and_then(|o| o.to_vec_f64().ok()).unwrap_or_default()) {
-                c.push(one(move |v| v[0].masked_fill(v[1].tensor(), s)));
+                c.push(one(move |v| {
+                    if v.len() < 2 {
+                        return Err(tensor_core::Error::arg("candidate", "needs two inputs"));
+                    }
+                    v[0].masked_fill(v[1].tensor(), s)
+                }));
             }
         }
         "to_dtype" => c.push(one(|v| v[0].to_dtype(DType::F64))),

@@ -187,6 +187,12 @@ impl Layout {
                 "the number of sizes provided must be greater or equal to the number of dimensions in the tensor",
             ));
         }
+        // Keep every shape addressable: a materialised copy must fit in memory space.
+        let fits =
+            shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_some_and(|n| n <= isize::MAX as usize / 16);
+        if !fits {
+            return Err(Error::shape("expand", self.dims(), shape, "the expanded shape has too many elements"));
+        }
         let extra = r - self.rank();
         let mut strides: Dims = SmallVec::from_elem(0, r);
         for i in 0..r {
