@@ -150,14 +150,11 @@ pub fn normalize_dims(op: &'static str, dims: &[isize], rank: usize) -> Result<V
     }
     let mut out = Vec::with_capacity(dims.len());
     for &d in dims {
-        match normalize_dim_scalar_ok(op, d, rank)? {
-            Some(n) => {
-                if out.contains(&n) {
-                    return Err(Error::arg(op, format!("dim {n} appears multiple times in the list of dims")));
-                }
-                out.push(n)
+        if let Some(n) = normalize_dim_scalar_ok(op, d, rank)? {
+            if out.contains(&n) {
+                return Err(Error::arg(op, format!("dim {n} appears multiple times in the list of dims")));
             }
-            None => {}
+            out.push(n)
         }
     }
     out.sort_unstable();

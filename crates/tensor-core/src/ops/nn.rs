@@ -344,7 +344,7 @@ impl Tensor {
         let per_channel = |t: &Tensor| -> Result<Tensor> { t.contiguous()?.to_dtype(cd)?.reshape_to(bshape.clone()) };
         let dims: Vec<isize> = (0..r as isize).filter(|&d| d != 1).collect();
         let (mean, var) = if training {
-            let n = if c == 0 { 0 } else { self.numel() / c };
+            let n = self.numel().checked_div(c).unwrap_or(0);
             if n <= 1 {
                 return Err(Error::arg(
                     op,

@@ -283,10 +283,10 @@ impl Tensor {
             NormOrd::P(p) if p.is_nan() => return Err(Error::arg("norm", "the order p must not be NaN")),
             NormOrd::Inf => x.abs()?.amax(dims, keepdim)?,
             NormOrd::NegInf => x.abs()?.amin(dims, keepdim)?,
-            NormOrd::P(p) if p == 0.0 => x.ne_scalar(0.0)?.to_dtype(x.dtype())?.sum(dims, keepdim)?,
-            NormOrd::P(p) if p == 1.0 => x.abs()?.sum(dims, keepdim)?,
+            NormOrd::P(0.0) => x.ne_scalar(0.0)?.to_dtype(x.dtype())?.sum(dims, keepdim)?,
+            NormOrd::P(1.0) => x.abs()?.sum(dims, keepdim)?,
             NormOrd::Fro => x.square()?.sum(dims, keepdim)?.sqrt()?,
-            NormOrd::P(p) if p == 2.0 => x.square()?.sum(dims, keepdim)?.sqrt()?,
+            NormOrd::P(2.0) => x.square()?.sum(dims, keepdim)?.sqrt()?,
             NormOrd::P(p) => x.abs()?.pow_scalar(p)?.sum(dims, keepdim)?.pow_scalar(1.0 / p)?,
         };
         out.to_dtype(self.dtype())
