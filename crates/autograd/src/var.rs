@@ -303,7 +303,8 @@ impl Var {
             )));
         }
         let ones = self.tensor().ones_like()?;
-        crate::engine::run(&[self.clone()], vec![Var::from(ones)], retain_graph, create_graph, None).map(|_| ())
+        crate::engine::run(std::slice::from_ref(self), vec![Var::from(ones)], retain_graph, create_graph, None)
+            .map(|_| ())
     }
 
     /// Backpropagates with an explicit gradient of this variable's shape (for
@@ -314,7 +315,8 @@ impl Var {
 
     /// [`Var::backward_with`] with `retain_graph` and `create_graph`.
     pub fn backward_with_opts(&self, grad: &Tensor, retain_graph: bool, create_graph: bool) -> Result<()> {
-        crate::engine::run(&[self.clone()], vec![Var::from(grad.clone())], retain_graph, create_graph, None).map(|_| ())
+        crate::engine::run(std::slice::from_ref(self), vec![Var::from(grad.clone())], retain_graph, create_graph, None)
+            .map(|_| ())
     }
 
     /// A Graphviz DOT description of the graph that produced this variable.

@@ -262,7 +262,7 @@ fn r_norm(v: &[f64], ord: NormOrd) -> f64 {
         NormOrd::Inf => r_max(&abs),
         NormOrd::NegInf => r_min(&abs),
         NormOrd::Fro => r_sum(&abs.iter().map(|x| x * x).collect::<Vec<_>>()).sqrt(),
-        NormOrd::P(p) if p == 0.0 => abs.iter().filter(|&&x| x != 0.0).count() as f64,
+        NormOrd::P(0.0) => abs.iter().filter(|&&x| x != 0.0).count() as f64,
         NormOrd::P(p) => r_sum(&abs.iter().map(|x| x.powf(p)).collect::<Vec<_>>()).powf(1.0 / p),
     }
 }
