@@ -192,7 +192,7 @@ pub fn orthogonal_with(g: &mut Generator, p: &Param, gain: f64) -> Result<()> {
         return Err(Error::invalid_shape("orthogonal_", &dims, "only tensors with 2 or more dimensions are supported"));
     }
     let rows = dims[0];
-    let cols = if rows == 0 { 0 } else { p.numel() / rows };
+    let cols = p.numel().checked_div(rows).unwrap_or(0);
     if rows == 0 || cols == 0 {
         return Ok(());
     }

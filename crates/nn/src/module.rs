@@ -206,11 +206,16 @@ impl dyn Visitor + '_ {
     }
 }
 
+/// Callback for each parameter visited.
+type ParamFn<'a> = &'a mut dyn FnMut(&str, &Param);
+/// Callback for each buffer visited.
+type BufferFn<'a> = &'a mut dyn FnMut(&str, &Buffer);
+
 /// Calls closures with full dotted names ("features.0.weight").
 struct Walk<'a> {
     path: Vec<String>,
-    on_param: Option<&'a mut dyn FnMut(&str, &Param)>,
-    on_buffer: Option<&'a mut dyn FnMut(&str, &Buffer)>,
+    on_param: Option<ParamFn<'a>>,
+    on_buffer: Option<BufferFn<'a>>,
     on_flag: Option<&'a mut dyn FnMut(&Training)>,
 }
 

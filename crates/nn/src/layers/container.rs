@@ -51,6 +51,7 @@ impl Sequential {
     }
 
     /// Appends a layer, builder style.
+    #[allow(clippy::should_implement_trait)] // a builder step, not arithmetic
     pub fn add(mut self, layer: impl Forward + 'static) -> Sequential {
         self.layers.push(Arc::new(layer));
         self
