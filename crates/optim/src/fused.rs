@@ -23,7 +23,9 @@ pub(crate) trait Real:
     fn slice_mut(b: &mut CpuBuffer) -> Option<&mut [Self]>;
     /// NaN-propagating maximum (like `torch.maximum`).
     fn maximum(self, o: Self) -> Self {
-        if self != self || self > o {
+        #[allow(clippy::eq_op)] // `x != x` is the NaN test for this generic float
+        let nan = self != self;
+        if nan || self > o {
             self
         } else {
             o

@@ -36,6 +36,8 @@
 //! # Ok::<(), tensor_core::Error>(())
 //! ```
 #![warn(missing_docs)]
+// `!(x >= 0.0)` is used on purpose: it also rejects NaN, which `x < 0.0` would accept.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 mod adagrad;
 mod adam;

@@ -129,7 +129,7 @@ impl CudaBackend {
             return Err(Error::Unsupported { op: OP, dtype: x.dtype(), device: self.dev_name() });
         }
         let cols = x.dims()[x.rank() - 1];
-        let rows = if cols == 0 { 0 } else { x.numel() / cols };
+        let rows = x.numel().checked_div(cols).unwrap_or(0);
         for t in [weight, bias].into_iter().flatten() {
             if t.dims() != [cols] || t.dtype() != x.dtype() || !t.is_contiguous() {
                 return Err(Error::shape(OP, x.dims(), t.dims(), "weight and bias must be contiguous [last dim]"));

@@ -663,7 +663,7 @@ impl Backend for CudaBackend {
         perm.push(dim);
         let pl = l.permute(&perm)?;
         let rows_buf = self.contiguous(x, &pl)?;
-        let rows = if n == 0 { 0 } else { l.numel() / n };
+        let rows = l.numel().checked_div(n).unwrap_or(0);
         let (v, i) = self.sort_rows(&rows_buf, rows, n, descending)?;
         let mut inv = vec![0usize; rank];
         for (k, &p) in perm.iter().enumerate() {
