@@ -1,3 +1,4 @@
+#![allow(clippy::type_complexity)] // tables of optimizer constructors in tests
 //! Optimizer behaviour: groups, zero_grad, frozen parameters, checkpoints, clipping,
 //! and errors.
 
@@ -375,12 +376,12 @@ fn clip_grad_norm_error_if_nonfinite() {
     let a = Var::param(Tensor::zeros([3], DType::F32, &Device::cpu()).unwrap()).unwrap();
     for bad in [f32::NAN, f32::INFINITY] {
         a.set_grad(Some(Tensor::new(&[1.0f32, bad, 2.0]))).unwrap();
-        let e = clip_grad_norm_(&[a.clone()], 1.0, 2.0, true).unwrap_err();
+        let e = clip_grad_norm_(std::slice::from_ref(&a), 1.0, 2.0, true).unwrap_err();
         assert!(e.to_string().contains("non-finite"), "{e}");
         // The gradient is left alone.
         assert_eq!(a.grad().unwrap().to_vec::<f32>().unwrap()[0], 1.0);
         // Without the check the norm is returned and the grads scaled (PyTorch's behaviour).
-        let n = clip_grad_norm_(&[a.clone()], 1.0, 2.0, false).unwrap();
+        let n = clip_grad_norm_(std::slice::from_ref(&a), 1.0, 2.0, false).unwrap();
         assert!(!n.is_finite());
     }
 }
@@ -389,7 +390,7 @@ fn clip_grad_norm_error_if_nonfinite() {
 fn clip_grad_value_clamps() {
     let a = Var::param(Tensor::zeros([4], DType::F64, &Device::cpu()).unwrap()).unwrap();
     a.set_grad(Some(Tensor::new(&[-3.0f64, -0.5, 0.25, 9.0]))).unwrap();
-    clip_grad_value_(&[a.clone()], 0.5).unwrap();
+    clip_grad_value_(std::slice::from_ref(&a), 0.5).unwrap();
     assert_eq!(a.grad().unwrap().to_vec::<f64>().unwrap(), vec![-0.5, -0.5, 0.25, 0.5]);
     assert!(clip_grad_value_(&[a], -1.0).is_err());
 }
