@@ -1,3 +1,4 @@
+#![allow(clippy::type_complexity, clippy::arc_with_non_send_sync)] // test-only tables of closures on one thread
 //! gradcheck over every differentiable record of the op table.
 //!
 //! A sample's op is a closure on tensors, so this file keeps its own table from a
