@@ -133,7 +133,7 @@ fn refactor(n: usize, picks: &[usize]) -> Vec<usize> {
         if rest == 1 {
             break;
         }
-        let divs: Vec<usize> = (1..=rest).filter(|d| rest % d == 0).collect();
+        let divs: Vec<usize> = (1..=rest).filter(|d| rest.is_multiple_of(*d)).collect();
         let d = divs[p % divs.len()];
         out.push(d);
         rest /= d;
