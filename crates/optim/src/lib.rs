@@ -21,7 +21,7 @@
 //!
 //! // Minimise (w - 3)^2 with SGD + momentum and a cosine schedule.
 //! let w = Var::param(Tensor::new(&[0.0f64]))?;
-//! let opts = SgdOptions { lr: 0.1, momentum: 0.9, ..Default::default() };
+//! let opts = SgdOptions { lr: 0.1, momentum: 0.5, ..Default::default() };
 //! let mut opt = Sgd::new(vec![w.clone()], opts)?;
 //! let mut sched = CosineAnnealingLR::new(&mut opt, 100, 0.0)?;
 //! for _ in 0..100 {
