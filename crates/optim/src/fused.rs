@@ -128,15 +128,15 @@ fn run_typed<T: Real, K: Kernel>(k: &K, param: &Tensor, grad: &Tensor, state: &[
     let gr = grad.layout().contiguous_range()?;
     let ranges: Vec<_> = state.iter().map(|s| s.layout().contiguous_range()).collect::<Option<_>>()?;
     let ggrd = grad.storage().read();
-    let g = &T::slice(ggrd.as_any().downcast_ref::<CpuBuffer>()?)?[gr];
+    let g = &T::slice(tensor_core::cpu::as_cpu_buffer(&**ggrd)?)?[gr];
     let mut sguards: Vec<_> = state.iter().map(|s| s.storage().write()).collect();
     let mut slices: Vec<&mut [T]> = Vec::with_capacity(state.len());
     for (sg, r) in sguards.iter_mut().zip(ranges) {
-        let b = sg.as_any_mut().downcast_mut::<CpuBuffer>()?;
+        let b = tensor_core::cpu::as_cpu_buffer_mut(&mut ***sg)?;
         slices.push(&mut T::slice_mut(b)?[r]);
     }
     let mut pg = param.storage().write();
-    let p = &mut T::slice_mut(pg.as_any_mut().downcast_mut::<CpuBuffer>()?)?[pr];
+    let p = &mut T::slice_mut(tensor_core::cpu::as_cpu_buffer_mut(&mut **pg)?)?[pr];
     k.run(p, g, &mut slices);
     Some(Ok(()))
 }

@@ -654,8 +654,8 @@ impl Backend for CudaBackend {
             let host = self.download(x, l)?;
             let cl = Layout::contiguous(l.shape().clone());
             let (v, i) = tensor_core::cpu::CpuBackend.sort(&host, &cl, dim, descending)?;
-            let v = v.as_any().downcast_ref::<CpuBuffer>().cloned().ok_or_else(|| Error::arg("sort", "host sort"))?;
-            let i = i.as_any().downcast_ref::<CpuBuffer>().cloned().ok_or_else(|| Error::arg("sort", "host sort"))?;
+            let v = tensor_core::cpu::as_cpu_buffer(&*v).cloned().ok_or_else(|| Error::arg("sort", "host sort"))?;
+            let i = tensor_core::cpu::as_cpu_buffer(&*i).cloned().ok_or_else(|| Error::arg("sort", "host sort"))?;
             return Ok((self.upload(v)?, self.upload(i)?));
         }
         // Move `dim` last, sort contiguous rows, move it back.

@@ -16,9 +16,11 @@ pub fn contiguous(b: &CpuBuffer, l: &Layout) -> CpuBuffer {
             return T::wrap(Vec::new());
         }
         if let Some(r) = l.contiguous_range() {
-            return T::wrap(v[r].to_vec());
+            let mut out = super::alloc::uninit::<T>(l.numel());
+            out.copy_from_slice(&v[r]);
+            return T::wrap(out);
         }
-        let mut out = vec![T::default(); l.numel()];
+        let mut out = super::alloc::uninit::<T>(l.numel());
         map1(v, l, &mut out, |x| x);
         T::wrap(out)
     })
@@ -56,7 +58,7 @@ pub fn fill(dst: &mut CpuBuffer, dl: &Layout, value: Scalar) {
 }
 
 fn cast_into<S: Elem, D: Elem>(s: &[S], l: &Layout) -> Vec<D> {
-    let mut out = vec![D::default(); l.numel()];
+    let mut out = super::alloc::uninit::<D>(l.numel());
     let exact_int = !S::DTYPE.is_float() && !D::DTYPE.is_float();
     if exact_int {
         map1(s, l, &mut out, |x| D::from_scalar(x.to_scalar()));
@@ -74,22 +76,22 @@ pub fn cast(b: &CpuBuffer, l: &Layout, dtype: DType) -> CpuBuffer {
     // f32 <-> half conversions are hot (mixed precision); keep them off the f64 path.
     match (b, dtype) {
         (CpuBuffer::F32(v), DType::F16) => {
-            let mut out = vec![half::f16::ZERO; l.numel()];
+            let mut out = super::alloc::uninit::<half::f16>(l.numel());
             map1(v, l, &mut out, half::f16::from_f32);
             return CpuBuffer::F16(out);
         }
         (CpuBuffer::F32(v), DType::BF16) => {
-            let mut out = vec![half::bf16::ZERO; l.numel()];
+            let mut out = super::alloc::uninit::<half::bf16>(l.numel());
             map1(v, l, &mut out, half::bf16::from_f32);
             return CpuBuffer::BF16(out);
         }
         (CpuBuffer::F16(v), DType::F32) => {
-            let mut out = vec![0f32; l.numel()];
+            let mut out = super::alloc::uninit::<f32>(l.numel());
             map1(v, l, &mut out, |x| x.to_f32());
             return CpuBuffer::F32(out);
         }
         (CpuBuffer::BF16(v), DType::F32) => {
-            let mut out = vec![0f32; l.numel()];
+            let mut out = super::alloc::uninit::<f32>(l.numel());
             map1(v, l, &mut out, |x| x.to_f32());
             return CpuBuffer::F32(out);
         }
@@ -97,7 +99,7 @@ pub fn cast(b: &CpuBuffer, l: &Layout, dtype: DType) -> CpuBuffer {
     }
     with_dtype!(b, s, S => match dtype {
         DType::Bool => CpuBuffer::Bool({
-            let mut out = vec![false; l.numel()];
+            let mut out = super::alloc::uninit::<bool>(l.numel());
             map1(s, l, &mut out, |x: S| x.to_f64() != 0.0);
             out
         }),
@@ -113,14 +115,14 @@ pub fn cast(b: &CpuBuffer, l: &Layout, dtype: DType) -> CpuBuffer {
 
 #[inline(always)]
 fn fmap<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> T + Sync) -> CpuBuffer {
-    let mut out = vec![T::default(); l.numel()];
+    let mut out = super::alloc::uninit::<T>(l.numel());
     map1(v, l, &mut out, f);
     T::wrap(out)
 }
 
 #[inline(always)]
 fn pmap<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> bool + Sync) -> CpuBuffer {
-    let mut out = vec![false; l.numel()];
+    let mut out = super::alloc::uninit::<bool>(l.numel());
     map1(v, l, &mut out, f);
     CpuBuffer::Bool(out)
 }
@@ -274,7 +276,7 @@ fn int_unary<T: Elem + Arith>(op: UnaryOp, v: &[T], l: &Layout) -> Result<CpuBuf
             let s = T::from_f64(s);
             fmap(v, l, move |x| T::mul(x, s))
         }
-        IsNan | IsInf => CpuBuffer::Bool(vec![false; l.numel()]),
+        IsNan | IsInf => CpuBuffer::Bool(super::alloc::filled(l.numel(), false)),
         LogicalNot => pmap(v, l, |x| !T::nonzero(x)),
         _ => return Err(unsupported(op.name(), T::DTYPE)),
     })
@@ -300,14 +302,14 @@ pub fn unary(op: UnaryOp, b: &CpuBuffer, l: &Layout) -> Result<CpuBuffer> {
 
 #[inline(always)]
 fn bmap<T: Elem>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: impl Fn(T, T) -> T + Sync) -> CpuBuffer {
-    let mut out = vec![T::default(); la.numel()];
+    let mut out = super::alloc::uninit::<T>(la.numel());
     map2(a, la, b, lb, &mut out, f);
     T::wrap(out)
 }
 
 #[inline(always)]
 fn cmap<T: Elem>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: impl Fn(T, T) -> bool + Sync) -> CpuBuffer {
-    let mut out = vec![false; la.numel()];
+    let mut out = super::alloc::uninit::<bool>(la.numel());
     map2(a, la, b, lb, &mut out, f);
     CpuBuffer::Bool(out)
 }
@@ -391,7 +393,7 @@ pub fn where_cond(
     }
     Ok(with_dtype!(a, x, T => {
         let y = T::unwrap_ref(b).expect("dtype checked above");
-        let mut out = vec![T::default(); lc.numel()];
+        let mut out = super::alloc::uninit::<T>(lc.numel());
         map3(cv, lc, x, la, y, lb, &mut out, |c, x, y| if c { x } else { y });
         T::wrap(out)
     }))

@@ -47,11 +47,12 @@ fn gemm_batched<T: Elem + num_traits::Zero + num_traits::One>(
     d: &Dims,
 ) -> Vec<T> {
     let mn = d.m * d.n;
-    let mut out = vec![T::zero(); d.b * mn];
     // An empty batch must not reach `gemm`: it would read operands that hold no element.
     if mn == 0 || d.k == 0 || d.b == 0 {
-        return out;
+        return super::alloc::filled(d.b * mn, T::zero());
     }
+    // `gemm` is called with `read_dst = false`: it overwrites every output element.
+    let mut out = super::alloc::uninit::<T>(d.b * mn);
     let big = d.m * d.n * d.k >= PAR_WORK;
     let one = |bi: usize, o: &mut [T], par: Parallelism| {
         let lo = ao as isize + bi as isize * d.ls[0];

@@ -1,6 +1,7 @@
 //! The CPU backend: typed host vectors, multi-threaded strided kernels, GEMM through
 //! the `gemm` crate.
 
+pub mod alloc;
 mod arith;
 mod elementwise;
 mod index;
@@ -148,14 +149,14 @@ impl CpuBuffer {
     /// `len` zeros of `dtype`.
     pub fn zeros(dtype: DType, len: usize) -> CpuBuffer {
         match dtype {
-            DType::Bool => CpuBuffer::Bool(vec![false; len]),
-            DType::U8 => CpuBuffer::U8(vec![0; len]),
-            DType::I32 => CpuBuffer::I32(vec![0; len]),
-            DType::I64 => CpuBuffer::I64(vec![0; len]),
-            DType::F16 => CpuBuffer::F16(vec![f16::ZERO; len]),
-            DType::BF16 => CpuBuffer::BF16(vec![bf16::ZERO; len]),
-            DType::F32 => CpuBuffer::F32(vec![0.0; len]),
-            DType::F64 => CpuBuffer::F64(vec![0.0; len]),
+            DType::Bool => CpuBuffer::Bool(alloc::filled(len, false)),
+            DType::U8 => CpuBuffer::U8(alloc::filled(len, 0)),
+            DType::I32 => CpuBuffer::I32(alloc::filled(len, 0)),
+            DType::I64 => CpuBuffer::I64(alloc::filled(len, 0)),
+            DType::F16 => CpuBuffer::F16(alloc::filled(len, f16::ZERO)),
+            DType::BF16 => CpuBuffer::BF16(alloc::filled(len, bf16::ZERO)),
+            DType::F32 => CpuBuffer::F32(alloc::filled(len, 0.0)),
+            DType::F64 => CpuBuffer::F64(alloc::filled(len, 0.0)),
         }
     }
 
@@ -239,22 +240,61 @@ impl CpuBackend {
     }
 }
 
+/// The CPU backend's storage: a [`CpuBuffer`] that goes back to the buffer cache
+/// ([`alloc`]) when the last tensor using it is dropped.
+#[derive(Debug)]
+pub struct CpuStore(CpuBuffer);
+
+impl Drop for CpuStore {
+    fn drop(&mut self) {
+        alloc::recycle(std::mem::replace(&mut self.0, CpuBuffer::U8(Vec::new())));
+    }
+}
+
+impl Buffer for CpuStore {
+    fn dtype(&self) -> DType {
+        self.0.dtype()
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The host buffer behind a CPU tensor's storage (`None` for other devices).
+pub fn as_cpu_buffer(b: &dyn Buffer) -> Option<&CpuBuffer> {
+    let any = b.as_any();
+    any.downcast_ref::<CpuStore>().map(|s| &s.0).or_else(|| any.downcast_ref::<CpuBuffer>())
+}
+
+/// Mutable variant of [`as_cpu_buffer`].
+pub fn as_cpu_buffer_mut(b: &mut dyn Buffer) -> Option<&mut CpuBuffer> {
+    if b.as_any().is::<CpuStore>() {
+        b.as_any_mut().downcast_mut::<CpuStore>().map(|s| &mut s.0)
+    } else {
+        b.as_any_mut().downcast_mut::<CpuBuffer>()
+    }
+}
+
 /// Downcasts a buffer that must belong to the CPU backend.
 pub(crate) fn cpu(b: &dyn Buffer) -> Result<&CpuBuffer> {
-    b.as_any()
-        .downcast_ref::<CpuBuffer>()
+    as_cpu_buffer(b)
         .ok_or_else(|| Error::Backend { backend: "cpu".into(), msg: format!("expected a CPU buffer, got {b:?}") })
 }
 
 /// Mutable variant of [`cpu`].
 pub(crate) fn cpu_mut(b: &mut dyn Buffer) -> Result<&mut CpuBuffer> {
-    b.as_any_mut()
-        .downcast_mut::<CpuBuffer>()
-        .ok_or_else(|| Error::Backend { backend: "cpu".into(), msg: "expected a CPU buffer".into() })
+    as_cpu_buffer_mut(b).ok_or_else(|| Error::Backend { backend: "cpu".into(), msg: "expected a CPU buffer".into() })
 }
 
-fn boxed(b: CpuBuffer) -> Box<dyn Buffer> {
-    Box::new(b)
+/// Boxes a host buffer as CPU storage (recycled into the buffer cache on drop).
+pub(crate) fn boxed(b: CpuBuffer) -> Box<dyn Buffer> {
+    Box::new(CpuStore(b))
 }
 
 impl Backend for CpuBackend {

@@ -1,0 +1,160 @@
+//! A cache of freed CPU buffers, so that a training loop that makes the same shapes
+//! every step reuses memory instead of asking the OS for fresh pages (which the kernel
+//! must zero and fault in: for a 64 MB output that costs more than the arithmetic).
+//!
+//! Buffers of at least [`MIN_BYTES`] are kept on drop, keyed by dtype and length, up to
+//! a total of [`cache_limit`] bytes (1 GiB by default, `TENSOR_CPU_CACHE_MB` or
+//! [`set_cache_limit`] to change, 0 to turn the cache off). A buffer taken from the
+//! cache holds stale (but valid) values: kernels that take one overwrite every element.
+//! [`empty_cache`] gives everything back, like `torch.cuda.empty_cache()`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{LazyLock, Mutex};
+
+use super::CpuBuffer;
+use crate::dtype::Elem;
+use crate::DType;
+
+/// Smaller buffers are left to the system allocator, which serves them fast.
+pub const MIN_BYTES: usize = 32 * 1024;
+
+const UNSET: usize = usize::MAX;
+static LIMIT: AtomicUsize = AtomicUsize::new(UNSET);
+
+#[derive(Default)]
+struct Cache {
+    free: HashMap<(DType, usize), Vec<CpuBuffer>>,
+    bytes: usize,
+}
+
+static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| Mutex::new(Cache::default()));
+
+fn lock() -> std::sync::MutexGuard<'static, Cache> {
+    // A panic while holding the lock leaves the map consistent (every update is one
+    // insert or remove), so a poisoned lock is still usable.
+    CACHE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The most bytes the cache keeps.
+pub fn cache_limit() -> usize {
+    match LIMIT.load(Ordering::Relaxed) {
+        UNSET => {
+            let mb = std::env::var("TENSOR_CPU_CACHE_MB").ok().and_then(|v| v.trim().parse::<usize>().ok());
+            let bytes = mb.map_or(1 << 30, |m| m.saturating_mul(1 << 20));
+            LIMIT.store(bytes, Ordering::Relaxed);
+            bytes
+        }
+        n => n,
+    }
+}
+
+/// Sets the most bytes the cache keeps (0 turns it off) and drops what is over it.
+pub fn set_cache_limit(bytes: usize) {
+    LIMIT.store(bytes, Ordering::Relaxed);
+    if bytes == 0 {
+        empty_cache();
+    } else {
+        let mut c = lock();
+        while c.bytes > bytes {
+            let Some(key) = c.free.keys().next().copied() else { break };
+            if let Some(list) = c.free.remove(&key) {
+                c.bytes -= list.len() * key.0.size_in_bytes() * key.1;
+            }
+        }
+    }
+}
+
+/// Frees every cached buffer.
+pub fn empty_cache() {
+    let mut c = lock();
+    c.free.clear();
+    c.bytes = 0;
+}
+
+/// Bytes held by the cache now.
+pub fn cached_bytes() -> usize {
+    lock().bytes
+}
+
+/// A vector of `len` elements of `T` whose values are unspecified (stale values of a
+/// reused buffer, or `T::default()`): for outputs that a kernel fully overwrites.
+pub(crate) fn uninit<T: Elem>(len: usize) -> Vec<T> {
+    if len * std::mem::size_of::<T>() >= MIN_BYTES {
+        if let Some(v) = take::<T>(len) {
+            return v;
+        }
+    }
+    vec![T::default(); len]
+}
+
+/// A vector of `len` copies of `value` (reusing a cached buffer when one fits).
+pub(crate) fn filled<T: Elem>(len: usize, value: T) -> Vec<T> {
+    if len * std::mem::size_of::<T>() >= MIN_BYTES {
+        if let Some(mut v) = take::<T>(len) {
+            fill(&mut v, value);
+            return v;
+        }
+    }
+    vec![value; len]
+}
+
+/// Fills in parallel for large buffers.
+fn fill<T: Elem>(v: &mut [T], value: T) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 16;
+    if v.len() > 4 * CHUNK {
+        v.par_chunks_mut(CHUNK).for_each(|c| c.fill(value));
+    } else {
+        v.fill(value);
+    }
+}
+
+fn take<T: Elem>(len: usize) -> Option<Vec<T>> {
+    let mut c = lock();
+    let list = c.free.get_mut(&(T::DTYPE, len))?;
+    let mut buf = list.pop()?;
+    if list.is_empty() {
+        c.free.remove(&(T::DTYPE, len));
+    }
+    c.bytes -= len * std::mem::size_of::<T>();
+    drop(c);
+    T::unwrap_mut(&mut buf).map(std::mem::take)
+}
+
+/// Keeps `buf` for reuse when it is large enough and fits under the limit.
+pub(crate) fn recycle(buf: CpuBuffer) {
+    let (dtype, len) = (buf.dtype(), buf.len());
+    let bytes = len * dtype.size_in_bytes();
+    if bytes < MIN_BYTES {
+        return;
+    }
+    let limit = cache_limit();
+    let mut c = lock();
+    if c.bytes + bytes > limit {
+        return;
+    }
+    c.bytes += bytes;
+    c.free.entry((dtype, len)).or_default().push(buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recycled_buffer_is_reused_and_filled_values_are_exact() {
+        // A length no other test uses, so the parallel test threads do not interfere.
+        let n = MIN_BYTES + 13;
+        recycle(CpuBuffer::F32(vec![7.0; n]));
+        let stale = take::<f32>(n).expect("the buffer was cached");
+        assert!(stale.len() == n && stale.iter().all(|&x| x == 7.0));
+        recycle(CpuBuffer::F32(stale));
+        let v: Vec<f32> = filled(n, 1.5);
+        assert!(v.len() == n && v.iter().all(|&x| x == 1.5));
+        assert!(take::<f32>(n).is_none(), "filled took the cached buffer");
+        // Small buffers are never cached.
+        recycle(CpuBuffer::F32(vec![0.0; 9]));
+        assert!(take::<f32>(9).is_none());
+    }
+}
