@@ -218,6 +218,11 @@ pub(crate) fn run(
         let input_grads = match g {
             Some(gv) => {
                 let needs: Vec<bool> = node.edges.iter().map(|e| e.is_some()).collect();
+                let _prof = tensor_core::profiler::scope_with(
+                    || format!("{}.backward", node.name),
+                    || vec![gv.dims().to_vec()],
+                    || gv.device().to_string(),
+                );
                 let res = if retain_graph {
                     let f = node.backward.lock();
                     let f = f.as_ref().ok_or_else(|| Error::GraphFreed { op: node.name.to_string() })?;

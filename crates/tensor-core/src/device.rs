@@ -3,12 +3,13 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::backend::{Backend, Buffer, DeviceLocation};
 use crate::cpu::CpuBackend;
+use crate::profiler::Profiled;
 
 /// Where a tensor's data lives: a cheap handle to an `Arc<dyn Backend>`.
 ///
@@ -18,32 +19,46 @@ use crate::cpu::CpuBackend;
 /// assert_eq!(cpu.to_string(), "cpu");
 /// ```
 #[derive(Clone)]
-pub struct Device(Arc<dyn Backend>);
+pub struct Device(Arc<DeviceInner>);
+
+struct DeviceInner {
+    backend: Arc<dyn Backend>,
+    /// The same backend with every primitive recorded, handed out while a
+    /// [`crate::profiler::profile`] is being taken.
+    profiled: Profiled,
+}
+
+static CPU_DEVICE: OnceLock<Device> = OnceLock::new();
 
 impl Device {
     /// The host CPU.
     pub fn cpu() -> Device {
-        Device(CpuBackend::shared())
+        CPU_DEVICE.get_or_init(|| Device::from_backend(CpuBackend::shared())).clone()
     }
 
     /// A device served by a backend implemented outside this crate (e.g. CUDA).
     pub fn from_backend(backend: Arc<dyn Backend>) -> Device {
-        Device(backend)
+        Device(Arc::new(DeviceInner { profiled: Profiled(backend.clone()), backend }))
     }
 
     /// The backend behind this device.
+    #[inline]
     pub fn backend(&self) -> &dyn Backend {
-        &*self.0
+        if crate::profiler::is_enabled() {
+            &self.0.profiled
+        } else {
+            &*self.0.backend
+        }
     }
 
     /// The backend as a shared handle.
     pub fn backend_arc(&self) -> Arc<dyn Backend> {
-        self.0.clone()
+        self.0.backend.clone()
     }
 
     /// Where the device lives.
     pub fn location(&self) -> DeviceLocation {
-        self.0.location()
+        self.0.backend.location()
     }
 
     /// True for the CPU.
@@ -58,7 +73,7 @@ impl Device {
 
     /// Waits for queued work on the device.
     pub fn synchronize(&self) -> crate::Result<()> {
-        self.0.synchronize()
+        self.0.backend.synchronize()
     }
 }
 

@@ -155,6 +155,7 @@ impl Tensor {
         dilation: usize,
         groups: usize,
     ) -> Result<Tensor> {
+        let _prof = crate::profiler::scope("conv1d", &[self, weight]);
         let op = "conv1d";
         check_pair(op, self, weight)?;
         check_positive(op, "stride, dilation and groups", &[stride, dilation, groups])?;
@@ -195,6 +196,7 @@ impl Tensor {
         dilation: [usize; 2],
         groups: usize,
     ) -> Result<Tensor> {
+        let _prof = crate::profiler::scope("conv2d", &[self, weight]);
         let op = "conv2d";
         check_pair(op, self, weight)?;
         check_positive(op, "stride", &stride)?;
@@ -219,6 +221,7 @@ impl Tensor {
         dilation: [usize; 2],
         groups: usize,
     ) -> Result<Tensor> {
+        let _prof = crate::profiler::scope("conv_transpose2d", &[self, weight]);
         let op = "conv_transpose2d";
         check_pair(op, self, weight)?;
         check_positive(op, "stride", &stride)?;

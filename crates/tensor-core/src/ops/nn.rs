@@ -71,11 +71,13 @@ impl Tensor {
     /// # Ok::<(), tensor_core::Error>(())
     /// ```
     pub fn softmax(&self, dim: isize) -> Result<Tensor> {
+        let _prof = crate::profiler::scope("softmax", &[self]);
         self.softmax_impl("softmax", dim, false)
     }
 
     /// Log-softmax along `dim`: `x - max - log(sum(exp(x - max)))`, numerically stable.
     pub fn log_softmax(&self, dim: isize) -> Result<Tensor> {
+        let _prof = crate::profiler::scope("log_softmax", &[self]);
         self.softmax_impl("log_softmax", dim, true)
     }
 
@@ -229,6 +231,7 @@ impl Tensor {
     /// # Ok::<(), tensor_core::Error>(())
     /// ```
     pub fn embedding(&self, indices: &Tensor) -> Result<Tensor> {
+        let _prof = crate::profiler::scope("embedding", &[self, indices]);
         self.same_device("embedding", indices)?;
         if self.rank() != 2 {
             return Err(Error::shape(
@@ -276,6 +279,7 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f64,
     ) -> Result<Tensor> {
+        let _prof = crate::profiler::scope("layer_norm", &[self]);
         let op = "layer_norm";
         require_float(op, self)?;
         let k = normalized_shape.len();
@@ -326,6 +330,7 @@ impl Tensor {
         momentum: f64,
         eps: f64,
     ) -> Result<Tensor> {
+        let _prof = crate::profiler::scope("batch_norm", &[self]);
         let op = "batch_norm";
         require_float(op, self)?;
         let r = self.rank();

@@ -135,6 +135,7 @@ impl Tensor {
         dilation: [usize; 2],
         ceil_mode: bool,
     ) -> Result<Tensor> {
+        let _prof = crate::profiler::scope("max_pool2d", &[self]);
         let p = prepare("max_pool2d", self, kernel, stride, padding, dilation, ceil_mode, f64::NEG_INFINITY)?;
         let y = p.windows(kernel, stride, dilation).amax(&[-2, -1], false)?;
         p.finish(y)
@@ -151,6 +152,7 @@ impl Tensor {
         dilation: [usize; 2],
         ceil_mode: bool,
     ) -> Result<(Tensor, Tensor)> {
+        let _prof = crate::profiler::scope("max_pool2d_with_indices", &[self]);
         let op = "max_pool2d_with_indices";
         let p = prepare(op, self, kernel, stride, padding, dilation, ceil_mode, f64::NEG_INFINITY)?;
         let (n, c) = (p.x.dims()[0], p.x.dims()[1]);
@@ -190,6 +192,7 @@ impl Tensor {
         ceil_mode: bool,
         count_include_pad: bool,
     ) -> Result<Tensor> {
+        let _prof = crate::profiler::scope("avg_pool2d", &[self]);
         let op = "avg_pool2d";
         require_float(op, self)?;
         let cd = compute_dtype(self.dtype());
@@ -218,6 +221,7 @@ impl Tensor {
     /// Adaptive 2-D average pooling to `output_size`: output cell `i` averages input
     /// rows `floor(i H / OH) .. ceil((i + 1) H / OH)` (likewise for columns).
     pub fn adaptive_avg_pool2d(&self, output_size: [usize; 2]) -> Result<Tensor> {
+        let _prof = crate::profiler::scope("adaptive_avg_pool2d", &[self]);
         let op = "adaptive_avg_pool2d";
         require_float(op, self)?;
         if !(self.rank() == 3 || self.rank() == 4) {
