@@ -46,4 +46,4 @@ pub use layers::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use layers::shape::{Flatten, Identity, Unflatten};
 pub use loss::Reduction;
 pub use module::{Buffer, Forward, Module, Param, Training, Visitor};
-pub use state::{IncompatibleKeys, StateDict};
+pub use state::{write_atomic, IncompatibleKeys, StateDict};

@@ -115,6 +115,12 @@ impl StateDict {
     /// The safetensors encoding of these tensors (all dtypes; order kept in the
     /// metadata).
     pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>> {
+        self.to_safetensors_bytes_with(HashMap::new())
+    }
+
+    /// [`StateDict::to_safetensors_bytes`] with extra string metadata in the file's
+    /// header (checkpoints keep their counters there).
+    pub fn to_safetensors_bytes_with(&self, extra: HashMap<String, String>) -> Result<Vec<u8>> {
         let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(self.entries.len());
         for (n, t) in &self.entries {
             let bytes = t.contiguous()?.to_cpu_buffer()?.to_bytes();
@@ -126,7 +132,7 @@ impl StateDict {
                 .map_err(|e| Error::arg("StateDict::save", format!("tensor {n}: {e}")))?;
             views.push((n.clone(), v));
         }
-        let mut meta = HashMap::new();
+        let mut meta = extra;
         meta.insert(ORDER_KEY.to_string(), self.keys().join("\n"));
         meta.insert("format".to_string(), "pt".to_string());
         safetensors::serialize(views, Some(meta)).map_err(|e| Error::arg("StateDict::save", e.to_string()))
@@ -134,6 +140,15 @@ impl StateDict {
 
     /// Decodes safetensors bytes (on the CPU). `what` names the source in errors.
     pub fn from_safetensors_bytes(bytes: &[u8], what: &str) -> Result<StateDict> {
+        Ok(Self::from_safetensors_bytes_with_metadata(bytes, what)?.0)
+    }
+
+    /// [`StateDict::from_safetensors_bytes`], also returning the header's string
+    /// metadata.
+    pub fn from_safetensors_bytes_with_metadata(
+        bytes: &[u8],
+        what: &str,
+    ) -> Result<(StateDict, HashMap<String, String>)> {
         let fmt = |msg: String| Error::Format { path: what.to_string(), msg };
         let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| fmt(e.to_string()))?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| fmt(e.to_string()))?;
@@ -169,41 +184,13 @@ impl StateDict {
                 .ok_or_else(|| fmt(format!("tensor {n}: data does not fit dtype {dtype}")))?;
             sd.insert(n, Tensor::from_cpu_buffer(buf, v.shape().to_vec())?);
         }
-        Ok(sd)
+        let extra = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+        Ok((sd, extra))
     }
 
-    /// Writes a safetensors file atomically: a temporary file in the same folder,
-    /// flushed to disk, then renamed over `path`.
+    /// Writes a safetensors file atomically (see [`write_atomic`]).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let bytes = self.to_safetensors_bytes()?;
-        let io = |e: std::io::Error| Error::Io { path: path.display().to_string(), source: e };
-        let file_name = path
-            .file_name()
-            .ok_or_else(|| Error::arg("StateDict::save", format!("{} does not name a file", path.display())))?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(file_name);
-        tmp_name.push(format!(".{}.tmp", std::process::id()));
-        let tmp = path.with_file_name(tmp_name);
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, path)?;
-            // Make the rename itself durable (best effort: not every platform can
-            // open a folder).
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                if let Ok(d) = std::fs::File::open(dir) {
-                    let _ = d.sync_all();
-                }
-            }
-            Ok(())
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(e)
-        })
+        write_atomic(path.as_ref(), &self.to_safetensors_bytes()?)
     }
 
     /// Reads a safetensors file; a corrupt or truncated file is an `Err`.
@@ -224,6 +211,39 @@ impl StateDict {
 }
 
 const ORDER_KEY: &str = "nn.order";
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed
+/// to disk, then renamed over `path` (and the folder synced). A crash at any point
+/// leaves either the old file or the new one, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |e: std::io::Error| Error::Io { path: path.display().to_string(), source: e };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::arg("write_atomic", format!("{} does not name a file", path.display())))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable (best effort: not every platform can open a
+        // folder).
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
 
 fn st_dtype(d: DType) -> Dtype {
     match d {

@@ -41,6 +41,7 @@
 
 mod adagrad;
 mod adam;
+mod checkpoint;
 mod clip;
 mod fused;
 mod optimizer;
@@ -51,6 +52,7 @@ mod state;
 
 pub use adagrad::{Adagrad, AdagradOptions, AdagradRule, AdagradState};
 pub use adam::{Adam, AdamOptions, AdamRule, AdamState, AdamW, AdamWOptions, AdamWRule};
+pub use checkpoint::{sidecar, Checkpoint};
 pub use clip::{clip_grad_norm_, clip_grad_value_};
 pub use optimizer::{GroupOptions, Optim, Optimizer, ParamGroup, Rule};
 pub use rmsprop::{RmsProp, RmsPropOptions, RmsPropRule, RmsPropState};

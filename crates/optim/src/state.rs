@@ -5,8 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
-use tensor_core::cpu::CpuBuffer;
-use tensor_core::{DType, Error, Result, Tensor};
+use tensor_core::{Error, Result, Tensor};
 
 /// A hyperparameter value in a saved parameter group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -77,56 +76,6 @@ fn hyper_from_json(path: &str, v: &Value) -> Result<Hyper> {
     }
 }
 
-struct Raw {
-    dtype: safetensors::Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-impl safetensors::View for &Raw {
-    fn dtype(&self) -> safetensors::Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
-
-fn st_dtype(d: DType) -> safetensors::Dtype {
-    use safetensors::Dtype as S;
-    match d {
-        DType::Bool => S::BOOL,
-        DType::U8 => S::U8,
-        DType::I32 => S::I32,
-        DType::I64 => S::I64,
-        DType::F16 => S::F16,
-        DType::BF16 => S::BF16,
-        DType::F32 => S::F32,
-        DType::F64 => S::F64,
-    }
-}
-
-fn from_st_dtype(d: safetensors::Dtype) -> Option<DType> {
-    use safetensors::Dtype as S;
-    Some(match d {
-        S::BOOL => DType::Bool,
-        S::U8 => DType::U8,
-        S::I32 => DType::I32,
-        S::I64 => DType::I64,
-        S::F16 => DType::F16,
-        S::BF16 => DType::BF16,
-        S::F32 => DType::F32,
-        S::F64 => DType::F64,
-        _ => return None,
-    })
-}
-
 impl OptimizerState {
     /// The numbers as JSON (tensors are referred to by their file names).
     fn metadata_json(&self) -> Value {
@@ -158,14 +107,9 @@ impl OptimizerState {
         json!({"optimizer": self.optimizer, "param_groups": groups, "state": Value::Object(state)})
     }
 
-    /// Writes the state to a safetensors file: buffers as tensors named
-    /// `state.{index}.{key}`, everything else as JSON in the file's metadata.
-    ///
-    /// Floats round-trip exactly (so a resumed run is bit-identical); non-finite
-    /// hyperparameters cannot be written as JSON and give an error.
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let pstr = path.display().to_string();
+    /// The numbers as JSON and the buffers as named tensors (`{index}.{key}`... named
+    /// `state.{index}.{key}`), checking that every number can be written as JSON.
+    pub(crate) fn to_parts(&self) -> Result<(Value, Vec<(String, Tensor)>)> {
         let finite = |h: &Hyper| match h {
             Hyper::Float(v) => v.is_finite(),
             Hyper::Pair(a, b) => a.is_finite() && b.is_finite(),
@@ -177,53 +121,32 @@ impl OptimizerState {
                 StateValue::Tensor(_) => true,
             });
         if !all_finite {
-            return Err(Error::Format {
-                path: pstr,
-                msg: "the optimizer state holds a non-finite number, which JSON cannot store".into(),
-            });
+            return Err(Error::arg(
+                "OptimizerState::save",
+                "the optimizer state holds a non-finite number, which JSON cannot store",
+            ));
         }
-        let meta = self.metadata_json();
-        let text =
-            serde_json::to_string(&meta).map_err(|e| Error::Format { path: pstr.clone(), msg: e.to_string() })?;
-        let mut raws = Vec::new();
+        let mut tensors = Vec::new();
         for (i, ps) in &self.state {
             for (k, v) in ps {
                 if let StateValue::Tensor(t) = v {
-                    let buf = t.to_cpu_buffer()?;
-                    raws.push((
-                        format!("state.{i}.{k}"),
-                        Raw { dtype: st_dtype(t.dtype()), shape: t.dims().to_vec(), bytes: buf.to_bytes() },
-                    ));
+                    tensors.push((format!("state.{i}.{k}"), t.clone()));
                 }
             }
         }
-        let mut info = HashMap::new();
-        info.insert(META_KEY.to_string(), text);
-        safetensors::serialize_to_file(raws.iter().map(|(n, r)| (n.as_str(), r)), Some(info), path)
-            .map_err(|e| Error::Format { path: pstr, msg: e.to_string() })
+        Ok((self.metadata_json(), tensors))
     }
 
-    /// Reads a file written by [`OptimizerState::save`] (tensors land on the CPU;
-    /// `load_state_dict` moves them to each parameter's device).
-    pub fn load(path: impl AsRef<Path>) -> Result<OptimizerState> {
-        let path = path.as_ref();
-        let pstr = path.display().to_string();
-        let fmt = |msg: String| Error::Format { path: pstr.clone(), msg };
-        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: pstr.clone(), source: e })?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| fmt(e.to_string()))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| fmt(e.to_string()))?;
-        let text = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(META_KEY))
-            .ok_or_else(|| fmt(format!("no {META_KEY:?} metadata: not an optimizer state file")))?;
-        let meta: Value = serde_json::from_str(text).map_err(|e| fmt(e.to_string()))?;
+    /// Rebuilds a state from [`OptimizerState::to_parts`]'s output; `what` names the
+    /// source in errors.
+    pub(crate) fn from_parts(meta: &Value, tensors: &BTreeMap<String, Tensor>, what: &str) -> Result<OptimizerState> {
+        let fmt = |msg: String| Error::Format { path: what.to_string(), msg };
         let optimizer = meta["optimizer"].as_str().ok_or_else(|| fmt("missing optimizer name".into()))?.to_string();
         let mut param_groups = Vec::new();
         for g in meta["param_groups"].as_array().ok_or_else(|| fmt("missing param_groups".into()))? {
             let mut options = BTreeMap::new();
             for (k, v) in g["options"].as_object().ok_or_else(|| fmt("group without options".into()))? {
-                options.insert(k.clone(), hyper_from_json(&pstr, v)?);
+                options.insert(k.clone(), hyper_from_json(what, v)?);
             }
             let params = g["params"]
                 .as_array()
@@ -234,6 +157,7 @@ impl OptimizerState {
             param_groups.push(GroupState { options, params });
         }
         let mut state = BTreeMap::new();
+        let mut used = 0usize;
         for (i, entry) in meta["state"].as_object().ok_or_else(|| fmt("missing state".into()))? {
             let index: usize = i.parse().map_err(|_| fmt(format!("bad state index {i:?}")))?;
             let mut ps = ParamState::new();
@@ -246,14 +170,53 @@ impl OptimizerState {
             for k in entry["tensors"].as_array().map(|a| a.as_slice()).unwrap_or(&[]) {
                 let k = k.as_str().ok_or_else(|| fmt("bad tensor key".into()))?;
                 let name = format!("state.{index}.{k}");
-                let view = st.tensor(&name).map_err(|e| fmt(format!("{name}: {e}")))?;
-                let dtype = from_st_dtype(view.dtype()).ok_or_else(|| fmt(format!("{name}: unsupported dtype")))?;
-                let buf = CpuBuffer::from_bytes(dtype, view.data()).ok_or_else(|| fmt(format!("{name}: bad data")))?;
-                ps.insert(k.to_string(), StateValue::Tensor(Tensor::from_cpu_buffer(buf, view.shape().to_vec())?));
+                let t = tensors.get(&name).ok_or_else(|| fmt(format!("optimizer tensor {name:?} is missing")))?;
+                ps.insert(k.to_string(), StateValue::Tensor(t.clone()));
+                used += 1;
             }
             state.insert(index, ps);
         }
+        if used != tensors.len() {
+            return Err(fmt(format!("{} optimizer tensors but the metadata lists {used}", tensors.len())));
+        }
         Ok(OptimizerState { optimizer, param_groups, state })
+    }
+
+    /// Writes the state to a safetensors file atomically: buffers as tensors named
+    /// `state.{index}.{key}`, everything else as JSON in the file's metadata.
+    ///
+    /// Floats round-trip exactly (so a resumed run is bit-identical); non-finite
+    /// hyperparameters cannot be written as JSON and give an error.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let (meta, tensors) = self.to_parts().map_err(|e| match e {
+            Error::InvalidArgument { msg, .. } => Error::Format { path: path.display().to_string(), msg },
+            e => e,
+        })?;
+        let mut sd = nn::StateDict::new();
+        for (n, t) in tensors {
+            sd.insert(n, t);
+        }
+        let mut extra = HashMap::new();
+        extra.insert(META_KEY.to_string(), meta.to_string());
+        nn::write_atomic(path, &sd.to_safetensors_bytes_with(extra)?)
+    }
+
+    /// Reads a file written by [`OptimizerState::save`] (tensors land on the CPU;
+    /// `load_state_dict` moves them to each parameter's device).
+    pub fn load(path: impl AsRef<Path>) -> Result<OptimizerState> {
+        let path = path.as_ref();
+        let pstr = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: pstr.clone(), source: e })?;
+        let (sd, meta) = nn::StateDict::from_safetensors_bytes_with_metadata(&bytes, &pstr)?;
+        let text = meta.get(META_KEY).ok_or_else(|| Error::Format {
+            path: pstr.clone(),
+            msg: format!("no {META_KEY:?} metadata: not an optimizer state file"),
+        })?;
+        let meta: Value =
+            serde_json::from_str(text).map_err(|e| Error::Format { path: pstr.clone(), msg: e.to_string() })?;
+        let tensors: BTreeMap<String, Tensor> = sd.iter().map(|(n, t)| (n.to_string(), t.clone())).collect();
+        Self::from_parts(&meta, &tensors, &pstr)
     }
 }
 
