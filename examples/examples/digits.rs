@@ -3,15 +3,16 @@
 //! ```sh
 //! cargo run --release --example digits -- [--mlp] [--epochs N] [--lr X] [--seed S] [--out DIR]
 //! ```
-//! Prints the held-out test accuracy, saves the weights (safetensors) and a PNG of the
-//! loss and accuracy curves in the output folder (default `runs/digits`).
+//! Prints the held-out test accuracy, saves the weights (safetensors), the per-epoch
+//! metrics (CSV) and a PNG of the loss and accuracy curves in the output folder
+//! (default `runs/digits`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use examples::digits;
-use examples::train::{plot, run, Arch, Config};
+use examples::train::{run, Arch, Config};
 use nn::Module;
 
 fn usage() -> ExitCode {
@@ -70,9 +71,12 @@ fn main_inner(cfg: &Config) -> tensor_core::Result<()> {
             .map_err(|e| tensor_core::Error::Io { path: dir.display().to_string(), source: e })?;
         let weights = dir.join("model.safetensors");
         net.state_dict().save(&weights)?;
-        let png = dir.join("curves.png");
-        plot(&hist, &png)?;
-        println!("wrote {} and {}", weights.display(), png.display());
+        println!(
+            "wrote {}, {} and {}",
+            weights.display(),
+            dir.join("metrics.csv").display(),
+            dir.join("curves.png").display()
+        );
     }
     Ok(())
 }

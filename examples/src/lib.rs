@@ -1,9 +1,11 @@
 //! Runnable examples for the stack: the digits data set, a small training loop
-//! shared by the `digits` example and its test, and the guide (`docs/guide.md`),
+//! shared by the `digits` example and its test, training-loop helpers (metrics CSV
+//! and curves, a progress bar), and the guide (`docs/guide.md`),
 //! whose code blocks run as this crate's doctests.
 #![warn(missing_docs)]
 
 pub mod digits;
+pub mod metrics;
 pub mod train;
 
 #[doc = include_str!("../../docs/guide.md")]

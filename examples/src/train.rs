@@ -10,6 +10,7 @@ use optim::{Adam, AdamOptions, CosineAnnealingLR, LrScheduler, Optimizer};
 use tensor_core::{Error, Generator, Result, Tensor};
 
 use crate::digits::Digits;
+use crate::metrics::MetricsLogger;
 
 /// Which network to train.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +34,7 @@ pub struct Config {
     pub seed: u64,
     /// Minibatch size.
     pub batch_size: usize,
-    /// Where weights and the curve plot go (`None`: write nothing).
+    /// Where the metrics CSV and the curve plot go (`None`: write nothing).
     pub out_dir: Option<PathBuf>,
     /// Show a progress bar per epoch.
     pub progress: bool,
@@ -111,17 +112,16 @@ pub fn run(data: &Digits, cfg: &Config) -> Result<(Sequential, History)> {
     let mut shuffle = Generator::new(cfg.seed ^ 0x5157);
     let mut hist = History::default();
     let ce = CrossEntropyOptions::default();
+    let mut log = match &cfg.out_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.display().to_string(), source: e })?;
+            Some(MetricsLogger::create(dir.join("metrics.csv"), &["train_loss", "train_acc", "test_acc"])?)
+        }
+        None => None,
+    };
     for epoch in 0..cfg.epochs {
-        let bar = cfg.progress.then(|| {
-            let b = indicatif::ProgressBar::new(steps_per_epoch as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
-                    .expect("static template")
-                    .progress_chars("=> "),
-            );
-            b.set_prefix(format!("{}", epoch + 1));
-            b
-        });
+        let bar =
+            cfg.progress.then(|| crate::metrics::progress_bar(steps_per_epoch as u64, format!("epoch {}", epoch + 1)));
         let perm: Vec<i64> = shuffle.permutation(train.len()).into_iter().map(|i| i as i64).collect();
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0.0, 0usize);
         for chunk in perm.chunks(cfg.batch_size) {
@@ -146,6 +146,9 @@ pub fn run(data: &Digits, cfg: &Config) -> Result<(Sequential, History)> {
         hist.train_loss.push(loss_sum / seen as f64);
         hist.train_acc.push(correct / seen as f64);
         hist.test_acc.push(evaluate(&net, &test, cfg.arch)?);
+        if let Some(log) = &mut log {
+            log.log(epoch as u64 + 1, &[hist.train_loss[epoch], hist.train_acc[epoch], hist.test_acc[epoch]])?;
+        }
         if let Some(b) = bar {
             b.finish_with_message(format!(
                 "loss {:.4} acc {:.3} test acc {:.3}",
@@ -153,45 +156,8 @@ pub fn run(data: &Digits, cfg: &Config) -> Result<(Sequential, History)> {
             ));
         }
     }
+    if let (Some(log), Some(dir)) = (&log, &cfg.out_dir) {
+        log.plot(dir.join("curves.png"), &[&["train_loss"], &["train_acc", "test_acc"]])?;
+    }
     Ok((net, hist))
-}
-
-/// Draws loss and accuracy curves into a PNG.
-pub fn plot(hist: &History, path: &std::path::Path) -> Result<()> {
-    use plotters::prelude::*;
-    let err = |e: String| Error::Io { path: path.display().to_string(), source: std::io::Error::other(e) };
-    let root = BitMapBackend::new(path, (900, 400)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let (left, right) = root.split_horizontally(450);
-    let n = hist.train_loss.len().max(2) as f64;
-    let max_loss = hist.train_loss.iter().cloned().fold(0.0, f64::max).max(1e-3) * 1.05;
-    let mut c = ChartBuilder::on(&left)
-        .caption("training loss", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(45)
-        .build_cartesian_2d(1.0..n, 0.0..max_loss)
-        .map_err(|e| err(e.to_string()))?;
-    c.configure_mesh().x_desc("epoch").draw().map_err(|e| err(e.to_string()))?;
-    c.draw_series(LineSeries::new(hist.train_loss.iter().enumerate().map(|(i, &v)| (i as f64 + 1.0, v)), &RED))
-        .map_err(|e| err(e.to_string()))?;
-    let mut c = ChartBuilder::on(&right)
-        .caption("accuracy", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(45)
-        .build_cartesian_2d(1.0..n, 0.0..1.0)
-        .map_err(|e| err(e.to_string()))?;
-    c.configure_mesh().x_desc("epoch").draw().map_err(|e| err(e.to_string()))?;
-    c.draw_series(LineSeries::new(hist.train_acc.iter().enumerate().map(|(i, &v)| (i as f64 + 1.0, v)), &BLUE))
-        .map_err(|e| err(e.to_string()))?
-        .label("train")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
-    c.draw_series(LineSeries::new(hist.test_acc.iter().enumerate().map(|(i, &v)| (i as f64 + 1.0, v)), &GREEN))
-        .map_err(|e| err(e.to_string()))?
-        .label("test")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], GREEN));
-    c.configure_series_labels().border_style(BLACK).draw().map_err(|e| err(e.to_string()))?;
-    root.present().map_err(|e| err(e.to_string()))?;
-    Ok(())
 }
