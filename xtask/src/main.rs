@@ -3,16 +3,19 @@
 //! - `test`: `cargo test --workspace`.
 //! - `ptx [--check]`: compile `kernels/*.cu` to the committed PTX of tensor-cuda (see
 //!   [`ptx`]); `--check` fails when the committed PTX is stale or does not assemble.
+//! - `bench [--rounds N] [--reps N] [--threads N] [--only W1,..]`: the side-by-side CPU
+//!   benchmark against PyTorch (see [`bench`]); writes `docs/benchmarks.md`.
 //! - `test-gpu [--bundle DIR]`: run the GPU test suites with `REQUIRE_GPU=1`, or build
 //!   them as release binaries into `DIR` with a `run.sh` for a GPU machine without cargo.
 
+mod bench;
 mod gpu;
 mod ptx;
 mod sha256;
 
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: cargo xtask <test | ptx [--check] | test-gpu [--bundle DIR]>";
+const USAGE: &str = "usage: cargo xtask <test | ptx [--check] | bench [options] | test-gpu [--bundle DIR]>";
 
 /// The workspace root (xtask lives one level below it).
 fn root() -> PathBuf {
@@ -35,6 +38,13 @@ fn main() {
             };
             report(ptx::run(&root(), check))
         }
+        Some("bench") => match bench::Opts::parse(&root(), &args[1..]) {
+            Ok(o) => report(bench::run(&root(), &o)),
+            Err(e) => {
+                eprintln!("{e}");
+                2
+            }
+        },
         Some("test-gpu") => match &args[1..] {
             [] => report(gpu::test(&root())),
             [b, dir] if b == "--bundle" => report(gpu::bundle(&root(), &PathBuf::from(dir))),

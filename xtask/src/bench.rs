@@ -1,0 +1,308 @@
+//! `cargo xtask bench`: the side-by-side CPU benchmark against PyTorch.
+//!
+//! Builds this stack's side (`examples/examples/bench.rs`) in release mode, finds a
+//! Python that can import `torch` (PyPI's `torch` or Debian's `python3-torch`), and
+//! runs the two sides alternately for several rounds at the same thread count. Each
+//! side reports one median per workload per round; the table gives the median of those
+//! with their min-max, the speed ratio and the goal, and is written to
+//! `docs/benchmarks.md` together with the machine, the versions and the date. Text
+//! after the `<!-- notes -->` marker in that file (the analysis) is kept.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Options of `cargo xtask bench`.
+pub struct Opts {
+    rounds: usize,
+    reps: usize,
+    threads: usize,
+    only: Option<String>,
+    out: Option<PathBuf>,
+}
+
+const BENCH_USAGE: &str =
+    "usage: cargo xtask bench [--rounds N] [--reps N] [--threads N] [--only W1,W2,..] [--out FILE | --no-write]";
+
+impl Opts {
+    /// Parses the arguments after `bench`.
+    pub fn parse(root: &Path, args: &[String]) -> Result<Opts, String> {
+        let mut o = Opts { rounds: 5, reps: 10, threads: 2, only: None, out: Some(root.join("docs/benchmarks.md")) };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut num = |name: &str| -> Result<usize, String> {
+                it.next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&v: &usize| v > 0)
+                    .ok_or_else(|| format!("{name} needs a positive number\n{BENCH_USAGE}"))
+            };
+            match a.as_str() {
+                "--rounds" => o.rounds = num("--rounds")?,
+                "--reps" => o.reps = num("--reps")?,
+                "--threads" => o.threads = num("--threads")?,
+                "--only" => o.only = Some(it.next().ok_or(BENCH_USAGE)?.clone()),
+                "--out" => o.out = Some(PathBuf::from(it.next().ok_or(BENCH_USAGE)?)),
+                "--no-write" => o.out = None,
+                _ => return Err(format!("unknown argument {a}\n{BENCH_USAGE}")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// One workload's samples: one per round per side.
+#[derive(Default)]
+struct Samples {
+    unit: String,
+    ours: Vec<f64>,
+    torch: Vec<f64>,
+}
+
+/// Runs the benchmark.
+pub fn run(root: &Path, o: &Opts) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("building this stack's side (release)...");
+    let st = Command::new(&cargo)
+        .current_dir(root)
+        .args(["build", "--release", "--example", "bench"])
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !st.success() {
+        return Err(format!("building the bench example failed ({st})"));
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+    let ours_bin = target.join("release/examples/bench");
+    let torch = find_torch();
+    match &torch {
+        Some((py, v)) => println!("PyTorch side: torch {v} ({py})"),
+        None => println!(
+            "PyTorch side SKIPPED: no python3 here can `import torch` \
+             (pip install torch, or apt-get install python3-torch); only this stack is measured"
+        ),
+    }
+    let script = root.join("tools/bench/torch_side.py");
+    let mut only_args: Vec<String> = vec!["--reps".into(), o.reps.to_string()];
+    if let Some(w) = &o.only {
+        only_args.extend(["--only".into(), w.clone()]);
+    }
+    let mut table: BTreeMap<String, Samples> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for round in 0..o.rounds {
+        println!("round {}/{}", round + 1, o.rounds);
+        // Alternate which side goes first, so neither always runs on a warmer machine.
+        let sides: [bool; 2] = if round % 2 == 0 { [true, false] } else { [false, true] };
+        for ours in sides {
+            if ours {
+                let out =
+                    run_side(Command::new(&ours_bin).args(&only_args).env("RAYON_NUM_THREADS", o.threads.to_string()))?;
+                collect(&mut table, &mut order, &out, true);
+            } else if let Some((py, _)) = &torch {
+                let mut c = Command::new(py);
+                c.arg(&script).args(["--threads", &o.threads.to_string()]).args(&only_args);
+                collect(&mut table, &mut order, &run_side(&mut c)?, false);
+            }
+        }
+    }
+    if o.only.as_deref().is_none_or(|w| w.split(',').any(|x| x == "W5")) {
+        println!("peak memory of 300 W5 steps");
+        let out = run_side(Command::new(&ours_bin).arg("--rss").env("RAYON_NUM_THREADS", o.threads.to_string()))?;
+        collect(&mut table, &mut order, &out, true);
+        if let Some((py, _)) = &torch {
+            let mut c = Command::new(py);
+            c.arg(&script).args(["--threads", &o.threads.to_string(), "--rss"]);
+            collect(&mut table, &mut order, &run_side(&mut c)?, false);
+        }
+    }
+    let md = render(&table, &order, o, torch.as_ref().map(|t| t.1.as_str()));
+    println!("\n{md}");
+    if let Some(path) = &o.out {
+        let notes = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|old| old.find(NOTES).map(|i| old[i..].to_string()))
+            .unwrap_or_else(|| format!("{NOTES}\n"));
+        std::fs::write(path, format!("{md}\n{notes}")).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+const NOTES: &str = "<!-- notes -->";
+
+fn find_torch() -> Option<(String, String)> {
+    for py in ["python3", "python"] {
+        let out = Command::new(py).args(["-c", "import torch; print(torch.__version__)"]).output().ok()?;
+        if out.status.success() {
+            return Some((py.to_string(), String::from_utf8_lossy(&out.stdout).trim().to_string()));
+        }
+    }
+    None
+}
+
+fn run_side(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{cmd:?} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Adds each `{"workload": .., "unit": .., "value": ..}` line of `out` to the table.
+fn collect(table: &mut BTreeMap<String, Samples>, order: &mut Vec<String>, out: &str, ours: bool) {
+    for line in out.lines() {
+        let (Some(w), Some(u), Some(v)) = (field(line, "workload"), field(line, "unit"), field(line, "value")) else {
+            continue;
+        };
+        let Ok(v) = v.parse::<f64>() else { continue };
+        if !table.contains_key(&w) {
+            order.push(w.clone());
+        }
+        let s = table.entry(w).or_default();
+        s.unit = u;
+        if ours {
+            s.ours.push(v);
+        } else {
+            s.torch.push(v);
+        }
+    }
+}
+
+/// The value of `"key": value` in a flat JSON object line (strings without escapes).
+fn field(line: &str, key: &str) -> Option<String> {
+    let pat = format!("\"{key}\":");
+    let rest = line[line.find(&pat)? + pat.len()..].trim_start();
+    if let Some(s) = rest.strip_prefix('"') {
+        Some(s[..s.find('"')?].to_string())
+    } else {
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        Some(rest[..end].trim().to_string())
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn cell(v: &[f64]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    format!("{} [{}-{}]", fmt(median(v)), fmt(lo), fmt(hi))
+}
+
+fn fmt(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else if x >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// Higher is better for throughputs, lower for times and memory.
+fn higher_is_better(unit: &str) -> bool {
+    unit.ends_with("/s")
+}
+
+/// The goal of issue #6 for a workload: a speed ratio against PyTorch (this stack's
+/// advantage, > 1 = faster or leaner), or an absolute bound.
+enum Goal {
+    Ratio(f64),
+    AtMost(f64),
+    None,
+}
+
+fn goal(workload: &str) -> Goal {
+    match workload {
+        w if w.starts_with("W1 matmul 1024") || w.starts_with("W1 matmul 2048") => Goal::Ratio(1.0),
+        w if w.starts_with("W2") => Goal::Ratio(2.0),
+        w if w.starts_with("W3") || w.starts_with("W4") => Goal::Ratio(1.0),
+        w if w.starts_with("W5 peak RSS") => Goal::Ratio(1.0),
+        w if w.starts_with("W5") || w.starts_with("W6") => Goal::Ratio(1.25),
+        w if w.starts_with("W7 graph") => Goal::AtMost(4.0),
+        w if w.starts_with("W7 single") => Goal::AtMost(0.2),
+        _ => Goal::None,
+    }
+}
+
+fn render(table: &BTreeMap<String, Samples>, order: &[String], o: &Opts, torch: Option<&str>) -> String {
+    let sh = |c: &str, a: &[&str]| {
+        Command::new(c)
+            .args(a)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mut md = String::new();
+    md.push_str("# CPU benchmarks: this stack vs PyTorch\n\n");
+    md.push_str("Written by `cargo xtask bench` (do not edit above the notes marker).\n\n");
+    md.push_str(&format!("- date: {}\n", sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"])));
+    md.push_str(&format!("- machine: {cpu}, {cores} cores visible\n"));
+    md.push_str(&format!(
+        "- this stack: {}, release build, f32, {} threads (rayon)\n",
+        sh("rustc", &["-V"]),
+        o.threads
+    ));
+    match torch {
+        Some(v) => md.push_str(&format!("- PyTorch: {v}, `torch.set_num_threads({})`\n", o.threads)),
+        None => md.push_str("- PyTorch: not importable here, its side was skipped\n"),
+    }
+    md.push_str(&format!(
+        "- method: {} rounds alternating the two sides; each round reports the median of {} timed repetitions after warm-up; \
+         cells are the median over rounds [min-max]\n\n",
+        o.rounds, o.reps
+    ));
+    md.push_str("| workload | unit | this stack | PyTorch | advantage | goal | met |\n");
+    md.push_str("|---|---|---|---|---|---|---|\n");
+    for w in order {
+        let s = &table[w];
+        let (mo, mt) = (median(&s.ours), median(&s.torch));
+        let adv = if higher_is_better(&s.unit) { mo / mt } else { mt / mo };
+        let adv_s = if adv.is_finite() { format!("{adv:.2}x") } else { "-".into() };
+        let (goal_s, met) = match goal(w) {
+            Goal::Ratio(r) => (format!(">= {r:.2}x"), if adv.is_finite() { yes(adv >= r) } else { "-" }),
+            Goal::AtMost(b) => (format!("<= {b} {}", s.unit), yes(mo <= b)),
+            Goal::None => ("-".into(), "-"),
+        };
+        md.push_str(&format!(
+            "| {w} | {} | {} | {} | {adv_s} | {goal_s} | {met} |\n",
+            s.unit,
+            cell(&s.ours),
+            cell(&s.torch)
+        ));
+    }
+    md.push_str(
+        "\nadvantage: this stack's throughput over PyTorch's, or PyTorch's time (memory) over this stack's; above 1 \
+         means this stack is faster (leaner).\n",
+    );
+    md
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
