@@ -4,7 +4,7 @@
 //! - `ptx [--check]`: compile `kernels/*.cu` to the committed PTX of tensor-cuda (see
 //!   [`ptx`]); `--check` fails when the committed PTX is stale or does not assemble.
 //! - `bench [--rounds N] [--reps N] [--threads N] [--only W1,..]`: the side-by-side CPU
-//!   benchmark against PyTorch (see [`bench`]); writes `docs/benchmarks.md`.
+//!   benchmark against PyTorch (see [`mod@bench`]); writes `docs/benchmarks.md`.
 //! - `test-gpu [--bundle DIR]`: run the GPU test suites with `REQUIRE_GPU=1`, or build
 //!   them as release binaries into `DIR` with a `run.sh` for a GPU machine without cargo.
 
