@@ -1,0 +1,45 @@
+//! Profiles one training step of the digits CNN (batch 32) and prints the op table;
+//! writes a Chrome trace (open it in ui.perfetto.dev or chrome://tracing).
+//!
+//! ```sh
+//! cargo run --release --example profile_step -- [--out trace.json]
+//! ```
+
+use autograd::Var;
+use examples::digits;
+use examples::train::{build, Arch};
+use nn::loss::{cross_entropy, CrossEntropyOptions};
+use nn::{Forward, Module};
+use optim::{Adam, AdamOptions, Optimizer};
+use tensor_core::{profiler, Result, Tensor};
+
+fn main() -> Result<()> {
+    let out = std::env::args().skip_while(|a| a != "--out").nth(1).unwrap_or_else(|| "runs/profile_step.json".into());
+    tensor_core::manual_seed(0);
+    let data = digits::load(&digits::default_path())?;
+    let net = build(Arch::Cnn)?;
+    let mut opt = Adam::new(net.parameters(), AdamOptions { lr: 3e-3, ..Default::default() })?;
+    let idx = Tensor::arange(0.0, 32.0, 1.0, tensor_core::DType::I64, &tensor_core::Device::cpu())?;
+    let x = Var::from(data.images.index_select(0, &idx)?.reshape(&[-1, 1, 8, 8])?);
+    let y = data.labels.index_select(0, &idx)?;
+    let ce = CrossEntropyOptions::default();
+    let mut step = || -> Result<()> {
+        opt.zero_grad();
+        cross_entropy(&net.forward(&x)?, &y, &ce)?.backward()?;
+        opt.step()
+    };
+    // Warm up (first-touch allocations), then profile one step.
+    for _ in 0..5 {
+        step()?;
+    }
+    let (r, prof) = profiler::profile(&mut step);
+    r?;
+    println!("{}", prof.table());
+    if let Some(dir) = std::path::Path::new(&out).parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| tensor_core::Error::Io { path: dir.display().to_string(), source: e })?;
+    }
+    prof.save_chrome_trace(&out)?;
+    println!("wrote {out} ({} events)", prof.events().len());
+    Ok(())
+}
