@@ -375,7 +375,9 @@ fn index_cases() -> Vec<Case> {
     let dup = || ix(&[0, 0, 3, 1, 2, 1, 3, 3, 3], &[3, 3]);
     vec![
         case("gather duplicates", vec![r(1200, &[3, 4])], move |v| v[0].gather(1, &dup())),
-        case("gather transposed dim 0", vec![tr(1201, &[3, 4])], |v| v[0].gather(0, &ix(&[2, 0, 1, 2, 2, 2, 0, 1], &[2, 4]))),
+        case("gather transposed dim 0", vec![tr(1201, &[3, 4])], |v| {
+            v[0].gather(0, &ix(&[2, 0, 1, 2, 2, 2, 0, 1], &[2, 4]))
+        }),
         case("gather 0-dim", vec![r(1202, &[])], |v| v[0].gather(0, &ix(&[0], &[]))),
         case("scatter_add duplicates", vec![r(1203, &[3, 4]), r(1204, &[2, 4])], |v| {
             v[0].scatter_add(0, &ix(&[0, 1, 2, 0, 0, 1, 1, 0], &[2, 4]), &v[1])
@@ -397,8 +399,12 @@ fn index_cases() -> Vec<Case> {
         case("cat dim 1", vec![r(1214, &[2, 3]), tr(1215, &[2, 2]), r(1216, &[2, 1])], |v| {
             Var::cat(&[v[0].clone(), v[1].clone(), v[2].clone()], 1)
         }),
-        case("cat with 1-D empty", vec![r(1217, &[2, 3]), r(1218, &[0])], |v| Var::cat(&[v[0].clone(), v[1].clone()], 0)),
-        case("stack dim -1", vec![r(1219, &[2, 3]), tr(1220, &[2, 3])], |v| Var::stack(&[v[0].clone(), v[1].clone()], -1)),
+        case("cat with 1-D empty", vec![r(1217, &[2, 3]), r(1218, &[0])], |v| {
+            Var::cat(&[v[0].clone(), v[1].clone()], 0)
+        }),
+        case("stack dim -1", vec![r(1219, &[2, 3]), tr(1220, &[2, 3])], |v| {
+            Var::stack(&[v[0].clone(), v[1].clone()], -1)
+        }),
         multi("split", vec![r(1221, &[5, 2])], |v| v[0].split(2, 0)),
         multi("split_with_sizes", vec![tr(1222, &[2, 6])], |v| v[0].split_with_sizes(&[1, 0, 3, 2], 1)),
         multi("chunk", vec![r(1223, &[3, 7])], |v| v[0].chunk(3, -1)),
@@ -495,7 +501,9 @@ fn norm_of_a_zero_vector_has_a_zero_gradient() -> Result<()> {
 fn conv_cases() -> Vec<Case> {
     vec![
         case("unfold2d", vec![r(1400, &[2, 2, 4, 5])], |v| v[0].unfold2d([2, 3], [1, 1], [1, 0], [1, 2])),
-        case("unfold2d dilation unbatched", vec![tr(1401, &[2, 5, 6])], |v| v[0].unfold2d([2, 2], [2, 1], [1, 1], [2, 1])),
+        case("unfold2d dilation unbatched", vec![tr(1401, &[2, 5, 6])], |v| {
+            v[0].unfold2d([2, 2], [2, 1], [1, 1], [2, 1])
+        }),
         case("fold2d", vec![r(1402, &[2, 12, 12])], |v| v[0].fold2d([4, 5], [2, 2], [1, 1], [0, 0], [1, 1])),
         case("fold2d pad stride dilation", vec![r(1403, &[1, 8, 12])], |v| {
             // [5,6] plane, 2x2 blocks, dilation [2,1], pad 1, stride [2,2]: 3 x 4 blocks.
@@ -510,7 +518,9 @@ fn conv_cases() -> Vec<Case> {
         case("conv1d", vec![r(1409, &[2, 4, 9]), r(1410, &[4, 2, 3]), r(1411, &[4])], |v| {
             v[0].conv1d(&v[1], Some(&v[2]), 2, 1, 2, 2)
         }),
-        case("conv1d unbatched", vec![tr(1412, &[3, 6]), r(1413, &[2, 3, 2])], |v| v[0].conv1d(&v[1], None, 1, 0, 1, 1)),
+        case("conv1d unbatched", vec![tr(1412, &[3, 6]), r(1413, &[2, 3, 2])], |v| {
+            v[0].conv1d(&v[1], None, 1, 0, 1, 1)
+        }),
         case("conv_transpose2d", vec![r(1414, &[2, 3, 3, 4]), r(1415, &[3, 2, 3, 2]), r(1416, &[2])], |v| {
             v[0].conv_transpose2d(&v[1], Some(&v[2]), [1, 1], [0, 0], [0, 0], [1, 1], 1)
         }),
@@ -532,7 +542,9 @@ fn pool_cases() -> Vec<Case> {
         case("max_pool2d pad dilation", vec![tr(1501, &[1, 2, 6, 5])], |v| {
             v[0].max_pool2d([3, 2], [2, 1], [1, 1], [1, 2], false)
         }),
-        case("max_pool2d ceil_mode", vec![r(1502, &[1, 2, 6, 6])], |v| v[0].max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], true)),
+        case("max_pool2d ceil_mode", vec![r(1502, &[1, 2, 6, 6])], |v| {
+            v[0].max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], true)
+        }),
         case("max_pool2d overlapping unbatched", vec![r(1503, &[2, 4, 5])], |v| {
             v[0].max_pool2d([2, 2], [1, 1], [0, 0], [1, 1], false)
         }),
@@ -562,7 +574,8 @@ fn misc_nn_cases() -> Vec<Case> {
             v[0].batch_norm(None, None, Some(&v[1]), Some(&v[2]), true, 0.1, 1e-5)
         }),
         case("batch_norm training 2-D", vec![tr(1605, &[5, 2])], |v| {
-            let (rm, rv) = (Tensor::zeros([2], v[0].dtype(), v[0].device())?, Tensor::ones([2], v[0].dtype(), v[0].device())?);
+            let (rm, rv) =
+                (Tensor::zeros([2], v[0].dtype(), v[0].device())?, Tensor::ones([2], v[0].dtype(), v[0].device())?);
             v[0].batch_norm(Some(&rm), Some(&rv), None, None, true, 0.1, 1e-5)
         }),
         case("batch_norm eval", vec![r(1606, &[2, 3, 2, 2]), p(1607, &[3])], |v| {
@@ -594,7 +607,11 @@ fn gradcheck_misc_nn() {
 #[test]
 fn gradgradcheck_conv_pool_nn() {
     let mut cases = conv_cases();
-    cases.extend(pool_cases().into_iter().filter(|c| matches!(c.name, "max_pool2d" | "avg_pool2d pad exclude" | "adaptive_avg_pool2d")));
+    cases.extend(
+        pool_cases()
+            .into_iter()
+            .filter(|c| matches!(c.name, "max_pool2d" | "avg_pool2d pad exclude" | "adaptive_avg_pool2d")),
+    );
     cases.extend(misc_nn_cases().into_iter().filter(|c| c.name != "batch_norm training 2-D"));
     run_gradgrad(cases);
 }
@@ -605,7 +622,8 @@ fn gradgradcheck_conv_pool_nn() {
 fn conv_and_pool_forwards_match_tensor_core() -> Result<()> {
     let (x, w, b) = (r(1700, &[2, 4, 3, 5]), r(1701, &[4, 3, 3, 2]), r(1702, &[6]));
     let (s, pd, op, d, g) = ([2usize, 1], [1usize, 0], [1usize, 0], [1usize, 2], 2usize);
-    let y = Var::from(x.clone()).conv_transpose2d(&Var::from(w.clone()), Some(&Var::from(b.clone())), s, pd, op, d, g)?;
+    let y =
+        Var::from(x.clone()).conv_transpose2d(&Var::from(w.clone()), Some(&Var::from(b.clone())), s, pd, op, d, g)?;
     let want = x.conv_transpose2d(&w, Some(&b), s, pd, op, d, g)?;
     assert!(y.tensor().allclose(&want, 1e-12, 1e-12, false)?);
     let naive = op_table::nn::refs::conv_transpose2d(
@@ -705,17 +723,17 @@ fn new_ops_report_bad_shapes_naming_the_op() {
     );
     err_names(Var::cat(&[Var::from(r(1806, &[2, 3])), Var::from(r(1807, &[3, 2]))], 0), "cat");
     err_names(Var::stack(&[Var::from(r(1806, &[2, 3])), Var::from(r(1807, &[3, 2]))], 0), "stack");
-    err_names(Var::from(r(1808, &[4, 3])).index_add(0, &ix(&[0], &[1]), &Var::from(r(1809, &[2, 3])), 1.0), "index_add");
+    err_names(
+        Var::from(r(1808, &[4, 3])).index_add(0, &ix(&[0], &[1]), &Var::from(r(1809, &[2, 3])), 1.0),
+        "index_add",
+    );
     err_names(Var::from(r(1810, &[4, 3])).gather(1, &ix(&[3], &[1, 1])), "gather");
     err_names(Var::from(r(1811, &[4])).embedding(&ix(&[0], &[1]), None), "embedding");
     err_names(Var::from(r(1812, &[4, 4])).max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false), "max_pool2d");
     err_names(Var::from(r(1813, &[1, 8, 5])).fold2d([3, 3], [2, 2], [1, 1], [0, 0], [1, 1]), "fold2d");
     err_names(x().unfold2d([6, 1], [1, 1], [0, 0], [1, 1]), "unfold2d");
     err_names(x().pad(&[5, 0], PadMode::Reflect), "pad");
-    err_names(
-        x().batch_norm(None, None, Some(&Var::from(r(1814, &[3]))), None, true, 0.1, 1e-5),
-        "batch_norm",
-    );
+    err_names(x().batch_norm(None, None, Some(&Var::from(r(1814, &[3]))), None, true, 0.1, 1e-5), "batch_norm");
     err_names(x().batch_norm(None, None, None, None, false, 0.1, 1e-5), "batch_norm");
     err_names(Var::from(r(1815, &[2, 3])).prod(&[2], false), "prod");
     err_names(Var::from(r(1816, &[2, 3])).norm(f64::NAN, &[], false), "norm");

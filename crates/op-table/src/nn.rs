@@ -855,11 +855,7 @@ fn unfold2d_record() -> OpInfo {
             invalid_shape,
         ))
         .error(ErrorCase::new("2-D input", || r(1, &[3, 3]).unfold2d([2, 2], [1, 1], [0, 0], [1, 1]), invalid_shape))
-        .error(ErrorCase::new(
-            "zero stride",
-            || r(1, &[1, 1, 3, 3]).unfold2d([2, 2], [1, 1], [0, 0], [0, 1]),
-            arg_err,
-        ))
+        .error(ErrorCase::new("zero stride", || r(1, &[1, 1, 3, 3]).unfold2d([2, 2], [1, 1], [0, 0], [0, 1]), arg_err))
 }
 
 fn fold2d_sample(desc: &str, cols: Tensor, size: [usize; 2], geo: Geometry) -> Sample {
@@ -890,18 +886,8 @@ fn fold2d_record() -> OpInfo {
             ([3, 2], [2, 1], [1, 1], [2, 1]),
         ))
         // Unbatched, [5,5] plane, 3x3 blocks, pad [2,0], stride [1,2]: 7 x 2 blocks.
-        .sample(fold2d_sample(
-            "unbatched, pad 2",
-            r(3, &[18, 14]),
-            [5, 5],
-            ([3, 3], [1, 1], [2, 0], [1, 2]),
-        ))
-        .sample(fold2d_sample(
-            "transposed input",
-            transposed(4, &[1, 8, 6]),
-            [3, 4],
-            ([2, 2], [1, 1], [0, 0], [1, 1]),
-        ))
+        .sample(fold2d_sample("unbatched, pad 2", r(3, &[18, 14]), [5, 5], ([3, 3], [1, 1], [2, 0], [1, 2])))
+        .sample(fold2d_sample("transposed input", transposed(4, &[1, 8, 6]), [3, 4], ([2, 2], [1, 1], [0, 0], [1, 1])))
         .error(ErrorCase::new(
             "wrong number of blocks",
             || r(1, &[1, 4, 5]).fold2d([3, 3], [2, 2], [1, 1], [0, 0], [1, 1]),

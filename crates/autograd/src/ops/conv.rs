@@ -197,7 +197,9 @@ impl Var {
                 op,
                 self.dims(),
                 weight.dims(),
-                format!("kernel size (with dilation {dilation:?}) can't be greater than the padded input size [{hp}, {wp}]"),
+                format!(
+                    "kernel size (with dilation {dilation:?}) can't be greater than the padded input size [{hp}, {wp}]"
+                ),
             ));
         };
         let cols = self.unfold2d([kh, kw], dilation, padding, stride).map_err(rename(op, self, weight))?;
@@ -417,7 +419,10 @@ impl Var {
             if reflect && (lo >= size || hi >= size) {
                 return Err(Error::arg(
                     "pad",
-                    format!("reflect padding ({lo}, {hi}) must be smaller than dim {d} of input shape {:?}", self.dims()),
+                    format!(
+                        "reflect padding ({lo}, {hi}) must be smaller than dim {d} of input shape {:?}",
+                        self.dims()
+                    ),
                 ));
             }
             if size == 0 {
@@ -469,10 +474,7 @@ impl Var {
         let (num, dim) = (self.dims()[0], self.dims()[1]);
         if let Some(p) = padding_idx {
             if p >= num {
-                return Err(Error::arg(
-                    "embedding",
-                    format!("padding_idx {p} must be within num_embeddings ({num})"),
-                ));
+                return Err(Error::arg("embedding", format!("padding_idx {p} must be within num_embeddings ({num})")));
             }
         }
         let idx = indices.to_dtype(DType::I64)?.reshape(&[-1])?;

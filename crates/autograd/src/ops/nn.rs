@@ -58,9 +58,16 @@ impl Var {
         ss.div_scalar((n as f64 - correction).max(0.0))
     }
 
-    /// Standard deviation over `dims` with `correction`.
+    /// Standard deviation over `dims` with `correction`. Where the deviation is 0
+    /// (a constant slice) the gradient is 0 (a subgradient) instead of `0 / 0`.
     pub fn std(&self, dims: &[isize], correction: f64, keepdim: bool) -> Result<Var> {
-        self.var(dims, correction, keepdim)?.sqrt()
+        let v = self.var(dims, correction, keepdim)?;
+        let out = v.tensor().sqrt()?;
+        Ok(v.rec1("std", out, |x, g| {
+            let s = x.sqrt()?;
+            let zero = s.tensor().eq_scalar(0.0)?;
+            g.div(&s.masked_fill(&zero, 1.0)?.mul_scalar(2.0)?)?.masked_fill(&zero, 0.0)
+        }))
     }
 
     /// Layer normalisation over the trailing `normalized_shape` dims, with optional

@@ -440,7 +440,14 @@ pub fn unfold2d(x: &RefArray, k: [usize; 2], d: [usize; 2], p: [usize; 2], s: [u
 /// PyTorch's `F.fold` of a batched `[N, C * kh * kw, L]` array into
 /// `[N, C, size[0], size[1]]`: every block value is added to the pixel it came from
 /// in [`unfold2d`]; values landing in the padding are dropped.
-pub fn fold2d(cols: &RefArray, size: [usize; 2], k: [usize; 2], d: [usize; 2], p: [usize; 2], s: [usize; 2]) -> RefArray {
+pub fn fold2d(
+    cols: &RefArray,
+    size: [usize; 2],
+    k: [usize; 2],
+    d: [usize; 2],
+    p: [usize; 2],
+    s: [usize; 2],
+) -> RefArray {
     let (n, rows) = (cols.shape[0], cols.shape[1]);
     let c = rows / (k[0] * k[1]);
     let (h, w) = (size[0], size[1]);
@@ -458,8 +465,7 @@ pub fn fold2d(cols: &RefArray, size: [usize; 2], k: [usize; 2], d: [usize; 2], p
                                 continue;
                             }
                             let row = (ci * k[0] + i) * k[1] + j;
-                            out[((b * c + ci) * h + r as usize) * w + q as usize] +=
-                                cols.at(&[b, row, y * ow + xx]);
+                            out[((b * c + ci) * h + r as usize) * w + q as usize] += cols.at(&[b, row, y * ow + xx]);
                         }
                     }
                 }

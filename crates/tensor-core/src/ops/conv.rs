@@ -95,8 +95,8 @@ fn conv2d_batched(
     };
     let cd = compute_dtype(x.dtype());
     let k = cg * kh * kw;
-    let cols = im2col(&x.to_dtype(cd)?, [kh, kw], dilation, padding, stride, [oh, ow])?
-        .reshape_to([n, groups, k, oh * ow])?;
+    let cols =
+        im2col(&x.to_dtype(cd)?, [kh, kw], dilation, padding, stride, [oh, ow])?.reshape_to([n, groups, k, oh * ow])?;
     let wm = w.contiguous()?.to_dtype(cd)?.reshape_to([groups, o / groups, k])?;
     let out = wm.matmul(&cols)?.reshape_to([n, o, oh, ow])?;
     add_bias(&out, bias)?;
@@ -309,7 +309,9 @@ impl Tensor {
         let x = match self.rank() {
             4 => self.clone(),
             3 => self.unsqueeze(0)?,
-            _ => return Err(Error::invalid_shape(op, self.dims(), "expected a 3-D (unbatched) or 4-D (batched) input")),
+            _ => {
+                return Err(Error::invalid_shape(op, self.dims(), "expected a 3-D (unbatched) or 4-D (batched) input"))
+            }
         };
         let size = [x.dims()[2], x.dims()[3]];
         let out = block_counts(op, self.dims(), size, kernel, dilation, padding, stride)?;
@@ -347,7 +349,9 @@ impl Tensor {
         let x = match self.rank() {
             3 => self.clone(),
             2 => self.unsqueeze(0)?,
-            _ => return Err(Error::invalid_shape(op, self.dims(), "expected a 2-D (unbatched) or 3-D (batched) input")),
+            _ => {
+                return Err(Error::invalid_shape(op, self.dims(), "expected a 2-D (unbatched) or 3-D (batched) input"))
+            }
         };
         let out = block_counts(op, self.dims(), output_size, kernel, dilation, padding, stride)?;
         let (ck, l) = (x.dims()[1], x.dims()[2]);
