@@ -554,14 +554,14 @@ fn index_candidates(name: &str, inputs: &[Tensor], out: &[Tensor]) -> Vec<VarFn>
                 base.extend(x.dims());
                 if base.len() == r {
                     let reps: Vec<usize> =
-                        o.dims().iter().zip(&base).map(|(&a, &b)| if b == 0 { 0 } else { a / b }).collect();
+                        o.dims().iter().zip(&base).map(|(&a, &b)| a.checked_div(b).unwrap_or(0)).collect();
                     c.push(one(move |v| v[0].repeat(&reps)));
                     if r > 0 {
                         // A zero-size input leaves the repeats ambiguous; try 1..=3.
                         for k in 1..=3 {
                             let mut reps = o.dims().to_vec();
                             for (i, &b) in base.iter().enumerate() {
-                                reps[i] = if b == 0 { k } else { reps[i] / b };
+                                reps[i] = reps[i].checked_div(b).unwrap_or(k);
                             }
                             c.push(one(move |v| v[0].repeat(&reps)));
                         }

@@ -84,15 +84,14 @@ impl Var {
                 n.masked_fill(&zero, 1.0)
             };
             match ord {
-                NormOrd::P(p) if p == 0.0 => x.zeros_like(),
-                NormOrd::P(p) if p == 1.0 => gk.mul_t(&sign),
+                NormOrd::P(0.0) => x.zeros_like(),
+                NormOrd::P(1.0) => gk.mul_t(&sign),
                 NormOrd::Inf | NormOrd::NegInf => {
                     let hit = x.tensor().abs()?.eq(&saved_out.tensor_checked()?)?.to_dtype(g.dtype())?;
                     let count = hit.sum(&dims_v, true)?;
                     gk.mul_t(&hit.div(&count)?.mul(&sign.to_dtype(g.dtype())?)?)
                 }
-                NormOrd::Fro => gk.mul(&x.div(&safe_norm(2.0)?)?),
-                NormOrd::P(p) if p == 2.0 => gk.mul(&x.div(&safe_norm(2.0)?)?),
+                NormOrd::Fro | NormOrd::P(2.0) => gk.mul(&x.div(&safe_norm(2.0)?)?),
                 NormOrd::P(p) => {
                     let num = x.abs()?.pow_scalar(p - 1.0)?.mul_t(&sign)?;
                     gk.mul(&num.div(&safe_norm(p)?.pow_scalar(p - 1.0)?)?)
