@@ -30,7 +30,7 @@ pub type RefFn = Arc<dyn Fn(&[RefArray]) -> Vec<RefArray> + Send + Sync>;
 /// One sample: inputs, how to run the op, and the reference.
 #[derive(Clone)]
 pub struct Sample {
-    /// What the sample exercises ("broadcast [3,1] x [4]", "transposed", ...).
+    /// What the sample exercises (`"broadcast [3,1] x [4]"`, `"transposed"`, ...).
     pub desc: String,
     /// Inputs. Float inputs are given as F64 and cast to the dtype under test
     /// where `cast[i]` is true; index and mask inputs keep their dtype.
