@@ -28,7 +28,6 @@
 //! ```
 #![warn(missing_docs)]
 
-mod compat;
 pub mod init;
 pub mod layers;
 pub mod loss;

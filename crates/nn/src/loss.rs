@@ -17,8 +17,6 @@
 //! # Ok::<(), tensor_core::Error>(())
 //! ```
 
-#[allow(unused_imports)]
-use crate::compat::VarNnCompat;
 use autograd::Var;
 use tensor_core::{DType, Error, Result, Tensor};
 

@@ -701,6 +701,15 @@ fn join_ops() -> Vec<OpInfo> {
         ))
         .sample(sn("single tensor", vec![x(90, &[3])], |t| Tensor::cat(t, 0), |a| ref_cat(a, 0)))
         .sample(sn(
+            "empty views at an offset past their storage",
+            vec![x(94, &[0, 3, 2])],
+            |t| {
+                let v = t[0].transpose(0, 1)?;
+                Tensor::cat(&[v.select(0, 2)?, v.select(0, 1)?], 1)
+            },
+            |_| RefArray::new(vec![0, 4], vec![]),
+        ))
+        .sample(sn(
             "expanded input",
             vec![x(91, &[1, 3]), x(92, &[1, 3])],
             |t| Tensor::cat(&[t[0].expand(&[2, 3])?, t[1].clone()], 0),

@@ -820,6 +820,91 @@ fn dropout_mask_record() -> OpInfo {
         .error(ErrorCase::new("integer tensor", || Tensor::new(&[1i64, 2]).dropout_mask(0.5), unsupported))
 }
 
+type Geometry = ([usize; 2], [usize; 2], [usize; 2], [usize; 2]);
+
+fn unfold2d_sample(desc: &str, x: Tensor, geo: Geometry) -> Sample {
+    let (k, d, p, s) = geo;
+    Sample::new(
+        desc,
+        vec![x],
+        move |i| Ok(vec![i[0].unfold2d(k, d, p, s)?]),
+        move |a| {
+            if a[0].shape.len() == 3 {
+                vec![unbatch(refs::unfold2d(&batch1(&a[0]), k, d, p, s))]
+            } else {
+                vec![refs::unfold2d(&a[0], k, d, p, s)]
+            }
+        },
+    )
+}
+
+fn unfold2d_record() -> OpInfo {
+    OpInfo::new("unfold2d", FLOATS, true)
+        .sample(unfold2d_sample("2x2 blocks of [2,3,4,5]", r(1, &[2, 3, 4, 5]), ([2, 2], [1, 1], [0, 0], [1, 1])))
+        .sample(unfold2d_sample(
+            "3x2, stride 2, pad 1, dilation 2",
+            r(2, &[1, 2, 7, 6]),
+            ([3, 2], [2, 1], [1, 1], [2, 1]),
+        ))
+        .sample(unfold2d_sample("unbatched [2,5,5], pad 2", r(3, &[2, 5, 5]), ([3, 3], [1, 1], [2, 0], [1, 2])))
+        .sample(unfold2d_sample("transposed input", transposed(4, &[2, 2, 4, 3]), ([2, 2], [1, 1], [1, 0], [1, 1])))
+        .sample(unfold2d_sample("1x1 kernel", r(5, &[1, 3, 2, 3]), ([1, 1], [1, 1], [0, 0], [1, 1])))
+        .error(ErrorCase::new(
+            "kernel larger than the padded input",
+            || r(1, &[1, 1, 3, 3]).unfold2d([4, 2], [1, 1], [0, 0], [1, 1]),
+            invalid_shape,
+        ))
+        .error(ErrorCase::new("2-D input", || r(1, &[3, 3]).unfold2d([2, 2], [1, 1], [0, 0], [1, 1]), invalid_shape))
+        .error(ErrorCase::new("zero stride", || r(1, &[1, 1, 3, 3]).unfold2d([2, 2], [1, 1], [0, 0], [0, 1]), arg_err))
+}
+
+fn fold2d_sample(desc: &str, cols: Tensor, size: [usize; 2], geo: Geometry) -> Sample {
+    let (k, d, p, s) = geo;
+    Sample::new(
+        desc,
+        vec![cols],
+        move |i| Ok(vec![i[0].fold2d(size, k, d, p, s)?]),
+        move |a| {
+            if a[0].shape.len() == 2 {
+                vec![unbatch(refs::fold2d(&batch1(&a[0]), size, k, d, p, s))]
+            } else {
+                vec![refs::fold2d(&a[0], size, k, d, p, s)]
+            }
+        },
+    )
+}
+
+fn fold2d_record() -> OpInfo {
+    OpInfo::new("fold2d", FLOATS, true)
+        // [4,5] plane, 2x2 blocks: 3 x 4 = 12 blocks.
+        .sample(fold2d_sample("2x2 blocks into [4,5]", r(1, &[2, 12, 12]), [4, 5], ([2, 2], [1, 1], [0, 0], [1, 1])))
+        // [7,6] plane, 3x2 blocks, dilation [2,1], pad 1, stride [2,1]: 3 x 7 blocks.
+        .sample(fold2d_sample(
+            "3x2, stride 2, pad 1, dilation 2",
+            r(2, &[1, 12, 21]),
+            [7, 6],
+            ([3, 2], [2, 1], [1, 1], [2, 1]),
+        ))
+        // Unbatched, [5,5] plane, 3x3 blocks, pad [2,0], stride [1,2]: 7 x 2 blocks.
+        .sample(fold2d_sample("unbatched, pad 2", r(3, &[18, 14]), [5, 5], ([3, 3], [1, 1], [2, 0], [1, 2])))
+        .sample(fold2d_sample("transposed input", transposed(4, &[1, 8, 6]), [3, 4], ([2, 2], [1, 1], [0, 0], [1, 1])))
+        .error(ErrorCase::new(
+            "wrong number of blocks",
+            || r(1, &[1, 4, 5]).fold2d([3, 3], [2, 2], [1, 1], [0, 0], [1, 1]),
+            invalid_shape,
+        ))
+        .error(ErrorCase::new(
+            "block dim not divisible by the kernel size",
+            || r(1, &[1, 5, 4]).fold2d([3, 3], [2, 2], [1, 1], [0, 0], [1, 1]),
+            invalid_shape,
+        ))
+        .error(ErrorCase::new(
+            "4-D input",
+            || r(1, &[1, 4, 2, 2]).fold2d([3, 3], [2, 2], [1, 1], [0, 0], [1, 1]),
+            invalid_shape,
+        ))
+}
+
 /// The records of this family.
 pub fn ops() -> Vec<OpInfo> {
     vec![
@@ -828,6 +913,8 @@ pub fn ops() -> Vec<OpInfo> {
         conv1d_record(),
         conv2d_record(),
         conv_transpose2d_record(),
+        unfold2d_record(),
+        fold2d_record(),
         max_pool2d_record(),
         max_pool2d_with_indices_record(),
         avg_pool2d_record(),

@@ -2,7 +2,9 @@
 //! with tensor-core and records its backward next to it, written with `Var` ops so
 //! that gradients can be differentiated again.
 
+pub mod conv;
 pub mod elementwise;
+pub mod index;
 pub mod linalg;
 pub mod nn;
 pub mod reduce;

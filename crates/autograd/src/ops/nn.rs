@@ -1,5 +1,5 @@
 //! Neural-network math on `Var`: softmax/log_softmax, logsumexp, var/std,
-//! layer_norm, dropout and conv2d.
+//! layer_norm, dropout, zero padding and the simple losses.
 //!
 //! These are compositions of differentiable `Var` ops, so their gradients (of any
 //! order) follow from the ops they are made of.
@@ -58,9 +58,16 @@ impl Var {
         ss.div_scalar((n as f64 - correction).max(0.0))
     }
 
-    /// Standard deviation over `dims` with `correction`.
+    /// Standard deviation over `dims` with `correction`. Where the deviation is 0
+    /// (a constant slice) the gradient is 0 (a subgradient) instead of `0 / 0`.
     pub fn std(&self, dims: &[isize], correction: f64, keepdim: bool) -> Result<Var> {
-        self.var(dims, correction, keepdim)?.sqrt()
+        let v = self.var(dims, correction, keepdim)?;
+        let out = v.tensor().sqrt()?;
+        Ok(v.rec1("std", out, |x, g| {
+            let s = x.sqrt()?;
+            let zero = s.tensor().eq_scalar(0.0)?;
+            g.div(&s.masked_fill(&zero, 1.0)?.mul_scalar(2.0)?)?.masked_fill(&zero, 0.0)
+        }))
     }
 
     /// Layer normalisation over the trailing `normalized_shape` dims, with optional
@@ -131,81 +138,6 @@ impl Var {
             x = x.slice_embed(&shape, d, p[0], 1)?;
         }
         Ok(x)
-    }
-
-    /// 2-D convolution (cross-correlation) of `[N, C, H, W]` with weight
-    /// `[O, C / groups, KH, KW]`, as a sum over kernel offsets of strided-slice x
-    /// matmul products (each differentiable, so every order of gradient works).
-    pub fn conv2d(
-        &self,
-        weight: &Var,
-        bias: Option<&Var>,
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
-        groups: usize,
-    ) -> Result<Var> {
-        if self.rank() != 4 || weight.rank() != 4 {
-            return Err(Error::shape("conv2d", self.dims(), weight.dims(), "expected a 4-D input and a 4-D weight"));
-        }
-        let (n, c, h, w) = (self.dims()[0], self.dims()[1], self.dims()[2], self.dims()[3]);
-        let (o, cg, kh, kw) = (weight.dims()[0], weight.dims()[1], weight.dims()[2], weight.dims()[3]);
-        if groups == 0 || c % groups != 0 || o % groups != 0 || cg * groups != c {
-            return Err(Error::shape(
-                "conv2d",
-                self.dims(),
-                weight.dims(),
-                format!("channels {c} and weight {o}x{cg} do not fit groups={groups}"),
-            ));
-        }
-        if stride.contains(&0) || dilation.contains(&0) {
-            return Err(Error::arg("conv2d", "stride and dilation must be positive"));
-        }
-        let (hp, wp) = (h + 2 * padding[0], w + 2 * padding[1]);
-        let (ekh, ekw) = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1);
-        if kh == 0 || kw == 0 || hp < ekh || wp < ekw {
-            return Err(Error::shape("conv2d", self.dims(), weight.dims(), "kernel larger than the padded input"));
-        }
-        let (oh, ow) = ((hp - ekh) / stride[0] + 1, (wp - ekw) / stride[1] + 1);
-        let x = self.pad_zeros(&[padding[1], padding[1], padding[0], padding[0]])?;
-        let og = o / groups;
-        let mut out: Option<Var> = None;
-        for g in 0..groups {
-            let xg = x.narrow(1, (g * cg) as isize, cg)?;
-            let wg = weight.narrow(0, (g * og) as isize, og)?;
-            let mut acc: Option<Var> = None;
-            for i in 0..kh {
-                for j in 0..kw {
-                    let (r0, c0) = (i * dilation[0], j * dilation[1]);
-                    let patch = xg
-                        .slice(2, Some(r0 as isize), Some((r0 + (oh - 1) * stride[0] + 1) as isize), stride[0])?
-                        .slice(3, Some(c0 as isize), Some((c0 + (ow - 1) * stride[1] + 1) as isize), stride[1])?
-                        .reshape(&[n as isize, cg as isize, (oh * ow) as isize])?;
-                    let wk = wg.select(3, j as isize)?.select(2, i as isize)?; // [og, cg]
-                    let term = wk.matmul(&patch)?; // [n, og, oh*ow]
-                    acc = Some(match acc {
-                        None => term,
-                        Some(a) => a.add(&term)?,
-                    });
-                }
-            }
-            let acc = acc.ok_or_else(|| Error::arg("conv2d", "empty kernel"))?;
-            let part = if groups == 1 { acc } else { acc.slice_embed(&[n, o, oh * ow], 1, g * og, 1)? };
-            out = Some(match out {
-                None => part,
-                Some(a) => a.add(&part)?,
-            });
-        }
-        let mut y = out.ok_or_else(|| Error::arg("conv2d", "groups must be positive"))?.reshape(&[
-            n as isize,
-            o as isize,
-            oh as isize,
-            ow as isize,
-        ])?;
-        if let Some(b) = bias {
-            y = y.add(&b.reshape(&[1, o as isize, 1, 1])?)?;
-        }
-        Ok(y)
     }
 
     /// Mean squared error (`reduction = "mean"`).

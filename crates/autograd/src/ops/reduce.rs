@@ -1,8 +1,11 @@
-//! Reductions (sum, mean, amax/amin, max/min along a dim) and scans (cumsum,
-//! cumprod), with their backwards.
+//! Reductions (sum, prod, mean, amax/amin, max/min along a dim, vector norms)
+//! and scans (cumsum, cumprod), with their backwards.
 
+use tensor_core::ops::reduce::NormOrd;
 use tensor_core::shape::normalize_dims;
 use tensor_core::{DType, Result, Tensor};
+
+use crate::graph::SavedVar;
 
 use crate::var::Var;
 
@@ -35,6 +38,76 @@ impl Var {
     /// Sum of all elements.
     pub fn sum_all(&self) -> Result<Var> {
         self.sum(&[], false)
+    }
+
+    /// Product over `dims` (all when empty). The gradient of each element is the
+    /// product of the others (exact with zeros, no division).
+    ///
+    /// ```
+    /// use autograd::Var;
+    /// use tensor_core::Tensor;
+    /// let x = Var::param(Tensor::new(&[2.0f64, 0.0, 3.0]))?;
+    /// x.prod(&[], false)?.backward()?;
+    /// assert_eq!(x.grad().unwrap().to_vec::<f64>()?, vec![0.0, 6.0, 0.0]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn prod(&self, dims: &[isize], keepdim: bool) -> Result<Var> {
+        let out = self.tensor().prod(dims, keepdim)?;
+        let d = reduced("prod", dims, self.rank())?;
+        Ok(self.rec1("prod", out, move |x, g| prod_backward(x, g, &d)))
+    }
+
+    /// Product of all elements.
+    pub fn prod_all(&self) -> Result<Var> {
+        self.prod(&[], false)
+    }
+
+    /// Vector norm over `dims` (all when empty), like `torch.linalg.vector_norm`:
+    /// `ord` is a [`NormOrd`] or an `f64` (`1.0`, `2.0`, `f64::INFINITY`, ...). The
+    /// gradient at a zero vector is 0 (a subgradient); inf norms share it between
+    /// tied maxima.
+    pub fn norm(&self, ord: impl Into<NormOrd>, dims: &[isize], keepdim: bool) -> Result<Var> {
+        let ord = ord.into();
+        let out = self.tensor().norm(ord, dims, keepdim)?;
+        let d = reduced("norm", dims, self.rank())?;
+        let out_keep = Var::from(out.clone()).unsqueeze_dims(&d, keepdim)?.tensor().clone();
+        let saved_out = SavedVar::tensor(&out_keep);
+        let dims_v: Vec<isize> = d.iter().map(|&i| i as isize).collect();
+        Ok(self.rec1("norm", out, move |x, g| {
+            let gk = g.unsqueeze_dims(&d, keepdim)?;
+            let sign = x.tensor().sign()?;
+            // The norm again (recorded), with zeros replaced by 1 so a zero vector
+            // gets a zero gradient instead of 0/0.
+            let safe_norm = |p: f64| -> Result<Var> {
+                let n = x.norm(p, &dims_v, true)?;
+                let zero = n.tensor().eq_scalar(0.0)?;
+                n.masked_fill(&zero, 1.0)
+            };
+            match ord {
+                NormOrd::P(0.0) => x.zeros_like(),
+                NormOrd::P(1.0) => gk.mul_t(&sign),
+                NormOrd::Inf | NormOrd::NegInf => {
+                    let hit = x.tensor().abs()?.eq(&saved_out.tensor_checked()?)?.to_dtype(g.dtype())?;
+                    let count = hit.sum(&dims_v, true)?;
+                    gk.mul_t(&hit.div(&count)?.mul(&sign.to_dtype(g.dtype())?)?)
+                }
+                NormOrd::Fro | NormOrd::P(2.0) => gk.mul(&x.div(&safe_norm(2.0)?)?),
+                NormOrd::P(p) => {
+                    let num = x.abs()?.pow_scalar(p - 1.0)?.mul_t(&sign)?;
+                    gk.mul(&num.div(&safe_norm(p)?.pow_scalar(p - 1.0)?)?)
+                }
+            }
+        }))
+    }
+
+    /// `(var, mean)` over `dims` (see [`Var::var`]).
+    pub fn var_mean(&self, dims: &[isize], correction: f64, keepdim: bool) -> Result<(Var, Var)> {
+        Ok((self.var(dims, correction, keepdim)?, self.mean(dims, keepdim)?))
+    }
+
+    /// `(std, mean)` over `dims` (see [`Var::std`]).
+    pub fn std_mean(&self, dims: &[isize], correction: f64, keepdim: bool) -> Result<(Var, Var)> {
+        Ok((self.std(dims, correction, keepdim)?, self.mean(dims, keepdim)?))
     }
 
     /// Mean over `dims` (all when empty).
@@ -176,4 +249,39 @@ fn cumprod_backward(x: &Var, g: &Var, dim: isize) -> Result<Var> {
         total = total.add(&gk.slice_embed(&shape, d, k, 1)?)?;
     }
     Ok(total)
+}
+
+/// The gradient of a product over the (sorted) dims `d`: the reduced dims are moved
+/// last and merged into one of size `n`, where element `k` gets
+/// `grad * prod_{j<k} x_j * prod_{j>k} x_j` (two cumulative products, no division).
+fn prod_backward(x: &Var, g: &Var, d: &[usize]) -> Result<Var> {
+    let r = x.rank();
+    if r == 0 || d.is_empty() {
+        return Ok(g.clone());
+    }
+    let kept: Vec<usize> = (0..r).filter(|i| !d.contains(i)).collect();
+    let perm: Vec<isize> = kept.iter().chain(d).map(|&i| i as isize).collect();
+    let n: usize = d.iter().map(|&i| x.dims()[i]).product();
+    let mut flat: Vec<usize> = kept.iter().map(|&i| x.dims()[i]).collect();
+    let mut g_shape = flat.clone();
+    g_shape.push(1);
+    flat.push(n);
+    let y = x.permute(&perm)?.reshape_to(flat.clone())?;
+    let others = if n == 0 {
+        y.zeros_like()?
+    } else {
+        let mut one_shape = flat.clone();
+        one_shape[r - d.len()] = 1;
+        let ones = Var::ones(one_shape, x.dtype(), x.device())?;
+        let left = Var::cat(&[ones.clone(), y.narrow(-1, 0, n - 1)?.cumprod(-1)?], -1)?;
+        let right = Var::cat(&[y.narrow(-1, 1, n - 1)?.flip(&[-1])?.cumprod(-1)?.flip(&[-1])?, ones], -1)?;
+        left.mul(&right)?
+    };
+    let gy = g.reshape_to(g_shape)?.mul(&others)?;
+    let perm_shape: Vec<usize> = perm.iter().map(|&i| x.dims()[i as usize]).collect();
+    let mut inv = vec![0isize; r];
+    for (i, &p) in perm.iter().enumerate() {
+        inv[p as usize] = i as isize;
+    }
+    gy.reshape_to(perm_shape)?.permute(&inv)
 }

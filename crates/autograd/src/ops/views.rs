@@ -192,3 +192,58 @@ impl Var {
         s.reshape_to(shape.to_vec())
     }
 }
+
+/// Storage positions of every element of a view, in row-major order.
+fn storage_positions(dims: &[usize], strides: &[usize], offset: usize) -> Vec<usize> {
+    let n: usize = dims.iter().product();
+    let mut out = Vec::with_capacity(n);
+    let mut idx = vec![0usize; dims.len()];
+    for _ in 0..n {
+        out.push(offset + idx.iter().zip(strides).map(|(i, s)| i * s).sum::<usize>());
+        for d in (0..dims.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < dims[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    out
+}
+
+impl Var {
+    /// A view with explicit sizes, strides and storage offset (PyTorch's
+    /// `as_strided`, on this variable's storage). Elements read more than once get
+    /// the sum of their gradients. Differentiable only when every element of the
+    /// view is an element of `self` (it is for a contiguous `self`).
+    pub fn as_strided(&self, shape: &[usize], strides: &[usize], offset: usize) -> Result<Var> {
+        let out = self.tensor().as_strided(shape, strides, offset)?;
+        if !self.requires_grad() || !out.dtype().is_float() {
+            return Ok(Var::from(out));
+        }
+        let l = self.tensor().layout();
+        let mine = storage_positions(self.dims(), l.strides(), l.offset());
+        let flat: std::collections::HashMap<usize, i64> =
+            mine.iter().enumerate().map(|(i, &p)| (p, i as i64)).collect();
+        let picked = storage_positions(shape, strides, offset)
+            .into_iter()
+            .map(|p| {
+                flat.get(&p).copied().ok_or_else(|| {
+                    tensor_core::Error::arg(
+                        "as_strided",
+                        format!("storage element {p} of the view is not an element of the input; differentiate through a contiguous copy"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<i64>>>()?;
+        let n = picked.len();
+        let idx = Tensor::from_vec(picked, [n])?.to_device(self.device())?;
+        let numel = self.numel();
+        let in_shape = self.dims().to_vec();
+        Ok(self.rec1_g("as_strided", out, move |g| {
+            Var::zeros([numel], g.dtype(), g.device())?
+                .scatter_add(0, &idx, &g.reshape_to([n])?)?
+                .reshape_to(in_shape.clone())
+        }))
+    }
+}

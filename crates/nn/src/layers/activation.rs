@@ -1,7 +1,5 @@
 //! Activation functions as modules (for [`crate::Sequential`]).
 
-#[allow(unused_imports)]
-use crate::compat::VarNnCompat;
 use autograd::Var;
 use tensor_core::Result;
 

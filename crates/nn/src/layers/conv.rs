@@ -1,7 +1,5 @@
 //! Convolutions: Conv1d, Conv2d, ConvTranspose2d.
 
-#[allow(unused_imports)]
-use crate::compat::VarNnCompat;
 use autograd::Var;
 use tensor_core::{Error, Result};
 

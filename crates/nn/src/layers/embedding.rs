@@ -1,7 +1,5 @@
 //! Embedding lookup tables.
 
-#[allow(unused_imports)]
-use crate::compat::VarNnCompat;
 use autograd::Var;
 use tensor_core::{DType, Device, Error, Result, Tensor};
 
@@ -72,15 +70,6 @@ impl Forward for Embedding {
         if !matches!(idx.dtype(), DType::I64 | DType::I32) {
             return Err(Error::DTypeMismatch { op: "Embedding", expected: DType::I64, got: idx.dtype() });
         }
-        let y = self.weight.var().embedding(idx)?;
-        match self.padding_idx {
-            // Output rows looked up at padding_idx are cut from the graph, so that row
-            // of the weight gets no gradient (PyTorch's behaviour).
-            Some(p) if y.requires_grad() => {
-                let pad = idx.to_dtype(DType::I64)?.eq_scalar(p as i64)?.unsqueeze(-1)?;
-                Var::where_cond(&pad, &y.detach(), &y)
-            }
-            _ => Ok(y),
-        }
+        self.weight.var().embedding(idx, self.padding_idx)
     }
 }

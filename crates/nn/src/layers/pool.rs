@@ -1,7 +1,5 @@
 //! Pooling layers: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d.
 
-#[allow(unused_imports)]
-use crate::compat::VarNnCompat;
 use autograd::Var;
 use tensor_core::Result;
 

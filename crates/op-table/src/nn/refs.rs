@@ -400,3 +400,77 @@ pub fn batch_norm(
     }
     (RefArray::new(x.shape.clone(), out), new_m, new_v)
 }
+
+/// The number of `k`-tap blocks with dilation `d` and stride `s` along a dim of
+/// size `n` padded by `p` on both sides.
+fn blocks(n: usize, k: usize, d: usize, p: usize, s: usize) -> usize {
+    (n + 2 * p - d * (k - 1) - 1) / s + 1
+}
+
+/// PyTorch's `F.unfold` of a batched `[N, C, H, W]` array: row
+/// `(c * kh + i) * kw + j`, column `y * OW + x` holds input pixel
+/// `(y s0 + i d0 - p0, x s1 + j d1 - p1)` of channel `c`, or 0 in the padding.
+pub fn unfold2d(x: &RefArray, k: [usize; 2], d: [usize; 2], p: [usize; 2], s: [usize; 2]) -> RefArray {
+    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+    let (oh, ow) = (blocks(h, k[0], d[0], p[0], s[0]), blocks(w, k[1], d[1], p[1], s[1]));
+    let (rows, l) = (c * k[0] * k[1], oh * ow);
+    let mut out = vec![0.0; n * rows * l];
+    for b in 0..n {
+        for ci in 0..c {
+            for i in 0..k[0] {
+                for j in 0..k[1] {
+                    for y in 0..oh {
+                        for xx in 0..ow {
+                            let r = (y * s[0] + i * d[0]) as isize - p[0] as isize;
+                            let q = (xx * s[1] + j * d[1]) as isize - p[1] as isize;
+                            if r < 0 || q < 0 || r >= h as isize || q >= w as isize {
+                                continue;
+                            }
+                            let row = (ci * k[0] + i) * k[1] + j;
+                            out[(b * rows + row) * l + y * ow + xx] = x.at(&[b, ci, r as usize, q as usize]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    RefArray::new(vec![n, rows, l], out)
+}
+
+/// PyTorch's `F.fold` of a batched `[N, C * kh * kw, L]` array into
+/// `[N, C, size[0], size[1]]`: every block value is added to the pixel it came from
+/// in [`unfold2d`]; values landing in the padding are dropped.
+pub fn fold2d(
+    cols: &RefArray,
+    size: [usize; 2],
+    k: [usize; 2],
+    d: [usize; 2],
+    p: [usize; 2],
+    s: [usize; 2],
+) -> RefArray {
+    let (n, rows) = (cols.shape[0], cols.shape[1]);
+    let c = rows / (k[0] * k[1]);
+    let (h, w) = (size[0], size[1]);
+    let (oh, ow) = (blocks(h, k[0], d[0], p[0], s[0]), blocks(w, k[1], d[1], p[1], s[1]));
+    let mut out = vec![0.0; n * c * h * w];
+    for b in 0..n {
+        for ci in 0..c {
+            for i in 0..k[0] {
+                for j in 0..k[1] {
+                    for y in 0..oh {
+                        for xx in 0..ow {
+                            let r = (y * s[0] + i * d[0]) as isize - p[0] as isize;
+                            let q = (xx * s[1] + j * d[1]) as isize - p[1] as isize;
+                            if r < 0 || q < 0 || r >= h as isize || q >= w as isize {
+                                continue;
+                            }
+                            let row = (ci * k[0] + i) * k[1] + j;
+                            out[((b * c + ci) * h + r as usize) * w + q as usize] += cols.at(&[b, row, y * ow + xx]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    RefArray::new(vec![n, c, h, w], out)
+}

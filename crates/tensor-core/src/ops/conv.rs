@@ -94,25 +94,105 @@ fn conv2d_batched(
         }
     };
     let cd = compute_dtype(x.dtype());
-    let xc = x.contiguous()?.to_dtype(cd)?;
-    let xp = if padding == [0, 0] {
-        xc
-    } else {
-        xc.pad(&[padding[1], padding[1], padding[0], padding[0]], PadMode::Constant(0.0))?
-    };
-    // Overlapping windows [N, C, kh, kw, OH, OW] over the contiguous padded input.
-    let (s_n, s_c) = (c * hp * wp, hp * wp);
-    let win = Layout::new(
-        Shape::new(&[n, c, kh, kw, oh, ow]),
-        [s_n, s_c, dilation[0] * wp, dilation[1], stride[0] * wp, stride[1]].into_iter().collect(),
-        xp.layout().offset(),
-    );
     let k = cg * kh * kw;
-    let cols = xp.with_layout(win).contiguous()?.reshape_to([n, groups, k, oh * ow])?;
+    let cols =
+        im2col(&x.to_dtype(cd)?, [kh, kw], dilation, padding, stride, [oh, ow])?.reshape_to([n, groups, k, oh * ow])?;
     let wm = w.contiguous()?.to_dtype(cd)?.reshape_to([groups, o / groups, k])?;
     let out = wm.matmul(&cols)?.reshape_to([n, o, oh, ow])?;
     add_bias(&out, bias)?;
     out.to_dtype(x.dtype())
+}
+
+/// im2col on a batched `[N, C, H, W]` input whose window counts `[oh, ow]` are
+/// already checked: pads once, views the padded input as overlapping windows
+/// `[N, C, kh, kw, OH, OW]` through strides (no copy) and copies that view into
+/// `[N, C * kh * kw, OH * OW]`.
+fn im2col(
+    x: &Tensor,
+    kernel: [usize; 2],
+    dilation: [usize; 2],
+    padding: [usize; 2],
+    stride: [usize; 2],
+    out: [usize; 2],
+) -> Result<Tensor> {
+    let (n, c, h, w) = (x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]);
+    let (hp, wp) = (h + 2 * padding[0], w + 2 * padding[1]);
+    let xp = if padding == [0, 0] {
+        x.contiguous()?
+    } else {
+        x.pad(&[padding[1], padding[1], padding[0], padding[0]], PadMode::Constant(0.0))?
+    };
+    let win = Layout::new(
+        Shape::new(&[n, c, kernel[0], kernel[1], out[0], out[1]]),
+        [c * hp * wp, hp * wp, dilation[0] * wp, dilation[1], stride[0] * wp, stride[1]].into_iter().collect(),
+        xp.layout().offset(),
+    );
+    xp.with_layout(win).contiguous()?.reshape_to([n, c * kernel[0] * kernel[1], out[0] * out[1]])
+}
+
+/// col2im: the adjoint of [`im2col`]. Sums the columns `[N, C * kh * kw, OH * OW]`
+/// into a zero `[N, C, H + 2 pad, W + 2 pad]` canvas with one strided in-place add
+/// per kernel tap, then crops the padding. Half types come back as f32.
+#[allow(clippy::too_many_arguments)]
+fn col2im(
+    cols: &Tensor,
+    c: usize,
+    size: [usize; 2],
+    kernel: [usize; 2],
+    dilation: [usize; 2],
+    padding: [usize; 2],
+    stride: [usize; 2],
+    out: [usize; 2],
+) -> Result<Tensor> {
+    let n = cols.dims()[0];
+    let (kh, kw) = (kernel[0], kernel[1]);
+    let (hp, wp) = (size[0] + 2 * padding[0], size[1] + 2 * padding[1]);
+    let cd = compute_dtype(cols.dtype());
+    let cols = cols.to_dtype(cd)?.reshape_to([n, c, kh, kw, out[0], out[1]])?;
+    let full = Tensor::zeros([n, c, hp, wp], cd, cols.device())?;
+    for i in 0..kh {
+        for j in 0..kw {
+            let dst = Layout::new(
+                Shape::new(&[n, c, out[0], out[1]]),
+                [c * hp * wp, hp * wp, stride[0] * wp, stride[1]].into_iter().collect(),
+                i * dilation[0] * wp + j * dilation[1],
+            );
+            full.with_layout(dst).add_(&cols.select(2, i as isize)?.select(2, j as isize)?)?;
+        }
+    }
+    let y = if padding == [0, 0] {
+        full
+    } else {
+        full.narrow(2, padding[0] as isize, size[0])?.narrow(3, padding[1] as isize, size[1])?.contiguous()?
+    };
+    Ok(y)
+}
+
+/// Checks the block geometry shared by `unfold2d` and `fold2d` and returns the
+/// number of blocks `[OH, OW]` over the `size` plane.
+fn block_counts(
+    op: &'static str,
+    dims: &[usize],
+    size: [usize; 2],
+    kernel: [usize; 2],
+    dilation: [usize; 2],
+    padding: [usize; 2],
+    stride: [usize; 2],
+) -> Result<[usize; 2]> {
+    check_positive(op, "kernel_size", &kernel)?;
+    check_positive(op, "dilation", &dilation)?;
+    check_positive(op, "stride", &stride)?;
+    let (hp, wp) = (size[0] + 2 * padding[0], size[1] + 2 * padding[1]);
+    match (windows(hp, kernel[0], stride[0], dilation[0]), windows(wp, kernel[1], stride[1], dilation[1])) {
+        (Some(a), Some(b)) if a > 0 && b > 0 => Ok([a, b]),
+        _ => Err(Error::invalid_shape(
+            op,
+            dims,
+            format!(
+                "kernel {kernel:?} with dilation {dilation:?} does not fit the padded plane [{hp}, {wp}] (size {size:?}, padding {padding:?})"
+            ),
+        )),
+    }
 }
 
 /// Runs `f` on a batched view of `x`: adds a batch dim of 1 when `x` has rank
@@ -203,6 +283,105 @@ impl Tensor {
         check_positive(op, "dilation", &dilation)?;
         check_positive(op, "groups", &[groups])?;
         with_batch(op, self, weight, 4, |x| conv2d_batched(op, x, weight, bias, stride, padding, dilation, groups))
+    }
+
+    /// Extracts sliding blocks (PyTorch's `F.unfold`, im2col): an `[N, C, H, W]` (or
+    /// unbatched `[C, H, W]`) input becomes `[N, C * kh * kw, L]`, where column `l`
+    /// holds the (zero-padded) `kh x kw` block at output position `l` of the
+    /// `OH x OW` grid (`OH = (H + 2 pad - dil (kh - 1) - 1) / stride + 1`), channel
+    /// major, then kernel row, then kernel column.
+    ///
+    /// ```
+    /// use tensor_core::{DType, Device, Tensor};
+    /// let x = Tensor::arange(0.0, 9.0, 1.0, DType::F32, &Device::cpu())?.reshape(&[1, 1, 3, 3])?;
+    /// let cols = x.unfold2d([2, 2], [1, 1], [0, 0], [1, 1])?;
+    /// assert_eq!(cols.dims(), &[1, 4, 4]);
+    /// // Column 0 is the top-left 2x2 block [0, 1, 3, 4].
+    /// assert_eq!(cols.select(2, 0)?.to_vec::<f32>()?, vec![0.0, 1.0, 3.0, 4.0]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn unfold2d(
+        &self,
+        kernel: [usize; 2],
+        dilation: [usize; 2],
+        padding: [usize; 2],
+        stride: [usize; 2],
+    ) -> Result<Tensor> {
+        let op = "unfold2d";
+        let x = match self.rank() {
+            4 => self.clone(),
+            3 => self.unsqueeze(0)?,
+            _ => {
+                return Err(Error::invalid_shape(op, self.dims(), "expected a 3-D (unbatched) or 4-D (batched) input"))
+            }
+        };
+        let size = [x.dims()[2], x.dims()[3]];
+        let out = block_counts(op, self.dims(), size, kernel, dilation, padding, stride)?;
+        let y = im2col(&x, kernel, dilation, padding, stride, out)?;
+        if self.rank() == 3 {
+            y.squeeze(0)
+        } else {
+            Ok(y)
+        }
+    }
+
+    /// Combines sliding blocks into a tensor (PyTorch's `F.fold`, col2im), the
+    /// adjoint of [`Tensor::unfold2d`]: an `[N, C * kh * kw, L]` (or unbatched
+    /// `[C * kh * kw, L]`) input becomes `[N, C, H, W]` with `[H, W] = output_size`;
+    /// values of overlapping blocks are summed and the padding is cropped. `L` must
+    /// equal the number of blocks that fit the padded output.
+    ///
+    /// ```
+    /// use tensor_core::{DType, Device, Tensor};
+    /// let ones = Tensor::ones([1, 4, 4], DType::F32, &Device::cpu())?;
+    /// // How many 2x2 blocks cover each pixel of a 3x3 plane.
+    /// let y = ones.fold2d([3, 3], [2, 2], [1, 1], [0, 0], [1, 1])?;
+    /// assert_eq!(y.to_vec::<f32>()?, vec![1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn fold2d(
+        &self,
+        output_size: [usize; 2],
+        kernel: [usize; 2],
+        dilation: [usize; 2],
+        padding: [usize; 2],
+        stride: [usize; 2],
+    ) -> Result<Tensor> {
+        let op = "fold2d";
+        let x = match self.rank() {
+            3 => self.clone(),
+            2 => self.unsqueeze(0)?,
+            _ => {
+                return Err(Error::invalid_shape(op, self.dims(), "expected a 2-D (unbatched) or 3-D (batched) input"))
+            }
+        };
+        let out = block_counts(op, self.dims(), output_size, kernel, dilation, padding, stride)?;
+        let (ck, l) = (x.dims()[1], x.dims()[2]);
+        let kk = kernel[0] * kernel[1];
+        if ck % kk != 0 {
+            return Err(Error::invalid_shape(
+                op,
+                self.dims(),
+                format!("expected the block dim ({ck}) to be divisible by the kernel size {kernel:?}"),
+            ));
+        }
+        if l != out[0] * out[1] {
+            return Err(Error::invalid_shape(
+                op,
+                self.dims(),
+                format!(
+                    "expected {} blocks ({out:?}) for output_size {output_size:?}, kernel {kernel:?}, dilation {dilation:?}, padding {padding:?}, stride {stride:?}, got {l}",
+                    out[0] * out[1]
+                ),
+            ));
+        }
+        let y = col2im(&x.contiguous()?, ck / kk, output_size, kernel, dilation, padding, stride, out)?;
+        let y = y.to_dtype(self.dtype())?;
+        if self.rank() == 2 {
+            y.squeeze(0)
+        } else {
+            Ok(y)
+        }
     }
 
     /// 2-D transposed convolution (the gradient of `conv2d` with respect to its

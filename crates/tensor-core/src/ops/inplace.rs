@@ -100,6 +100,10 @@ impl Tensor {
         let sl = s.layout().broadcast_to(self.dims()).map_err(|_| {
             Error::shape("copy_", self.dims(), src.dims(), "the source must broadcast to the destination's shape")
         })?;
+        if self.numel() == 0 {
+            // Nothing to copy; an empty view may point past the end of its storage.
+            return Ok(());
+        }
         let g = s.storage().read();
         let mut d = self.storage().write();
         self.device().backend().copy_strided(&**g, &sl, &mut **d, self.layout())
