@@ -212,6 +212,7 @@ fn check_smoothing(op: &'static str, eps: f64) -> Result<()> {
 /// `weight`, the mean is divided by the summed weights of the non-ignored targets
 /// (also for the label-smoothing term); with probabilities, by the number of samples.
 pub fn cross_entropy(input: &Var, target: &Tensor, o: &CrossEntropyOptions) -> Result<Var> {
+    let _prof = tensor_core::profiler::scope("cross_entropy", &[input.tensor(), target]);
     let op = "cross_entropy";
     check_smoothing(op, o.label_smoothing)?;
     let (x2, c) = classes_last(op, input)?;

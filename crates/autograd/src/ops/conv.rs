@@ -174,6 +174,7 @@ impl Var {
         dilation: [usize; 2],
         groups: usize,
     ) -> Result<Var> {
+        let _prof = tensor_core::profiler::scope("conv2d", &[self.tensor(), weight.tensor()]);
         let op = "conv2d";
         check_conv(op, self, weight, 4, &stride, &dilation, groups)?;
         if self.rank() == 3 {
@@ -247,6 +248,7 @@ impl Var {
         dilation: [usize; 2],
         groups: usize,
     ) -> Result<Var> {
+        let _prof = tensor_core::profiler::scope("conv_transpose2d", &[self.tensor(), weight.tensor()]);
         let op = "conv_transpose2d";
         check_conv(op, self, weight, 4, &stride, &dilation, groups)?;
         for i in 0..2 {
@@ -332,6 +334,7 @@ impl Var {
         dilation: [usize; 2],
         ceil_mode: bool,
     ) -> Result<(Var, Tensor)> {
+        let _prof = tensor_core::profiler::scope("max_pool2d_with_indices", &[self.tensor()]);
         let (vals, idx) = self.tensor().max_pool2d_with_indices(kernel, stride, padding, dilation, ceil_mode)?;
         let shape = self.dims().to_vec();
         let saved = SavedVar::tensor(&idx);
@@ -360,6 +363,7 @@ impl Var {
         ceil_mode: bool,
         count_include_pad: bool,
     ) -> Result<Var> {
+        let _prof = tensor_core::profiler::scope("avg_pool2d", &[self.tensor()]);
         let out = self.tensor().avg_pool2d(kernel, stride, padding, ceil_mode, count_include_pad)?;
         let r = self.rank();
         let (h, w, oh, ow) = (self.dims()[r - 2], self.dims()[r - 1], out.dims()[r - 2], out.dims()[r - 1]);
@@ -371,6 +375,7 @@ impl Var {
     /// Adaptive 2-D average pooling to `output_size` (PyTorch's windows); the
     /// backward is `A_h^T g A_w` with the averaging matrices.
     pub fn adaptive_avg_pool2d(&self, output_size: [usize; 2]) -> Result<Var> {
+        let _prof = tensor_core::profiler::scope("adaptive_avg_pool2d", &[self.tensor()]);
         let out = self.tensor().adaptive_avg_pool2d(output_size)?;
         let r = self.rank();
         let (h, w) = (self.dims()[r - 2], self.dims()[r - 1]);
@@ -508,6 +513,7 @@ impl Var {
         momentum: f64,
         eps: f64,
     ) -> Result<Var> {
+        let _prof = tensor_core::profiler::scope("batch_norm", &[self.tensor()]);
         let op = "batch_norm";
         if !self.dtype().is_float() {
             return Err(Error::Unsupported { op, dtype: self.dtype(), device: self.device().to_string() });
