@@ -10,6 +10,14 @@ use tensor_core::{Device, Error, Tensor};
 
 type Res<T> = Result<T, Error>;
 
+/// The global random generator is shared by the test threads of this binary: each
+/// test holds this lock while it seeds and draws.
+static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Run {
     model: Sequential,
     opt: Adam,
@@ -63,6 +71,7 @@ fn tmp(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn resumed_training_is_bit_identical_to_uninterrupted() -> Res<()> {
+    let _serial = serial();
     let (x, y) = data()?;
     let (n, m) = (7, 9);
     tensor_core::manual_seed(1);
@@ -108,6 +117,7 @@ fn saved(name: &str) -> Res<(std::path::PathBuf, Vec<u8>)> {
 
 #[test]
 fn truncated_or_corrupt_files_are_errors() -> Res<()> {
+    let _serial = serial();
     let (path, bytes) = saved("corrupt")?;
     for cut in [0, 4, 8, 20, bytes.len() / 2, bytes.len() - 1] {
         std::fs::write(&path, &bytes[..cut]).unwrap();
@@ -133,6 +143,7 @@ fn truncated_or_corrupt_files_are_errors() -> Res<()> {
 
 #[test]
 fn a_file_missing_a_tensor_its_metadata_lists_is_an_error() -> Res<()> {
+    let _serial = serial();
     let (path, bytes) = saved("missing")?;
     let (mut sd, meta) = StateDict::from_safetensors_bytes_with_metadata(&bytes, "x")?;
     sd.remove("model.3.bias").expect("the checkpoint holds model.3.bias");
@@ -151,6 +162,7 @@ fn a_file_missing_a_tensor_its_metadata_lists_is_an_error() -> Res<()> {
 
 #[test]
 fn restoring_into_the_wrong_model_is_an_error_and_changes_nothing() -> Res<()> {
+    let _serial = serial();
     let (path, _) = saved("shape")?;
     let ck = Checkpoint::load(&path)?;
     tensor_core::manual_seed(5);
@@ -170,6 +182,7 @@ fn restoring_into_the_wrong_model_is_an_error_and_changes_nothing() -> Res<()> {
 
 #[test]
 fn an_interrupted_save_leaves_the_previous_checkpoint_intact() -> Res<()> {
+    let _serial = serial();
     let (path, bytes) = saved("atomic")?;
     // A crash mid-save leaves at most a partial temporary file next to the checkpoint:
     // the temporary name is never the checkpoint's own.
