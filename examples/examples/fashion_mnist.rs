@@ -70,11 +70,13 @@ fn main() -> ExitCode {
             v.parse().map_err(|_| format!("cannot parse {v:?}"))
         }
         let r: std::result::Result<(), String> = match a.as_str() {
-            "--arch" => val("--arch").and_then(|v| match v.as_str() {
-                "mlp" => Ok(cfg.arch = Arch::Mlp),
-                "cnn" => Ok(cfg.arch = Arch::Cnn),
-                o => Err(format!("unknown architecture {o:?} (mlp or cnn)")),
-            }),
+            "--arch" => val("--arch")
+                .and_then(|v| match v.as_str() {
+                    "mlp" => Ok(Arch::Mlp),
+                    "cnn" => Ok(Arch::Cnn),
+                    o => Err(format!("unknown architecture {o:?} (mlp or cnn)")),
+                })
+                .map(|a| cfg.arch = a),
             "--epochs" => val("--epochs").and_then(num).map(|x| cfg.epochs = x),
             "--lr" => val("--lr").and_then(num).map(|x| cfg.lr = x),
             "--seed" => val("--seed").and_then(num).map(|x| cfg.seed = x),

@@ -324,7 +324,7 @@ where
     }
 }
 
-impl<'a, D, B> IntoIterator for &'a DataLoader<D, B>
+impl<D, B> IntoIterator for &DataLoader<D, B>
 where
     D: Dataset + Send + Sync + 'static,
     B: Send + 'static,
