@@ -1,0 +1,121 @@
+//! The IDX format of MNIST and Fashion-MNIST: a 4-byte magic (two zero bytes, a type
+//! code, the number of dims), the dims as big-endian `u32`s, then the elements,
+//! big-endian, row-major. Files may be gzip-compressed (detected by the gzip magic,
+//! not the file name).
+//!
+//! | code | element | tensor dtype |
+//! |---|---|---|
+//! | `0x08` | u8 | `U8` |
+//! | `0x09` | i8 | `I32` (widened) |
+//! | `0x0B` | i16 | `I32` (widened) |
+//! | `0x0C` | i32 | `I32` |
+//! | `0x0D` | f32 | `F32` |
+//! | `0x0E` | f64 | `F64` |
+//!
+//! ```
+//! use data::idx::idx_from_bytes;
+//! use tensor_core::DType;
+//!
+//! // A 2x3 u8 array: magic 0x00000803, dims 2 and 3, then six bytes.
+//! let mut bytes = vec![0, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 3];
+//! bytes.extend_from_slice(&[1, 2, 3, 4, 5, 255]);
+//! let t = idx_from_bytes(&bytes, "tiny.idx")?;
+//! assert_eq!((t.dims(), t.dtype()), (&[2usize, 3][..], DType::U8));
+//! assert_eq!(t.to_vec::<u8>()?, vec![1, 2, 3, 4, 5, 255]);
+//! # Ok::<(), tensor_core::Error>(())
+//! ```
+
+use std::io::Read;
+use std::path::Path;
+
+use tensor_core::cpu::CpuBuffer;
+use tensor_core::{Error, Result, Tensor};
+
+fn format_err(name: &str, msg: impl Into<String>) -> Error {
+    Error::Format { path: name.to_string(), msg: msg.into() }
+}
+
+/// Reads an IDX file (plain or gzip-compressed) into a CPU tensor.
+///
+/// ```no_run
+/// let images = data::idx::read_idx("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")?;
+/// assert_eq!(images.dims(), &[10000, 28, 28]);
+/// # Ok::<(), tensor_core::Error>(())
+/// ```
+pub fn read_idx(path: impl AsRef<Path>) -> Result<Tensor> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
+    idx_from_bytes(&bytes, &path.display().to_string())
+}
+
+/// Parses the bytes of an IDX file, gunzipping first when they start with the gzip
+/// magic; `name` is used in error messages.
+pub fn idx_from_bytes(bytes: &[u8], name: &str) -> Result<Tensor> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut raw = Vec::new();
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_end(&mut raw)
+            .map_err(|e| format_err(name, format!("corrupt gzip stream: {e}")))?;
+        return parse(&raw, name);
+    }
+    parse(bytes, name)
+}
+
+fn parse(b: &[u8], name: &str) -> Result<Tensor> {
+    if b.len() < 4 {
+        return Err(format_err(name, format!("truncated: {} bytes is shorter than the 4-byte magic", b.len())));
+    }
+    if b[0] != 0 || b[1] != 0 {
+        return Err(format_err(
+            name,
+            format!(
+                "not an IDX file: magic {:02x}{:02x}{:02x}{:02x} does not start with two zero bytes",
+                b[0], b[1], b[2], b[3]
+            ),
+        ));
+    }
+    let (code, rank) = (b[2], b[3] as usize);
+    let size: usize = match code {
+        0x08 | 0x09 => 1,
+        0x0B => 2,
+        0x0C | 0x0D => 4,
+        0x0E => 8,
+        c => return Err(format_err(name, format!("unknown IDX type code {c:#04x}"))),
+    };
+    let header = 4 + 4 * rank;
+    if b.len() < header {
+        return Err(format_err(
+            name,
+            format!("truncated: {rank} dims need a {header}-byte header, the file has {}", b.len()),
+        ));
+    }
+    let dims: Vec<usize> =
+        b[4..header].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
+    let nbytes = dims
+        .iter()
+        .try_fold(size, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format_err(name, format!("dims {dims:?} overflow")))?;
+    let data = &b[header..];
+    if data.len() != nbytes {
+        let what = if data.len() < nbytes { "truncated" } else { "corrupt" };
+        return Err(format_err(
+            name,
+            format!("{what}: dims {dims:?} of type {code:#04x} need {nbytes} data bytes, the file has {}", data.len()),
+        ));
+    }
+    macro_rules! be {
+        ($t:ty, $n:literal) => {
+            data.chunks_exact($n)
+                .map(|c| <$t>::from_be_bytes(c.try_into().expect("chunks_exact yields chunks of the asked size")))
+        };
+    }
+    let buf = match code {
+        0x08 => CpuBuffer::U8(data.to_vec()),
+        0x09 => CpuBuffer::I32(data.iter().map(|&x| x as i8 as i32).collect()),
+        0x0B => CpuBuffer::I32(be!(i16, 2).map(i32::from).collect()),
+        0x0C => CpuBuffer::I32(be!(i32, 4).collect()),
+        0x0D => CpuBuffer::F32(be!(f32, 4).collect()),
+        _ => CpuBuffer::F64(be!(f64, 8).collect()),
+    };
+    Tensor::from_cpu_buffer(buf, dims)
+}

@@ -1,0 +1,545 @@
+//! NumPy's `.npy` and `.npz` files.
+//!
+//! # Reading
+//! Format versions 1.0, 2.0 and 3.0; C and Fortran order (a Fortran-order array
+//! comes back as a column-major *view* with the right values, like NumPy keeps it;
+//! call [`Tensor::contiguous`] for row-major storage); little-, big- and
+//! no-endian descriptors. Element types map to tensor dtypes as follows:
+//!
+//! | NumPy descr | dtype |
+//! |---|---|
+//! | `b1` (bool) | `Bool` |
+//! | `u1` | `U8` |
+//! | `i4` | `I32` |
+//! | `i8` | `I64` |
+//! | `f2` | `F16` |
+//! | `f4` | `F32` |
+//! | `f8` | `F64` |
+//! | `V2` (2-byte void) | `BF16` (see below) |
+//! | `i1`, `i2`, `u2` | `I32` (widened, exact) |
+//! | `u4` | `I64` (widened, exact) |
+//!
+//! Anything else (`u8`, complex, strings, objects, structured arrays) is an error,
+//! never a lossy conversion.
+//!
+//! # Writing
+//! C order, little-endian, format 1.0 (2.0 when the header would not fit 1.0's
+//! 16-bit length), header padded to 64 bytes like NumPy's. Non-contiguous views are
+//! written in their logical (row-major) order.
+//!
+//! # bfloat16
+//! NumPy has no bfloat16. The `ml_dtypes` package (what JAX and TensorFlow use)
+//! saves its `bfloat16` arrays with the descriptor `'<V2'`, a 2-byte opaque type,
+//! and this module does the same: BF16 tensors are written as `'<V2'` holding the
+//! raw little-endian bits, and `'<V2'`/`'|V2'` arrays are read back as BF16. In
+//! NumPy, `np.load(f).view(ml_dtypes.bfloat16)` recovers the values.
+//!
+//! ```
+//! use data::npy::{npy_from_bytes, npy_to_bytes};
+//! use tensor_core::Tensor;
+//!
+//! let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3])?;
+//! let bytes = npy_to_bytes(&t.t()?)?;                  // a transposed view, written as [3, 2]
+//! assert_eq!(&bytes[..6], b"\x93NUMPY");
+//! let back = npy_from_bytes(&bytes, "example.npy")?;
+//! assert_eq!(back.to_vec2::<f32>()?, vec![vec![1.0, 4.0], vec![2.0, 5.0], vec![3.0, 6.0]]);
+//! # Ok::<(), tensor_core::Error>(())
+//! ```
+
+use std::borrow::Borrow;
+use std::path::Path;
+
+use half::{bf16, f16};
+use tensor_core::cpu::CpuBuffer;
+use tensor_core::{DType, Error, Result, Tensor};
+
+use crate::zip;
+
+const MAGIC: &[u8; 6] = b"\x93NUMPY";
+/// NumPy pads the preamble plus header to a multiple of this.
+const ALIGN: usize = 64;
+
+fn format_err(name: &str, msg: impl Into<String>) -> Error {
+    Error::Format { path: name.to_string(), msg: msg.into() }
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::Io { path: path.display().to_string(), source: e }
+}
+
+/// Reads a `.npy` file into a CPU tensor.
+///
+/// Errors name the file and what is wrong (bad magic, unsupported dtype, truncated
+/// data, ...). See the [module docs](self) for the dtype mapping.
+///
+/// ```
+/// use data::npy::{read_npy, write_npy};
+/// use tensor_core::Tensor;
+///
+/// let path = std::env::temp_dir().join(format!("read_npy_doc_{}.npy", std::process::id()));
+/// write_npy(&path, &Tensor::from_vec(vec![1i64, -2, 3], [3])?)?;
+/// assert_eq!(read_npy(&path)?.to_vec::<i64>()?, vec![1, -2, 3]);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), tensor_core::Error>(())
+/// ```
+pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    npy_from_bytes(&bytes, &path.display().to_string())
+}
+
+/// Writes a tensor (any device, any layout) as a `.npy` file.
+///
+/// ```
+/// use data::npy::{read_npy, write_npy};
+/// use tensor_core::{DType, Device, Tensor};
+///
+/// let path = std::env::temp_dir().join(format!("write_npy_doc_{}.npy", std::process::id()));
+/// let t = Tensor::arange(0.0, 6.0, 1.0, DType::F64, &Device::cpu())?.reshape(&[2, 3])?;
+/// write_npy(&path, &t)?;
+/// let back = read_npy(&path)?;
+/// assert_eq!((back.dims(), back.dtype()), (&[2usize, 3][..], DType::F64));
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), tensor_core::Error>(())
+/// ```
+pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<()> {
+    let path = path.as_ref();
+    let bytes = npy_to_bytes(tensor)?;
+    std::fs::write(path, bytes).map_err(|e| io_err(path, e))
+}
+
+/// Parses the bytes of a `.npy` file; `name` is used in error messages.
+pub fn npy_from_bytes(bytes: &[u8], name: &str) -> Result<Tensor> {
+    let (header, data) = split_header(bytes, name)?;
+    let h = parse_header(&header).map_err(|m| format_err(name, format!("bad header {header:?}: {m}")))?;
+    let descr = Descr::parse(&h.descr).map_err(|m| format_err(name, m))?;
+    let numel = h
+        .shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format_err(name, format!("shape {:?} overflows", h.shape)))?;
+    let nbytes =
+        numel.checked_mul(descr.size).ok_or_else(|| format_err(name, format!("shape {:?} overflows", h.shape)))?;
+    if data.len() < nbytes {
+        return Err(format_err(
+            name,
+            format!(
+                "truncated: shape {:?} of '{}' needs {nbytes} data bytes but the file has {}",
+                h.shape,
+                h.descr,
+                data.len()
+            ),
+        ));
+    }
+    if data.len() > nbytes {
+        return Err(format_err(
+            name,
+            format!("{} unexpected bytes after the data of shape {:?} '{}'", data.len() - nbytes, h.shape, h.descr),
+        ));
+    }
+    let buf = descr.decode(data);
+    if h.fortran_order && h.shape.len() > 1 {
+        // Column-major data is row-major data of the reversed shape, transposed.
+        let rev: Vec<usize> = h.shape.iter().rev().copied().collect();
+        let perm: Vec<isize> = (0..h.shape.len() as isize).rev().collect();
+        Tensor::from_cpu_buffer(buf, rev)?.permute(&perm)
+    } else {
+        Tensor::from_cpu_buffer(buf, h.shape)
+    }
+}
+
+/// Serializes a tensor as the bytes of a `.npy` file (C order, little-endian).
+pub fn npy_to_bytes(tensor: &Tensor) -> Result<Vec<u8>> {
+    let buf = tensor.to_cpu_buffer()?;
+    let descr = match tensor.dtype() {
+        DType::Bool => "|b1",
+        DType::U8 => "|u1",
+        DType::I32 => "<i4",
+        DType::I64 => "<i8",
+        DType::F16 => "<f2",
+        DType::BF16 => "<V2",
+        DType::F32 => "<f4",
+        DType::F64 => "<f8",
+    };
+    let shape = match tensor.dims() {
+        [] => "()".to_string(),
+        [d] => format!("({d},)"),
+        ds => format!("({})", ds.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    // Version 1.0 has a 2-byte header length and a 10-byte preamble; 2.0 has 4 and 12.
+    // The stored header length includes the padding and the closing newline.
+    let padded_len = |preamble: usize| (preamble + header.len() + 1).div_ceil(ALIGN) * ALIGN - preamble;
+    let (version, preamble) = if padded_len(10) <= u16::MAX as usize { (1u8, 10) } else { (2u8, 12) };
+    let total = preamble + padded_len(preamble);
+    let pad = total - preamble - header.len() - 1;
+    header.extend(std::iter::repeat_n(' ', pad));
+    header.push('\n');
+    let mut out = Vec::with_capacity(total + buf.len() * tensor.dtype().size_in_bytes());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[version, 0]);
+    if version == 1 {
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    } else {
+        let len = u32::try_from(header.len())
+            .map_err(|_| Error::arg("write_npy", format!("header of {} bytes is too long", header.len())))?;
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    out.extend_from_slice(header.as_bytes());
+    encode(&buf, &mut out);
+    Ok(out)
+}
+
+/// Reads every array of a `.npz` file (stored or deflated), in archive order.
+///
+/// Names lose their `.npy` suffix, as with NumPy's `np.load(...)[name]`.
+///
+/// ```
+/// use data::npy::{read_npz, write_npz};
+/// use tensor_core::Tensor;
+///
+/// let path = std::env::temp_dir().join(format!("read_npz_doc_{}.npz", std::process::id()));
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0], [2])?;
+/// let y = Tensor::from_vec(vec![true, false, true], [3])?;
+/// write_npz(&path, &[("x", &x), ("y", &y)])?;
+/// let arrays = read_npz(&path)?;
+/// assert_eq!(arrays[0].0, "x");
+/// assert_eq!(arrays[1].1.to_vec::<bool>()?, vec![true, false, true]);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), tensor_core::Error>(())
+/// ```
+pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    npz_from_bytes(&bytes, &path.display().to_string())
+}
+
+/// Parses the bytes of a `.npz` archive; `name` is used in error messages.
+pub fn npz_from_bytes(bytes: &[u8], name: &str) -> Result<Vec<(String, Tensor)>> {
+    let members = zip::read_archive(bytes).map_err(|m| format_err(name, m))?;
+    members
+        .into_iter()
+        .map(|m| {
+            let t = npy_from_bytes(&m.data, &format!("{name}:{}", m.name))?;
+            let key = m.name.strip_suffix(".npy").unwrap_or(&m.name).to_string();
+            Ok((key, t))
+        })
+        .collect()
+}
+
+/// Writes named tensors as an uncompressed `.npz` archive (NumPy's `np.savez`).
+///
+/// Each name gets a `.npy` suffix inside the archive. Names must be distinct.
+pub fn write_npz<S: AsRef<str>, T: Borrow<Tensor>>(path: impl AsRef<Path>, arrays: &[(S, T)]) -> Result<()> {
+    write_npz_impl(path.as_ref(), arrays, false)
+}
+
+/// Writes named tensors as a deflate-compressed `.npz` archive (NumPy's
+/// `np.savez_compressed`).
+pub fn write_npz_compressed<S: AsRef<str>, T: Borrow<Tensor>>(path: impl AsRef<Path>, arrays: &[(S, T)]) -> Result<()> {
+    write_npz_impl(path.as_ref(), arrays, true)
+}
+
+/// Serializes named tensors as the bytes of a `.npz` archive.
+pub fn npz_to_bytes<S: AsRef<str>, T: Borrow<Tensor>>(arrays: &[(S, T)], compress: bool) -> Result<Vec<u8>> {
+    let mut members: Vec<(String, Vec<u8>)> = Vec::with_capacity(arrays.len());
+    for (name, t) in arrays {
+        let file = format!("{}.npy", name.as_ref());
+        if members.iter().any(|(n, _)| *n == file) {
+            return Err(Error::arg("write_npz", format!("the name {:?} appears twice", name.as_ref())));
+        }
+        members.push((file, npy_to_bytes(t.borrow())?));
+    }
+    zip::write_archive(&members, compress).map_err(|m| Error::arg("write_npz", m))
+}
+
+fn write_npz_impl<S: AsRef<str>, T: Borrow<Tensor>>(path: &Path, arrays: &[(S, T)], compress: bool) -> Result<()> {
+    let bytes = npz_to_bytes(arrays, compress)?;
+    std::fs::write(path, bytes).map_err(|e| io_err(path, e))
+}
+
+/// Checks the magic and version and returns (header text, data bytes).
+fn split_header<'a>(bytes: &'a [u8], name: &str) -> Result<(String, &'a [u8])> {
+    if bytes.len() < 8 || &bytes[..6] != MAGIC {
+        return Err(format_err(name, "not a .npy file (missing the \\x93NUMPY magic)"));
+    }
+    let (major, minor) = (bytes[6], bytes[7]);
+    let (len_bytes, utf8) = match (major, minor) {
+        (1, 0) => (2, false),
+        (2, 0) => (4, false),
+        (3, 0) => (4, true),
+        _ => return Err(format_err(name, format!("unsupported .npy format version {major}.{minor}"))),
+    };
+    let start = 8 + len_bytes;
+    if bytes.len() < start {
+        return Err(format_err(name, "truncated: the header length is cut off"));
+    }
+    let hlen = if len_bytes == 2 {
+        u16::from_le_bytes([bytes[8], bytes[9]]) as usize
+    } else {
+        u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
+    };
+    let end = start.saturating_add(hlen);
+    if bytes.len() < end {
+        return Err(format_err(
+            name,
+            format!("truncated: the header needs {hlen} bytes but only {} remain", bytes.len() - start),
+        ));
+    }
+    let raw = &bytes[start..end];
+    let text = if utf8 {
+        std::str::from_utf8(raw).map_err(|e| format_err(name, format!("header is not UTF-8: {e}")))?.to_string()
+    } else {
+        raw.iter().map(|&b| b as char).collect() // latin-1
+    };
+    Ok((text, &bytes[end..]))
+}
+
+/// The three keys of a `.npy` header.
+#[derive(Debug)]
+struct Header {
+    descr: String,
+    fortran_order: bool,
+    shape: Vec<usize>,
+}
+
+/// Parses the Python dict literal of a `.npy` header.
+fn parse_header(text: &str) -> std::result::Result<Header, String> {
+    let mut p = Parser { s: text.as_bytes(), i: 0 };
+    let (mut descr, mut fortran, mut shape) = (None, None, None);
+    p.expect(b'{')?;
+    loop {
+        p.ws();
+        if p.eat(b'}') {
+            break;
+        }
+        let key = p.string()?;
+        p.ws();
+        p.expect(b':')?;
+        p.ws();
+        match key.as_str() {
+            "descr" => {
+                if p.peek() == Some(b'[') {
+                    return Err("structured dtypes are not supported".into());
+                }
+                descr = Some(p.string()?);
+            }
+            "fortran_order" => fortran = Some(p.boolean()?),
+            "shape" => shape = Some(p.tuple()?),
+            k => return Err(format!("unexpected key {k:?}")),
+        }
+        p.ws();
+        if !p.eat(b',') {
+            p.ws();
+            p.expect(b'}')?;
+            break;
+        }
+    }
+    p.ws();
+    if p.i != p.s.len() {
+        return Err(format!("unexpected text after the dict at offset {}", p.i));
+    }
+    Ok(Header {
+        descr: descr.ok_or("missing 'descr'")?,
+        fortran_order: fortran.ok_or("missing 'fortran_order'")?,
+        shape: shape.ok_or("missing 'shape'")?,
+    })
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn expect(&mut self, c: u8) -> std::result::Result<(), String> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(format!("expected '{}' at offset {}", c as char, self.i))
+        }
+    }
+    fn string(&mut self) -> std::result::Result<String, String> {
+        let q = match self.peek() {
+            Some(q @ (b'\'' | b'"')) => q,
+            _ => return Err(format!("expected a string at offset {}", self.i)),
+        };
+        self.i += 1;
+        let start = self.i;
+        while self.peek().is_some_and(|c| c != q) {
+            self.i += 1;
+        }
+        let s = String::from_utf8_lossy(&self.s[start..self.i]).into_owned();
+        self.expect(q)?;
+        Ok(s)
+    }
+    fn boolean(&mut self) -> std::result::Result<bool, String> {
+        if self.s[self.i..].starts_with(b"True") {
+            self.i += 4;
+            Ok(true)
+        } else if self.s[self.i..].starts_with(b"False") {
+            self.i += 5;
+            Ok(false)
+        } else {
+            Err(format!("expected True or False at offset {}", self.i))
+        }
+    }
+    fn tuple(&mut self) -> std::result::Result<Vec<usize>, String> {
+        self.expect(b'(')?;
+        let mut v = Vec::new();
+        loop {
+            self.ws();
+            if self.eat(b')') {
+                return Ok(v);
+            }
+            let start = self.i;
+            while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                self.i += 1;
+            }
+            if start == self.i {
+                return Err(format!("expected a non-negative integer at offset {}", self.i));
+            }
+            let digits = std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
+            v.push(digits.parse::<usize>().map_err(|e| format!("dimension {digits}: {e}"))?);
+            self.eat(b'L'); // Python 2 longs
+            self.ws();
+            if !self.eat(b',') {
+                self.ws();
+                self.expect(b')')?;
+                return Ok(v);
+            }
+        }
+    }
+}
+
+/// An element type descriptor such as `'<f4'`.
+struct Descr {
+    kind: u8,
+    size: usize,
+    big_endian: bool,
+}
+
+impl Descr {
+    fn parse(d: &str) -> std::result::Result<Descr, String> {
+        let b = d.as_bytes();
+        if b.len() < 3 {
+            return Err(format!("unsupported dtype descriptor '{d}'"));
+        }
+        let big_endian = match b[0] {
+            b'<' | b'|' | b'=' => false, // '=' is native; NumPy never writes it, and we are little-endian
+            b'>' => true,
+            _ => return Err(format!("unsupported dtype descriptor '{d}' (bad byte-order mark)")),
+        };
+        let size: usize = d[2..].parse().map_err(|_| format!("unsupported dtype descriptor '{d}'"))?;
+        let descr = Descr { kind: b[1], size, big_endian };
+        match (descr.kind, size) {
+            (b'b', 1) | (b'u', 1 | 2 | 4) | (b'i', 1 | 2 | 4 | 8) | (b'f', 2 | 4 | 8) | (b'V', 2) => Ok(descr),
+            (b'u', 8) => Err(format!("dtype '{d}' (uint64) is not supported: no tensor dtype holds it exactly")),
+            _ => Err(format!("dtype '{d}' is not supported")),
+        }
+    }
+
+    /// Decodes exactly `numel * size` bytes.
+    fn decode(&self, data: &[u8]) -> CpuBuffer {
+        macro_rules! dec {
+            ($t:ty, $n:literal) => {
+                data.chunks_exact($n).map(|c| {
+                    let a: [u8; $n] = c.try_into().expect("chunks_exact yields chunks of the asked size");
+                    if self.big_endian {
+                        <$t>::from_be_bytes(a)
+                    } else {
+                        <$t>::from_le_bytes(a)
+                    }
+                })
+            };
+        }
+        match (self.kind, self.size) {
+            (b'b', _) => CpuBuffer::Bool(data.iter().map(|&b| b != 0).collect()),
+            (b'u', 1) => CpuBuffer::U8(data.to_vec()),
+            (b'i', 1) => CpuBuffer::I32(data.iter().map(|&b| b as i8 as i32).collect()),
+            (b'i', 2) => CpuBuffer::I32(dec!(i16, 2).map(i32::from).collect()),
+            (b'u', 2) => CpuBuffer::I32(dec!(u16, 2).map(i32::from).collect()),
+            (b'i', 4) => CpuBuffer::I32(dec!(i32, 4).collect()),
+            (b'u', 4) => CpuBuffer::I64(dec!(u32, 4).map(i64::from).collect()),
+            (b'i', 8) => CpuBuffer::I64(dec!(i64, 8).collect()),
+            (b'f', 2) => CpuBuffer::F16(dec!(u16, 2).map(f16::from_bits).collect()),
+            (b'V', 2) => CpuBuffer::BF16(dec!(u16, 2).map(bf16::from_bits).collect()),
+            (b'f', 4) => CpuBuffer::F32(dec!(f32, 4).collect()),
+            _ => CpuBuffer::F64(dec!(f64, 8).collect()),
+        }
+    }
+}
+
+/// Appends the little-endian bytes of every element.
+fn encode(buf: &CpuBuffer, out: &mut Vec<u8>) {
+    match buf {
+        CpuBuffer::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
+        CpuBuffer::U8(v) => out.extend_from_slice(v),
+        CpuBuffer::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        CpuBuffer::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        CpuBuffer::F16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_bits().to_le_bytes())),
+        CpuBuffer::BF16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_bits().to_le_bytes())),
+        CpuBuffer::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        CpuBuffer::F64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_parser_accepts_numpy_variants() {
+        let h = parse_header("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }   \n").unwrap();
+        assert_eq!((h.descr.as_str(), h.fortran_order, h.shape), ("<f4", false, vec![3, 4]));
+        let h = parse_header("{\"shape\": (7L,), \"fortran_order\": True, \"descr\": \">i8\"}").unwrap();
+        assert_eq!((h.descr.as_str(), h.fortran_order, h.shape), (">i8", true, vec![7]));
+        let h = parse_header("{'descr': '|b1', 'fortran_order': False, 'shape': ()}").unwrap();
+        assert!(h.shape.is_empty());
+    }
+
+    #[test]
+    fn header_parser_rejects_garbage() {
+        for bad in [
+            "",
+            "{",
+            "{'descr': '<f4'}",
+            "{'descr': '<f4', 'fortran_order': Maybe, 'shape': ()}",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (-1,)}",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4}",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (), 'extra': 1}",
+            "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': ()}",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': ()} trailing",
+            "{'descr': '<f4, 'fortran_order': False, 'shape': ()}",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999,)}",
+        ] {
+            assert!(parse_header(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn descr_parser() {
+        for ok in ["<f4", ">f8", "|b1", "|u1", "<i2", ">u4", "<V2", "|V2", "=i8"] {
+            assert!(Descr::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["<u8", "<c8", "|O", "<U3", "<f16", "f4", "<V4", "?f4", "<fx"] {
+            assert!(Descr::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
