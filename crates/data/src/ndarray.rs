@@ -25,7 +25,6 @@ use std::marker::PhantomData;
 
 use ::ndarray::{ArrayBase, ArrayD, ArrayViewD, Data, Dimension, IxDyn, ShapeBuilder};
 use parking_lot::RwLockReadGuard;
-use tensor_core::cpu::CpuBuffer;
 use tensor_core::{Buffer, Elem, Error, Result, Tensor};
 
 /// Copies a tensor (any device, any layout) into an owned array. `T` must match the dtype.
@@ -100,10 +99,7 @@ impl<T: Elem> TensorArrayView<'_, T> {
 
     fn try_view(&self) -> Result<ArrayViewD<'_, T>> {
         const OP: &str = "array_view";
-        let buf = self
-            .guard
-            .as_any()
-            .downcast_ref::<CpuBuffer>()
+        let buf = tensor_core::cpu::as_cpu_buffer(&**self.guard)
             .and_then(T::unwrap_ref)
             .ok_or_else(|| Error::arg(OP, "the tensor's storage is not a CPU buffer of its dtype"))?;
         let layout = self.tensor.layout();
