@@ -45,7 +45,9 @@ impl Shape {
         let mut acc = 1usize;
         for i in (0..self.rank()).rev() {
             s[i] = acc;
-            acc *= self.0[i].max(1);
+            // Saturating: only a zero-size shape can have a product of the other
+            // sizes past usize::MAX, and its strides never address an element.
+            acc = acc.saturating_mul(self.0[i].max(1));
         }
         s
     }
