@@ -19,15 +19,23 @@ pub struct Opts {
     threads: usize,
     only: Option<String>,
     out: Option<PathBuf>,
+    build: bool,
 }
 
 const BENCH_USAGE: &str =
-    "usage: cargo xtask bench [--rounds N] [--reps N] [--threads N] [--only W1,W2,..] [--out FILE | --no-write]";
+    "usage: cargo xtask bench [--rounds N] [--reps N] [--threads N] [--only W1,W2,..] [--out FILE | --no-write] [--no-build]";
 
 impl Opts {
     /// Parses the arguments after `bench`.
     pub fn parse(root: &Path, args: &[String]) -> Result<Opts, String> {
-        let mut o = Opts { rounds: 5, reps: 10, threads: 2, only: None, out: Some(root.join("docs/benchmarks.md")) };
+        let mut o = Opts {
+            rounds: 5,
+            reps: 10,
+            threads: 2,
+            only: None,
+            out: Some(root.join("docs/benchmarks.md")),
+            build: true,
+        };
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut num = |name: &str| -> Result<usize, String> {
@@ -43,6 +51,7 @@ impl Opts {
                 "--only" => o.only = Some(it.next().ok_or(BENCH_USAGE)?.clone()),
                 "--out" => o.out = Some(PathBuf::from(it.next().ok_or(BENCH_USAGE)?)),
                 "--no-write" => o.out = None,
+                "--no-build" => o.build = false,
                 _ => return Err(format!("unknown argument {a}\n{BENCH_USAGE}")),
             }
         }
@@ -61,17 +70,22 @@ struct Samples {
 /// Runs the benchmark.
 pub fn run(root: &Path, o: &Opts) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    println!("building this stack's side (release)...");
-    let st = Command::new(&cargo)
-        .current_dir(root)
-        .args(["build", "--release", "--example", "bench"])
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !st.success() {
-        return Err(format!("building the bench example failed ({st})"));
+    if o.build {
+        println!("building this stack's side (release)...");
+        let st = Command::new(&cargo)
+            .current_dir(root)
+            .args(["build", "--release", "--example", "bench"])
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !st.success() {
+            return Err(format!("building the bench example failed ({st})"));
+        }
     }
     let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
     let ours_bin = target.join("release/examples/bench");
+    if !ours_bin.exists() {
+        return Err(format!("{} is missing: run without --no-build", ours_bin.display()));
+    }
     let torch = find_torch();
     match &torch {
         Some((py, v)) => println!("PyTorch side: torch {v} ({py})"),
