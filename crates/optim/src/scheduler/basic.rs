@@ -289,6 +289,25 @@ impl_scheduler!(PolynomialLR);
 /// A user function of the epoch.
 pub type LrLambda = Box<dyn Fn(i64) -> f64 + Send + Sync>;
 
+/// The same function for each of `n` groups.
+fn shared_lambda(n: usize, f: impl Fn(i64) -> f64 + Send + Sync + 'static) -> Vec<LrLambda> {
+    let f = std::sync::Arc::new(f);
+    (0..n)
+        .map(|_| {
+            let f = f.clone();
+            Box::new(move |e| f(e)) as LrLambda
+        })
+        .collect()
+}
+
+/// One function per parameter group, or an error naming the scheduler.
+fn check_lambdas(kind: &'static str, opt: &dyn Optimizer, lambdas: &[LrLambda]) -> Result<()> {
+    if lambdas.len() != opt.num_param_groups() {
+        return Err(Error::arg(kind, format!("expected {} lr_lambdas, got {}", opt.num_param_groups(), lambdas.len())));
+    }
+    Ok(())
+}
+
 /// Sets the rate to `base_lr * f(epoch)` (PyTorch's `LambdaLR`).
 pub struct LambdaLR {
     base: Base,
@@ -304,25 +323,13 @@ impl std::fmt::Debug for LambdaLR {
 impl LambdaLR {
     /// One function for every group.
     pub fn new(opt: &mut dyn Optimizer, f: impl Fn(i64) -> f64 + Send + Sync + 'static) -> Result<Self> {
-        let n = opt.num_param_groups();
-        let f = std::sync::Arc::new(f);
-        let lambdas: Vec<LrLambda> = (0..n)
-            .map(|_| {
-                let f = f.clone();
-                Box::new(move |e| f(e)) as LrLambda
-            })
-            .collect();
+        let lambdas = shared_lambda(opt.num_param_groups(), f);
         Self::per_group(opt, lambdas)
     }
 
     /// One function per group.
     pub fn per_group(opt: &mut dyn Optimizer, lambdas: Vec<LrLambda>) -> Result<Self> {
-        if lambdas.len() != opt.num_param_groups() {
-            return Err(Error::arg(
-                "LambdaLR",
-                format!("expected {} lr_lambdas, got {}", opt.num_param_groups(), lambdas.len()),
-            ));
-        }
+        check_lambdas("LambdaLR", opt, &lambdas)?;
         let mut s = LambdaLR { base: Base::new(opt)?, lambdas };
         super::LrScheduler::initial_step(&mut s, opt)?;
         Ok(s)
@@ -360,25 +367,13 @@ impl std::fmt::Debug for MultiplicativeLR {
 impl MultiplicativeLR {
     /// One function for every group.
     pub fn new(opt: &mut dyn Optimizer, f: impl Fn(i64) -> f64 + Send + Sync + 'static) -> Result<Self> {
-        let n = opt.num_param_groups();
-        let f = std::sync::Arc::new(f);
-        let lambdas: Vec<LrLambda> = (0..n)
-            .map(|_| {
-                let f = f.clone();
-                Box::new(move |e| f(e)) as LrLambda
-            })
-            .collect();
+        let lambdas = shared_lambda(opt.num_param_groups(), f);
         Self::per_group(opt, lambdas)
     }
 
     /// One function per group.
     pub fn per_group(opt: &mut dyn Optimizer, lambdas: Vec<LrLambda>) -> Result<Self> {
-        if lambdas.len() != opt.num_param_groups() {
-            return Err(Error::arg(
-                "MultiplicativeLR",
-                format!("expected {} lr_lambdas, got {}", opt.num_param_groups(), lambdas.len()),
-            ));
-        }
+        check_lambdas("MultiplicativeLR", opt, &lambdas)?;
         let mut s = MultiplicativeLR { base: Base::new(opt)?, lambdas };
         super::LrScheduler::initial_step(&mut s, opt)?;
         Ok(s)
