@@ -234,6 +234,145 @@ __device__ __forceinline__ T block_allreduce(T v, F f, T identity, T* sh) {
     return r;
 }
 
+// ---- elementwise loops ------------------------------------------------------------------
+//
+// Each helper runs `f` over the iteration space of `g`. When every operand is contiguous
+// and 16-byte aligned (and the element sizes agree) each thread moves 16-byte packs;
+// when contiguous but unaligned it handles EW_ILP elements per step, loading all of
+// them before it stores any; either way several loads are in flight per thread (a plain
+// grid-stride loop keeps one, which leaves the memory system half idle). Otherwise it
+// decodes strided offsets per element.
+// Only the same element of an in-place operand is ever read and then written, so the
+// reordering is safe when `out` aliases an input.
+#define EW_ILP 4
+
+// V elements of T loaded or stored as one 16-byte access.
+template <class T, int V>
+struct alignas(sizeof(T) * V) Pack {
+    T v[V];
+};
+
+__device__ __forceinline__ bool aligned16(const void* p) { return ((unsigned long long)p & 15) == 0; }
+
+template <class TO, class F>
+__device__ __forceinline__ void ew0(const Geom& g, TO* out, F f) {
+    if (g.contig & 1) {
+        TO* o = out + g.offset[0];
+        const i64 n = g.numel, st = (i64)blockDim.x * gridDim.x;
+        for (i64 i0 = (i64)blockIdx.x * blockDim.x + threadIdx.x; i0 < n; i0 += EW_ILP * st) {
+#pragma unroll
+            for (int k = 0; k < EW_ILP; ++k) {
+                i64 i = i0 + k * st;
+                if (i < n) o[i] = f();
+            }
+        }
+        return;
+    }
+    GRID_STRIDE(i, g.numel) {
+        i64 off[1];
+        offsets<1>(g, i, off);
+        out[off[0]] = f();
+    }
+}
+
+template <class TO, class TA, class F>
+__device__ __forceinline__ void ew1(const Geom& g, TO* out, const TA* a, F f) {
+    if ((g.contig & 3) == 3) {
+        TO* o = out + g.offset[0];
+        const TA* x = a + g.offset[1];
+        const i64 n = g.numel, st = (i64)blockDim.x * gridDim.x;
+        if constexpr (sizeof(TO) == sizeof(TA) && sizeof(TA) <= 8) {
+            // 16-byte accesses when both ends are aligned; the tail goes element-wise.
+            constexpr int V = 16 / sizeof(TA);
+            if (aligned16(o) && aligned16(x)) {
+                const i64 nv = n / V;
+                const Pack<TA, V>* xv = (const Pack<TA, V>*)x;
+                Pack<TO, V>* ov = (Pack<TO, V>*)o;
+                GRID_STRIDE(j, nv) {
+                    Pack<TA, V> u = xv[j];
+                    Pack<TO, V> r;
+#pragma unroll
+                    for (int k = 0; k < V; ++k) r.v[k] = f(u.v[k]);
+                    ov[j] = r;
+                }
+                for (i64 i = nv * V + (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += st) o[i] = f(x[i]);
+                return;
+            }
+        }
+        for (i64 i0 = (i64)blockIdx.x * blockDim.x + threadIdx.x; i0 < n; i0 += EW_ILP * st) {
+            TA v[EW_ILP];
+#pragma unroll
+            for (int k = 0; k < EW_ILP; ++k) {
+                i64 i = i0 + k * st;
+                if (i < n) v[k] = x[i];
+            }
+#pragma unroll
+            for (int k = 0; k < EW_ILP; ++k) {
+                i64 i = i0 + k * st;
+                if (i < n) o[i] = f(v[k]);
+            }
+        }
+        return;
+    }
+    GRID_STRIDE(i, g.numel) {
+        i64 off[2];
+        offsets<2>(g, i, off);
+        out[off[0]] = f(a[off[1]]);
+    }
+}
+
+template <class TO, class TA, class TB, class F>
+__device__ __forceinline__ void ew2(const Geom& g, TO* out, const TA* a, const TB* b, F f) {
+    if ((g.contig & 7) == 7) {
+        TO* o = out + g.offset[0];
+        const TA* x = a + g.offset[1];
+        const TB* y = b + g.offset[2];
+        const i64 n = g.numel, st = (i64)blockDim.x * gridDim.x;
+        if constexpr (sizeof(TO) == sizeof(TA) && sizeof(TA) == sizeof(TB) && sizeof(TA) <= 8) {
+            constexpr int V = 16 / sizeof(TA);
+            if (aligned16(o) && aligned16(x) && aligned16(y)) {
+                const i64 nv = n / V;
+                const Pack<TA, V>* xv = (const Pack<TA, V>*)x;
+                const Pack<TB, V>* yv = (const Pack<TB, V>*)y;
+                Pack<TO, V>* ov = (Pack<TO, V>*)o;
+                GRID_STRIDE(j, nv) {
+                    Pack<TA, V> u = xv[j];
+                    Pack<TB, V> w = yv[j];
+                    Pack<TO, V> r;
+#pragma unroll
+                    for (int k = 0; k < V; ++k) r.v[k] = f(u.v[k], w.v[k]);
+                    ov[j] = r;
+                }
+                for (i64 i = nv * V + (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += st) o[i] = f(x[i], y[i]);
+                return;
+            }
+        }
+        for (i64 i0 = (i64)blockIdx.x * blockDim.x + threadIdx.x; i0 < n; i0 += EW_ILP * st) {
+            TA u[EW_ILP];
+            TB v[EW_ILP];
+#pragma unroll
+            for (int k = 0; k < EW_ILP; ++k) {
+                i64 i = i0 + k * st;
+                if (i < n) {
+                    u[k] = x[i];
+                    v[k] = y[i];
+                }
+            }
+#pragma unroll
+            for (int k = 0; k < EW_ILP; ++k) {
+                i64 i = i0 + k * st;
+                if (i < n) o[i] = f(u[k], v[k]);
+            }
+        }
+        return;
+    }
+    GRID_STRIDE(i, g.numel) {
+        i64 off[3];
+        offsets<3>(g, i, off);
+        out[off[0]] = f(a[off[1]], b[off[2]]);
+    }
+}
+
 // Instantiates macro M(suffix, type) for each element type group.
 #define FOR_FLOATS(M) M(f16, f16) M(bf16, bf16) M(f32, float) M(f64, double)
 #define FOR_INTS(M) M(u8, u8) M(i32, int) M(i64, i64)

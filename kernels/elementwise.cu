@@ -119,38 +119,28 @@ __device__ __forceinline__ T int_unary(int op, T x, i64 p0, i64 p1, int flags) {
                                          int flags) {                                           \
         typedef Compute<T>::type C;                                                             \
         C q0 = (C)p0, q1 = (C)p1;                                                               \
-        GRID_STRIDE(i, g.numel) {                                                               \
-            i64 off[2];                                                                         \
-            offsets<2>(g, i, off);                                                              \
-            out[off[0]] = from_c<T>(float_unary<C>(op, to_c(x[off[1]]), q0, q1, flags));       \
-        }                                                                                       \
+        ew1(g, out, x, [=](T v) { return from_c<T>(float_unary<C>(op, to_c(v), q0, q1, flags)); }); \
     }
 FOR_FLOATS(UNARY_FLOAT)
 
 #define UNARY_INT(S, T)                                                                         \
     extern "C" __global__ void unary_##S(Geom g, T* out, const T* x, int op, i64 p0, i64 p1,    \
                                          int flags) {                                           \
-        GRID_STRIDE(i, g.numel) {                                                               \
-            i64 off[2];                                                                         \
-            offsets<2>(g, i, off);                                                              \
-            out[off[0]] = int_unary<T>(op, x[off[1]], p0, p1, flags);                           \
-        }                                                                                       \
+        ew1(g, out, x, [=](T v) { return int_unary<T>(op, v, p0, p1, flags); });                \
     }
 FOR_INTS(UNARY_INT)
 
 // Predicates to Bool: isnan, isinf, logical_not.
 #define UNARY_PRED(S, T)                                                                        \
     extern "C" __global__ void unary_pred_##S(Geom g, u8* out, const T* x, int op) {           \
-        GRID_STRIDE(i, g.numel) {                                                               \
-            i64 off[2];                                                                         \
-            offsets<2>(g, i, off);                                                              \
-            double v = to_f64(x[off[1]]);                                                       \
+        ew1(g, out, x, [=](T t) {                                                               \
+            double v = to_f64(t);                                                               \
             u8 r;                                                                               \
             if (op == U_ISNAN) r = v != v;                                                      \
             else if (op == U_ISINF) r = (v == 1.0 / 0.0) || (v == -1.0 / 0.0);                  \
             else r = (v == 0.0);                                                                \
-            out[off[0]] = r;                                                                    \
-        }                                                                                       \
+            return r;                                                                           \
+        });                                                                                     \
     }
 FOR_NUMERIC(UNARY_PRED)
 UNARY_PRED(bool, u8)
@@ -266,41 +256,27 @@ __device__ __forceinline__ u8 compare(int op, C a, C b, bool an, bool bn) {
 #define BINARY_FLOAT(S, T)                                                                       \
     extern "C" __global__ void binary_##S(Geom g, T* out, const T* a, const T* b, int op) {      \
         typedef Compute<T>::type C;                                                              \
-        GRID_STRIDE(i, g.numel) {                                                                \
-            i64 off[3];                                                                          \
-            offsets<3>(g, i, off);                                                               \
-            out[off[0]] = from_c<T>(float_binary<C>(op, to_c(a[off[1]]), to_c(b[off[2]])));      \
-        }                                                                                        \
+        ew2(g, out, a, b, [=](T x, T y) { return from_c<T>(float_binary<C>(op, to_c(x), to_c(y))); }); \
     }
 FOR_FLOATS(BINARY_FLOAT)
 
 #define BINARY_INT(S, T)                                                                         \
     extern "C" __global__ void binary_##S(Geom g, T* out, const T* a, const T* b, int op) {      \
-        GRID_STRIDE(i, g.numel) {                                                                \
-            i64 off[3];                                                                          \
-            offsets<3>(g, i, off);                                                               \
-            out[off[0]] = int_binary<T>(op, a[off[1]], b[off[2]]);                               \
-        }                                                                                        \
+        ew2(g, out, a, b, [=](T x, T y) { return int_binary<T>(op, x, y); });                     \
     }
 FOR_INTS(BINARY_INT)
 
 extern "C" __global__ void binary_bool(Geom g, u8* out, const u8* a, const u8* b, int op) {
-    GRID_STRIDE(i, g.numel) {
-        i64 off[3];
-        offsets<3>(g, i, off);
-        out[off[0]] = bool_binary(op, a[off[1]], b[off[2]]);
-    }
+    ew2(g, out, a, b, [=](u8 x, u8 y) { return (u8)bool_binary(op, x, y); });
 }
 
 #define COMPARE(S, T)                                                                            \
     extern "C" __global__ void compare_##S(Geom g, u8* out, const T* a, const T* b, int op) {    \
-        GRID_STRIDE(i, g.numel) {                                                                \
-            i64 off[3];                                                                          \
-            offsets<3>(g, i, off);                                                               \
-            Compute<T>::type x = to_c(a[off[1]]), y = to_c(b[off[2]]);                           \
-            typedef Compute<T>::type C;                                                          \
-            out[off[0]] = compare<C>(op, x, y, x != (C)0, y != (C)0);                            \
-        }                                                                                        \
+        typedef Compute<T>::type C;                                                              \
+        ew2(g, out, a, b, [=](T u, T v) {                                                        \
+            C x = to_c(u), y = to_c(v);                                                          \
+            return (u8)compare<C>(op, x, y, x != (C)0, y != (C)0);                               \
+        });                                                                                      \
     }
 FOR_NUMERIC(COMPARE)
 COMPARE(bool, u8)
@@ -325,11 +301,7 @@ WHERE(8, u64)
 #define FILL(N, T)                                                              \
     extern "C" __global__ void fill_##N(Geom g, T* out, u64 bits) {             \
         T v = (T)bits;                                                          \
-        GRID_STRIDE(i, g.numel) {                                               \
-            i64 off[1];                                                         \
-            offsets<1>(g, i, off);                                              \
-            out[off[0]] = v;                                                    \
-        }                                                                       \
+        ew0(g, out, [=]() { return v; });                                       \
     }
 FILL(1, u8)
 FILL(2, unsigned short)
@@ -339,11 +311,7 @@ FILL(8, u64)
 // Operands: 0 = destination view, 1 = source view.
 #define COPY(N, T)                                                              \
     extern "C" __global__ void copy_##N(Geom g, T* out, const T* x) {           \
-        GRID_STRIDE(i, g.numel) {                                               \
-            i64 off[2];                                                         \
-            offsets<2>(g, i, off);                                              \
-            out[off[0]] = x[off[1]];                                            \
-        }                                                                       \
+        ew1(g, out, x, [](T v) { return v; });                                  \
     }
 COPY(1, u8)
 COPY(2, unsigned short)
@@ -368,19 +336,11 @@ template <> __device__ __forceinline__ float cast_one<bf16, float>(bf16 x) { ret
 // Operands: 0 = out (contiguous), 1 = x.
 #define CAST(SS, ST, DS, DT)                                                            \
     extern "C" __global__ void cast_##SS##_##DS(Geom g, DT* out, const ST* x) {         \
-        GRID_STRIDE(i, g.numel) {                                                       \
-            i64 off[2];                                                                 \
-            offsets<2>(g, i, off);                                                      \
-            out[off[0]] = cast_one<ST, DT>(x[off[1]]);                                  \
-        }                                                                               \
+        ew1(g, out, x, [](ST v) { return cast_one<ST, DT>(v); });                       \
     }
 #define CAST_TO_BOOL(SS, ST)                                                            \
     extern "C" __global__ void cast_##SS##_bool(Geom g, u8* out, const ST* x) {         \
-        GRID_STRIDE(i, g.numel) {                                                       \
-            i64 off[2];                                                                 \
-            offsets<2>(g, i, off);                                                      \
-            out[off[0]] = to_f64(x[off[1]]) != 0.0;                                     \
-        }                                                                               \
+        ew1(g, out, x, [](ST v) { return (u8)(to_f64(v) != 0.0); });                    \
     }
 // bool sources read as 0/1 u8, which the integer path converts exactly.
 #define CAST_FROM(SS, ST)                                                               \

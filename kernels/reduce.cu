@@ -229,7 +229,8 @@ extern "C" __global__ void scan_bool(RGeom g, const u8* x, u8* out, int prod) {
 // ---- softmax / log_softmax over the last dim of a contiguous [rows, cols] -------------
 
 // One block per row. f16/bf16/f32 compute in float, f64 in double. A row whose max is
-// -inf uses 0 as its shift (as the CPU backend does).
+// -inf uses 0 as its shift (as the CPU backend does). log-softmax is (x - max) - log(sum),
+// never x - (max + log(sum)): the latter rounds at the magnitude of max.
 template <class T>
 __device__ void softmax_rows(const T* x, T* out, i64 rows, i64 cols, int log) {
     typedef typename Compute<T>::type C;
@@ -249,8 +250,8 @@ __device__ void softmax_rows(const T* x, T* out, i64 rows, i64 cols, int log) {
         for (i64 c = threadIdx.x; c < cols; c += blockDim.x) sum += m_exp(to_c(row[c]) - m);
         sum = block_allreduce(sum, [](C a, C b) { return a + b; }, (C)0, sh);
         if (log) {
-            C ls = m_log(sum) + m;
-            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) orow[c] = from_c<T>(to_c(row[c]) - ls);
+            C ls = m_log(sum);
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) orow[c] = from_c<T>((to_c(row[c]) - m) - ls);
         } else {
             C inv = (C)1 / sum;
             for (i64 c = threadIdx.x; c < cols; c += blockDim.x) orow[c] = from_c<T>(m_exp(to_c(row[c]) - m) * inv);
@@ -258,9 +259,49 @@ __device__ void softmax_rows(const T* x, T* out, i64 rows, i64 cols, int log) {
     }
 }
 
+// The same for rows of at most VPT * blockDim.x elements: each thread keeps its part of
+// the row in registers, so the row is read from memory once instead of three times.
+template <class T, int VPT>
+__device__ void softmax_rows_cached(const T* x, T* out, i64 rows, i64 cols, int log) {
+    typedef typename Compute<T>::type C;
+    __shared__ C sh[32];
+    const C ninf = (C)-1.0 / (C)0.0;
+    for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        const T* row = x + r * cols;
+        T* orow = out + r * cols;
+        C v[VPT];
+        C m = ninf;
+#pragma unroll
+        for (int k = 0; k < VPT; ++k) {
+            i64 c = threadIdx.x + (i64)k * blockDim.x;
+            v[k] = c < cols ? to_c(row[c]) : ninf;
+            if (v[k] > m || is_nan(v[k])) m = v[k];
+        }
+        m = block_allreduce(m, [](C a, C b) { return (is_nan(a) || a > b) ? a : b; }, ninf, sh);
+        if (m == ninf) m = (C)0;
+        C sum = (C)0;
+#pragma unroll
+        for (int k = 0; k < VPT; ++k) {
+            i64 c = threadIdx.x + (i64)k * blockDim.x;
+            if (c < cols) {
+                v[k] = v[k] - m;
+                sum += m_exp(v[k]);
+            }
+        }
+        sum = block_allreduce(sum, [](C a, C b) { return a + b; }, (C)0, sh);
+        const C ls = m_log(sum), inv = (C)1 / sum;
+#pragma unroll
+        for (int k = 0; k < VPT; ++k) {
+            i64 c = threadIdx.x + (i64)k * blockDim.x;
+            if (c < cols) orow[c] = from_c<T>(log ? v[k] - ls : m_exp(v[k]) * inv);
+        }
+    }
+}
+
 #define SOFTMAX(S, T)                                                                            \
     extern "C" __global__ void softmax_##S(const T* x, T* out, i64 rows, i64 cols, int log) {    \
-        softmax_rows<T>(x, out, rows, cols, log);                                                \
+        if (cols <= 16 * (i64)blockDim.x) softmax_rows_cached<T, 16>(x, out, rows, cols, log);  \
+        else softmax_rows<T>(x, out, rows, cols, log);                                           \
     }
 FOR_FLOATS(SOFTMAX)
 

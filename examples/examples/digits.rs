@@ -1,7 +1,7 @@
 //! Trains a small CNN (or an MLP) on the 8x8 handwritten digits that ship in `data/`.
 //!
 //! ```sh
-//! cargo run --release --example digits -- [--mlp] [--epochs N] [--lr X] [--seed S] [--out DIR]
+//! cargo run --release --example digits -- [--mlp] [--epochs N] [--lr X] [--seed S] [--out DIR] [--device cuda]
 //! ```
 //! Prints the held-out test accuracy, saves the weights (safetensors), the per-epoch
 //! metrics (CSV) and a PNG of the loss and accuracy curves in the output folder
@@ -16,8 +16,22 @@ use examples::train::{run, Arch, Config};
 use nn::Module;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: digits [--mlp] [--epochs N] [--lr X] [--seed S] [--batch-size B] [--out DIR]");
+    eprintln!("usage: digits [--mlp] [--epochs N] [--lr X] [--seed S] [--batch-size B] [--out DIR] [--device cpu|cuda|cuda:N]");
     ExitCode::from(2)
+}
+
+/// `cpu`, `cuda` or `cuda:N`.
+fn parse_device(s: &str) -> Result<tensor_core::Device, String> {
+    use tensor_cuda::CudaDeviceExt;
+    let ordinal = match s {
+        "cpu" => return Ok(tensor_core::Device::cpu()),
+        "cuda" => 0,
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => n,
+            _ => return Err(format!("unknown device {s:?} (cpu, cuda or cuda:N)")),
+        },
+    };
+    tensor_core::Device::cuda(ordinal).map_err(|e| format!("cannot open {s}: {e}"))
 }
 
 fn main() -> ExitCode {
@@ -41,6 +55,7 @@ fn main() -> ExitCode {
                 val("--batch-size").and_then(|v| v.parse().map(|x| cfg.batch_size = x).map_err(|e| format!("{e}")))
             }
             "--out" => val("--out").map(|v| cfg.out_dir = Some(PathBuf::from(v))),
+            "--device" => val("--device").and_then(|v| parse_device(&v).map(|d| cfg.device = d)),
             "-h" | "--help" => return usage(),
             other => Err(format!("unknown argument {other}")),
         };
@@ -60,7 +75,15 @@ fn main() -> ExitCode {
 
 fn main_inner(cfg: &Config) -> tensor_core::Result<()> {
     let data = digits::load(&digits::default_path())?;
-    println!("digits: {} images, {:?}, {} epochs, lr {}, seed {}", data.len(), cfg.arch, cfg.epochs, cfg.lr, cfg.seed);
+    println!(
+        "digits: {} images, {:?}, {} epochs, lr {}, seed {}, on {}",
+        data.len(),
+        cfg.arch,
+        cfg.epochs,
+        cfg.lr,
+        cfg.seed,
+        cfg.device
+    );
     let t0 = Instant::now();
     let (net, hist) = run(&data, cfg)?;
     let secs = t0.elapsed().as_secs_f64();

@@ -13,9 +13,19 @@ pub struct Digits {
     pub labels: Tensor,
 }
 
-/// Path of `data/digits.csv.gz` in this repository.
+/// Path of `data/digits.csv.gz`: `$DIGITS_PATH` when set, else this repository's copy
+/// (else `data/digits.csv.gz` under the working directory, for binaries moved off the
+/// machine that built them).
 pub fn default_path() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/digits.csv.gz")
+    if let Some(p) = std::env::var_os("DIGITS_PATH") {
+        return p.into();
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/digits.csv.gz");
+    if built.exists() {
+        built
+    } else {
+        Path::new("data/digits.csv.gz").to_path_buf()
+    }
 }
 
 /// Reads `digits.csv.gz` (gzip CSV: 64 pixel values then the label per row).

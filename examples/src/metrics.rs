@@ -70,6 +70,7 @@ impl MetricsLogger {
         use plotters::prelude::*;
         let png = png.as_ref();
         let err = |e: String| Error::Io { path: png.display().to_string(), source: std::io::Error::other(e) };
+        register_font().map_err(err)?;
         let mut cols = Vec::new();
         for p in panels {
             let mut idx = Vec::new();
@@ -133,4 +134,45 @@ pub fn progress_bar(len: u64, prefix: impl Into<String>) -> indicatif::ProgressB
     }
     b.set_prefix(prefix.into());
     b
+}
+
+/// DejaVu Sans Mono (see `assets/DejaVuSansMono.LICENSE`), compiled in so drawing needs no
+/// system fonts or fontconfig: plots work on a bare GPU box.
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
+
+/// Registers [`FONT`] as plotters' "sans-serif" once.
+fn register_font() -> std::result::Result<(), String> {
+    static DONE: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, FONT)
+            .map_err(|_| "the embedded font is not a valid TrueType font".to_string())
+    })
+    .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CSV holds every row, and the plot (captions and labels drawn with the
+    /// embedded font, no system fonts) is a PNG of the requested width.
+    #[test]
+    fn csv_rows_and_png_plot() {
+        let dir = std::env::temp_dir().join(format!("metrics-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut log = MetricsLogger::create(dir.join("m.csv"), &["loss", "acc"]).unwrap();
+        for step in 1..=5u64 {
+            log.log(step, &[1.0 / step as f64, 0.5 + 0.1 * step as f64]).unwrap();
+        }
+        let csv = std::fs::read_to_string(dir.join("m.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 6, "{csv}");
+        assert!(csv.lines().nth(5).unwrap().starts_with("5,0.2"), "{csv}");
+        log.plot(dir.join("c.png"), &[&["loss"], &["acc"]]).unwrap();
+        let png = std::fs::read(dir.join("c.png")).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // IHDR: width then height, big endian, at bytes 16..24.
+        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 900);
+        assert!(log.plot(dir.join("x.png"), &[&["nope"]]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

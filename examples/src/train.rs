@@ -7,7 +7,7 @@ use autograd::{no_grad, Var};
 use nn::loss::{cross_entropy, CrossEntropyOptions};
 use nn::{Conv2d, Conv2dConfig, Flatten, Forward, Linear, MaxPool2d, Module, ReLU, Sequential};
 use optim::{Adam, AdamOptions, CosineAnnealingLR, LrScheduler, Optimizer};
-use tensor_core::{Error, Generator, Result, Tensor};
+use tensor_core::{Device, Error, Generator, Result, Tensor};
 
 use crate::digits::Digits;
 use crate::metrics::MetricsLogger;
@@ -38,11 +38,23 @@ pub struct Config {
     pub out_dir: Option<PathBuf>,
     /// Show a progress bar per epoch.
     pub progress: bool,
+    /// Where the model and the batches live (the data set stays on the CPU and each
+    /// batch is copied over).
+    pub device: Device,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { arch: Arch::Cnn, epochs: 30, lr: 3e-3, seed: 0, batch_size: 32, out_dir: None, progress: false }
+        Config {
+            arch: Arch::Cnn,
+            epochs: 30,
+            lr: 3e-3,
+            seed: 0,
+            batch_size: 32,
+            out_dir: None,
+            progress: false,
+            device: Device::cpu(),
+        }
     }
 }
 
@@ -88,9 +100,10 @@ fn shape_input(x: &Tensor, arch: Arch) -> Result<Tensor> {
 pub fn evaluate(net: &Sequential, data: &Digits, arch: Arch) -> Result<f64> {
     net.eval();
     let acc = no_grad(|| -> Result<f64> {
-        let logits = net.forward(&Var::from(shape_input(&data.images, arch)?))?;
+        let dev = net.parameters().first().map(|p| p.device().clone()).unwrap_or_else(Device::cpu);
+        let logits = net.forward(&Var::from(shape_input(&data.images, arch)?.to_device(&dev)?))?;
         let pred = logits.tensor().argmax(1, false)?;
-        let correct = pred.eq(&data.labels)?.sum_all()?.to_scalar::<f64>()?;
+        let correct = pred.eq(&data.labels.to_device(&dev)?)?.sum_all()?.to_scalar::<f64>()?;
         Ok(correct / data.len() as f64)
     })?;
     net.train();
@@ -105,6 +118,7 @@ pub fn run(data: &Digits, cfg: &Config) -> Result<(Sequential, History)> {
     tensor_core::manual_seed(cfg.seed);
     let (train, test) = data.split(0.2, cfg.seed)?;
     let net = build(cfg.arch)?;
+    net.to_device(&cfg.device)?;
     let params: Vec<Var> = net.parameters();
     let mut opt = Adam::new(params, AdamOptions { lr: cfg.lr, ..Default::default() })?;
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
@@ -126,8 +140,8 @@ pub fn run(data: &Digits, cfg: &Config) -> Result<(Sequential, History)> {
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0.0, 0usize);
         for chunk in perm.chunks(cfg.batch_size) {
             let idx = Tensor::from_vec(chunk.to_vec(), [chunk.len()])?;
-            let x = shape_input(&train.images.index_select(0, &idx)?, cfg.arch)?;
-            let y = train.labels.index_select(0, &idx)?;
+            let x = shape_input(&train.images.index_select(0, &idx)?, cfg.arch)?.to_device(&cfg.device)?;
+            let y = train.labels.index_select(0, &idx)?.to_device(&cfg.device)?;
             opt.zero_grad();
             let logits = net.forward(&Var::from(x))?;
             let loss = cross_entropy(&logits, &y, &ce)?;

@@ -1,10 +1,16 @@
 //! `cargo xtask test-gpu [--bundle DIR]`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Packages whose test suites run on the GPU.
-pub const GPU_PACKAGES: &[&str] = &["tensor-cuda"];
+/// The test target that holds each package's GPU tests (`tests/gpu.rs` or
+/// `tests/gpu/main.rs`): tensor-cuda's op table on CUDA, and the examples crate's
+/// autograd, optim and digits-CNN checks on CUDA against the CPU.
+pub const GPU_TEST: &str = "gpu";
+
+/// The example that times the CUDA workloads (its PyTorch twin is
+/// `tools/bench/torch_gpu.py`).
+pub const GPU_BENCH: &str = "gpu_bench";
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
@@ -13,10 +19,7 @@ fn cargo() -> String {
 /// Runs the GPU suites here; `REQUIRE_GPU=1` turns a missing GPU into a failure.
 pub fn test(root: &Path) -> Result<(), String> {
     let mut cmd = Command::new(cargo());
-    cmd.current_dir(root).env("REQUIRE_GPU", "1").arg("test");
-    for p in GPU_PACKAGES {
-        cmd.args(["-p", p]);
-    }
+    cmd.current_dir(root).env("REQUIRE_GPU", "1").args(["test", "--test", GPU_TEST]);
     let st = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if st.success() {
         Ok(())
@@ -25,42 +28,99 @@ pub fn test(root: &Path) -> Result<(), String> {
     }
 }
 
-/// Builds release test binaries of the GPU suites into `dir/bin` and writes `dir/run.sh`.
-pub fn bundle(root: &Path, dir: &Path) -> Result<(), String> {
-    let mut cmd = Command::new(cargo());
-    cmd.current_dir(root).args(["test", "--release", "--no-run", "--message-format=json"]);
-    for p in GPU_PACKAGES {
-        cmd.args(["-p", p]);
-    }
-    let out = cmd.stderr(std::process::Stdio::inherit()).output().map_err(|e| format!("cannot run cargo: {e}"))?;
+/// Runs cargo with `args` (plus `--message-format=json`) and returns the executables
+/// of the artifacts it reports, with the package each belongs to.
+fn built_executables(root: &Path, args: &[&str]) -> Result<Vec<(String, String)>, String> {
+    let out = Command::new(cargo())
+        .current_dir(root)
+        .args(args)
+        .arg("--message-format=json")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !out.status.success() {
-        return Err(format!("building the test binaries failed ({})", out.status));
+        return Err(format!("cargo {} failed ({})", args.join(" "), out.status));
     }
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).map_err(|e| format!("creating {}: {e}", bin.display()))?;
-    let mut n = 0;
+    let mut exes = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if !line.contains("\"reason\":\"compiler-artifact\"") || !line.contains("\"test\":true") {
+        if !line.contains("\"reason\":\"compiler-artifact\"") {
             continue;
         }
         let Some(exe) = json_string(line, "executable") else { continue };
-        let src = Path::new(&exe);
-        let name = src.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        std::fs::copy(src, bin.join(&name)).map_err(|e| format!("copying {exe}: {e}"))?;
+        // package_id looks like `path+file:///.../crates/tensor-cuda#0.1.0`.
+        let pkg = json_string(line, "package_id")
+            .and_then(|id| id.rsplit('/').next().map(|s| s.split('#').next().unwrap_or(s).to_string()))
+            .unwrap_or_else(|| "pkg".into());
+        exes.push((pkg, exe));
+    }
+    Ok(exes)
+}
+
+fn write_script(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755));
+    }
+    Ok(())
+}
+
+fn copy(src: &Path, dst: &Path) -> Result<(), String> {
+    std::fs::copy(src, dst).map(|_| ()).map_err(|e| format!("copying {} to {}: {e}", src.display(), dst.display()))
+}
+
+/// Builds release binaries of the GPU suites into `dir/bin` and the benchmark into
+/// `dir/bench`, copies the data and the PyTorch script they need, and writes
+/// `dir/run.sh` (the tests) and `dir/bench.sh` (both sides of the benchmark).
+pub fn bundle(root: &Path, dir: &Path) -> Result<(), String> {
+    let tests = built_executables(root, &["test", "--release", "--no-run", "--test", GPU_TEST])?;
+    let benches = built_executables(root, &["build", "--release", "--example", GPU_BENCH])?;
+    let bin = dir.join("bin");
+    let bench = dir.join("bench");
+    for d in [&bin, &bench, &dir.join("data")] {
+        std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+    }
+    let mut n = 0;
+    for (pkg, exe) in &tests {
+        let src = Path::new(exe);
+        let file = src.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = format!("{pkg}-{file}");
+        copy(src, &bin.join(&name))?;
         println!("bundled {name}");
         n += 1;
     }
     if n == 0 {
         return Err("cargo produced no test binaries".into());
     }
-    let run = dir.join("run.sh");
-    std::fs::write(&run, RUN_SH).map_err(|e| format!("writing {}: {e}", run.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755));
+    let (_, exe) = benches
+        .iter()
+        .find(|(_, e)| Path::new(e).file_name().is_some_and(|f| f == GPU_BENCH))
+        .ok_or_else(|| format!("cargo produced no {GPU_BENCH} binary"))?;
+    copy(Path::new(exe), &bench.join(GPU_BENCH))?;
+    copy(&root.join("tools/bench/torch_gpu.py"), &bench.join("torch_gpu.py"))?;
+    copy(&root.join("data/digits.csv.gz"), &dir.join("data/digits.csv.gz"))?;
+    // The release profile keeps line tables for profiling; the bundle does not need
+    // them (stripping takes each binary from ~200 MB to ~20 MB). Best effort.
+    let mut stripped: Vec<PathBuf> = Vec::new();
+    for d in [&bin, &bench] {
+        for e in std::fs::read_dir(d).map_err(|e| format!("listing {}: {e}", d.display()))?.flatten() {
+            if e.path().extension().is_none() {
+                stripped.push(e.path());
+            }
+        }
     }
-    println!("wrote {} ({n} test binaries); copy the folder to a GPU machine and run it", run.display());
+    match Command::new("strip").arg("--strip-all").args(&stripped).status() {
+        Ok(st) if st.success() => println!("stripped {} binaries", stripped.len()),
+        _ => println!("strip failed or is missing; the binaries keep their debug info"),
+    }
+    write_script(&dir.join("run.sh"), &format!("{LIB_SH}{RUN_SH}"))?;
+    write_script(&dir.join("bench.sh"), &format!("{LIB_SH}{BENCH_SH}"))?;
+    println!(
+        "wrote {} ({n} test binaries) and {}; copy the folder to a GPU machine and run them",
+        dir.join("run.sh").display(),
+        dir.join("bench.sh").display()
+    );
     Ok(())
 }
 
@@ -81,13 +141,14 @@ fn json_string(line: &str, key: &str) -> Option<String> {
     None
 }
 
-const RUN_SH: &str = r#"#!/usr/bin/env bash
-# Runs the bundled tensor-cuda GPU test binaries on a machine with an NVIDIA GPU, no
+/// The start of both scripts: finds the CUDA libraries and sets `LD_LIBRARY_PATH`.
+const LIB_SH: &str = r#"#!/usr/bin/env bash
+# Generated by `cargo xtask test-gpu --bundle`. Runs on a machine with an NVIDIA GPU, no
 # cargo and no internet. Finds libcuda and the CUDA libraries (cuBLAS, NVRTC, NCCL,
 # cuDNN) in the system paths, /usr/local/cuda, or a Python environment's nvidia/*/lib.
-# Prints `N passed, M failed` last; exits non-zero when anything failed.
 set -u
 HERE="$(cd "$(dirname "$0")" && pwd)"
+export DIGITS_PATH="$HERE/data/digits.csv.gz"
 LIBS="$HERE/libs"
 mkdir -p "$LIBS"
 
@@ -139,7 +200,10 @@ find_lib libnvrtc.so.13 || true
 find_lib libnccl.so || true
 find_lib libcudnn.so.9 || true
 command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+"#;
 
+/// Runs every bundled test binary; prints `N passed, M failed` last.
+const RUN_SH: &str = r#"
 passed=0
 failed=0
 for t in "$HERE"/bin/*; do
@@ -160,4 +224,36 @@ for t in "$HERE"/bin/*; do
 done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
+"#;
+
+/// Runs the benchmark on both sides (PyTorch when importable) and prints the table.
+const BENCH_SH: &str = r#"
+REPS="${1:-15}"
+echo "== this stack"
+"$HERE/bench/gpu_bench" --reps "$REPS" | tee "$HERE/ours.txt"
+PY=""
+for py in python3 python; do
+  if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then PY="$py"; break; fi
+done
+if [ -z "$PY" ]; then
+  echo "== PyTorch: skipped (no python with CUDA torch importable)"
+  : > "$HERE/torch.txt"
+else
+  echo "== PyTorch"
+  "$PY" "$HERE/bench/torch_gpu.py" --reps "$REPS" | tee "$HERE/torch.txt"
+fi
+echo "== table (ratio > 1: this stack is faster)"
+awk '
+  FNR == NR && $1 == "RESULT" { ours[$2] = $3; unit[$2] = $4; lo[$2] = $5; hi[$2] = $6; order[++n] = $2; next }
+  $1 == "RESULT" { theirs[$2] = $3 }
+  END {
+    printf "%-24s %14s %14s %8s\n", "workload", "this stack", "PyTorch", "ratio"
+    for (i = 1; i <= n; i++) {
+      k = order[i]
+      t = (k in theirs) ? sprintf("%.3f", theirs[k]) : "-"
+      r = "-"
+      if (k in theirs && theirs[k] > 0 && ours[k] > 0) r = sprintf("%.2fx", unit[k] == "ms" ? theirs[k] / ours[k] : ours[k] / theirs[k])
+      printf "%-24s %10.3f %-3s %14s %8s   (min-max %s-%s)\n", k, ours[k], unit[k], t, r, lo[k], hi[k]
+    }
+  }' "$HERE/ours.txt" "$HERE/torch.txt"
 "#;

@@ -1060,7 +1060,7 @@ fn misc_ops() -> Vec<OpInfo> {
             "where promotes a and b",
             bools(&[true, false]),
             i64s(&[1, 2]),
-            |c, b| Tensor::where_cond(c, &Tensor::new(&[0.5f32, 0.5]), b),
+            |c, b| Tensor::where_cond(c, &Tensor::new(&[0.5f32, 0.5]).to_device(c.device())?, b),
             DType::F32,
             vec![0.5, 2.0],
         ))

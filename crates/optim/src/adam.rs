@@ -28,8 +28,10 @@ macro_rules! adam_options {
             pub amsgrad: bool,
             /// Maximize the objective instead of minimizing it.
             pub maximize: bool,
-            /// Use the fused single-loop kernel where one exists (contiguous f32/f64
-            /// CPU tensors); `false` forces the tensor-op path. Same values either way.
+            /// Use a fused single-pass kernel where one exists: contiguous f32/f64 CPU
+            /// tensors, or the device backend's `adam_update` (CUDA: every float dtype,
+            /// without amsgrad). `false` forces the tensor-op path. The same values up
+            /// to rounding (bit-identical on the CPU).
             pub fused: bool,
         }
 
@@ -263,6 +265,21 @@ fn adam_update(
         st.max_exp_avg_sq = Some(param.zeros_like()?);
     }
     st.step += 1.0;
+    if o.fused && !o.amsgrad {
+        let cfg = tensor_core::AdamConfig {
+            lr: o.lr,
+            beta1: o.betas.0,
+            beta2: o.betas.1,
+            eps: o.eps,
+            weight_decay: o.weight_decay,
+            decoupled,
+            maximize: o.maximize,
+            step: st.step as u64,
+        };
+        if let Some(r) = fused::device_adam(param, grad, &st.exp_avg, &st.exp_avg_sq, &cfg) {
+            return r;
+        }
+    }
     if o.fused {
         let k = AdamKernel { o, decoupled, step: st.step };
         let mut bufs = vec![&st.exp_avg, &st.exp_avg_sq];

@@ -140,3 +140,46 @@ fn run_typed<T: Real, K: Kernel>(k: &K, param: &Tensor, grad: &Tensor, state: &[
     k.run(p, g, &mut slices);
     Some(Ok(()))
 }
+
+/// The device fast path of Adam/AdamW: the backend's fused update
+/// ([`tensor_core::Backend::adam_update`]) for parameters off the CPU. `None` when the
+/// tensors do not qualify (contiguous, one float dtype and device, one shape, distinct
+/// storages) or the backend has no fused kernel.
+pub(crate) fn device_adam(
+    param: &Tensor,
+    grad: &Tensor,
+    exp_avg: &Tensor,
+    exp_avg_sq: &Tensor,
+    cfg: &tensor_core::AdamConfig,
+) -> Option<Result<()>> {
+    let dt = param.dtype();
+    if !dt.is_float() || param.device().is_cpu() {
+        return None;
+    }
+    let all = [param, grad, exp_avg, exp_avg_sq];
+    for (i, t) in all.iter().enumerate() {
+        if t.dtype() != dt
+            || t.device().location() != param.device().location()
+            || !t.is_contiguous()
+            || t.dims() != param.dims()
+        {
+            return None;
+        }
+        if all[..i].iter().any(|u| u.same_storage(t)) {
+            return None;
+        }
+    }
+    let n = param.numel();
+    let span = |t: &Tensor| tensor_core::Span { offset: t.layout().offset(), len: n };
+    let gr = grad.storage().read();
+    let mut mw = exp_avg.storage().write();
+    let mut vw = exp_avg_sq.storage().write();
+    let mut pw = param.storage().write();
+    param.device().backend().adam_update(
+        (&mut **pw, span(param)),
+        (&**gr, span(grad)),
+        (&mut **mw, span(exp_avg)),
+        (&mut **vw, span(exp_avg_sq)),
+        cfg,
+    )
+}

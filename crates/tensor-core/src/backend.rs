@@ -336,6 +336,61 @@ pub enum FusedOp<'a> {
     },
 }
 
+/// Hyper-parameters of one fused Adam / AdamW parameter update
+/// ([`Backend::adam_update`]), with PyTorch's names and defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decay of the first moment.
+    pub beta1: f64,
+    /// Decay of the second moment.
+    pub beta2: f64,
+    /// Added to the denominator.
+    pub eps: f64,
+    /// Weight decay (L2 for Adam, decoupled for AdamW).
+    pub weight_decay: f64,
+    /// AdamW's decoupled weight decay instead of Adam's L2 penalty.
+    pub decoupled: bool,
+    /// Ascend instead of descend.
+    pub maximize: bool,
+    /// The step number, starting at 1 (for the bias corrections).
+    pub step: u64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+            maximize: false,
+            step: 1,
+        }
+    }
+}
+
+/// A point in a device's queue of work (a CUDA event), for timing queued ops.
+pub trait DeviceEvent: Send + Sync + Debug {
+    /// Nanoseconds of device time from `start` (an earlier event of the same device) to
+    /// `self`; waits for both to complete.
+    fn elapsed_ns_since(&self, start: &dyn DeviceEvent) -> Result<u64>;
+    /// For downcasting to the concrete event type.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// A contiguous run of a buffer: `len` elements from element `offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// First element.
+    pub offset: usize,
+    /// Number of elements.
+    pub len: usize,
+}
+
 /// The primitives a device implements. Object-safe: a device is an `Arc<dyn Backend>`.
 pub trait Backend: Send + Sync + Debug {
     /// Where this backend lives.
@@ -443,6 +498,28 @@ pub trait Backend: Send + Sync + Debug {
 
     /// An optional fused fast path; `None` means "use the composite".
     fn fused(&self, _op: &FusedOp<'_>) -> Option<Result<Box<dyn Buffer>>> {
+        None
+    }
+
+    /// An optional fused Adam / AdamW update, in place on the spans of `param`,
+    /// `exp_avg` and `exp_avg_sq` (four distinct buffers of one float dtype, spans of one
+    /// length): one pass instead of a chain of elementwise ops. `None` means "not
+    /// available here"; the optimizer then uses tensor ops.
+    #[allow(clippy::too_many_arguments)]
+    fn adam_update(
+        &self,
+        _param: (&mut dyn Buffer, Span),
+        _grad: (&dyn Buffer, Span),
+        _exp_avg: (&mut dyn Buffer, Span),
+        _exp_avg_sq: (&mut dyn Buffer, Span),
+        _cfg: &AdamConfig,
+    ) -> Option<Result<()>> {
+        None
+    }
+
+    /// Records a timing event in the device's queue, for the profiler. `None` on
+    /// devices that run ops synchronously (the CPU), whose wall time is the op's time.
+    fn record_event(&self) -> Option<Result<Box<dyn DeviceEvent>>> {
         None
     }
 

@@ -34,7 +34,9 @@ pub mod shape;
 mod tensor;
 mod view;
 
-pub use backend::{Backend, BinaryOp, Buffer, DeviceLocation, FusedOp, ReduceOp, ScanOp, UnaryOp};
+pub use backend::{
+    AdamConfig, Backend, BinaryOp, Buffer, DeviceEvent, DeviceLocation, FusedOp, ReduceOp, ScanOp, Span, UnaryOp,
+};
 pub use device::{Device, Storage};
 pub use dtype::{DType, Elem, Scalar, ALL_DTYPES};
 pub use error::{Error, Result};

@@ -55,8 +55,12 @@ pub struct Event {
     pub device: String,
     /// Start, in nanoseconds since the profile began.
     pub start_ns: u64,
-    /// Wall time in nanoseconds.
+    /// Wall time in nanoseconds (on an asynchronous device such as CUDA: the time to
+    /// queue the op).
     pub dur_ns: u64,
+    /// Device time in nanoseconds between CUDA events recorded around the op, for
+    /// backend primitives on asynchronous devices; `None` on the CPU.
+    pub device_ns: Option<u64>,
     /// Time inside nested recorded ops, in nanoseconds (`dur_ns - child_ns` is the
     /// op's self time).
     pub child_ns: u64,
@@ -66,9 +70,12 @@ pub struct Event {
     pub thread: u64,
 }
 
+/// Device events recorded around one op, resolved when the profile ends.
+type Pending = (Box<dyn crate::backend::DeviceEvent>, Box<dyn crate::backend::DeviceEvent>);
+
 struct Session {
     t0: Instant,
-    events: Mutex<Vec<Event>>,
+    events: Mutex<Vec<(Event, Option<Pending>)>>,
 }
 
 /// Per thread: the sessions it records into (its own profile, or the one of the
@@ -101,6 +108,8 @@ struct Open {
     shapes: Vec<Vec<usize>>,
     device: String,
     start: Instant,
+    /// The backend and the event recorded before the op, on asynchronous devices.
+    timing: Option<(Arc<dyn Backend>, Box<dyn crate::backend::DeviceEvent>)>,
 }
 
 /// Starts timing an op named `name` with inputs of `shapes` on `device` (closures, so
@@ -126,7 +135,14 @@ pub fn scope_with(
     match session {
         None => Scope { open: None },
         Some(session) => Scope {
-            open: Some(Open { session, name: name(), shapes: shapes(), device: device(), start: Instant::now() }),
+            open: Some(Open {
+                session,
+                name: name(),
+                shapes: shapes(),
+                device: device(),
+                start: Instant::now(),
+                timing: None,
+            }),
         },
     }
 }
@@ -163,12 +179,14 @@ impl Drop for Scope {
             device: o.device,
             start_ns: o.start.saturating_duration_since(o.session.t0).as_nanos() as u64,
             dur_ns: dur,
+            device_ns: None,
             child_ns: child.min(dur),
             depth,
             thread,
         };
+        let pending = o.timing.and_then(|(be, start)| be.record_event().and_then(|r| r.ok()).map(|end| (start, end)));
         let session = o.session;
-        let pushed = session.events.lock().map(|mut evs| evs.push(ev));
+        let pushed = session.events.lock().map(|mut evs| evs.push((ev, pending)));
         drop(pushed);
     }
 }
@@ -201,7 +219,17 @@ pub fn profile<R>(f: impl FnOnce() -> R) -> (R, Profile) {
     let guard = Restore(Some(saved));
     let r = f();
     drop(guard);
-    let mut events = session.events.lock().map(|mut e| std::mem::take(&mut *e)).unwrap_or_default();
+    let recorded = session.events.lock().map(|mut e| std::mem::take(&mut *e)).unwrap_or_default();
+    // Device times: waiting on each end event (the ops ran asynchronously).
+    let mut events: Vec<Event> = recorded
+        .into_iter()
+        .map(|(mut e, pending)| {
+            if let Some((start, end)) = pending {
+                e.device_ns = end.elapsed_ns_since(&*start).ok();
+            }
+            e
+        })
+        .collect();
     events.sort_by_key(|e| (e.start_ns, e.depth));
     (r, Profile { events })
 }
@@ -223,6 +251,9 @@ pub struct OpStats {
     pub total_ns: u64,
     /// Self time in nanoseconds (nested recorded ops excluded).
     pub self_ns: u64,
+    /// Device time in nanoseconds (CUDA events around backend primitives), summed
+    /// over the calls that have one.
+    pub device_ns: u64,
 }
 
 impl Profile {
@@ -240,8 +271,10 @@ impl Profile {
                 calls: 0,
                 total_ns: 0,
                 self_ns: 0,
+                device_ns: 0,
             });
             s.calls += 1;
+            s.device_ns += e.device_ns.unwrap_or(0);
             s.total_ns += e.dur_ns;
             s.self_ns += e.dur_ns - e.child_ns;
         }
@@ -277,6 +310,33 @@ impl Profile {
         }
         let _ = writeln!(s, "{}", "-".repeat(width + 60));
         let _ = writeln!(s, "Self time total: {}", human(all));
+        // Asynchronous devices: the device time of each primitive (CUDA events), which
+        // the wall-time columns above do not show.
+        let mut dev_rows: Vec<&OpStats> = rows.iter().filter(|r| r.device_ns > 0).collect();
+        if !dev_rows.is_empty() {
+            dev_rows.sort_by(|a, b| b.device_ns.cmp(&a.device_ns).then(a.name.cmp(&b.name)));
+            let dall: u64 = dev_rows.iter().map(|r| r.device_ns).sum::<u64>().max(1);
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "{:<width$}  {:>7}  {:>11}  {:>8}  {:>11}",
+                "Name", "Calls", "Device", "Device %", "Avg device"
+            );
+            let _ = writeln!(s, "{}", "-".repeat(width + 46));
+            for r in dev_rows {
+                let _ = writeln!(
+                    s,
+                    "{:<width$}  {:>7}  {:>11}  {:>7.2}%  {:>11}",
+                    truncate(&r.name, width),
+                    r.calls,
+                    human(r.device_ns),
+                    100.0 * r.device_ns as f64 / dall as f64,
+                    human(r.device_ns / r.calls.max(1) as u64)
+                );
+            }
+            let _ = writeln!(s, "{}", "-".repeat(width + 46));
+            let _ = writeln!(s, "Device time total: {}", human(dall));
+        }
         s
     }
 
@@ -295,13 +355,14 @@ impl Profile {
                 .collect();
             let _ = write!(
                 s,
-                "{{\"name\":\"{}\",\"cat\":\"op\",\"ph\":\"X\",\"ts\":{:.3},\"dur\":{:.3},\"pid\":1,\"tid\":{},\"args\":{{\"device\":\"{}\",\"shapes\":\"{}\"}}}}",
+                "{{\"name\":\"{}\",\"cat\":\"op\",\"ph\":\"X\",\"ts\":{:.3},\"dur\":{:.3},\"pid\":1,\"tid\":{},\"args\":{{\"device\":\"{}\",\"shapes\":\"{}\"{}}}}}",
                 escape(&e.name),
                 e.start_ns as f64 / 1e3,
                 e.dur_ns as f64 / 1e3,
                 e.thread,
                 escape(&e.device),
-                shapes.join(" ")
+                shapes.join(" "),
+                e.device_ns.map(|d| format!(",\"device_us\":{:.3}", d as f64 / 1e3)).unwrap_or_default()
             );
         }
         s.push_str("],\"displayTimeUnit\":\"ms\"}");
@@ -356,7 +417,13 @@ fn dev(b: &dyn Backend) -> String {
 
 impl Profiled {
     fn rec(&self, name: impl FnOnce() -> String, layouts: &[&Layout]) -> Scope {
-        scope_with(name, || layouts.iter().map(|l| l.dims().to_vec()).collect(), || dev(&*self.0))
+        let mut s = scope_with(name, || layouts.iter().map(|l| l.dims().to_vec()).collect(), || dev(&*self.0));
+        if let Some(o) = &mut s.open {
+            if let Some(Ok(start)) = self.0.record_event() {
+                o.timing = Some((self.0.clone(), start));
+            }
+        }
+        s
     }
 }
 
@@ -486,6 +553,18 @@ impl Backend for Profiled {
             _ => scope_with(|| "fused".into(), Vec::new, || dev(&*self.0)),
         };
         self.0.fused(op)
+    }
+    fn adam_update(
+        &self,
+        param: (&mut dyn Buffer, crate::backend::Span),
+        grad: (&dyn Buffer, crate::backend::Span),
+        exp_avg: (&mut dyn Buffer, crate::backend::Span),
+        exp_avg_sq: (&mut dyn Buffer, crate::backend::Span),
+        cfg: &crate::backend::AdamConfig,
+    ) -> Option<Result<()>> {
+        let n = param.1.len;
+        let _s = scope_with(|| "fused.adam".into(), || vec![vec![n]], || dev(&*self.0));
+        self.0.adam_update(param, grad, exp_avg, exp_avg_sq, cfg)
     }
     fn synchronize(&self) -> Result<()> {
         self.0.synchronize()

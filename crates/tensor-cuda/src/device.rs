@@ -172,6 +172,7 @@ impl CudaBackend {
             // SAFETY: no buffer has been created on this context yet.
             unsafe { ctx.disable_event_tracking() };
             let stream = ctx.new_stream().map_err(|e| driver_err("cuStreamCreate", e))?;
+            set_pool_release_threshold(&ctx, u64::MAX);
             let sm_count = ctx
                 .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
                 .map(|v| v.max(1) as u32)
@@ -233,9 +234,35 @@ impl CudaBackend {
         self.bind()?;
         let bytes = len * dtype.size_in_bytes();
         // SAFETY: the memory is written by a kernel or copy before anything reads it.
-        let data =
-            unsafe { self.stream.alloc::<u8>(bytes.max(1)) }.map_err(|e| self.err("cuMemAllocAsync", e, bytes))?;
+        let data = match unsafe { self.stream.alloc::<u8>(bytes.max(1)) } {
+            Ok(d) => d,
+            Err(e) if e.0 == CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+                // The pool keeps freed memory (see `set_pool_release_threshold`): give it
+                // back to the driver and try once more before reporting OOM.
+                self.empty_cache()?;
+                unsafe { self.stream.alloc::<u8>(bytes.max(1)) }.map_err(|e| self.err("cuMemAllocAsync", e, bytes))?
+            }
+            Err(e) => return Err(self.err("cuMemAllocAsync", e, bytes)),
+        };
         Ok(CudaBuffer { data, dtype, len, ordinal: self.ordinal })
+    }
+
+    /// Returns the memory that freed tensors left in this device's pool to the driver
+    /// (like `torch.cuda.empty_cache()`), after the queued work finishes.
+    pub fn empty_cache(&self) -> Result<()> {
+        self.sync()?;
+        let mut pool: cudarc::driver::sys::CUmemoryPool = std::ptr::null_mut();
+        // SAFETY: plain driver calls on this context's device with a valid out-pointer.
+        let r = unsafe {
+            match cudarc::driver::sys::cuDeviceGetDefaultMemPool(&mut pool, self.ctx.cu_device()) {
+                CUresult::CUDA_SUCCESS => cudarc::driver::sys::cuMemPoolTrimTo(pool, 0),
+                e => e,
+            }
+        };
+        match r {
+            CUresult::CUDA_SUCCESS => Ok(()),
+            e => Err(driver_err("cuMemPoolTrimTo", cudarc::driver::DriverError(e))),
+        }
     }
 
     /// A new zero-filled buffer.
@@ -309,6 +336,56 @@ impl CudaBackend {
     pub fn sync(&self) -> Result<()> {
         self.bind()?;
         self.stream.synchronize().map_err(|e| driver_err("cuStreamSynchronize", e))
+    }
+}
+
+/// Lets the device's default memory pool keep up to `bytes` of freed memory across
+/// synchronisations (its default is 0: everything freed goes back to the driver at each
+/// sync, and the next allocation maps fresh pages). With the maximum, a steady-state
+/// loop reuses its memory as PyTorch's caching allocator does;
+/// [`CudaBackend::empty_cache`] returns it. Best effort: a failure leaves the default.
+fn set_pool_release_threshold(ctx: &Arc<CudaContext>, bytes: u64) {
+    use cudarc::driver::sys;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut value = bytes;
+    // SAFETY: driver calls with valid out-pointers; the attribute takes a u64.
+    unsafe {
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == CUresult::CUDA_SUCCESS {
+            let _ = sys::cuMemPoolSetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                &mut value as *mut u64 as *mut std::ffi::c_void,
+            );
+        }
+    }
+}
+
+/// A CUDA event recorded on a device's stream (timing enabled), for the profiler.
+#[derive(Debug)]
+pub struct CudaTimingEvent(cudarc::driver::CudaEvent);
+
+impl tensor_core::DeviceEvent for CudaTimingEvent {
+    fn elapsed_ns_since(&self, start: &dyn tensor_core::DeviceEvent) -> Result<u64> {
+        let start = start.as_any().downcast_ref::<CudaTimingEvent>().ok_or_else(|| Error::Backend {
+            backend: "cuda".into(),
+            msg: "elapsed time between events of different devices".into(),
+        })?;
+        let ms = start.0.elapsed_ms(&self.0).map_err(|e| driver_err("cuEventElapsedTime", e))?;
+        Ok((ms.max(0.0) as f64 * 1e6) as u64)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl CudaBackend {
+    /// Records a timing event at the current end of this device's stream.
+    pub fn timing_event(&self) -> Result<CudaTimingEvent> {
+        self.bind()?;
+        self.stream
+            .record_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+            .map(CudaTimingEvent)
+            .map_err(|e| driver_err("cuEventRecord", e))
     }
 }
 

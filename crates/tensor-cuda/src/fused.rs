@@ -1,47 +1,15 @@
-//! Fused kernels outside the `Backend` trait: layer_norm and the Adam/AdamW update.
-//! They take tensors on a CUDA device; tensor-core's `FusedOp` has no variant for them
-//! yet, so callers (nn, optim) reach them through [`CudaBackend`] directly.
+//! Fused kernels: the Adam/AdamW update (also reached through
+//! [`tensor_core::Backend::adam_update`], which optim's Adam and AdamW use) and
+//! layer_norm (called on [`CudaBackend`] directly).
 
 use tensor_core::{DType, Error, Result, Tensor};
 
 use crate::device::{CudaBackend, CudaBuffer};
 use crate::ops::{launch, sfx};
 
-/// Hyper-parameters of one Adam / AdamW step (PyTorch's names and defaults).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamConfig {
-    /// Learning rate.
-    pub lr: f64,
-    /// Decay of the first moment.
-    pub beta1: f64,
-    /// Decay of the second moment.
-    pub beta2: f64,
-    /// Added to the denominator.
-    pub eps: f64,
-    /// Weight decay (L2 for Adam, decoupled for AdamW).
-    pub weight_decay: f64,
-    /// AdamW's decoupled weight decay instead of Adam's L2 penalty.
-    pub decoupled: bool,
-    /// Ascend instead of descend.
-    pub maximize: bool,
-    /// The step number, starting at 1 (for the bias corrections).
-    pub step: u64,
-}
-
-impl Default for AdamConfig {
-    fn default() -> Self {
-        AdamConfig {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            decoupled: false,
-            maximize: false,
-            step: 1,
-        }
-    }
-}
+/// Hyper-parameters of one Adam / AdamW step: tensor-core's [`tensor_core::AdamConfig`],
+/// which optim hands to [`tensor_core::Backend::adam_update`].
+pub use tensor_core::AdamConfig;
 
 fn cuda_buf<'a>(be: &CudaBackend, op: &'static str, b: &'a dyn tensor_core::Buffer) -> Result<&'a CudaBuffer> {
     be.buf(op, b)
@@ -99,16 +67,55 @@ impl CudaBackend {
         }
         let (mut pw, gr, mut mw, mut vw) =
             (param.storage().write(), grad.storage().read(), exp_avg.storage().write(), exp_avg_sq.storage().write());
-        let p = self.buf_mut(OP, &mut **pw)?;
-        let pp = self.ptr(p, param.layout().offset());
-        let gp = self.ptr(cuda_buf(self, OP, &**gr)?, grad.layout().offset());
-        let mp = self.ptr(self.buf_mut(OP, &mut **mw)?, exp_avg.layout().offset());
-        let vp = self.ptr(self.buf_mut(OP, &mut **vw)?, exp_avg_sq.layout().offset());
-        let t = cfg.step as i32;
-        let (bc1, bc2) = (1.0 - cfg.beta1.powi(t), 1.0 - cfg.beta2.powi(t));
+        let span = |t: &Tensor| tensor_core::Span { offset: t.layout().offset(), len: n };
+        self.adam_launch(
+            (self.buf_mut(OP, &mut **pw)?, span(param)),
+            (cuda_buf(self, OP, &**gr)?, span(grad)),
+            (self.buf_mut(OP, &mut **mw)?, span(exp_avg)),
+            (self.buf_mut(OP, &mut **vw)?, span(exp_avg_sq)),
+            cfg,
+        )
+    }
+
+    /// Launches the fused Adam kernel on four distinct buffers of one float dtype.
+    pub(crate) fn adam_launch(
+        &self,
+        param: (&mut CudaBuffer, tensor_core::Span),
+        grad: (&CudaBuffer, tensor_core::Span),
+        exp_avg: (&mut CudaBuffer, tensor_core::Span),
+        exp_avg_sq: (&mut CudaBuffer, tensor_core::Span),
+        cfg: &AdamConfig,
+    ) -> Result<()> {
+        const OP: &str = "adam_step";
+        let dt = param.0.dtype;
+        let n = param.1.len;
+        for (b, s) in [(&*param.0, param.1), (grad.0, grad.1), (&*exp_avg.0, exp_avg.1), (&*exp_avg_sq.0, exp_avg_sq.1)]
+        {
+            if b.dtype != dt {
+                return Err(Error::DTypeMismatch { op: OP, expected: dt, got: b.dtype });
+            }
+            if s.len != n || s.offset.checked_add(s.len).is_none_or(|e| e > b.len) {
+                return Err(Error::arg(OP, format!("span {s:?} does not fit a buffer of {} elements", b.len)));
+            }
+        }
+        if !dt.is_float() {
+            return Err(Error::Unsupported { op: OP, dtype: dt, device: self.dev_name() });
+        }
+        if cfg.step == 0 {
+            return Err(Error::arg(OP, "step counts from 1"));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let pp = self.ptr(param.0, param.1.offset);
+        let gp = self.ptr(grad.0, grad.1.offset);
+        let mp = self.ptr(exp_avg.0, exp_avg.1.offset);
+        let vp = self.ptr(exp_avg_sq.0, exp_avg_sq.1.offset);
+        let t = cfg.step as f64;
+        let (bc1, bc2) = (1.0 - cfg.beta1.powf(t), 1.0 - cfg.beta2.powf(t));
         let (lr, b1, b2, eps, wd) = (cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
         let (n_i, dec, max) = (n as i64, cfg.decoupled as i32, cfg.maximize as i32);
-        let f = self.func("optim", &format!("adam_{}", sfx(param.dtype())))?;
+        let f = self.func("optim", &format!("adam_{}", sfx(dt)))?;
         launch!(self, f, self.cfg(n), pp, gp, mp, vp, n_i, lr, b1, b2, eps, wd, bc1, bc2, dec, max)
     }
 
@@ -129,7 +136,7 @@ impl CudaBackend {
             return Err(Error::Unsupported { op: OP, dtype: x.dtype(), device: self.dev_name() });
         }
         let cols = x.dims()[x.rank() - 1];
-        let rows = x.numel().checked_div(cols).unwrap_or(0);
+        let rows: usize = x.dims()[..x.rank() - 1].iter().product();
         for t in [weight, bias].into_iter().flatten() {
             if t.dims() != [cols] || t.dtype() != x.dtype() || !t.is_contiguous() {
                 return Err(Error::shape(OP, x.dims(), t.dims(), "weight and bias must be contiguous [last dim]"));
@@ -142,7 +149,7 @@ impl CudaBackend {
         let out = self.alloc(x.dtype(), x.numel())?;
         let mean = self.alloc(stat_dt, rows)?;
         let rstd = self.alloc(stat_dt, rows)?;
-        if rows > 0 {
+        if rows > 0 && cols > 0 {
             let xr = x.storage().read();
             let wr = weight.map(|w| w.storage().read());
             let br = bias.map(|b| b.storage().read());

@@ -345,9 +345,12 @@ impl CudaBackend {
         if rows * cols == 0 {
             return Ok(out);
         }
+        // Rows of up to 16 K elements stay in registers, 16 per thread: small blocks,
+        // so several fit on an SM and one block's reductions overlap another's loads.
+        let threads = if cols <= 16 * 1024 { next_pow2_threads(cols.div_ceil(16), 1024) } else { 1024 };
         let cfg = cudarc::driver::LaunchConfig {
             grid_dim: (rows.min(65535 * 32) as u32, 1, 1),
-            block_dim: (next_pow2_threads(cols, 1024), 1, 1),
+            block_dim: (threads, 1, 1),
             shared_mem_bytes: 0,
         };
         let (xp, op_p) = (self.ptr(x, l.offset()), self.ptr(&out, 0));
@@ -688,6 +691,29 @@ impl Backend for CudaBackend {
             #[allow(unreachable_patterns)]
             _ => None,
         }
+    }
+
+    fn adam_update(
+        &self,
+        param: (&mut dyn Buffer, tensor_core::Span),
+        grad: (&dyn Buffer, tensor_core::Span),
+        exp_avg: (&mut dyn Buffer, tensor_core::Span),
+        exp_avg_sq: (&mut dyn Buffer, tensor_core::Span),
+        cfg: &tensor_core::AdamConfig,
+    ) -> Option<Result<()>> {
+        const OP: &str = "adam_update";
+        let mut run = || -> Result<()> {
+            let p = self.buf_mut(OP, param.0)?;
+            let g = self.buf(OP, grad.0)?;
+            let m = self.buf_mut(OP, exp_avg.0)?;
+            let v = self.buf_mut(OP, exp_avg_sq.0)?;
+            self.adam_launch((p, param.1), (g, grad.1), (m, exp_avg.1), (v, exp_avg_sq.1), cfg)
+        };
+        Some(run())
+    }
+
+    fn record_event(&self) -> Option<Result<Box<dyn tensor_core::DeviceEvent>>> {
+        Some(self.timing_event().map(|e| Box::new(e) as Box<dyn tensor_core::DeviceEvent>))
     }
 
     fn synchronize(&self) -> Result<()> {
