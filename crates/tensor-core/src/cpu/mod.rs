@@ -8,6 +8,7 @@ mod index;
 pub mod iter;
 mod matmul;
 mod reduce;
+pub(crate) mod window;
 
 use std::any::Any;
 use std::sync::{Arc, OnceLock};

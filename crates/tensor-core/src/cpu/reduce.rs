@@ -13,6 +13,7 @@ use num_traits::Float;
 use rayon::prelude::*;
 use smallvec::SmallVec;
 
+use super::alloc;
 use super::iter::{Plan, PAR_THRESHOLD};
 use super::{unsupported, with_dtype, with_float, Arith, CpuBuffer};
 use crate::backend::{ReduceOp, ScanOp};
@@ -462,6 +463,96 @@ fn softmax_rows<T: Elem + Float>(x: &[T], rows: usize, cols: usize, log: bool) -
     out
 }
 
+/// `e^x` for `x <= 0` in f32 (softmax's shifted inputs), branch-free so loops over it
+/// vectorise: `2^n e^r` with `n = round(x / ln 2)`, `|r| <= ln 2 / 2`, a degree-6
+/// polynomial for `e^r` (Cephes' coefficients, about 1 ulp) and `2^n` built from the
+/// exponent bits. Below -87.3 (where `e^x` is subnormal) it returns 0; NaN stays NaN.
+#[inline(always)]
+fn exp_neg_f32(x: f32) -> f32 {
+    const LO: f32 = -87.336_55;
+    let xc = x.max(LO);
+    // Round to nearest through the 1.5 * 2^23 trick (vectorises without SSE4.1).
+    let n = (xc * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    let r = xc - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 0.166_666_65;
+    p = p * r + 0.5;
+    let er = p * r * r + r + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let y = er * scale;
+    if x < LO {
+        0.0
+    } else {
+        y
+    }
+}
+
+/// f32 softmax rows without f64 round trips: an 8-lane max (NaN-propagating), one
+/// pass of `exp` with 8 partial sums, then the scale (or the log shift).
+fn softmax_rows_f32(x: &[f32], rows: usize, cols: usize, log: bool) -> Vec<f32> {
+    const L: usize = 8;
+    let mut out = alloc::uninit::<f32>(rows * cols);
+    let work = |(r, o): (usize, &mut [f32])| {
+        let row = &x[r * cols..(r + 1) * cols];
+        let mut lanes = [f32::NEG_INFINITY; L];
+        let mut nan = false;
+        let chunks = row.chunks_exact(L);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for k in 0..L {
+                lanes[k] = lanes[k].max(c[k]);
+                nan |= c[k].is_nan();
+            }
+        }
+        let mut m = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for &v in tail {
+            m = m.max(v);
+            nan |= v.is_nan();
+        }
+        if nan {
+            m = f32::NAN;
+        } else if m == f32::NEG_INFINITY {
+            m = 0.0;
+        }
+        let mut sums = [0f32; L];
+        let (oc, ot) = o.split_at_mut(cols - cols % L);
+        for (oc, xc) in oc.chunks_exact_mut(L).zip(row.chunks_exact(L)) {
+            for k in 0..L {
+                let e = exp_neg_f32(xc[k] - m);
+                oc[k] = e;
+                sums[k] += e;
+            }
+        }
+        let mut sum: f32 = sums.iter().sum();
+        for (o, &v) in ot.iter_mut().zip(tail) {
+            let e = exp_neg_f32(v - m);
+            *o = e;
+            sum += e;
+        }
+        if log {
+            // (x - max) - log(sum) keeps precision for large |x|.
+            let ls = sum.ln();
+            for (o, &v) in o.iter_mut().zip(row) {
+                *o = (v - m) - ls;
+            }
+        } else {
+            let inv = 1.0 / sum;
+            for o in o.iter_mut() {
+                *o *= inv;
+            }
+        }
+    };
+    if rows * cols >= PAR_THRESHOLD {
+        out.par_chunks_mut(cols.max(1)).enumerate().for_each(work);
+    } else {
+        out.chunks_mut(cols.max(1)).enumerate().for_each(work);
+    }
+    out
+}
+
 fn softmax_rows_f64(x: &[f64], rows: usize, cols: usize, log: bool) -> Vec<f64> {
     let mut out = vec![0.0; rows * cols];
     out.par_chunks_mut(cols.max(1)).enumerate().for_each(|(r, o)| {
@@ -487,6 +578,7 @@ pub fn softmax_lastdim(b: &CpuBuffer, l: &Layout, log: bool) -> Option<Result<Cp
     let (rows, cols) = (l.dims()[0], l.dims()[1]);
     Some(match b {
         CpuBuffer::F64(v) => Ok(CpuBuffer::F64(softmax_rows_f64(&v[r], rows, cols, log))),
+        CpuBuffer::F32(v) => Ok(CpuBuffer::F32(softmax_rows_f32(&v[r], rows, cols, log))),
         _ => with_float!(b, v, T => Ok(T::wrap(softmax_rows(&v[r], rows, cols, log))),
             else Err(unsupported("softmax", b.dtype()))),
     })

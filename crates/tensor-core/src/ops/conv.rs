@@ -10,6 +10,7 @@
 //! with one strided in-place add per kernel tap (col2im).
 
 use super::nn::{check_param, compute_dtype, require_float, PadMode};
+use crate::cpu::window::Window;
 use crate::{Error, Layout, Result, Shape, Tensor};
 
 /// Checks that the input and the weight agree on device and dtype.
@@ -116,6 +117,10 @@ fn im2col(
     out: [usize; 2],
 ) -> Result<Tensor> {
     let (n, c, h, w) = (x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]);
+    let g = Window { planes: n * c, size: [h, w], out, kernel, stride, padding, dilation };
+    if let Some(r) = crate::cpu::window::im2col(x, &g) {
+        return r?.reshape_to([n, c * kernel[0] * kernel[1], out[0] * out[1]]);
+    }
     let (hp, wp) = (h + 2 * padding[0], w + 2 * padding[1]);
     let xp = if padding == [0, 0] {
         x.contiguous()?
@@ -145,6 +150,10 @@ fn col2im(
     out: [usize; 2],
 ) -> Result<Tensor> {
     let n = cols.dims()[0];
+    let g = Window { planes: n * c, size, out, kernel, stride, padding, dilation };
+    if let Some(r) = crate::cpu::window::col2im(cols, &g) {
+        return r?.reshape_to([n, c, size[0], size[1]]);
+    }
     let (kh, kw) = (kernel[0], kernel[1]);
     let (hp, wp) = (size[0] + 2 * padding[0], size[1] + 2 * padding[1]);
     let cd = compute_dtype(cols.dtype());

@@ -5,6 +5,7 @@
 //! averaging matrices (it is separable).
 
 use super::nn::{compute_dtype, host_tensor, index_tensor, require_float, PadMode};
+use crate::cpu::window::Window;
 use crate::{Error, Layout, Result, Shape, Tensor};
 
 /// Output length and the extra right padding ceil mode needs, along one dim.
@@ -58,6 +59,8 @@ struct Pool {
     h: Axis,
     w: Axis,
     batched: bool,
+    /// Max pooling's values and indices from the direct CPU loop, when it applied.
+    fast: Option<(Tensor, Tensor)>,
 }
 
 /// Checks the input rank, pads with `fill` and returns the geometry.
@@ -87,9 +90,20 @@ fn prepare(
     }
     let h = axis(op, x.dims(), hh, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)?;
     let w = axis(op, x.dims(), ww, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)?;
+    if fill == f64::NEG_INFINITY {
+        // Max pooling: try the direct CPU loop before padding anything.
+        let d = x4.dims();
+        let g = Window { planes: d[0] * d[1], size: [hh, ww], out: [h.out, w.out], kernel, stride, padding, dilation };
+        if let Some(r) = crate::cpu::window::max_pool(&x4, &g) {
+            let (v, i) = r?;
+            let shape = [d[0], d[1], h.out, w.out];
+            let fast = Some((v.reshape_to(shape)?, i.reshape_to(shape)?));
+            return Ok(Pool { x: x4.clone(), padded: x4, h, w, batched, fast });
+        }
+    }
     let pads = [padding[1], padding[1] + w.extra, padding[0], padding[0] + h.extra];
     let padded = if pads == [0; 4] { x4.clone() } else { x4.pad(&pads, PadMode::Constant(fill))? };
-    Ok(Pool { x: x4, padded, h, w, batched })
+    Ok(Pool { x: x4, padded, h, w, batched, fast: None })
 }
 
 impl Pool {
@@ -137,6 +151,9 @@ impl Tensor {
     ) -> Result<Tensor> {
         let _prof = crate::profiler::scope("max_pool2d", &[self]);
         let p = prepare("max_pool2d", self, kernel, stride, padding, dilation, ceil_mode, f64::NEG_INFINITY)?;
+        if let Some((v, _)) = &p.fast {
+            return p.finish(v.clone());
+        }
         let y = p.windows(kernel, stride, dilation).amax(&[-2, -1], false)?;
         p.finish(y)
     }
@@ -155,6 +172,9 @@ impl Tensor {
         let _prof = crate::profiler::scope("max_pool2d_with_indices", &[self]);
         let op = "max_pool2d_with_indices";
         let p = prepare(op, self, kernel, stride, padding, dilation, ceil_mode, f64::NEG_INFINITY)?;
+        if let Some((v, i)) = &p.fast {
+            return Ok((p.finish(v.clone())?, p.finish(i.clone())?));
+        }
         let (n, c) = (p.x.dims()[0], p.x.dims()[1]);
         let (oh, ow, kk) = (p.h.out, p.w.out, kernel[0] * kernel[1]);
         let win = p.windows(kernel, stride, dilation).reshape_to([n, c, oh, ow, kk])?;

@@ -1,0 +1,197 @@
+//! Direct loops for the sliding-window ops on contiguous f32/f64 CPU tensors: max
+//! pooling (value and index in one pass), im2col and col2im. The generic paths build
+//! these from padding, strided views and reductions, which walk every element through
+//! a rank-6 index; these loops read each plane once, skip the padding arithmetically
+//! and run one plane per task. Each returns `None` when its fast path does not apply.
+
+use rayon::prelude::*;
+
+use super::alloc;
+use super::iter::PAR_THRESHOLD;
+use crate::cpu::{as_cpu_buffer, CpuBuffer};
+use crate::{Elem, Result, Tensor};
+
+/// Geometry of a 2-D sliding window over `[planes, h, w]` planes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    /// Number of `h x w` planes (batch times channels).
+    pub planes: usize,
+    /// Input plane size.
+    pub size: [usize; 2],
+    /// Output grid `[oh, ow]`.
+    pub out: [usize; 2],
+    /// Kernel size.
+    pub kernel: [usize; 2],
+    /// Stride.
+    pub stride: [usize; 2],
+    /// Padding (implicit: outside the plane).
+    pub padding: [usize; 2],
+    /// Dilation.
+    pub dilation: [usize; 2],
+}
+
+impl Window {
+    /// Input coordinate of tap `k` of output position `o` along axis `a`, or `None` in
+    /// the padding.
+    #[inline(always)]
+    fn at(&self, a: usize, o: usize, k: usize) -> Option<usize> {
+        let v = (o * self.stride[a] + k * self.dilation[a]).checked_sub(self.padding[a])?;
+        (v < self.size[a]).then_some(v)
+    }
+}
+
+/// The contiguous f32/f64 data of a CPU tensor, or `None`.
+fn with_data<R>(t: &Tensor, f32f: impl FnOnce(&[f32]) -> R, f64f: impl FnOnce(&[f64]) -> R) -> Option<R> {
+    if !t.device().is_cpu() || !t.is_contiguous() {
+        return None;
+    }
+    let g = t.storage().read();
+    let r = t.layout().offset()..t.layout().offset() + t.numel();
+    match as_cpu_buffer(&**g)? {
+        CpuBuffer::F32(v) => Some(f32f(&v[r])),
+        CpuBuffer::F64(v) => Some(f64f(&v[r])),
+        _ => None,
+    }
+}
+
+/// Runs `work(plane, chunk)` over `out` split into per-plane chunks, in parallel when
+/// the job is large enough.
+fn per_plane<T: Send>(out: &mut [T], chunk: usize, total_work: usize, work: impl Fn(usize, &mut [T]) + Sync + Send) {
+    if chunk == 0 {
+        return;
+    }
+    if total_work >= PAR_THRESHOLD {
+        out.par_chunks_mut(chunk).enumerate().for_each(|(p, c)| work(p, c));
+    } else {
+        out.chunks_mut(chunk).enumerate().for_each(|(p, c)| work(p, c));
+    }
+}
+
+/// Max pooling of a contiguous `[planes, h, w]` f32/f64 CPU tensor: the values
+/// `[planes * oh * ow]` and the input-plane index of each (the first maximum wins;
+/// NaN counts as the largest value and the first NaN wins).
+pub(crate) fn max_pool(x: &Tensor, g: &Window) -> Option<Result<(Tensor, Tensor)>> {
+    fn run<T: Elem + PartialOrd>(x: &[T], g: &Window) -> Result<(Tensor, Tensor)> {
+        let [h, w] = g.size;
+        let [oh, ow] = g.out;
+        let n = g.planes * oh * ow;
+        let mut vals = alloc::uninit::<T>(n);
+        let mut idx = alloc::uninit::<i64>(n);
+        let work = g.planes * oh * ow * g.kernel[0] * g.kernel[1];
+        let mut pairs: Vec<(&mut [T], &mut [i64])> =
+            vals.chunks_mut((oh * ow).max(1)).zip(idx.chunks_mut((oh * ow).max(1))).collect();
+        let one = |p: usize, (vo, io): &mut (&mut [T], &mut [i64])| {
+            let plane = &x[p * h * w..(p + 1) * h * w];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut best = T::from_f64(f64::NEG_INFINITY);
+                    let mut at = -1i64;
+                    for i in 0..g.kernel[0] {
+                        let Some(r) = g.at(0, oy, i) else { continue };
+                        for j in 0..g.kernel[1] {
+                            let Some(q) = g.at(1, ox, j) else { continue };
+                            let v = plane[r * w + q];
+                            #[allow(clippy::eq_op)] // `v != v` is the NaN test for this generic float
+                            let take = at < 0 || v > best || (v != v && best == best);
+                            if take {
+                                best = v;
+                                at = (r * w + q) as i64;
+                            }
+                        }
+                    }
+                    vo[oy * ow + ox] = best;
+                    io[oy * ow + ox] = at.max(0);
+                }
+            }
+        };
+        if work >= PAR_THRESHOLD {
+            pairs.par_iter_mut().enumerate().for_each(|(p, c)| one(p, c));
+        } else {
+            pairs.iter_mut().enumerate().for_each(|(p, c)| one(p, c));
+        }
+        drop(pairs);
+        Ok((Tensor::from_vec(vals, [n])?, Tensor::from_vec(idx, [n])?))
+    }
+    with_data(x, |v| run(v, g), |v| run(v, g))
+}
+
+/// im2col of a contiguous `[n, c, h, w]` f32/f64 CPU tensor (`g.planes = n * c`):
+/// `[n, c * kh * kw, oh * ow]`, zeros in the padding.
+pub(crate) fn im2col(x: &Tensor, g: &Window) -> Option<Result<Tensor>> {
+    fn run<T: Elem>(x: &[T], g: &Window) -> Result<Tensor> {
+        let [h, w] = g.size;
+        let [oh, ow] = g.out;
+        let [kh, kw] = g.kernel;
+        let chunk = kh * kw * oh * ow;
+        let mut out = alloc::uninit::<T>(g.planes * chunk);
+        let zero = T::from_f64(0.0);
+        per_plane(&mut out, chunk, g.planes * chunk, |p, o| {
+            let plane = &x[p * h * w..(p + 1) * h * w];
+            for i in 0..kh {
+                for j in 0..kw {
+                    let tap = &mut o[(i * kw + j) * oh * ow..(i * kw + j + 1) * oh * ow];
+                    for oy in 0..oh {
+                        let dst = &mut tap[oy * ow..(oy + 1) * ow];
+                        let Some(r) = g.at(0, oy, i) else {
+                            dst.fill(zero);
+                            continue;
+                        };
+                        let src = &plane[r * w..(r + 1) * w];
+                        if g.stride[1] == 1 {
+                            // Output columns ox read input column ox + j*dil - pad:
+                            // zeros, one contiguous run, zeros.
+                            let shift = j * g.dilation[1];
+                            let lo = g.padding[1].saturating_sub(shift).min(ow);
+                            let hi = (w + g.padding[1]).saturating_sub(shift).clamp(lo, ow);
+                            dst[..lo].fill(zero);
+                            let s0 = lo + shift - g.padding[1];
+                            dst[lo..hi].copy_from_slice(&src[s0..s0 + hi - lo]);
+                            dst[hi..].fill(zero);
+                        } else {
+                            for (ox, d) in dst.iter_mut().enumerate() {
+                                *d = match g.at(1, ox, j) {
+                                    Some(q) => src[q],
+                                    None => zero,
+                                };
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Tensor::from_vec(out, [g.planes * kh * kw * oh * ow])
+    }
+    with_data(x, |v| run(v, g), |v| run(v, g))
+}
+
+/// col2im of contiguous `[n, c * kh * kw, oh * ow]` f32/f64 CPU columns
+/// (`g.planes = n * c`): sums every tap into its input position, dropping the
+/// padding; returns `[n * c * h * w]`.
+pub(crate) fn col2im(cols: &Tensor, g: &Window) -> Option<Result<Tensor>> {
+    fn run<T: Elem + std::ops::Add<Output = T>>(cols: &[T], g: &Window) -> Result<Tensor> {
+        let [h, w] = g.size;
+        let [oh, ow] = g.out;
+        let [kh, kw] = g.kernel;
+        let chunk = kh * kw * oh * ow;
+        let mut out = alloc::filled::<T>(g.planes * h * w, T::from_f64(0.0));
+        per_plane(&mut out, h * w, g.planes * chunk, |p, o| {
+            let src = &cols[p * chunk..(p + 1) * chunk];
+            for i in 0..kh {
+                for j in 0..kw {
+                    let tap = &src[(i * kw + j) * oh * ow..(i * kw + j + 1) * oh * ow];
+                    for oy in 0..oh {
+                        let Some(r) = g.at(0, oy, i) else { continue };
+                        let row = &mut o[r * w..(r + 1) * w];
+                        for (ox, &v) in tap[oy * ow..(oy + 1) * ow].iter().enumerate() {
+                            if let Some(q) = g.at(1, ox, j) {
+                                row[q] = row[q] + v;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Tensor::from_vec(out, [g.planes * h * w])
+    }
+    with_data(cols, |v| run(v, g), |v| run(v, g))
+}
