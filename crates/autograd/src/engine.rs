@@ -14,6 +14,29 @@
 //! saved, is dropped as soon as it has run.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Hashes the engine's keys (node and leaf addresses) with one multiply: they are
+/// already unique, and SipHash cost more than the rest of a small backward.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_usize(&mut self, x: usize) {
+        // Fibonacci hashing; the low bits of an address are alignment zeros.
+        self.0 = (x as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type AddrMap<V> = HashMap<usize, V, BuildHasherDefault<AddrHasher>>;
 use std::sync::Arc;
 
 use tensor_core::{Error, Result, Tensor};
@@ -115,7 +138,7 @@ pub(crate) fn run(
         return Err(Error::Autograd(format!("got {} outputs but {} gradients", outputs.len(), grads.len())));
     }
     // Captures for autograd::grad.
-    let mut captures: HashMap<usize, usize> = HashMap::new();
+    let mut captures: AddrMap<usize> = AddrMap::default();
     let mut captured: Vec<Option<Var>> = Vec::new();
     if let Some(ins) = inputs {
         for (i, v) in ins.iter().enumerate() {
@@ -141,9 +164,9 @@ pub(crate) fn run(
     }
 
     // Seed: gradients of the outputs.
-    let mut buffers: HashMap<usize, Option<Var>> = HashMap::new();
+    let mut buffers: AddrMap<Option<Var>> = AddrMap::default();
     let mut leaf_order: Vec<Arc<VarInner>> = Vec::new();
-    let mut leaf_grads: HashMap<usize, Option<Var>> = HashMap::new();
+    let mut leaf_grads: AddrMap<Option<Var>> = AddrMap::default();
     let mut stack: Vec<NodePtr> = Vec::new();
     for (i, (o, g)) in outputs.iter().zip(grads).enumerate() {
         if !o.dtype().is_float() {
@@ -178,8 +201,8 @@ pub(crate) fn run(
     }
 
     // 1. Dependency counts over the reachable graph.
-    let mut deps: HashMap<usize, usize> = HashMap::new();
-    let mut seen: HashMap<usize, ()> = HashMap::new();
+    let mut deps: AddrMap<usize> = AddrMap::default();
+    let mut seen: AddrMap<()> = AddrMap::default();
     let mut roots: Vec<NodePtr> = Vec::new();
     while let Some(n) = stack.pop() {
         if seen.insert(n.key(), ()).is_some() {
