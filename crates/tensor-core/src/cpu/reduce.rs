@@ -463,16 +463,19 @@ fn softmax_rows<T: Elem + Float>(x: &[T], rows: usize, cols: usize, log: bool) -
     out
 }
 
-/// `e^x` for `x <= 0` in f32 (softmax's shifted inputs), branch-free so loops over it
-/// vectorise: `2^n e^r` with `n = round(x / ln 2)`, `|r| <= ln 2 / 2`, a degree-6
+/// `e^x` for `x <= 0` in f32 (softmax's shifted inputs), written so loops over it
+/// vectorise (no branches, no float-to-int casts): `2^n e^r` with `n = round(x / ln 2)`
+/// taken from the mantissa of `x / ln 2 + 1.5 * 2^23`, `|r| <= ln 2 / 2`, a degree-6
 /// polynomial for `e^r` (Cephes' coefficients, about 1 ulp) and `2^n` built from the
 /// exponent bits. Below -87.3 (where `e^x` is subnormal) it returns 0; NaN stays NaN.
 #[inline(always)]
 fn exp_neg_f32(x: f32) -> f32 {
     const LO: f32 = -87.336_55;
-    let xc = x.max(LO);
-    // Round to nearest through the 1.5 * 2^23 trick (vectorises without SSE4.1).
-    let n = (xc * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    const MAGIC: f32 = 12_582_912.0;
+    // Not `x.max(LO)`: that would turn NaN into LO.
+    let xc = if x < LO { LO } else { x };
+    let t = xc * std::f32::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
     let r = xc - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_2e-3;
@@ -481,7 +484,9 @@ fn exp_neg_f32(x: f32) -> f32 {
     p = p * r + 0.166_666_65;
     p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // The low bits of `t` hold n (two's complement); 127 + n is the biased exponent.
+    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
     let y = er * scale;
     if x < LO {
         0.0
@@ -490,48 +495,46 @@ fn exp_neg_f32(x: f32) -> f32 {
     }
 }
 
-/// f32 softmax rows without f64 round trips: an 8-lane max (NaN-propagating), one
-/// pass of `exp` with 8 partial sums, then the scale (or the log shift).
+/// f32 softmax rows without f64 round trips, each pass a simple loop the compiler
+/// vectorises: the max (8 lanes), `exp(x - max)` into the output, its sum (8 lanes),
+/// then the scale (or the log shift). A NaN anywhere in a row makes the sum NaN, so the
+/// whole row comes out NaN, as in PyTorch.
 fn softmax_rows_f32(x: &[f32], rows: usize, cols: usize, log: bool) -> Vec<f32> {
     const L: usize = 8;
     let mut out = alloc::uninit::<f32>(rows * cols);
     let work = |(r, o): (usize, &mut [f32])| {
         let row = &x[r * cols..(r + 1) * cols];
         let mut lanes = [f32::NEG_INFINITY; L];
-        let mut nan = false;
         let chunks = row.chunks_exact(L);
         let tail = chunks.remainder();
         for c in chunks {
             for k in 0..L {
-                lanes[k] = lanes[k].max(c[k]);
-                nan |= c[k].is_nan();
+                if c[k] > lanes[k] {
+                    lanes[k] = c[k];
+                }
             }
         }
-        let mut m = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        for &v in tail {
-            m = m.max(v);
-            nan |= v.is_nan();
+        let mut m = f32::NEG_INFINITY;
+        for &v in lanes.iter().chain(tail) {
+            if v > m {
+                m = v;
+            }
         }
-        if nan {
-            m = f32::NAN;
-        } else if m == f32::NEG_INFINITY {
+        if m == f32::NEG_INFINITY {
             m = 0.0;
         }
+        for (o, &v) in o.iter_mut().zip(row) {
+            *o = exp_neg_f32(v - m);
+        }
         let mut sums = [0f32; L];
-        let (oc, ot) = o.split_at_mut(cols - cols % L);
-        for (oc, xc) in oc.chunks_exact_mut(L).zip(row.chunks_exact(L)) {
+        let oc = o.chunks_exact(L);
+        let mut sum: f32 = oc.remainder().iter().sum();
+        for c in oc {
             for k in 0..L {
-                let e = exp_neg_f32(xc[k] - m);
-                oc[k] = e;
-                sums[k] += e;
+                sums[k] += c[k];
             }
         }
-        let mut sum: f32 = sums.iter().sum();
-        for (o, &v) in ot.iter_mut().zip(tail) {
-            let e = exp_neg_f32(v - m);
-            *o = e;
-            sum += e;
-        }
+        sum += sums.iter().sum::<f32>();
         if log {
             // (x - max) - log(sum) keeps precision for large |x|.
             let ls = sum.ln();
