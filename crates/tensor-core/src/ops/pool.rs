@@ -54,16 +54,14 @@ fn axis(
 
 /// Geometry shared by max and average pooling.
 struct Pool {
+    /// The input, batched and contiguous.
     x: Tensor,
-    padded: Tensor,
     h: Axis,
     w: Axis,
     batched: bool,
-    /// Max pooling's values and indices from the direct CPU loop, when it applied.
-    fast: Option<(Tensor, Tensor)>,
 }
 
-/// Checks the input rank, pads with `fill` and returns the geometry.
+/// Checks the input rank and sizes and returns the geometry.
 #[allow(clippy::too_many_arguments)]
 fn prepare(
     op: &'static str,
@@ -73,7 +71,6 @@ fn prepare(
     padding: [usize; 2],
     dilation: [usize; 2],
     ceil_mode: bool,
-    fill: f64,
 ) -> Result<Pool> {
     require_float(op, x)?;
     let batched = match x.rank() {
@@ -90,33 +87,55 @@ fn prepare(
     }
     let h = axis(op, x.dims(), hh, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)?;
     let w = axis(op, x.dims(), ww, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)?;
-    if fill == f64::NEG_INFINITY {
-        // Max pooling: try the direct CPU loop before padding anything.
-        let d = x4.dims();
-        let g = Window { planes: d[0] * d[1], size: [hh, ww], out: [h.out, w.out], kernel, stride, padding, dilation };
-        if let Some(r) = crate::cpu::window::max_pool(&x4, &g) {
-            let (v, i) = r?;
-            let shape = [d[0], d[1], h.out, w.out];
-            let fast = Some((v.reshape_to(shape)?, i.reshape_to(shape)?));
-            return Ok(Pool { x: x4.clone(), padded: x4, h, w, batched, fast });
-        }
-    }
-    let pads = [padding[1], padding[1] + w.extra, padding[0], padding[0] + h.extra];
-    let padded = if pads == [0; 4] { x4.clone() } else { x4.pad(&pads, PadMode::Constant(fill))? };
-    Ok(Pool { x: x4, padded, h, w, batched, fast: None })
+    Ok(Pool { x: x4, h, w, batched })
 }
 
 impl Pool {
-    /// The windows `[N, C, OH, OW, kh, kw]` as a strided view of the padded input.
-    fn windows(&self, kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2]) -> Tensor {
-        let d = self.padded.dims();
+    /// The windows `[N, C, OH, OW, kh, kw]` as a strided view of the input padded with
+    /// `fill` (plus the extra right padding ceil mode needs).
+    fn windows(
+        &self,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        fill: f64,
+    ) -> Result<Tensor> {
+        let pads = [padding[1], padding[1] + self.w.extra, padding[0], padding[0] + self.h.extra];
+        let padded = if pads == [0; 4] { self.x.clone() } else { self.x.pad(&pads, PadMode::Constant(fill))? };
+        let d = padded.dims();
         let (n, c, hp, wp) = (d[0], d[1], d[2], d[3]);
         let l = Layout::new(
             Shape::new(&[n, c, self.h.out, self.w.out, kernel[0], kernel[1]]),
             [c * hp * wp, hp * wp, stride[0] * wp, stride[1], dilation[0] * wp, dilation[1]].into_iter().collect(),
-            self.padded.layout().offset(),
+            padded.layout().offset(),
         );
-        self.padded.with_layout(l)
+        Ok(padded.with_layout(l))
+    }
+
+    /// Max pooling's values and input-plane indices `[N, C, OH, OW]` from the direct CPU
+    /// loop, or `None` where it does not apply (then the windows are reduced).
+    fn max_pool_direct(
+        &self,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        let d = self.x.dims();
+        let g = Window {
+            planes: d[0] * d[1],
+            size: [d[2], d[3]],
+            out: [self.h.out, self.w.out],
+            kernel,
+            stride,
+            padding,
+            dilation,
+        };
+        let Some(r) = crate::cpu::window::max_pool(&self.x, &g) else { return Ok(None) };
+        let (v, i) = r?;
+        let shape = [d[0], d[1], self.h.out, self.w.out];
+        Ok(Some((v.reshape_to(shape)?, i.reshape_to(shape)?)))
     }
 
     /// Drops the batch dim again for unbatched inputs.
@@ -150,11 +169,11 @@ impl Tensor {
         ceil_mode: bool,
     ) -> Result<Tensor> {
         let _prof = crate::profiler::scope("max_pool2d", &[self]);
-        let p = prepare("max_pool2d", self, kernel, stride, padding, dilation, ceil_mode, f64::NEG_INFINITY)?;
-        if let Some((v, _)) = &p.fast {
-            return p.finish(v.clone());
+        let p = prepare("max_pool2d", self, kernel, stride, padding, dilation, ceil_mode)?;
+        if let Some((v, _)) = p.max_pool_direct(kernel, stride, padding, dilation)? {
+            return p.finish(v);
         }
-        let y = p.windows(kernel, stride, dilation).amax(&[-2, -1], false)?;
+        let y = p.windows(kernel, stride, padding, dilation, f64::NEG_INFINITY)?.amax(&[-2, -1], false)?;
         p.finish(y)
     }
 
@@ -171,13 +190,13 @@ impl Tensor {
     ) -> Result<(Tensor, Tensor)> {
         let _prof = crate::profiler::scope("max_pool2d_with_indices", &[self]);
         let op = "max_pool2d_with_indices";
-        let p = prepare(op, self, kernel, stride, padding, dilation, ceil_mode, f64::NEG_INFINITY)?;
-        if let Some((v, i)) = &p.fast {
-            return Ok((p.finish(v.clone())?, p.finish(i.clone())?));
+        let p = prepare(op, self, kernel, stride, padding, dilation, ceil_mode)?;
+        if let Some((v, i)) = p.max_pool_direct(kernel, stride, padding, dilation)? {
+            return Ok((p.finish(v)?, p.finish(i)?));
         }
         let (n, c) = (p.x.dims()[0], p.x.dims()[1]);
         let (oh, ow, kk) = (p.h.out, p.w.out, kernel[0] * kernel[1]);
-        let win = p.windows(kernel, stride, dilation).reshape_to([n, c, oh, ow, kk])?;
+        let win = p.windows(kernel, stride, padding, dilation, f64::NEG_INFINITY)?.reshape_to([n, c, oh, ow, kk])?;
         let values = win.amax(&[-1], false)?;
         let tap = win.argmax(-1, true)?;
         // Input-plane index of tap t of output (y, x); padding positions are never
@@ -216,8 +235,8 @@ impl Tensor {
         let op = "avg_pool2d";
         require_float(op, self)?;
         let cd = compute_dtype(self.dtype());
-        let p = prepare(op, &self.to_dtype(cd)?, kernel, stride, padding, [1, 1], ceil_mode, 0.0)?;
-        let sums = p.windows(kernel, stride, [1, 1]).sum(&[-2, -1], false)?;
+        let p = prepare(op, &self.to_dtype(cd)?, kernel, stride, padding, [1, 1], ceil_mode)?;
+        let sums = p.windows(kernel, stride, padding, [1, 1], 0.0)?.sum(&[-2, -1], false)?;
         let counts = |n: usize, k: usize, s: usize, pad: usize, out: usize| -> Vec<f64> {
             (0..out)
                 .map(|o| {
