@@ -17,9 +17,12 @@ fn cargo() -> String {
 }
 
 /// Runs the GPU suites here; `REQUIRE_GPU=1` turns a missing GPU into a failure.
+///
+/// The tests run one at a time, as in the bundle's `run.sh`: several seed the global
+/// random generator and compare a CUDA run with a CPU run drawn from it.
 pub fn test(root: &Path) -> Result<(), String> {
     let mut cmd = Command::new(cargo());
-    cmd.current_dir(root).env("REQUIRE_GPU", "1").args(["test", "--test", GPU_TEST]);
+    cmd.current_dir(root).env("REQUIRE_GPU", "1").args(["test", "--test", GPU_TEST, "--", "--test-threads=1"]);
     let st = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if st.success() {
         Ok(())

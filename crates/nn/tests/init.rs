@@ -5,6 +5,14 @@ use nn::init::{self, calculate_fan_in_and_fan_out, calculate_gain, FanMode, Nonl
 use nn::*;
 use tensor_core::{DType, Device, Generator, Tensor};
 
+/// The global random generator is shared by the test threads of this binary: each
+/// test holds this lock while it seeds and draws.
+static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn param(dims: &[usize]) -> Param {
     Param::new(Tensor::zeros(dims.to_vec(), DType::F64, &Device::cpu()).unwrap()).unwrap()
 }
@@ -20,6 +28,7 @@ fn stats(p: &Param) -> (f64, f64, f64) {
 
 #[test]
 fn gains_and_fans_match_pytorch() {
+    let _g = serial();
     assert_eq!(calculate_gain(Nonlinearity::Linear), 1.0);
     assert_eq!(calculate_gain(Nonlinearity::Conv), 1.0);
     assert_eq!(calculate_gain(Nonlinearity::Sigmoid), 1.0);
@@ -36,6 +45,7 @@ fn gains_and_fans_match_pytorch() {
 
 #[test]
 fn kaiming_bounds_and_std() {
+    let _g = serial();
     tensor_core::manual_seed(0);
     let p = param(&[256, 128, 3]);
     let (fan_in, fan_out) = (384.0f64, 768.0f64);
@@ -55,6 +65,7 @@ fn kaiming_bounds_and_std() {
 
 #[test]
 fn xavier_bounds_and_std() {
+    let _g = serial();
     tensor_core::manual_seed(1);
     let p = param(&[300, 200]);
     init::xavier_uniform_(&p, calculate_gain(Nonlinearity::Tanh)).unwrap();
@@ -70,6 +81,7 @@ fn xavier_bounds_and_std() {
 
 #[test]
 fn simple_fills() {
+    let _g = serial();
     let p = param(&[3, 2]);
     init::constant_(&p, 2.5).unwrap();
     assert_eq!(p.tensor().to_vec_f64().unwrap(), vec![2.5; 6]);
@@ -100,6 +112,7 @@ fn gram(w: &[f64], rows: usize, cols: usize) -> Vec<f64> {
 
 #[test]
 fn orthogonal_gives_orthonormal_rows_or_columns() {
+    let _g = serial();
     tensor_core::manual_seed(2);
     // Wide: W W^T = gain^2 I.
     let p = param(&[6, 4, 2]);
@@ -134,6 +147,7 @@ fn orthogonal_gives_orthonormal_rows_or_columns() {
 
 #[test]
 fn seeding_makes_initialisation_reproducible() {
+    let _g = serial();
     let draw = |seed| {
         tensor_core::manual_seed(seed);
         Linear::new(7, 5, true).unwrap().weight.tensor().to_vec2::<f32>().unwrap()
@@ -149,6 +163,7 @@ fn seeding_makes_initialisation_reproducible() {
 
 #[test]
 fn layers_use_pytorch_default_initialisation() {
+    let _g = serial();
     tensor_core::manual_seed(5);
     let fc = Linear::new(400, 300, true).unwrap();
     let b = 1.0 / 400f64.sqrt();

@@ -93,6 +93,8 @@ const N: usize = 200_000;
 
 #[test]
 fn uniform_moments_and_range() {
+    // `Tensor::rand` below draws from the global generator.
+    let _g = lock();
     for dt in [DType::F32, DType::F64, DType::F16, DType::BF16] {
         let v =
             Tensor::uniform_with(&mut Generator::new(11), [N], -1.0, 3.0, dt, &cpu()).unwrap().to_vec_f64().unwrap();
