@@ -254,15 +254,30 @@ fn gradgradcheck_softmax_and_conv2d() {
     run_gradgrad(nn_cases().into_iter().filter(|c| keep.contains(&c.name)).collect());
 }
 
-/// conv2d against a direct loop over output positions.
+/// conv2d against a direct loop over output positions, and its gradients by finite
+/// differences; the geometries include kernels wider than the input with the padding
+/// making up the difference.
 #[test]
 fn conv2d_matches_a_naive_reference() -> Result<()> {
-    let (x, w) = (r(1100, &[2, 4, 6, 5]), r(1101, &[4, 2, 3, 2]));
-    let (s, p, d, g) = ([2usize, 1usize], [1usize, 2usize], [1usize, 2usize], 2usize);
+    type Geom = ([usize; 4], [usize; 4], [usize; 2], [usize; 2], [usize; 2], usize);
+    let geoms: [Geom; 4] = [
+        ([2, 4, 6, 5], [4, 2, 3, 2], [2, 1], [1, 2], [1, 2], 2),
+        ([1, 2, 1, 1], [3, 2, 5, 5], [1, 1], [2, 2], [1, 1], 1),
+        ([1, 1, 2, 3], [2, 1, 3, 5], [1, 1], [1, 3], [1, 1], 1),
+        ([2, 2, 4, 4], [2, 2, 2, 2], [1, 1], [0, 3], [1, 3], 1),
+    ];
+    for (xd, wdims, s, p, d, g) in geoms {
+        conv2d_case(xd, wdims, s, p, d, g)?;
+    }
+    Ok(())
+}
+
+fn conv2d_case(xd: [usize; 4], wdims: [usize; 4], s: [usize; 2], p: [usize; 2], d: [usize; 2], g: usize) -> Result<()> {
+    let (x, w) = (r(1100, &xd), r(1101, &wdims));
     let y = Var::from(x.clone()).conv2d(&Var::from(w.clone()), None, s, p, d, g)?;
     let (xv, wv) = (x.to_vec_f64()?, w.to_vec_f64()?);
-    let (n, c, h, wd) = (2, 4, 6, 5);
-    let (o, cg, kh, kw) = (4, 2, 3, 2);
+    let [n, c, h, wd] = xd;
+    let [o, cg, kh, kw] = wdims;
     let oh = (h + 2 * p[0] - d[0] * (kh - 1) - 1) / s[0] + 1;
     let ow = (wd + 2 * p[1] - d[1] * (kw - 1) - 1) / s[1] + 1;
     assert_eq!(y.dims(), &[n, o, oh, ow]);
@@ -289,12 +304,13 @@ fn conv2d_matches_a_naive_reference() -> Result<()> {
                         }
                     }
                     let got = yv[((b * o + oc) * oh + i) * ow + j];
-                    assert!((got - acc).abs() < 1e-12, "({b},{oc},{i},{j}): {got} vs {acc}");
+                    assert!((got - acc).abs() < 1e-12, "{xd:?} * {wdims:?} ({b},{oc},{i},{j}): {got} vs {acc}");
                 }
             }
         }
     }
-    Ok(())
+    let f = move |v: &[Var]| Ok(vec![v[0].conv2d(&v[1], None, s, p, d, g)?]);
+    gradcheck(f, &[x, w]).map_err(|e| tensor_core::Error::Autograd(format!("{xd:?} * {wdims:?}: {e}")))
 }
 
 fn run_all(cases: Vec<Case>) {

@@ -79,6 +79,13 @@ fn matmul_does_not_depend_on_thread_count() -> tensor_core::Result<()> {
     let run = || -> tensor_core::Result<Vec<u64>> { Ok(bits(&a.matmul(&b)?)) };
     assert_eq!(in_pool(1, run)?, in_pool(2, run)?);
     assert_eq!(in_pool(1, run)?, in_pool(3, run)?);
+    // A batch of two products: with one or two threads each product runs whole on one
+    // thread; with three, the products are split across the threads in turn.
+    let ab = data(240, 90).reshape_to([2, 120, 90])?;
+    let bb = data(180, 150).reshape_to([2, 90, 150])?;
+    let run = || -> tensor_core::Result<Vec<u64>> { Ok(bits(&ab.matmul(&bb)?)) };
+    assert_eq!(in_pool(1, run)?, in_pool(2, run)?);
+    assert_eq!(in_pool(1, run)?, in_pool(3, run)?);
     Ok(())
 }
 

@@ -67,6 +67,17 @@ fn per_plane<T: Send>(out: &mut [T], chunk: usize, total_work: usize, work: impl
     }
 }
 
+/// One tap of a max-pool window: takes `v` (at input index `k`) when it is larger than
+/// `best`, or NaN while `best` is not. Written as selects, not a branch: which tap wins
+/// is data-dependent, and a mispredicted branch per tap cost 4x.
+#[inline(always)]
+fn pick<T: Copy + PartialOrd>(v: T, k: i64, best: &mut T, at: &mut i64) {
+    #[allow(clippy::eq_op)] // `v != v` is the NaN test for this generic float
+    let take = v > *best || (v != v && *best == *best);
+    *best = if take { v } else { *best };
+    *at = if take { k } else { *at };
+}
+
 /// Max pooling of a contiguous `[planes, h, w]` f32/f64 CPU tensor: the values
 /// `[planes * oh * ow]` and the input-plane index of each (the first maximum wins;
 /// NaN counts as the largest value and the first NaN wins).
@@ -80,27 +91,44 @@ pub(crate) fn max_pool(x: &Tensor, g: &Window) -> Option<Result<(Tensor, Tensor)
         let work = g.planes * oh * ow * g.kernel[0] * g.kernel[1];
         let mut pairs: Vec<(&mut [T], &mut [i64])> =
             vals.chunks_mut((oh * ow).max(1)).zip(idx.chunks_mut((oh * ow).max(1))).collect();
+        let [kh, kw] = g.kernel;
         let one = |p: usize, (vo, io): &mut (&mut [T], &mut [i64])| {
             let plane = &x[p * h * w..(p + 1) * h * w];
             for oy in 0..oh {
+                let ry = oy * g.stride[0];
+                let rows_inside = ry >= g.padding[0] && ry + (kh - 1) * g.dilation[0] < h + g.padding[0];
                 for ox in 0..ow {
-                    let mut best = T::from_f64(f64::NEG_INFINITY);
-                    let mut at = -1i64;
-                    for i in 0..g.kernel[0] {
-                        let Some(r) = g.at(0, oy, i) else { continue };
-                        for j in 0..g.kernel[1] {
-                            let Some(q) = g.at(1, ox, j) else { continue };
-                            let v = plane[r * w + q];
-                            #[allow(clippy::eq_op)] // `v != v` is the NaN test for this generic float
-                            let take = at < 0 || v > best || (v != v && best == best);
-                            if take {
-                                best = v;
-                                at = (r * w + q) as i64;
+                    let cx = ox * g.stride[1];
+                    let inside = rows_inside && cx >= g.padding[1] && cx + (kw - 1) * g.dilation[1] < w + g.padding[1];
+                    let (mut best, mut at);
+                    if inside {
+                        // The whole window lies in the plane: no bounds tests per tap.
+                        let k0 = (ry - g.padding[0]) * w + cx - g.padding[1];
+                        (best, at) = (plane[k0], k0 as i64);
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                let k = k0 + i * g.dilation[0] * w + j * g.dilation[1];
+                                pick(plane[k], k as i64, &mut best, &mut at);
                             }
                         }
+                    } else {
+                        (best, at) = (T::from_f64(f64::NEG_INFINITY), -1);
+                        for i in 0..kh {
+                            let Some(r) = g.at(0, oy, i) else { continue };
+                            for j in 0..kw {
+                                let Some(q) = g.at(1, ox, j) else { continue };
+                                let k = r * w + q;
+                                if at < 0 {
+                                    (best, at) = (plane[k], k as i64);
+                                } else {
+                                    pick(plane[k], k as i64, &mut best, &mut at);
+                                }
+                            }
+                        }
+                        at = at.max(0);
                     }
                     vo[oy * ow + ox] = best;
-                    io[oy * ow + ox] = at.max(0);
+                    io[oy * ow + ox] = at;
                 }
             }
         };
@@ -113,6 +141,16 @@ pub(crate) fn max_pool(x: &Tensor, g: &Window) -> Option<Result<(Tensor, Tensor)
         Ok((Tensor::from_vec(vals, [n])?, Tensor::from_vec(idx, [n])?))
     }
     with_data(x, |v| run(v, g), |v| run(v, g))
+}
+
+/// For a stride-1 row and kernel column `j`: the output columns `lo..hi` that read
+/// inside the input row (input column `ox + j * dil - pad`); the columns before `lo`
+/// and from `hi` on fall in the padding.
+fn run_bounds(g: &Window, j: usize, w: usize, ow: usize) -> (usize, usize) {
+    let shift = j * g.dilation[1];
+    let lo = g.padding[1].saturating_sub(shift).min(ow);
+    let hi = (w + g.padding[1]).saturating_sub(shift).clamp(lo, ow);
+    (lo, hi)
 }
 
 /// im2col of a contiguous `[n, c, h, w]` f32/f64 CPU tensor (`g.planes = n * c`):
@@ -140,12 +178,12 @@ pub(crate) fn im2col(x: &Tensor, g: &Window) -> Option<Result<Tensor>> {
                         if g.stride[1] == 1 {
                             // Output columns ox read input column ox + j*dil - pad:
                             // zeros, one contiguous run, zeros.
-                            let shift = j * g.dilation[1];
-                            let lo = g.padding[1].saturating_sub(shift).min(ow);
-                            let hi = (w + g.padding[1]).saturating_sub(shift).clamp(lo, ow);
+                            let (lo, hi) = run_bounds(g, j, w, ow);
                             dst[..lo].fill(zero);
-                            let s0 = lo + shift - g.padding[1];
-                            dst[lo..hi].copy_from_slice(&src[s0..s0 + hi - lo]);
+                            if hi > lo {
+                                let s0 = lo + j * g.dilation[1] - g.padding[1];
+                                dst[lo..hi].copy_from_slice(&src[s0..s0 + hi - lo]);
+                            }
                             dst[hi..].fill(zero);
                         } else {
                             for (ox, d) in dst.iter_mut().enumerate() {
@@ -182,9 +220,21 @@ pub(crate) fn col2im(cols: &Tensor, g: &Window) -> Option<Result<Tensor>> {
                     for oy in 0..oh {
                         let Some(r) = g.at(0, oy, i) else { continue };
                         let row = &mut o[r * w..(r + 1) * w];
-                        for (ox, &v) in tap[oy * ow..(oy + 1) * ow].iter().enumerate() {
-                            if let Some(q) = g.at(1, ox, j) {
-                                row[q] = row[q] + v;
+                        let src = &tap[oy * ow..(oy + 1) * ow];
+                        if g.stride[1] == 1 {
+                            // The adjoint of im2col's contiguous run: one vectorisable add.
+                            let (lo, hi) = run_bounds(g, j, w, ow);
+                            if hi > lo {
+                                let s0 = lo + j * g.dilation[1] - g.padding[1];
+                                for (d, &v) in row[s0..s0 + hi - lo].iter_mut().zip(&src[lo..hi]) {
+                                    *d = *d + v;
+                                }
+                            }
+                        } else {
+                            for (ox, &v) in src.iter().enumerate() {
+                                if let Some(q) = g.at(1, ox, j) {
+                                    row[q] = row[q] + v;
+                                }
                             }
                         }
                     }
