@@ -36,14 +36,92 @@ impl Hasher for AddrHasher {
     }
 }
 
-type AddrMap<V> = HashMap<usize, V, BuildHasherDefault<AddrHasher>>;
+/// Most backward passes touch a handful of nodes: up to this many entries an
+/// [`AddrMap`] is a list searched in place, with no allocation and no hashing.
+const SMALL_MAP: usize = 16;
+
+/// A map keyed by addresses: a short inline list while small, a hash map beyond.
+enum AddrMap<V> {
+    Small(SmallVec<[(usize, V); 8]>),
+    Big(HashMap<usize, V, BuildHasherDefault<AddrHasher>>),
+}
+
+impl<V> AddrMap<V> {
+    fn new() -> Self {
+        AddrMap::Small(SmallVec::new())
+    }
+
+    fn get(&self, k: usize) -> Option<&V> {
+        match self {
+            AddrMap::Small(v) => v.iter().find(|e| e.0 == k).map(|e| &e.1),
+            AddrMap::Big(m) => m.get(&k),
+        }
+    }
+
+    fn get_mut(&mut self, k: usize) -> Option<&mut V> {
+        match self {
+            AddrMap::Small(v) => v.iter_mut().find(|e| e.0 == k).map(|e| &mut e.1),
+            AddrMap::Big(m) => m.get_mut(&k),
+        }
+    }
+
+    fn contains_key(&self, k: usize) -> bool {
+        self.get(k).is_some()
+    }
+
+    fn remove(&mut self, k: usize) -> Option<V> {
+        match self {
+            AddrMap::Small(v) => v.iter().position(|e| e.0 == k).map(|i| v.swap_remove(i).1),
+            AddrMap::Big(m) => m.remove(&k),
+        }
+    }
+
+    /// The entry for `k`, inserted with `V::default()` when missing.
+    fn slot(&mut self, k: usize) -> &mut V
+    where
+        V: Default,
+    {
+        if let AddrMap::Small(v) = self {
+            if v.len() >= SMALL_MAP && !v.iter().any(|e| e.0 == k) {
+                let big = v.drain(..).collect();
+                *self = AddrMap::Big(big);
+            }
+        }
+        match self {
+            AddrMap::Small(v) => {
+                let i = match v.iter().position(|e| e.0 == k) {
+                    Some(i) => i,
+                    None => {
+                        v.push((k, V::default()));
+                        v.len() - 1
+                    }
+                };
+                &mut v[i].1
+            }
+            AddrMap::Big(m) => m.entry(k).or_default(),
+        }
+    }
+}
+
 use std::sync::Arc;
 
+use smallvec::SmallVec;
 use tensor_core::{Error, Result, Tensor};
 
 use crate::graph::{Edge, NodePtr};
 use crate::mode::{is_anomaly_enabled, GradModeGuard};
 use crate::var::{Var, VarInner};
+
+/// What the engine keeps per reachable node.
+#[derive(Default)]
+struct Slot {
+    /// Consumers whose gradient has not arrived yet.
+    deps: usize,
+    /// Whether the dependency pass has been through this node.
+    visited: bool,
+    /// The gradient summed so far.
+    grad: Option<Var>,
+}
 
 /// What `autograd::grad` asks for: the gradient flowing into these variables.
 enum Capture {
@@ -51,12 +129,31 @@ enum Capture {
     Leaf(usize),
 }
 
+/// Sums `g` into the gradient in `slot`.
 fn accumulate(slot: &mut Option<Var>, g: Var) -> Result<()> {
     *slot = Some(match slot.take() {
-        Some(old) => old.add(&g)?,
+        Some(old) => add_into(old, &g)?,
         None => g,
     });
     Ok(())
+}
+
+/// `old + g`, written into `old`'s buffer when nothing can tell (no graph is being
+/// built, and no other handle, view or saved tensor shares that buffer), like
+/// PyTorch's in-place gradient accumulation; a new tensor otherwise.
+fn add_into(old: Var, g: &Var) -> Result<Var> {
+    let in_place = !crate::mode::is_grad_enabled()
+        && Arc::strong_count(&old.0) == 1
+        && old.node().is_none()
+        && old.dtype() == g.dtype()
+        && old.dims() == g.dims()
+        && old.tensor().is_exclusive();
+    if in_place {
+        old.tensor().add_(g.tensor())?;
+        Ok(old)
+    } else {
+        old.add(g)
+    }
 }
 
 /// Makes `g` fit an input of `shape`/`dtype`: un-broadcasts and casts.
@@ -98,29 +195,31 @@ fn run_hooks(hooks: &[(usize, crate::graph::Hook)], mut g: Var) -> Result<Var> {
     Ok(g)
 }
 
-/// Stores a leaf's final gradient into `.grad`, taking ownership of a private
-/// contiguous buffer and copying otherwise (a gradient may alias other gradients or
-/// be a broadcast view).
+/// Stores a leaf's final gradient into `.grad`.
+///
+/// Without `create_graph`, a first gradient is taken over when nothing else holds
+/// it (copied otherwise: a gradient may alias other gradients or be a broadcast
+/// view), and a later one is added into the existing `.grad` in place when nothing
+/// else can observe that buffer (like PyTorch's `grad += new`), out of place
+/// otherwise, so a gradient the user kept from `grad()` never changes under them.
 fn store_leaf_grad(leaf: &VarInner, g: Var, create_graph: bool) -> Result<()> {
-    let g = if create_graph {
-        g
-    } else {
-        let t = g.tensor();
-        let owned = t.is_contiguous()
-            && Arc::strong_count(t.storage()) == 1
-            && t.layout().offset() == 0
-            && t.storage().read().len() == t.numel();
-        if owned {
-            Var::from(t.clone())
-        } else {
-            Var::from(t.copy()?)
+    let mut slot = leaf.grad.lock();
+    let new = match slot.take() {
+        // The engine runs with grad mode on only under `create_graph`, so this adds
+        // in place exactly when no graph is wanted and nothing else holds `.grad`.
+        Some(old) => add_into(old, &g)?,
+        None if create_graph => g,
+        None => {
+            let t = g.tensor();
+            let owned = t.is_exclusive() && Arc::strong_count(&g.0) == 1;
+            if owned {
+                Var::from(t.clone())
+            } else {
+                Var::from(t.copy()?)
+            }
         }
     };
-    let mut slot = leaf.grad.lock();
-    match slot.take() {
-        Some(old) => *slot = Some(if create_graph { old.add(&g)? } else { Var::from(old.tensor().add(g.tensor())?) }),
-        None => *slot = Some(g),
-    }
+    *slot = Some(new);
     Ok(())
 }
 
@@ -138,7 +237,7 @@ pub(crate) fn run(
         return Err(Error::Autograd(format!("got {} outputs but {} gradients", outputs.len(), grads.len())));
     }
     // Captures for autograd::grad.
-    let mut captures: AddrMap<usize> = AddrMap::default();
+    let mut captures: AddrMap<usize> = AddrMap::new();
     let mut captured: Vec<Option<Var>> = Vec::new();
     if let Some(ins) = inputs {
         for (i, v) in ins.iter().enumerate() {
@@ -158,16 +257,17 @@ pub(crate) fn run(
             let k = match key {
                 Capture::Node(k) | Capture::Leaf(k) => k,
             };
-            captures.insert(k, i);
+            *captures.slot(k) = i;
         }
         captured = vec![None; ins.len()];
     }
 
-    // Seed: gradients of the outputs.
-    let mut buffers: AddrMap<Option<Var>> = AddrMap::default();
-    let mut leaf_order: Vec<Arc<VarInner>> = Vec::new();
-    let mut leaf_grads: AddrMap<Option<Var>> = AddrMap::default();
-    let mut stack: Vec<NodePtr> = Vec::new();
+    // Seed: gradients of the outputs. One map holds, per reachable node, its
+    // dependency count and the gradient summed so far.
+    let mut nodes: AddrMap<Slot> = AddrMap::new();
+    let mut leaf_order: SmallVec<[Arc<VarInner>; 4]> = SmallVec::new();
+    let mut leaf_grads: AddrMap<Option<Var>> = AddrMap::new();
+    let mut stack: SmallVec<[NodePtr; 8]> = SmallVec::new();
     for (i, (o, g)) in outputs.iter().zip(grads).enumerate() {
         if !o.dtype().is_float() {
             return Err(Error::Autograd(format!(
@@ -186,43 +286,43 @@ pub(crate) fn run(
         let g = if g.dtype() != o.dtype() { g.to_dtype(o.dtype())? } else { g };
         match o.node() {
             Some(n) => {
-                let e = buffers.entry(n.key()).or_insert(None);
-                accumulate(e, g)?;
+                accumulate(&mut nodes.slot(n.key()).grad, g)?;
                 stack.push(n.clone());
             }
             None => {
                 let k = Arc::as_ptr(o.inner()) as usize;
-                if !leaf_grads.contains_key(&k) {
+                if !leaf_grads.contains_key(k) {
                     leaf_order.push(o.inner().clone());
                 }
-                accumulate(leaf_grads.entry(k).or_insert(None), g)?;
+                accumulate(leaf_grads.slot(k), g)?;
             }
         }
     }
 
     // 1. Dependency counts over the reachable graph.
-    let mut deps: AddrMap<usize> = AddrMap::default();
-    let mut seen: AddrMap<()> = AddrMap::default();
-    let mut roots: Vec<NodePtr> = Vec::new();
+    let mut roots: SmallVec<[NodePtr; 8]> = SmallVec::new();
     while let Some(n) = stack.pop() {
-        if seen.insert(n.key(), ()).is_some() {
+        let slot = nodes.slot(n.key());
+        if slot.visited {
             continue;
         }
+        slot.visited = true;
         for e in n.edges.iter().flatten() {
             if let Edge::Node(c) = e {
-                *deps.entry(c.key()).or_insert(0) += 1;
+                nodes.slot(c.key()).deps += 1;
                 stack.push(c.clone());
             }
         }
         roots.push(n);
     }
-    let mut ready: Vec<NodePtr> = roots.into_iter().filter(|n| !deps.contains_key(&n.key())).collect();
+    let mut ready: SmallVec<[NodePtr; 8]> =
+        roots.into_iter().filter(|n| nodes.get(n.key()).is_some_and(|s| s.deps == 0)).collect();
 
     // 2-4. Run nodes in dependency order.
     let anomaly = is_anomaly_enabled();
     while let Some(node) = ready.pop() {
         let key = node.key();
-        let mut g = buffers.remove(&key).flatten();
+        let mut g = nodes.get_mut(key).and_then(|s| s.grad.take());
         if let Some(gv) = g.take() {
             let hooks = node.hooks.lock().clone();
             let gv = if hooks.is_empty() { gv } else { run_hooks(&hooks, gv)? };
@@ -233,14 +333,14 @@ pub(crate) fn run(
                     let add = if create_graph { gv.clone() } else { Var::from(gv.tensor().clone()) };
                     accumulate(&mut slot, add)?;
                 }
-            } else if let Some(&i) = captures.get(&key) {
+            } else if let Some(&i) = captures.get(key) {
                 accumulate(&mut captured[i], gv.clone())?;
             }
             g = Some(gv);
         }
         let input_grads = match g {
             Some(gv) => {
-                let needs: Vec<bool> = node.edges.iter().map(|e| e.is_some()).collect();
+                let needs: SmallVec<[bool; 4]> = node.edges.iter().map(|e| e.is_some()).collect();
                 let _prof = tensor_core::profiler::scope_with(
                     || format!("{}.backward", node.name),
                     || vec![gv.dims().to_vec()],
@@ -275,7 +375,7 @@ pub(crate) fn run(
                 if !retain_graph {
                     node.backward.lock().take();
                 }
-                vec![None; node.edges.len()]
+                SmallVec::from_elem(None, node.edges.len())
             }
         };
         for (i, (edge, g)) in node.edges.iter().zip(input_grads).enumerate() {
@@ -292,24 +392,22 @@ pub(crate) fn run(
             };
             match edge {
                 Edge::Node(c) => {
-                    let k = c.key();
-                    let slot = buffers.entry(k).or_insert(None);
+                    let slot = nodes.get_mut(c.key()).expect("every reachable node has a slot");
                     if let Some(g) = g {
-                        accumulate(slot, g)?;
+                        accumulate(&mut slot.grad, g)?;
                     }
-                    let d = deps.get_mut(&k).expect("every reachable node has a dependency count");
-                    *d -= 1;
-                    if *d == 0 {
+                    slot.deps -= 1;
+                    if slot.deps == 0 {
                         ready.push(c.clone());
                     }
                 }
                 Edge::Leaf(w, _, _) => {
                     if let (Some(g), Some(leaf)) = (g, w.upgrade()) {
                         let k = Arc::as_ptr(&leaf) as usize;
-                        if !leaf_grads.contains_key(&k) {
+                        if !leaf_grads.contains_key(k) {
                             leaf_order.push(leaf.clone());
                         }
-                        accumulate(leaf_grads.entry(k).or_insert(None), g)?;
+                        accumulate(leaf_grads.slot(k), g)?;
                     }
                 }
             }
@@ -319,11 +417,11 @@ pub(crate) fn run(
     // Leaves: hooks, then accumulate or capture.
     for leaf in leaf_order {
         let k = Arc::as_ptr(&leaf) as usize;
-        let Some(g) = leaf_grads.remove(&k).flatten() else { continue };
+        let Some(g) = leaf_grads.remove(k).flatten() else { continue };
         let hooks = leaf.hooks.lock().clone();
         let g = if hooks.is_empty() { g } else { run_hooks(&hooks, g)? };
         if inputs.is_some() {
-            if let Some(&i) = captures.get(&k) {
+            if let Some(&i) = captures.get(k) {
                 accumulate(&mut captured[i], g)?;
             }
         } else {

@@ -92,6 +92,6 @@ pub fn apply<F: Function>(f: F, inputs: &[&Var]) -> Result<Var> {
                 grads.len()
             )));
         }
-        Ok(grads)
+        Ok(grads.into())
     }))
 }

@@ -10,13 +10,17 @@ use std::cell::RefCell;
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 use tensor_core::{DType, Error, Result, Shape, Tensor};
 
 use crate::var::{Var, VarInner};
 
+/// One gradient (or `None`) per input of an op; inline for the usual one or two.
+pub(crate) type Grads = SmallVec<[Option<Var>; 2]>;
+
 /// A backward function: given the gradient of the output and which inputs need a
 /// gradient, returns one gradient (or `None`) per input.
-pub(crate) type BackwardFn = Box<dyn Fn(&Var, &[bool]) -> Result<Vec<Option<Var>>> + Send>;
+pub(crate) type BackwardFn = Box<dyn Fn(&Var, &[bool]) -> Result<Grads> + Send>;
 
 /// A gradient hook: inspects a gradient and may return a replacement.
 pub(crate) type Hook = Arc<dyn Fn(&Var) -> Result<Option<Var>> + Send + Sync>;
@@ -52,7 +56,7 @@ pub(crate) struct Node {
     /// The op's name, used in errors and graph dumps.
     pub name: &'static str,
     /// One entry per input; `None` for inputs that need no gradient.
-    pub edges: Vec<Option<Edge>>,
+    pub edges: SmallVec<[Option<Edge>; 2]>,
     /// The backward closure; `None` once freed after a backward without `retain_graph`.
     pub backward: Mutex<Option<BackwardFn>>,
     /// Output shape and dtype.
@@ -208,7 +212,7 @@ pub(crate) fn record(
     name: &'static str,
     out: Tensor,
     inputs: &[&Var],
-    backward: impl Fn(&Var, &[bool]) -> Result<Vec<Option<Var>>> + Send + 'static,
+    backward: impl Fn(&Var, &[bool]) -> Result<Grads> + Send + 'static,
 ) -> Var {
     if !should_record(inputs) {
         return Var::from(out);

@@ -53,6 +53,35 @@ fn a_leaf_used_twice_gets_the_sum_and_owns_its_grad() -> Result<()> {
 }
 
 #[test]
+fn accumulation_reuses_the_grad_buffer_but_never_changes_a_kept_gradient() -> Result<()> {
+    let x = Var::param(t(&[1.0, 2.0, 3.0], &[3]))?;
+    let step = || x.mul(&x)?.sum(&[], false)?.backward(); // adds 2x to .grad
+    step()?;
+    let first = Arc::as_ptr(x.grad().unwrap().storage());
+    step()?;
+    // Nothing else held `.grad`: the second gradient went into the same buffer.
+    assert_eq!(Arc::as_ptr(x.grad().unwrap().storage()), first);
+    assert_eq!(vals(&x.grad().unwrap()), vec![4.0, 8.0, 12.0]);
+    // A gradient the user keeps is a value: later backwards leave it alone.
+    let kept = x.grad().unwrap();
+    step()?;
+    assert_eq!(vals(&kept), vec![4.0, 8.0, 12.0]);
+    assert_eq!(vals(&x.grad().unwrap()), vec![6.0, 12.0, 18.0]);
+    // So is a view of it.
+    let view = x.grad().unwrap().reshape(&[3, 1])?;
+    drop(kept);
+    step()?;
+    assert_eq!(vals(&view), vec![6.0, 12.0, 18.0]);
+    assert_eq!(vals(&x.grad().unwrap()), vec![8.0, 16.0, 24.0]);
+    // And a gradient kept as a `Var`, as a graph built from it would.
+    let as_var = x.grad_var().unwrap();
+    step()?;
+    assert_eq!(vals(as_var.tensor()), vec![8.0, 16.0, 24.0]);
+    assert_eq!(vals(&x.grad().unwrap()), vec![10.0, 20.0, 30.0]);
+    Ok(())
+}
+
+#[test]
 fn modified_in_place_names_the_op() -> Result<()> {
     let x = Var::param(t(&[1.0, 2.0], &[2]))?;
     let y = x.mul_scalar(1.0)?; // a non-leaf whose values we will clobber

@@ -178,6 +178,9 @@ impl Layout {
 
     /// Broadcasts to `shape` (NumPy rules): new leading dims and size-1 dims get stride 0.
     pub fn broadcast_to(&self, shape: &[usize]) -> Result<Layout> {
+        if self.dims() == shape {
+            return Ok(self.clone());
+        }
         let r = shape.len();
         if r < self.rank() {
             return Err(Error::shape(

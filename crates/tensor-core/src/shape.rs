@@ -6,12 +6,19 @@ use std::fmt;
 
 use crate::{Error, Result};
 
-/// Inline storage for dims: up to 6 dims without a heap allocation.
-pub type Dims = SmallVec<[usize; 6]>;
+/// Inline storage for dims: up to 4 dims without a heap allocation (a tensor handle
+/// then fits in 128 bytes, which the system allocator recycles fastest).
+pub type Dims = SmallVec<[usize; 4]>;
 
 /// The sizes of a tensor's dimensions.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Shape(pub Dims);
+
+impl FromIterator<usize> for Shape {
+    fn from_iter<I: IntoIterator<Item = usize>>(iter: I) -> Self {
+        Shape(iter.into_iter().collect())
+    }
+}
 
 impl Shape {
     /// A shape from a slice of sizes.
@@ -146,11 +153,11 @@ pub fn normalize_dim_scalar_ok(op: &'static str, dim: isize, rank: usize) -> Res
 }
 
 /// Normalises a list of dims, refusing duplicates. An empty list means "all dims".
-pub fn normalize_dims(op: &'static str, dims: &[isize], rank: usize) -> Result<Vec<usize>> {
+pub fn normalize_dims(op: &'static str, dims: &[isize], rank: usize) -> Result<Dims> {
     if dims.is_empty() {
         return Ok((0..rank).collect());
     }
-    let mut out = Vec::with_capacity(dims.len());
+    let mut out = Dims::new();
     for &d in dims {
         if let Some(n) = normalize_dim_scalar_ok(op, d, rank)? {
             if out.contains(&n) {

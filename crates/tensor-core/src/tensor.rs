@@ -60,6 +60,31 @@ impl Tensor {
         Tensor(Arc::new(Inner { storage: self.0.storage.clone(), layout, dtype: self.0.dtype }))
     }
 
+    /// True when nothing else can observe this tensor's memory: no clone of this
+    /// handle, no view and no other tensor shares its storage, and the view covers
+    /// the whole storage contiguously. Writing to such a tensor in place (the
+    /// autograd engine accumulating `.grad`, say) changes no value anyone else holds.
+    ///
+    /// ```
+    /// use tensor_core::Tensor;
+    /// let t = Tensor::zeros([2, 3], tensor_core::DType::F32, &tensor_core::Device::cpu())?;
+    /// assert!(t.is_exclusive());
+    /// let v = t.reshape(&[3, 2])?;
+    /// assert!(!t.is_exclusive()); // `v` shares the storage
+    /// drop(v);
+    /// assert!(t.is_exclusive());
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn is_exclusive(&self) -> bool {
+        Arc::strong_count(&self.0) == 1
+            && Arc::weak_count(&self.0) == 0
+            && Arc::strong_count(&self.0.storage) == 1
+            && Arc::weak_count(&self.0.storage) == 0
+            && self.0.layout.offset() == 0
+            && self.0.layout.is_contiguous()
+            && self.0.storage.read().len() == self.numel()
+    }
+
     /// The storage behind this view.
     pub fn storage(&self) -> &Arc<Storage> {
         &self.0.storage

@@ -72,7 +72,7 @@ impl Tensor {
     /// [`Tensor::reshape`] with unsigned sizes.
     pub fn reshape_to(&self, shape: impl Into<Shape>) -> Result<Tensor> {
         let s: Shape = shape.into();
-        let v: Vec<isize> = s.iter().map(|&d| d as isize).collect();
+        let v: smallvec::SmallVec<[isize; 6]> = s.iter().map(|&d| d as isize).collect();
         self.reshape(&v)
     }
 

@@ -10,6 +10,7 @@ pub mod nn;
 pub mod reduce;
 pub mod views;
 
+use smallvec::smallvec;
 use tensor_core::{Result, Tensor};
 
 use crate::graph::{record, should_record, SavedVar};
@@ -27,7 +28,7 @@ impl Var {
             return Var::from(out);
         }
         let x = SavedVar::new(self);
-        record(name, out, &[self], move |g, _| Ok(vec![Some(f(&x.get()?, g)?)]))
+        record(name, out, &[self], move |g, _| Ok(smallvec![Some(f(&x.get()?, g)?)]))
     }
 
     /// Records a one-input op whose backward needs only the gradient: `f(grad)`.
@@ -40,7 +41,7 @@ impl Var {
         if !should_record(&[self]) || !out.dtype().is_float() {
             return Var::from(out);
         }
-        record(name, out, &[self], move |g, _| Ok(vec![Some(f(g)?)]))
+        record(name, out, &[self], move |g, _| Ok(smallvec![Some(f(g)?)]))
     }
 
     /// Records a two-input op: `f(a, b, grad, needs) -> (grad_a, grad_b)`; gradients
@@ -59,7 +60,7 @@ impl Var {
         let b = SavedVar::new(other);
         record(name, out, &[self, other], move |g, needs| {
             let (ga, gb) = f(&a.get()?, &b.get()?, g, needs)?;
-            Ok(vec![ga, gb])
+            Ok(smallvec![ga, gb])
         })
     }
 
@@ -76,7 +77,7 @@ impl Var {
         }
         record(name, out, &[self, other], move |g, needs| {
             let (ga, gb) = f(g, needs)?;
-            Ok(vec![ga, gb])
+            Ok(smallvec![ga, gb])
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Reductions (sum, prod, mean, amax/amin, max/min along a dim, vector norms)
 //! and scans (cumsum, cumprod), with their backwards.
 
+use smallvec::SmallVec;
 use tensor_core::ops::reduce::NormOrd;
 use tensor_core::shape::normalize_dims;
 use tensor_core::{DType, Result, Tensor};
@@ -10,7 +11,7 @@ use crate::graph::SavedVar;
 use crate::var::Var;
 
 /// The reduced dims of `shape` (all when `dims` is empty), sorted.
-fn reduced(op: &'static str, dims: &[isize], rank: usize) -> Result<Vec<usize>> {
+fn reduced(op: &'static str, dims: &[isize], rank: usize) -> Result<tensor_core::shape::Dims> {
     normalize_dims(op, dims, rank)
 }
 
@@ -31,8 +32,16 @@ impl Var {
     pub fn sum(&self, dims: &[isize], keepdim: bool) -> Result<Var> {
         let out = self.tensor().sum(dims, keepdim)?;
         let d = reduced("sum", dims, self.rank())?;
-        let shape: Vec<isize> = self.dims().iter().map(|&s| s as isize).collect();
-        Ok(self.rec1_g("sum", out, move |g| g.unsqueeze_dims(&d, keepdim)?.expand(&shape)))
+        let shape: SmallVec<[isize; 6]> = self.dims().iter().map(|&s| s as isize).collect();
+        let all = !keepdim && d.len() == shape.len();
+        Ok(self.rec1_g("sum", out, move |g| {
+            // A sum over everything has a 0-dim gradient, which expands as it is.
+            if all {
+                g.expand(&shape)
+            } else {
+                g.unsqueeze_dims(&d, keepdim)?.expand(&shape)
+            }
+        }))
     }
 
     /// Sum of all elements.

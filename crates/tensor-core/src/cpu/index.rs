@@ -20,7 +20,7 @@ pub fn gather(src: &CpuBuffer, sl: &Layout, index: &CpuBuffer, il: &Layout, dim:
     let idx = indices(index, "gather")?;
     // A view of src with index's shape whose `dim` stride is 0; the index value then
     // adds `value * src_stride[dim]`.
-    let mut st: smallvec::SmallVec<[usize; 6]> = smallvec::SmallVec::from_slice(sl.strides());
+    let mut st: crate::shape::Dims = smallvec::SmallVec::from_slice(sl.strides());
     st[dim] = 0;
     let sv = Layout::new(il.shape().clone(), st, sl.offset());
     let sd = sl.strides()[dim];
@@ -55,7 +55,7 @@ pub fn scatter(
     if dst.dtype() != src.dtype() {
         return Err(Error::DTypeMismatch { op: "scatter", expected: dst.dtype(), got: src.dtype() });
     }
-    let mut st: smallvec::SmallVec<[usize; 6]> = smallvec::SmallVec::from_slice(dl.strides());
+    let mut st: crate::shape::Dims = smallvec::SmallVec::from_slice(dl.strides());
     st[dim] = 0;
     let dv = Layout::new(il.shape().clone(), st, dl.offset());
     let dd = dl.strides()[dim];

@@ -35,6 +35,18 @@ impl<const K: usize> Plan<K> {
     /// Builds the plan for views that all have `shape`.
     pub fn new(shape: &[usize], layouts: [&Layout; K]) -> Self {
         let numel: usize = shape.iter().product();
+        // Every operand contiguous (the common case, and the one small ops need fast):
+        // one run, no coalescing.
+        if layouts.iter().all(|l| l.is_contiguous()) {
+            return Plan {
+                outer_dims: SmallVec::new(),
+                outer_strides: std::array::from_fn(|_| SmallVec::new()),
+                offsets: std::array::from_fn(|k| layouts[k].offset()),
+                inner_len: numel,
+                inner_strides: [1; K],
+                numel,
+            };
+        }
         // Collect non-trivial dims.
         let mut dims: SmallVec<[usize; 6]> = SmallVec::new();
         let mut strides: [SmallVec<[usize; 6]>; K] = std::array::from_fn(|_| SmallVec::new());

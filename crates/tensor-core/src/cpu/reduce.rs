@@ -35,10 +35,10 @@ struct Split {
 }
 
 fn split(l: &Layout, dims: &[usize]) -> Split {
-    let mut kd: SmallVec<[usize; 6]> = SmallVec::new();
-    let mut ks: SmallVec<[usize; 6]> = SmallVec::new();
-    let mut rd: SmallVec<[usize; 6]> = SmallVec::new();
-    let mut rs: SmallVec<[usize; 6]> = SmallVec::new();
+    let mut kd: crate::shape::Dims = SmallVec::new();
+    let mut ks: crate::shape::Dims = SmallVec::new();
+    let mut rd: crate::shape::Dims = SmallVec::new();
+    let mut rs: crate::shape::Dims = SmallVec::new();
     for d in 0..l.rank() {
         if dims.contains(&d) {
             rd.push(l.dims()[d]);
@@ -269,6 +269,14 @@ fn fold_across<T: Copy + Sync, F: Fold<T>>(f: &F, x: &[T], s: &Split, kplan: &Pl
 /// Picks the traversal: along the reduction when its inner run is contiguous,
 /// across outputs when theirs is, else along.
 fn fold_all<T: Copy + Sync, F: Fold<T>>(f: &F, x: &[T], s: &Split) -> Vec<F::Acc> {
+    let r = s.red.numel();
+    if s.kept.numel() == 1 && r <= BLOCK && r < PAR_THRESHOLD && s.red.is_contiguous() {
+        // One small contiguous reduction (`x.sum()` of a small tensor): one block,
+        // folded in place, in the canonical order.
+        let mut acc = BlockAcc::new(f, r);
+        acc.push_run(x, s.kept.offset(), 1, r);
+        return vec![acc.finish()];
+    }
     let rplan = Plan::new(s.red.dims(), [&s.red]);
     let kplan = Plan::new(s.kept.dims(), [&s.kept]);
     let along_ok = rplan.inner_strides[0] == 1 && rplan.inner_len > 1;
@@ -395,7 +403,7 @@ pub fn scan(op: ScanOp, b: &CpuBuffer, l: &Layout, dim: usize) -> Result<CpuBuff
     let out_strides = l.shape().contiguous_strides();
     let ost = out_strides[dim];
     let kept_shape: Vec<usize> = (0..l.rank()).filter(|&d| d != dim).map(|d| l.dims()[d]).collect();
-    let kept_ostrides: SmallVec<[usize; 6]> = (0..l.rank()).filter(|&d| d != dim).map(|d| out_strides[d]).collect();
+    let kept_ostrides: crate::shape::Dims = (0..l.rank()).filter(|&d| d != dim).map(|d| out_strides[d]).collect();
     let obases = bases(&Layout::new(Shape::new(&kept_shape), kept_ostrides, 0));
     let sum = op == ScanOp::CumSum;
     with_dtype!(b, v, T => {

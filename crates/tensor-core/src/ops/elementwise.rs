@@ -90,6 +90,10 @@ impl Tensor {
         if c == DType::Bool && !op.returns_bool() && !bool_ok {
             return Err(Error::Unsupported { op: op.name(), dtype: DType::Bool, device: self.device().to_string() });
         }
+        if self.dtype() == c && other.dtype() == c && self.dims() == other.dims() {
+            // Same shape and dtype: nothing to cast or broadcast.
+            return self.run2(other, shape, |be, x, lx, y, ly| be.binary(op, x, lx, y, ly));
+        }
         let a = self.to_dtype(c)?;
         let b = other.to_dtype(c)?;
         let la = a.layout().broadcast_to(&shape)?;

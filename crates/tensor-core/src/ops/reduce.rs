@@ -47,10 +47,10 @@ impl Tensor {
     /// when `keepdim`, else drops them.
     pub fn reduce_op(&self, op: ReduceOp, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let d = normalize_dims(op.name(), dims, self.rank())?;
-        let kept: Vec<usize> =
-            self.dims().iter().enumerate().map(|(i, &s)| if d.contains(&i) { 1 } else { s }).collect();
-        let out = self.run1(Shape::new(&kept), |be, b, l| be.reduce(op, b, l, &d))?;
-        drop_reduced(&out, &d, keepdim)
+        // The backend writes the kept positions in row-major order, which is also the
+        // contiguous order of the result with the reduced dims dropped.
+        let shape = reduced_shape(self, &d, keepdim);
+        self.run1(shape, |be, b, l| be.reduce(op, b, l, &d))
     }
 
     /// Sum over `dims` (all when empty). Integers and bool sum to I64, like PyTorch.
@@ -327,12 +327,12 @@ fn drop_reduced(t: &Tensor, d: &[usize], keepdim: bool) -> Result<Tensor> {
     if keepdim {
         return Ok(t.clone());
     }
-    let shape: Vec<usize> = t.dims().iter().enumerate().filter(|(i, _)| !d.contains(i)).map(|(_, &s)| s).collect();
+    let shape: Shape = t.dims().iter().enumerate().filter(|(i, _)| !d.contains(i)).map(|(_, &s)| s).collect();
     t.reshape_to(shape)
 }
 
 /// The shape of a reduction's result over normalised dims `d`.
-fn reduced_shape(t: &Tensor, d: &[usize], keepdim: bool) -> Vec<usize> {
+fn reduced_shape(t: &Tensor, d: &[usize], keepdim: bool) -> Shape {
     let dims = t.dims().iter().enumerate();
     if keepdim {
         dims.map(|(i, &s)| if d.contains(&i) { 1 } else { s }).collect()
