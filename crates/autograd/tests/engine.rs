@@ -358,3 +358,45 @@ fn display_shows_values_and_grad_fn() -> Result<()> {
     assert!(format!("{y}").contains("grad_fn=<exp>"));
     Ok(())
 }
+
+#[test]
+fn a_weight_used_transposed_gets_a_contiguous_gradient() -> Result<()> {
+    // y = x @ w^T as in a linear layer, loss = sum(c * y): dL/dw = c^T x, dL/dx = c w.
+    let (b, i, o) = (3, 4, 5);
+    let xv: Vec<f64> = (0..b * i).map(|k| (k as f64 * 0.37).sin()).collect();
+    let wv: Vec<f64> = (0..o * i).map(|k| (k as f64 * 0.53).cos()).collect();
+    let cv: Vec<f64> = (0..b * o).map(|k| 1.0 + k as f64 * 0.1).collect();
+    let x = Var::param(t(&xv, &[b, i]))?;
+    let w = Var::param(t(&wv, &[o, i]))?;
+    let c = Var::from(t(&cv, &[b, o]));
+    x.matmul(&w.t()?)?.mul(&c)?.sum(&[], false)?.backward()?;
+    let gw = w.grad().unwrap();
+    assert!(gw.is_contiguous());
+    let mut want_w = vec![0.0; o * i];
+    let mut want_x = vec![0.0; b * i];
+    for r in 0..b {
+        for q in 0..o {
+            for k in 0..i {
+                want_w[q * i + k] += cv[r * o + q] * xv[r * i + k];
+                want_x[r * i + k] += cv[r * o + q] * wv[q * i + k];
+            }
+        }
+    }
+    for (got, want) in vals(&gw).iter().zip(&want_w).chain(vals(&x.grad().unwrap()).iter().zip(&want_x)) {
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+    }
+    // The same with the transposed operand on the left: y = x^T @ v.
+    let v = Var::param(t(&cv, &[b, o]))?;
+    let xt = Var::param(t(&xv, &[b, i]))?;
+    xt.t()?.matmul(&v)?.sum(&[], false)?.backward()?;
+    let gx = xt.grad().unwrap();
+    assert!(gx.is_contiguous());
+    // d/dx[r][k] of sum_{k,q} sum_r x[r][k] v[r][q] = sum_q v[r][q]
+    for r in 0..b {
+        let want: f64 = cv[r * o..(r + 1) * o].iter().sum();
+        for k in 0..i {
+            assert!((vals(&gx)[r * i + k] - want).abs() < 1e-12);
+        }
+    }
+    Ok(())
+}

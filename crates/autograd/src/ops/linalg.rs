@@ -17,19 +17,30 @@ fn matmul_grads(a: &Var, b: &Var, g: &Var, n: &[bool]) -> Result<(Option<Var>, O
     if ra == 1 {
         g2 = g2.unsqueeze(-2)?;
     }
+    // A 2-D operand stored transposed (`x @ w.t()`, as in a linear layer) gets its
+    // gradient computed as the transpose of a contiguous product, laid out like the
+    // operand (PyTorch does the same): a leaf behind the transpose then receives a
+    // contiguous gradient it can keep without a strided copy.
     let ga = if n[0] {
-        let ga = g2.matmul(&b2.mt()?)?;
+        let ga = if ra == 2 && rb == 2 && col_major(a) { b2.matmul(&g2.mt()?)?.mt()? } else { g2.matmul(&b2.mt()?)? };
         Some(if ra == 1 { ga.squeeze(-2)? } else { ga })
     } else {
         None
     };
     let gb = if n[1] {
-        let gb = a2.mt()?.matmul(&g2)?;
+        let gb = if ra == 2 && rb == 2 && col_major(b) { g2.mt()?.matmul(&a2)?.mt()? } else { a2.mt()?.matmul(&g2)? };
         Some(if rb == 1 { gb.squeeze(-1)? } else { gb })
     } else {
         None
     };
     Ok((ga, gb))
+}
+
+/// True for a 2-D view that is the transpose of a contiguous matrix (and not itself
+/// contiguous).
+fn col_major(v: &Var) -> bool {
+    let l = v.tensor().layout();
+    !l.is_contiguous() && l.strides()[0] == 1 && l.strides()[1] == l.dims()[0]
 }
 
 impl Var {
