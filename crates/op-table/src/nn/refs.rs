@@ -152,7 +152,8 @@ pub fn pool_out(n: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) ->
 }
 
 /// Max pooling: `(values, flat H*W indices)`; the first maximum in row-major window
-/// order wins; padding never does.
+/// order wins, and the first NaN wins over any number (PyTorch propagates NaN);
+/// padding never does.
 pub fn max_pool2d(
     x: &RefArray,
     k: [usize; 2],
@@ -180,7 +181,7 @@ pub fn max_pool2d(
                                 continue;
                             }
                             let v = x.at(&[ni, ci, iy as usize, ix as usize]);
-                            if v > best || bi < 0 {
+                            if bi < 0 || (!best.is_nan() && (v.is_nan() || v > best)) {
                                 best = v;
                                 bi = iy as i64 * w as i64 + ix as i64;
                             }
