@@ -144,7 +144,10 @@ const NOTES: &str = "<!-- notes -->";
 
 fn find_torch() -> Option<(String, String)> {
     for py in ["python3", "python"] {
-        let out = Command::new(py).args(["-c", "import torch; print(torch.__version__)"]).output().ok()?;
+        // An interpreter that is missing is skipped like one without torch.
+        let Ok(out) = Command::new(py).args(["-c", "import torch; print(torch.__version__)"]).output() else {
+            continue;
+        };
         if out.status.success() {
             return Some((py.to_string(), String::from_utf8_lossy(&out.stdout).trim().to_string()));
         }
