@@ -31,12 +31,6 @@ impl Tensor {
             )
         })?;
         check_result_dtype(op, self.dtype(), DType::promote(self.dtype(), other.dtype()))?;
-        if other.dtype() == self.dtype() && other.dims() == self.dims() && !other.same_storage(self) {
-            // Same shape and dtype, separate memory: no cast, no broadcast, no copy.
-            let g = other.storage().read();
-            let mut d = self.storage().write();
-            return self.device().backend().binary_inplace(op, &mut **d, self.layout(), &**g, other.layout());
-        }
         let mut src = other.to_dtype(self.dtype())?;
         let mut rl = if src.same_storage(other) { rl } else { src.layout().broadcast_to(self.dims())? };
         if src.same_storage(self) {
