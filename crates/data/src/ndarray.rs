@@ -25,7 +25,7 @@ use std::marker::PhantomData;
 
 use ::ndarray::{ArrayBase, ArrayD, ArrayViewD, Data, Dimension, IxDyn, ShapeBuilder};
 use parking_lot::RwLockReadGuard;
-use tensor_core::{Buffer, Elem, Error, Result, Tensor};
+use tensor_core::{Elem, Error, OwnedBuffer, Result, Tensor};
 
 /// Copies a tensor (any device, any layout) into an owned array. `T` must match the dtype.
 pub fn to_array<T: Elem>(tensor: &Tensor) -> Result<ArrayD<T>> {
@@ -68,7 +68,7 @@ pub fn from_array_view<T: Elem, S: Data<Elem = T>, D: Dimension>(array: &ArrayBa
 /// guard before calling an in-place op (such as `add_`) on that tensor or on a view
 /// sharing its storage from the same thread, or that thread deadlocks.
 pub struct TensorArrayView<'a, T> {
-    guard: RwLockReadGuard<'a, Box<dyn Buffer>>,
+    guard: RwLockReadGuard<'a, OwnedBuffer>,
     tensor: &'a Tensor,
     _elem: PhantomData<T>,
 }

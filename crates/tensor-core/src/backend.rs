@@ -10,7 +10,7 @@
 use std::any::Any;
 use std::fmt::Debug;
 
-use crate::cpu::CpuBuffer;
+use crate::cpu::{CpuBuffer, CpuStore};
 use crate::{DType, Layout, Result, Scalar};
 
 /// A device's opaque allocation of elements of one dtype.
@@ -27,6 +27,66 @@ pub trait Buffer: Any + Send + Sync + Debug {
     fn as_any(&self) -> &dyn Any;
     /// Mutable upcast for downcasting to the backend's concrete type.
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// The host vector, for the CPU backend's buffers (`None` for other devices):
+    /// one call where a downcast through [`Buffer::as_any`] takes several.
+    fn as_cpu(&self) -> Option<&CpuBuffer> {
+        None
+    }
+    /// Mutable variant of [`Buffer::as_cpu`].
+    fn as_cpu_mut(&mut self) -> Option<&mut CpuBuffer> {
+        None
+    }
+}
+
+/// A buffer owned by a tensor's storage: the CPU's host vector inline, so that a
+/// small CPU tensor costs one allocation less than a boxed buffer, and any other
+/// device's buffer boxed. Dereferences to `dyn Buffer`.
+#[derive(Debug)]
+pub enum OwnedBuffer {
+    /// A host buffer, returned to the CPU buffer cache ([`crate::cpu::alloc`]) when dropped.
+    Cpu(CpuStore),
+    /// Any other device's buffer.
+    Boxed(Box<dyn Buffer>),
+}
+
+impl OwnedBuffer {
+    /// Boxes a device buffer (a backend outside this crate returns its buffers so).
+    pub fn new(buf: impl Buffer) -> Self {
+        OwnedBuffer::Boxed(Box::new(buf))
+    }
+}
+
+impl From<CpuBuffer> for OwnedBuffer {
+    fn from(b: CpuBuffer) -> Self {
+        OwnedBuffer::Cpu(CpuStore::new(b))
+    }
+}
+
+impl From<Box<dyn Buffer>> for OwnedBuffer {
+    fn from(b: Box<dyn Buffer>) -> Self {
+        OwnedBuffer::Boxed(b)
+    }
+}
+
+impl std::ops::Deref for OwnedBuffer {
+    type Target = dyn Buffer;
+    #[inline]
+    fn deref(&self) -> &(dyn Buffer + 'static) {
+        match self {
+            OwnedBuffer::Cpu(c) => c,
+            OwnedBuffer::Boxed(b) => &**b,
+        }
+    }
+}
+
+impl std::ops::DerefMut for OwnedBuffer {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut (dyn Buffer + 'static) {
+        match self {
+            OwnedBuffer::Cpu(c) => c,
+            OwnedBuffer::Boxed(b) => &mut **b,
+        }
+    }
 }
 
 /// Where a device lives.
@@ -397,10 +457,10 @@ pub trait Backend: Send + Sync + Debug {
     fn location(&self) -> DeviceLocation;
 
     /// A contiguous buffer of `len` zeros.
-    fn zeros(&self, dtype: DType, len: usize) -> Result<Box<dyn Buffer>>;
+    fn zeros(&self, dtype: DType, len: usize) -> Result<OwnedBuffer>;
 
     /// Copies host data into a new buffer on this device.
-    fn upload(&self, data: CpuBuffer) -> Result<Box<dyn Buffer>>;
+    fn upload(&self, data: CpuBuffer) -> Result<OwnedBuffer>;
 
     /// Copies the view `(buf, layout)` to the host, contiguous.
     fn download(&self, buf: &dyn Buffer, layout: &Layout) -> Result<CpuBuffer>;
@@ -413,21 +473,15 @@ pub trait Backend: Send + Sync + Debug {
     fn fill(&self, dst: &mut dyn Buffer, dst_l: &Layout, value: Scalar) -> Result<()>;
 
     /// Converts the view to `dtype`, contiguous.
-    fn cast(&self, src: &dyn Buffer, l: &Layout, dtype: DType) -> Result<Box<dyn Buffer>>;
+    fn cast(&self, src: &dyn Buffer, l: &Layout, dtype: DType) -> Result<OwnedBuffer>;
 
     /// Applies a unary op to the view, contiguous output.
-    fn unary(&self, op: UnaryOp, src: &dyn Buffer, l: &Layout) -> Result<Box<dyn Buffer>>;
+    fn unary(&self, op: UnaryOp, src: &dyn Buffer, l: &Layout) -> Result<OwnedBuffer>;
 
     /// Applies a binary op; both layouts have the output's shape (broadcast dims
     /// have stride 0) and the same dtype. Contiguous output.
-    fn binary(
-        &self,
-        op: BinaryOp,
-        lhs: &dyn Buffer,
-        ll: &Layout,
-        rhs: &dyn Buffer,
-        rl: &Layout,
-    ) -> Result<Box<dyn Buffer>>;
+    fn binary(&self, op: BinaryOp, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout)
+        -> Result<OwnedBuffer>;
 
     /// `dst = dst op rhs` in place, `rl` already broadcast to `dst_l`'s shape.
     fn binary_inplace(
@@ -448,29 +502,23 @@ pub trait Backend: Send + Sync + Debug {
         al: &Layout,
         b: &dyn Buffer,
         bl: &Layout,
-    ) -> Result<Box<dyn Buffer>>;
+    ) -> Result<OwnedBuffer>;
 
     /// Reduces over `dims` (sorted, unique; `ArgMax`/`ArgMin` get exactly one).
     /// The output is contiguous with the input's shape where reduced dims have size 1.
-    fn reduce(&self, op: ReduceOp, src: &dyn Buffer, l: &Layout, dims: &[usize]) -> Result<Box<dyn Buffer>>;
+    fn reduce(&self, op: ReduceOp, src: &dyn Buffer, l: &Layout, dims: &[usize]) -> Result<OwnedBuffer>;
 
     /// Cumulative op along `dim`, contiguous output of the same shape.
-    fn scan(&self, op: ScanOp, src: &dyn Buffer, l: &Layout, dim: usize) -> Result<Box<dyn Buffer>>;
+    fn scan(&self, op: ScanOp, src: &dyn Buffer, l: &Layout, dim: usize) -> Result<OwnedBuffer>;
 
     /// Batched matrix product: `lhs` is `[b, m, k]`, `rhs` is `[b, k, n]` (any strides,
     /// batch stride may be 0); the output is a contiguous `[b, m, n]`.
-    fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<Box<dyn Buffer>>;
+    fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<OwnedBuffer>;
 
     /// `out[i][j][k] = src[i][index[i][j][k]][k]` for `dim = 1` and likewise for other
     /// dims: the output has `index`'s shape. Indices are I64, already checked in range.
-    fn gather(
-        &self,
-        src: &dyn Buffer,
-        sl: &Layout,
-        index: &dyn Buffer,
-        il: &Layout,
-        dim: usize,
-    ) -> Result<Box<dyn Buffer>>;
+    fn gather(&self, src: &dyn Buffer, sl: &Layout, index: &dyn Buffer, il: &Layout, dim: usize)
+        -> Result<OwnedBuffer>;
 
     /// In place: `dst[index[i][j]][j] = src[i][j]` (or `+=` when `accumulate`) for
     /// `dim = 0`, likewise for other dims. `index` and `src` share a shape.
@@ -488,16 +536,10 @@ pub trait Backend: Send + Sync + Debug {
     ) -> Result<()>;
 
     /// Sorts along `dim` (stable); returns `(values, indices as I64)`, contiguous.
-    fn sort(
-        &self,
-        src: &dyn Buffer,
-        l: &Layout,
-        dim: usize,
-        descending: bool,
-    ) -> Result<(Box<dyn Buffer>, Box<dyn Buffer>)>;
+    fn sort(&self, src: &dyn Buffer, l: &Layout, dim: usize, descending: bool) -> Result<(OwnedBuffer, OwnedBuffer)>;
 
     /// An optional fused fast path; `None` means "use the composite".
-    fn fused(&self, _op: &FusedOp<'_>) -> Option<Result<Box<dyn Buffer>>> {
+    fn fused(&self, _op: &FusedOp<'_>) -> Option<Result<OwnedBuffer>> {
         None
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::backend::{Backend, Buffer, DeviceLocation};
+use crate::backend::{Backend, DeviceLocation, OwnedBuffer};
 use crate::cpu::CpuBackend;
 use crate::profiler::Profiled;
 
@@ -85,7 +85,7 @@ impl Default for Device {
 
 impl PartialEq for Device {
     fn eq(&self, other: &Self) -> bool {
-        self.location() == other.location()
+        Arc::ptr_eq(&self.0, &other.0) || self.location() == other.location()
     }
 }
 impl Eq for Device {}
@@ -105,24 +105,24 @@ impl fmt::Display for Device {
 /// A device buffer shared by every view of it, with a version counter that in-place
 /// writes bump (autograd uses it to detect modified saved tensors).
 pub struct Storage {
-    buf: RwLock<Box<dyn Buffer>>,
+    buf: RwLock<OwnedBuffer>,
     version: AtomicU64,
     device: Device,
 }
 
 impl Storage {
     /// Wraps a buffer.
-    pub fn new(buf: Box<dyn Buffer>, device: Device) -> Self {
+    pub fn new(buf: OwnedBuffer, device: Device) -> Self {
         Storage { buf: RwLock::new(buf), version: AtomicU64::new(0), device }
     }
 
     /// Read access to the buffer.
-    pub fn read(&self) -> RwLockReadGuard<'_, Box<dyn Buffer>> {
+    pub fn read(&self) -> RwLockReadGuard<'_, OwnedBuffer> {
         self.buf.read()
     }
 
     /// Write access to the buffer; bumps the version.
-    pub fn write(&self) -> RwLockWriteGuard<'_, Box<dyn Buffer>> {
+    pub fn write(&self) -> RwLockWriteGuard<'_, OwnedBuffer> {
         self.version.fetch_add(1, Ordering::Relaxed);
         self.buf.write()
     }

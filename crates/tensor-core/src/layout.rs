@@ -3,17 +3,24 @@
 
 use smallvec::SmallVec;
 
-use crate::shape::{normalize_dim, Dims, Shape};
+use crate::shape::{normalize_dim, same_dims, Dims, Shape};
 use crate::{Error, Result};
 
 /// Shape, strides (in elements) and starting offset of a view into a storage.
 ///
 /// A broadcast (expanded) dimension has stride 0.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Layout {
     shape: Shape,
     strides: Dims,
     offset: usize,
+}
+
+impl Clone for Layout {
+    #[inline]
+    fn clone(&self) -> Self {
+        Layout { shape: self.shape.clone(), strides: SmallVec::from_slice(&self.strides), offset: self.offset }
+    }
 }
 
 impl Layout {
@@ -178,7 +185,7 @@ impl Layout {
 
     /// Broadcasts to `shape` (NumPy rules): new leading dims and size-1 dims get stride 0.
     pub fn broadcast_to(&self, shape: &[usize]) -> Result<Layout> {
-        if self.dims() == shape {
+        if same_dims(self.dims(), shape) {
             return Ok(self.clone());
         }
         let r = shape.len();

@@ -35,7 +35,8 @@ mod tensor;
 mod view;
 
 pub use backend::{
-    AdamConfig, Backend, BinaryOp, Buffer, DeviceEvent, DeviceLocation, FusedOp, ReduceOp, ScanOp, Span, UnaryOp,
+    AdamConfig, Backend, BinaryOp, Buffer, DeviceEvent, DeviceLocation, FusedOp, OwnedBuffer, ReduceOp, ScanOp, Span,
+    UnaryOp,
 };
 pub use device::{Device, Storage};
 pub use dtype::{DType, Elem, Scalar, ALL_DTYPES};

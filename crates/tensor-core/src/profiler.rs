@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::backend::{Backend, BinaryOp, Buffer, DeviceLocation, FusedOp, ReduceOp, ScanOp, UnaryOp};
+use crate::backend::{Backend, BinaryOp, Buffer, DeviceLocation, FusedOp, OwnedBuffer, ReduceOp, ScanOp, UnaryOp};
 use crate::cpu::CpuBuffer;
 use crate::{DType, Layout, Result, Scalar, Tensor};
 
@@ -435,11 +435,11 @@ impl Backend for Profiled {
     fn location(&self) -> DeviceLocation {
         self.0.location()
     }
-    fn zeros(&self, dtype: DType, len: usize) -> Result<Box<dyn Buffer>> {
+    fn zeros(&self, dtype: DType, len: usize) -> Result<OwnedBuffer> {
         let _s = scope_with(|| "zeros".into(), || vec![vec![len]], || dev(&*self.0));
         self.0.zeros(dtype, len)
     }
-    fn upload(&self, data: CpuBuffer) -> Result<Box<dyn Buffer>> {
+    fn upload(&self, data: CpuBuffer) -> Result<OwnedBuffer> {
         let _s = scope_with(|| "upload".into(), || vec![vec![data.len()]], || dev(&*self.0));
         self.0.upload(data)
     }
@@ -455,11 +455,11 @@ impl Backend for Profiled {
         let _s = self.rec(|| "fill".into(), &[dst_l]);
         self.0.fill(dst, dst_l, value)
     }
-    fn cast(&self, src: &dyn Buffer, l: &Layout, dtype: DType) -> Result<Box<dyn Buffer>> {
+    fn cast(&self, src: &dyn Buffer, l: &Layout, dtype: DType) -> Result<OwnedBuffer> {
         let _s = self.rec(|| format!("cast.{dtype}"), &[l]);
         self.0.cast(src, l, dtype)
     }
-    fn unary(&self, op: UnaryOp, src: &dyn Buffer, l: &Layout) -> Result<Box<dyn Buffer>> {
+    fn unary(&self, op: UnaryOp, src: &dyn Buffer, l: &Layout) -> Result<OwnedBuffer> {
         let _s = self.rec(|| lower("unary", op), &[l]);
         self.0.unary(op, src, l)
     }
@@ -470,7 +470,7 @@ impl Backend for Profiled {
         ll: &Layout,
         rhs: &dyn Buffer,
         rl: &Layout,
-    ) -> Result<Box<dyn Buffer>> {
+    ) -> Result<OwnedBuffer> {
         let _s = self.rec(|| lower("binary", op), &[ll, rl]);
         self.0.binary(op, lhs, ll, rhs, rl)
     }
@@ -493,19 +493,19 @@ impl Backend for Profiled {
         al: &Layout,
         b: &dyn Buffer,
         bl: &Layout,
-    ) -> Result<Box<dyn Buffer>> {
+    ) -> Result<OwnedBuffer> {
         let _s = self.rec(|| "where".into(), &[cl, al, bl]);
         self.0.where_cond(cond, cl, a, al, b, bl)
     }
-    fn reduce(&self, op: ReduceOp, src: &dyn Buffer, l: &Layout, dims: &[usize]) -> Result<Box<dyn Buffer>> {
+    fn reduce(&self, op: ReduceOp, src: &dyn Buffer, l: &Layout, dims: &[usize]) -> Result<OwnedBuffer> {
         let _s = self.rec(|| lower("reduce", op), &[l]);
         self.0.reduce(op, src, l, dims)
     }
-    fn scan(&self, op: ScanOp, src: &dyn Buffer, l: &Layout, dim: usize) -> Result<Box<dyn Buffer>> {
+    fn scan(&self, op: ScanOp, src: &dyn Buffer, l: &Layout, dim: usize) -> Result<OwnedBuffer> {
         let _s = self.rec(|| lower("scan", op), &[l]);
         self.0.scan(op, src, l, dim)
     }
-    fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<Box<dyn Buffer>> {
+    fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<OwnedBuffer> {
         let _s = self.rec(|| "matmul".into(), &[ll, rl]);
         self.0.matmul(lhs, ll, rhs, rl)
     }
@@ -516,7 +516,7 @@ impl Backend for Profiled {
         index: &dyn Buffer,
         il: &Layout,
         dim: usize,
-    ) -> Result<Box<dyn Buffer>> {
+    ) -> Result<OwnedBuffer> {
         let _s = self.rec(|| "gather".into(), &[sl, il]);
         self.0.gather(src, sl, index, il, dim)
     }
@@ -534,17 +534,11 @@ impl Backend for Profiled {
         let _s = self.rec(|| if accumulate { "scatter_add".into() } else { "scatter".into() }, &[dl, il, sl]);
         self.0.scatter(dst, dl, index, il, src, sl, dim, accumulate)
     }
-    fn sort(
-        &self,
-        src: &dyn Buffer,
-        l: &Layout,
-        dim: usize,
-        descending: bool,
-    ) -> Result<(Box<dyn Buffer>, Box<dyn Buffer>)> {
+    fn sort(&self, src: &dyn Buffer, l: &Layout, dim: usize, descending: bool) -> Result<(OwnedBuffer, OwnedBuffer)> {
         let _s = self.rec(|| "sort".into(), &[l]);
         self.0.sort(src, l, dim, descending)
     }
-    fn fused(&self, op: &FusedOp<'_>) -> Option<Result<Box<dyn Buffer>>> {
+    fn fused(&self, op: &FusedOp<'_>) -> Option<Result<OwnedBuffer>> {
         let _s = match op {
             FusedOp::Softmax { layout, log, .. } => {
                 self.rec(|| if *log { "fused.log_softmax".into() } else { "fused.softmax".into() }, &[layout])

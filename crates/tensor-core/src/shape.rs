@@ -10,9 +10,26 @@ use crate::{Error, Result};
 /// then fits in 128 bytes, which the system allocator recycles fastest).
 pub type Dims = SmallVec<[usize; 4]>;
 
+/// `a == b` for sizes or strides, as a short loop: slice equality calls `memcmp`,
+/// which costs more than the comparison itself for a handful of words, and the hot
+/// paths of small ops compare shapes several times per op.
+#[inline]
+pub fn same_dims(a: &[usize], b: &[usize]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// The sizes of a tensor's dimensions.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
+#[derive(PartialEq, Eq, Hash, Default)]
 pub struct Shape(pub Dims);
+
+impl Clone for Shape {
+    #[inline]
+    fn clone(&self) -> Self {
+        // A block copy; `SmallVec`'s own `clone` goes element by element through
+        // `extend`, and shapes are cloned on every tensor handle clone.
+        Shape(SmallVec::from_slice(&self.0))
+    }
+}
 
 impl FromIterator<usize> for Shape {
     fn from_iter<I: IntoIterator<Item = usize>>(iter: I) -> Self {

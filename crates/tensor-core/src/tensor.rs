@@ -3,21 +3,16 @@
 
 use std::sync::Arc;
 
-use crate::backend::Buffer;
+use crate::backend::{Buffer, OwnedBuffer};
 use crate::cpu::CpuBuffer;
 use crate::device::{Device, Storage};
 use crate::dtype::Elem;
 use crate::{DType, Error, Layout, Result, Scalar, Shape};
 
-struct Inner {
-    storage: Arc<Storage>,
-    layout: Layout,
-    dtype: DType,
-}
-
 /// An n-dimensional array on some device, with a runtime dtype.
 ///
-/// Cloning is cheap (an `Arc`); views share storage with the tensor they come from.
+/// Cloning is cheap (an `Arc` increment and a copy of the inline shape and strides);
+/// views share storage with the tensor they come from.
 ///
 /// ```
 /// use tensor_core::Tensor;
@@ -28,17 +23,21 @@ struct Inner {
 /// # Ok::<(), tensor_core::Error>(())
 /// ```
 #[derive(Clone)]
-pub struct Tensor(Arc<Inner>);
+pub struct Tensor {
+    storage: Arc<Storage>,
+    layout: Layout,
+    dtype: DType,
+}
 
 impl Tensor {
     /// Builds a tensor from a buffer on `device` and a layout into it.
-    pub fn from_parts(buf: Box<dyn Buffer>, layout: Layout, device: Device) -> Tensor {
+    pub fn from_parts(buf: OwnedBuffer, layout: Layout, device: Device) -> Tensor {
         let dtype = buf.dtype();
-        Tensor(Arc::new(Inner { storage: Arc::new(Storage::new(buf, device)), layout, dtype }))
+        Tensor { storage: Arc::new(Storage::new(buf, device)), layout, dtype }
     }
 
     /// A contiguous tensor owning `buf`.
-    pub fn from_buffer(buf: Box<dyn Buffer>, shape: impl Into<Shape>, device: &Device) -> Tensor {
+    pub fn from_buffer(buf: OwnedBuffer, shape: impl Into<Shape>, device: &Device) -> Tensor {
         Tensor::from_parts(buf, Layout::contiguous(shape), device.clone())
     }
 
@@ -57,7 +56,7 @@ impl Tensor {
 
     /// Another view of the same storage.
     pub fn with_layout(&self, layout: Layout) -> Tensor {
-        Tensor(Arc::new(Inner { storage: self.0.storage.clone(), layout, dtype: self.0.dtype }))
+        Tensor { storage: self.storage.clone(), layout, dtype: self.dtype }
     }
 
     /// True when nothing else can observe this tensor's memory: no clone of this
@@ -76,33 +75,31 @@ impl Tensor {
     /// # Ok::<(), tensor_core::Error>(())
     /// ```
     pub fn is_exclusive(&self) -> bool {
-        Arc::strong_count(&self.0) == 1
-            && Arc::weak_count(&self.0) == 0
-            && Arc::strong_count(&self.0.storage) == 1
-            && Arc::weak_count(&self.0.storage) == 0
-            && self.0.layout.offset() == 0
-            && self.0.layout.is_contiguous()
-            && self.0.storage.read().len() == self.numel()
+        Arc::strong_count(&self.storage) == 1
+            && Arc::weak_count(&self.storage) == 0
+            && self.layout.offset() == 0
+            && self.layout.is_contiguous()
+            && self.storage.read().len() == self.numel()
     }
 
     /// The storage behind this view.
     pub fn storage(&self) -> &Arc<Storage> {
-        &self.0.storage
+        &self.storage
     }
 
     /// The layout (shape, strides, offset) of this view.
     pub fn layout(&self) -> &Layout {
-        &self.0.layout
+        &self.layout
     }
 
     /// The shape.
     pub fn shape(&self) -> &Shape {
-        self.0.layout.shape()
+        self.layout.shape()
     }
 
     /// The sizes as a slice.
     pub fn dims(&self) -> &[usize] {
-        self.0.layout.dims()
+        self.layout.dims()
     }
 
     /// The size of dim `d` (negative counts from the end).
@@ -113,47 +110,47 @@ impl Tensor {
 
     /// The strides in elements.
     pub fn strides(&self) -> &[usize] {
-        self.0.layout.strides()
+        self.layout.strides()
     }
 
     /// Number of dims.
     pub fn rank(&self) -> usize {
-        self.0.layout.rank()
+        self.layout.rank()
     }
 
     /// Number of elements.
     pub fn numel(&self) -> usize {
-        self.0.layout.numel()
+        self.layout.numel()
     }
 
     /// The element type.
     pub fn dtype(&self) -> DType {
-        self.0.dtype
+        self.dtype
     }
 
     /// The device holding the data.
     pub fn device(&self) -> &Device {
-        self.0.storage.device()
+        self.storage.device()
     }
 
     /// True when the view is row-major without gaps.
     pub fn is_contiguous(&self) -> bool {
-        self.0.layout.is_contiguous()
+        self.layout.is_contiguous()
     }
 
     /// The storage's in-place write counter (like PyTorch's `_version`).
     pub fn version(&self) -> u64 {
-        self.0.storage.version()
+        self.storage.version()
     }
 
     /// True when both views share one storage.
     pub fn same_storage(&self, other: &Tensor) -> bool {
-        Arc::ptr_eq(&self.0.storage, &other.0.storage)
+        Arc::ptr_eq(&self.storage, &other.storage)
     }
 
     /// A stable identifier of the storage (for aliasing checks and profiling).
     pub fn storage_id(&self) -> usize {
-        Arc::as_ptr(&self.0.storage) as *const () as usize
+        Arc::as_ptr(&self.storage) as *const () as usize
     }
 
     /// Copies the data to the host as a contiguous buffer.
@@ -235,7 +232,7 @@ impl Tensor {
     pub(crate) fn run1(
         &self,
         shape: impl Into<Shape>,
-        f: impl FnOnce(&dyn crate::backend::Backend, &dyn Buffer, &Layout) -> Result<Box<dyn Buffer>>,
+        f: impl FnOnce(&dyn crate::backend::Backend, &dyn Buffer, &Layout) -> Result<OwnedBuffer>,
     ) -> Result<Tensor> {
         let buf = self.storage().read();
         let out = f(self.device().backend(), &**buf, self.layout())?;
@@ -247,7 +244,7 @@ impl Tensor {
         &self,
         other: &Tensor,
         shape: impl Into<Shape>,
-        f: impl FnOnce(&dyn crate::backend::Backend, &dyn Buffer, &Layout, &dyn Buffer, &Layout) -> Result<Box<dyn Buffer>>,
+        f: impl FnOnce(&dyn crate::backend::Backend, &dyn Buffer, &Layout, &dyn Buffer, &Layout) -> Result<OwnedBuffer>,
     ) -> Result<Tensor> {
         let a = self.storage().read();
         let b = if self.same_storage(other) { None } else { Some(other.storage().read()) };

@@ -1,7 +1,7 @@
 //! View ops: new layouts over the same storage, no data copied (except
 //! `contiguous`/`reshape` when the strides leave no choice).
 
-use crate::shape::{normalize_dim, Shape};
+use crate::shape::{normalize_dim, Dims, Shape};
 use crate::{Error, Layout, Result, Tensor};
 
 /// Resolves a shape with at most one `-1` against `numel`.
@@ -216,7 +216,7 @@ impl Tensor {
             ));
         }
         let extra = r - self.rank();
-        let mut s: Vec<usize> = Vec::with_capacity(r);
+        let mut s: Dims = Dims::with_capacity(r);
         for (i, &d) in shape.iter().enumerate() {
             if d == -1 {
                 if i < extra {

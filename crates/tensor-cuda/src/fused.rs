@@ -176,9 +176,9 @@ impl CudaBackend {
         let mut stat_shape = x.dims().to_vec();
         stat_shape.pop();
         Ok((
-            Tensor::from_buffer(Box::new(out), x.shape().clone(), &dev),
-            Tensor::from_buffer(Box::new(mean), stat_shape.clone(), &dev),
-            Tensor::from_buffer(Box::new(rstd), stat_shape, &dev),
+            Tensor::from_buffer(tensor_core::OwnedBuffer::new(out), x.shape().clone(), &dev),
+            Tensor::from_buffer(tensor_core::OwnedBuffer::new(mean), stat_shape.clone(), &dev),
+            Tensor::from_buffer(tensor_core::OwnedBuffer::new(rstd), stat_shape, &dev),
         ))
     }
 }

@@ -4,8 +4,8 @@
 use half::{bf16, f16};
 use tensor_core::cpu::CpuBuffer;
 use tensor_core::{
-    Backend, BinaryOp, Buffer, DType, DeviceLocation, Elem, Error, FusedOp, Layout, ReduceOp, Result, Scalar, ScanOp,
-    UnaryOp,
+    Backend, BinaryOp, Buffer, DType, DeviceLocation, Elem, Error, FusedOp, Layout, OwnedBuffer, ReduceOp, Result,
+    Scalar, ScanOp, UnaryOp,
 };
 
 use crate::device::{driver_err, CudaBackend, CudaBuffer};
@@ -365,11 +365,11 @@ impl Backend for CudaBackend {
         DeviceLocation::Cuda(self.ordinal)
     }
 
-    fn zeros(&self, dtype: DType, len: usize) -> Result<Box<dyn Buffer>> {
-        Ok(Box::new(self.alloc_zeros(dtype, len)?))
+    fn zeros(&self, dtype: DType, len: usize) -> Result<OwnedBuffer> {
+        Ok(OwnedBuffer::new(self.alloc_zeros(dtype, len)?))
     }
 
-    fn upload(&self, data: CpuBuffer) -> Result<Box<dyn Buffer>> {
+    fn upload(&self, data: CpuBuffer) -> Result<OwnedBuffer> {
         let bytes = data.to_bytes();
         let mut b = self.alloc(data.dtype(), data.len())?;
         if !bytes.is_empty() {
@@ -377,7 +377,7 @@ impl Backend for CudaBackend {
             // The host bytes are staged before memcpy returns, but keep the order obvious.
             self.stream.synchronize().map_err(|e| driver_err("cuStreamSynchronize", e))?;
         }
-        Ok(Box::new(b))
+        Ok(OwnedBuffer::new(b))
     }
 
     fn download(&self, buf: &dyn Buffer, layout: &Layout) -> Result<CpuBuffer> {
@@ -427,10 +427,10 @@ impl Backend for CudaBackend {
         launch!(self, self.func("elementwise", &format!("fill_{}", d.dtype.size_in_bytes()))?, self.cfg(n), g, o, bits)
     }
 
-    fn cast(&self, src: &dyn Buffer, l: &Layout, dtype: DType) -> Result<Box<dyn Buffer>> {
+    fn cast(&self, src: &dyn Buffer, l: &Layout, dtype: DType) -> Result<OwnedBuffer> {
         let s = self.buf("to", src)?;
         if s.dtype == dtype {
-            return Ok(Box::new(self.contiguous(s, l)?));
+            return Ok(OwnedBuffer::new(self.contiguous(s, l)?));
         }
         let n = l.numel();
         let out = self.alloc(dtype, n)?;
@@ -440,12 +440,12 @@ impl Backend for CudaBackend {
             let name = format!("cast_{}_{}", sfx(s.dtype), sfx(dtype));
             launch!(self, self.func("elementwise", &name)?, self.cfg(n), g, o, x)?;
         }
-        Ok(Box::new(out))
+        Ok(OwnedBuffer::new(out))
     }
 
-    fn unary(&self, op: UnaryOp, src: &dyn Buffer, l: &Layout) -> Result<Box<dyn Buffer>> {
+    fn unary(&self, op: UnaryOp, src: &dyn Buffer, l: &Layout) -> Result<OwnedBuffer> {
         let x = self.buf(op.name(), src)?;
-        Ok(Box::new(self.unary_impl(op, x, l)?))
+        Ok(OwnedBuffer::new(self.unary_impl(op, x, l)?))
     }
 
     fn binary(
@@ -455,7 +455,7 @@ impl Backend for CudaBackend {
         ll: &Layout,
         rhs: &dyn Buffer,
         rl: &Layout,
-    ) -> Result<Box<dyn Buffer>> {
+    ) -> Result<OwnedBuffer> {
         let (a, b) = (self.buf(op.name(), lhs)?, self.buf(op.name(), rhs)?);
         if a.dtype != b.dtype {
             return Err(Error::DTypeMismatch { op: op.name(), expected: a.dtype, got: b.dtype });
@@ -470,7 +470,7 @@ impl Backend for CudaBackend {
             let g = Geom::with_output(op.name(), ll.dims(), &[ll, rl])?;
             self.binary_launch(op, g, self.ptr(&out, 0), self.ptr(a, 0), self.ptr(b, 0), a.dtype)?;
         }
-        Ok(Box::new(out))
+        Ok(OwnedBuffer::new(out))
     }
 
     fn binary_inplace(
@@ -509,7 +509,7 @@ impl Backend for CudaBackend {
         al: &Layout,
         b: &dyn Buffer,
         bl: &Layout,
-    ) -> Result<Box<dyn Buffer>> {
+    ) -> Result<OwnedBuffer> {
         let (c, x, y) = (self.buf("where", cond)?, self.buf("where", a)?, self.buf("where", b)?);
         if c.dtype != DType::Bool {
             return Err(Error::DTypeMismatch { op: "where", expected: DType::Bool, got: c.dtype });
@@ -525,21 +525,21 @@ impl Backend for CudaBackend {
             let name = format!("where_{}", x.dtype.size_in_bytes());
             launch!(self, self.func("elementwise", &name)?, self.cfg(n), g, o, cp, xp, yp)?;
         }
-        Ok(Box::new(out))
+        Ok(OwnedBuffer::new(out))
     }
 
-    fn reduce(&self, op: ReduceOp, src: &dyn Buffer, l: &Layout, dims: &[usize]) -> Result<Box<dyn Buffer>> {
+    fn reduce(&self, op: ReduceOp, src: &dyn Buffer, l: &Layout, dims: &[usize]) -> Result<OwnedBuffer> {
         let x = self.buf(op.name(), src)?;
         if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) {
             if dims.len() != 1 {
                 return Err(Error::arg(op.name(), "argmax/argmin reduce exactly one dim"));
             }
-            return Ok(Box::new(self.arg_reduce_impl(op, x, l, dims[0])?));
+            return Ok(OwnedBuffer::new(self.arg_reduce_impl(op, x, l, dims[0])?));
         }
-        Ok(Box::new(self.reduce_impl(op, x, l, dims)?))
+        Ok(OwnedBuffer::new(self.reduce_impl(op, x, l, dims)?))
     }
 
-    fn scan(&self, op: ScanOp, src: &dyn Buffer, l: &Layout, dim: usize) -> Result<Box<dyn Buffer>> {
+    fn scan(&self, op: ScanOp, src: &dyn Buffer, l: &Layout, dim: usize) -> Result<OwnedBuffer> {
         let name = match op {
             ScanOp::CumSum => "cumsum",
             ScanOp::CumProd => "cumprod",
@@ -548,7 +548,7 @@ impl Backend for CudaBackend {
         let n = l.numel();
         let out = self.alloc(x.dtype, n)?;
         if n == 0 {
-            return Ok(Box::new(out));
+            return Ok(OwnedBuffer::new(out));
         }
         let g = RGeom::new(name, l, &[dim], true)?;
         let (xp, op_p) = (self.ptr(x, 0), self.ptr(&out, 0));
@@ -562,12 +562,12 @@ impl Backend for CudaBackend {
             op_p,
             prod
         )?;
-        Ok(Box::new(out))
+        Ok(OwnedBuffer::new(out))
     }
 
-    fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<Box<dyn Buffer>> {
+    fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<OwnedBuffer> {
         let (a, b) = (self.buf("matmul", lhs)?, self.buf("matmul", rhs)?);
-        Ok(Box::new(self.matmul_impl(a, ll, b, rl)?))
+        Ok(OwnedBuffer::new(self.matmul_impl(a, ll, b, rl)?))
     }
 
     fn gather(
@@ -577,7 +577,7 @@ impl Backend for CudaBackend {
         index: &dyn Buffer,
         il: &Layout,
         dim: usize,
-    ) -> Result<Box<dyn Buffer>> {
+    ) -> Result<OwnedBuffer> {
         let (s, i) = (self.buf("gather", src)?, self.buf("gather", index)?);
         if i.dtype != DType::I64 {
             return Err(Error::DTypeMismatch { op: "gather", expected: DType::I64, got: i.dtype });
@@ -598,7 +598,7 @@ impl Backend for CudaBackend {
             let name = format!("gather_{}", s.dtype.size_in_bytes());
             launch!(self, self.func("index", &name)?, self.cfg(n), g, o, ip, sp, sd, size)?;
         }
-        Ok(Box::new(out))
+        Ok(OwnedBuffer::new(out))
     }
 
     fn scatter(
@@ -642,13 +642,7 @@ impl Backend for CudaBackend {
         launch!(self, self.func("index", &name)?, self.cfg(n), g, dp, ip, sp, dd, size)
     }
 
-    fn sort(
-        &self,
-        src: &dyn Buffer,
-        l: &Layout,
-        dim: usize,
-        descending: bool,
-    ) -> Result<(Box<dyn Buffer>, Box<dyn Buffer>)> {
+    fn sort(&self, src: &dyn Buffer, l: &Layout, dim: usize, descending: bool) -> Result<(OwnedBuffer, OwnedBuffer)> {
         let x = self.buf("sort", src)?;
         let rank = l.rank();
         let n = l.dims()[dim];
@@ -673,10 +667,10 @@ impl Backend for CudaBackend {
             inv[p] = k;
         }
         let back = Layout::contiguous(pl.shape().clone()).permute(&inv)?;
-        Ok((Box::new(self.contiguous(&v, &back)?), Box::new(self.contiguous(&i, &back)?)))
+        Ok((OwnedBuffer::new(self.contiguous(&v, &back)?), OwnedBuffer::new(self.contiguous(&i, &back)?)))
     }
 
-    fn fused(&self, op: &FusedOp<'_>) -> Option<Result<Box<dyn Buffer>>> {
+    fn fused(&self, op: &FusedOp<'_>) -> Option<Result<OwnedBuffer>> {
         match op {
             FusedOp::Softmax { x, layout, log } => {
                 if layout.rank() != 2 || !layout.is_contiguous() || !x.dtype().is_float() {
@@ -686,7 +680,7 @@ impl Backend for CudaBackend {
                     Ok(b) => b,
                     Err(e) => return Some(Err(e)),
                 };
-                Some(self.softmax_impl(b, layout, *log).map(|b| Box::new(b) as Box<dyn Buffer>))
+                Some(self.softmax_impl(b, layout, *log).map(OwnedBuffer::new))
             }
             #[allow(unreachable_patterns)]
             _ => None,

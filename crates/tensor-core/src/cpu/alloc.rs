@@ -84,8 +84,14 @@ pub(crate) fn uninit<T: Elem>(len: usize) -> Vec<T> {
         if let Some(v) = take::<T>(len) {
             return v;
         }
+        // Fresh zeroed pages from the OS (calloc) cost nothing to zero up front.
+        return vec![T::default(); len];
     }
-    vec![T::default(); len]
+    // Small: a plain malloc and a short fill; `vec![0; n]` would go through calloc,
+    // which skips the allocator's per-thread cache.
+    let mut v = Vec::with_capacity(len);
+    v.resize(len, T::default());
+    v
 }
 
 /// A vector of `len` copies of `value` (reusing a cached buffer when one fits).
@@ -95,8 +101,11 @@ pub(crate) fn filled<T: Elem>(len: usize, value: T) -> Vec<T> {
             fill(&mut v, value);
             return v;
         }
+        return vec![value; len];
     }
-    vec![value; len]
+    let mut v = Vec::with_capacity(len);
+    v.resize(len, value);
+    v
 }
 
 /// Fills in parallel for large buffers.

@@ -187,11 +187,28 @@ impl<const K: usize> Plan<K> {
     }
 }
 
+/// The one stride that walks a small view in a single run: 1 for a contiguous view,
+/// 0 for a single element broadcast to every position; `None` otherwise, and for
+/// views large enough to be worth splitting across threads. Small ops take this
+/// path and skip building a [`Plan`].
+#[inline]
+fn flat_stride(l: &Layout) -> Option<usize> {
+    if l.numel() >= PAR_THRESHOLD {
+        return None;
+    }
+    if l.is_contiguous() {
+        Some(1)
+    } else if l.strides().iter().all(|&s| s == 0) {
+        Some(0)
+    } else {
+        None
+    }
+}
+
 /// Maps a strided view into a contiguous output: `out[i] = f(src[...])`.
 #[inline]
 pub fn map1<A: Copy + Sync, O: Send>(src: &[A], l: &Layout, out: &mut [O], f: impl Fn(A) -> O + Sync) {
-    let plan = Plan::new(l.dims(), [l]);
-    plan.run(out, |o, [off], [s]| {
+    let kernel = |o: &mut [O], [off]: [usize; 1], [s]: [usize; 1]| {
         if s == 1 {
             let n = o.len();
             for (o, a) in o.iter_mut().zip(&src[off..off + n]) {
@@ -202,7 +219,14 @@ pub fn map1<A: Copy + Sync, O: Send>(src: &[A], l: &Layout, out: &mut [O], f: im
                 *o = f(src[off + i * s]);
             }
         }
-    });
+    };
+    if let Some(s) = flat_stride(l) {
+        if !out.is_empty() {
+            kernel(out, [l.offset()], [s]);
+        }
+        return;
+    }
+    Plan::new(l.dims(), [l]).run(out, kernel);
 }
 
 /// Maps two same-shape strided views into a contiguous output.
@@ -215,8 +239,7 @@ pub fn map2<A: Copy + Sync, B: Copy + Sync, O: Send>(
     out: &mut [O],
     f: impl Fn(A, B) -> O + Sync,
 ) {
-    let plan = Plan::new(la.dims(), [la, lb]);
-    plan.run(out, |o, [oa, ob], [sa, sb]| {
+    let kernel = |o: &mut [O], [oa, ob]: [usize; 2], [sa, sb]: [usize; 2]| {
         let n = o.len();
         match (sa, sb) {
             (1, 1) => {
@@ -242,7 +265,14 @@ pub fn map2<A: Copy + Sync, B: Copy + Sync, O: Send>(
                 }
             }
         }
-    });
+    };
+    if let (Some(sa), Some(sb)) = (flat_stride(la), flat_stride(lb)) {
+        if !out.is_empty() {
+            kernel(out, [la.offset(), lb.offset()], [sa, sb]);
+        }
+        return;
+    }
+    Plan::new(la.dims(), [la, lb]).run(out, kernel);
 }
 
 /// Maps three same-shape strided views into a contiguous output.
@@ -275,6 +305,24 @@ pub fn zip_inplace<D: Send, S: Copy + Sync>(
     sl: &Layout,
     f: impl Fn(&mut D, S) + Sync,
 ) {
+    if let (Some(1), Some(ss)) = (flat_stride(dl), flat_stride(sl)) {
+        let (od, os, n) = (dl.offset(), sl.offset(), dl.numel());
+        if n == 0 {
+            // A zero-size view may carry an offset past the end of its storage.
+            return;
+        }
+        if ss == 1 {
+            for (d, s) in dst[od..od + n].iter_mut().zip(&src[os..os + n]) {
+                f(d, *s);
+            }
+        } else {
+            let s = src[os];
+            for d in &mut dst[od..od + n] {
+                f(d, s);
+            }
+        }
+        return;
+    }
     let plan = Plan::new(dl.dims(), [dl, sl]);
     if plan.numel == 0 {
         return;

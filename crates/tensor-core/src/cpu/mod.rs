@@ -17,7 +17,7 @@ use half::{bf16, f16};
 
 pub use arith::Arith;
 
-use crate::backend::{Backend, BinaryOp, Buffer, DeviceLocation, FusedOp, ReduceOp, ScanOp, UnaryOp};
+use crate::backend::{Backend, BinaryOp, Buffer, DeviceLocation, FusedOp, OwnedBuffer, ReduceOp, ScanOp, UnaryOp};
 use crate::dtype::Elem;
 use crate::{DType, Error, Layout, Result, Scalar};
 
@@ -226,6 +226,12 @@ impl Buffer for CpuBuffer {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
+    fn as_cpu(&self) -> Option<&CpuBuffer> {
+        Some(self)
+    }
+    fn as_cpu_mut(&mut self) -> Option<&mut CpuBuffer> {
+        Some(self)
+    }
 }
 
 /// The CPU device's backend.
@@ -246,6 +252,13 @@ impl CpuBackend {
 #[derive(Debug)]
 pub struct CpuStore(CpuBuffer);
 
+impl CpuStore {
+    /// Wraps a host buffer.
+    pub fn new(b: CpuBuffer) -> Self {
+        CpuStore(b)
+    }
+}
+
 impl Drop for CpuStore {
     fn drop(&mut self) {
         alloc::recycle(std::mem::replace(&mut self.0, CpuBuffer::U8(Vec::new())));
@@ -265,21 +278,24 @@ impl Buffer for CpuStore {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
+    fn as_cpu(&self) -> Option<&CpuBuffer> {
+        Some(&self.0)
+    }
+    fn as_cpu_mut(&mut self) -> Option<&mut CpuBuffer> {
+        Some(&mut self.0)
+    }
 }
 
 /// The host buffer behind a CPU tensor's storage (`None` for other devices).
+#[inline]
 pub fn as_cpu_buffer(b: &dyn Buffer) -> Option<&CpuBuffer> {
-    let any = b.as_any();
-    any.downcast_ref::<CpuStore>().map(|s| &s.0).or_else(|| any.downcast_ref::<CpuBuffer>())
+    b.as_cpu()
 }
 
 /// Mutable variant of [`as_cpu_buffer`].
+#[inline]
 pub fn as_cpu_buffer_mut(b: &mut dyn Buffer) -> Option<&mut CpuBuffer> {
-    if b.as_any().is::<CpuStore>() {
-        b.as_any_mut().downcast_mut::<CpuStore>().map(|s| &mut s.0)
-    } else {
-        b.as_any_mut().downcast_mut::<CpuBuffer>()
-    }
+    b.as_cpu_mut()
 }
 
 /// Downcasts a buffer that must belong to the CPU backend.
@@ -293,9 +309,10 @@ pub(crate) fn cpu_mut(b: &mut dyn Buffer) -> Result<&mut CpuBuffer> {
     as_cpu_buffer_mut(b).ok_or_else(|| Error::Backend { backend: "cpu".into(), msg: "expected a CPU buffer".into() })
 }
 
-/// Boxes a host buffer as CPU storage (recycled into the buffer cache on drop).
-pub(crate) fn boxed(b: CpuBuffer) -> Box<dyn Buffer> {
-    Box::new(CpuStore(b))
+/// Wraps a host buffer as CPU storage (recycled into the buffer cache on drop).
+#[inline]
+pub(crate) fn boxed(b: CpuBuffer) -> OwnedBuffer {
+    OwnedBuffer::Cpu(CpuStore(b))
 }
 
 impl Backend for CpuBackend {
@@ -303,11 +320,11 @@ impl Backend for CpuBackend {
         DeviceLocation::Cpu
     }
 
-    fn zeros(&self, dtype: DType, len: usize) -> Result<Box<dyn Buffer>> {
+    fn zeros(&self, dtype: DType, len: usize) -> Result<OwnedBuffer> {
         Ok(boxed(CpuBuffer::zeros(dtype, len)))
     }
 
-    fn upload(&self, data: CpuBuffer) -> Result<Box<dyn Buffer>> {
+    fn upload(&self, data: CpuBuffer) -> Result<OwnedBuffer> {
         Ok(boxed(data))
     }
 
@@ -327,11 +344,11 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn cast(&self, src: &dyn Buffer, l: &Layout, dtype: DType) -> Result<Box<dyn Buffer>> {
+    fn cast(&self, src: &dyn Buffer, l: &Layout, dtype: DType) -> Result<OwnedBuffer> {
         Ok(boxed(elementwise::cast(cpu(src)?, l, dtype)))
     }
 
-    fn unary(&self, op: UnaryOp, src: &dyn Buffer, l: &Layout) -> Result<Box<dyn Buffer>> {
+    fn unary(&self, op: UnaryOp, src: &dyn Buffer, l: &Layout) -> Result<OwnedBuffer> {
         elementwise::unary(op, cpu(src)?, l).map(boxed)
     }
 
@@ -342,7 +359,7 @@ impl Backend for CpuBackend {
         ll: &Layout,
         rhs: &dyn Buffer,
         rl: &Layout,
-    ) -> Result<Box<dyn Buffer>> {
+    ) -> Result<OwnedBuffer> {
         elementwise::binary(op, cpu(lhs)?, ll, cpu(rhs)?, rl).map(boxed)
     }
 
@@ -366,19 +383,19 @@ impl Backend for CpuBackend {
         al: &Layout,
         b: &dyn Buffer,
         bl: &Layout,
-    ) -> Result<Box<dyn Buffer>> {
+    ) -> Result<OwnedBuffer> {
         elementwise::where_cond(cpu(cond)?, cl, cpu(a)?, al, cpu(b)?, bl).map(boxed)
     }
 
-    fn reduce(&self, op: ReduceOp, src: &dyn Buffer, l: &Layout, dims: &[usize]) -> Result<Box<dyn Buffer>> {
+    fn reduce(&self, op: ReduceOp, src: &dyn Buffer, l: &Layout, dims: &[usize]) -> Result<OwnedBuffer> {
         reduce::reduce(op, cpu(src)?, l, dims).map(boxed)
     }
 
-    fn scan(&self, op: ScanOp, src: &dyn Buffer, l: &Layout, dim: usize) -> Result<Box<dyn Buffer>> {
+    fn scan(&self, op: ScanOp, src: &dyn Buffer, l: &Layout, dim: usize) -> Result<OwnedBuffer> {
         reduce::scan(op, cpu(src)?, l, dim).map(boxed)
     }
 
-    fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<Box<dyn Buffer>> {
+    fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<OwnedBuffer> {
         matmul::matmul(cpu(lhs)?, ll, cpu(rhs)?, rl).map(boxed)
     }
 
@@ -389,7 +406,7 @@ impl Backend for CpuBackend {
         index: &dyn Buffer,
         il: &Layout,
         dim: usize,
-    ) -> Result<Box<dyn Buffer>> {
+    ) -> Result<OwnedBuffer> {
         index::gather(cpu(src)?, sl, cpu(index)?, il, dim).map(boxed)
     }
 
@@ -408,18 +425,12 @@ impl Backend for CpuBackend {
         index::scatter(cpu_mut(dst)?, dl, i, il, s, sl, dim, accumulate)
     }
 
-    fn sort(
-        &self,
-        src: &dyn Buffer,
-        l: &Layout,
-        dim: usize,
-        descending: bool,
-    ) -> Result<(Box<dyn Buffer>, Box<dyn Buffer>)> {
+    fn sort(&self, src: &dyn Buffer, l: &Layout, dim: usize, descending: bool) -> Result<(OwnedBuffer, OwnedBuffer)> {
         let (v, i) = index::sort(cpu(src)?, l, dim, descending)?;
         Ok((boxed(v), boxed(i)))
     }
 
-    fn fused(&self, op: &FusedOp<'_>) -> Option<Result<Box<dyn Buffer>>> {
+    fn fused(&self, op: &FusedOp<'_>) -> Option<Result<OwnedBuffer>> {
         match op {
             FusedOp::Softmax { x, layout, log } => {
                 let b = match cpu(*x) {

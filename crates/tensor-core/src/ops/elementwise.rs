@@ -2,7 +2,7 @@
 //! forms, comparisons, `where`, casts and the `+ - * /` operators.
 
 use crate::backend::{BinaryOp, UnaryOp};
-use crate::shape::broadcast_shapes;
+use crate::shape::{broadcast_shapes, same_dims};
 use crate::{DType, Error, Layout, Result, Scalar, Tensor};
 
 macro_rules! unary_fns {
@@ -83,14 +83,16 @@ impl Tensor {
     /// Applies a binary op with broadcasting and type promotion.
     pub fn binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
         self.same_device(op.name(), other)?;
-        let shape = broadcast_shapes(op.name(), self.dims(), other.dims())?;
+        let same_shape = same_dims(self.dims(), other.dims());
+        let shape =
+            if same_shape { self.shape().clone() } else { broadcast_shapes(op.name(), self.dims(), other.dims())? };
         let (c, _) = Tensor::binary_dtypes(op, Tensor::result_type(self, other));
         // On bool, `+` is `or` and `*` is `and` (like PyTorch); `-` and the rest fail.
         let bool_ok = matches!(op, BinaryOp::Maximum | BinaryOp::Minimum | BinaryOp::Add | BinaryOp::Mul);
         if c == DType::Bool && !op.returns_bool() && !bool_ok {
             return Err(Error::Unsupported { op: op.name(), dtype: DType::Bool, device: self.device().to_string() });
         }
-        if self.dtype() == c && other.dtype() == c && self.dims() == other.dims() {
+        if self.dtype() == c && other.dtype() == c && same_shape {
             // Same shape and dtype: nothing to cast or broadcast.
             return self.run2(other, shape, |be, x, lx, y, ly| be.binary(op, x, lx, y, ly));
         }

@@ -1,6 +1,7 @@
 //! In-place ops: they write through the storage lock and bump its version counter.
 
 use crate::backend::BinaryOp;
+use crate::shape::same_dims;
 use crate::{DType, Error, Layout, Result, Scalar, Tensor};
 
 impl Tensor {
@@ -22,6 +23,11 @@ impl Tensor {
         let name = op.name();
         self.same_device(name, other)?;
         self.check_writable(name)?;
+        if other.dtype() == self.dtype() && same_dims(other.dims(), self.dims()) && !other.same_storage(self) {
+            // Nothing to broadcast, cast or copy (the hot case: gradient accumulation).
+            check_result_dtype(op, self.dtype(), self.dtype())?;
+            return self.binary_from(op, other, other.layout());
+        }
         let rl = other.layout().broadcast_to(self.dims()).map_err(|_| {
             Error::shape(
                 name,
@@ -38,9 +44,15 @@ impl Tensor {
             src = src.copy()?;
             rl = src.layout().broadcast_to(self.dims())?;
         }
+        self.binary_from(op, &src, &rl)
+    }
+
+    /// The write of [`Tensor::binary_`]: `src` (viewed through `rl`, which has this
+    /// tensor's shape) has this tensor's dtype and does not share its storage.
+    fn binary_from(&self, op: BinaryOp, src: &Tensor, rl: &Layout) -> Result<()> {
         let g = src.storage().read();
         let mut d = self.storage().write();
-        self.device().backend().binary_inplace(op, &mut **d, self.layout(), &**g, &rl)
+        self.device().backend().binary_inplace(op, &mut **d, self.layout(), &**g, rl)
     }
 
     /// In-place `self += other`.
