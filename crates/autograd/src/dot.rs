@@ -39,7 +39,7 @@ pub(crate) fn to_dot(v: &Var) -> String {
         if !seen.insert(n.key()) {
             continue;
         }
-        let freed = if n.backward.lock().is_none() { "\\n(freed)" } else { "" };
+        let freed = if n.backward.is_freed() { "\\n(freed)" } else { "" };
         let _ = writeln!(
             s,
             "  n{} [label=\"{}\\n{}{freed}\", fillcolor=lightgrey];",

@@ -106,6 +106,7 @@ impl<V> AddrMap<V> {
 use std::sync::Arc;
 
 use smallvec::SmallVec;
+use tensor_core::shape::same_dims;
 use tensor_core::{Error, Result, Tensor};
 
 use crate::graph::{Edge, NodePtr};
@@ -146,7 +147,7 @@ fn add_into(old: Var, g: &Var) -> Result<Var> {
         && Arc::strong_count(&old.0) == 1
         && old.node().is_none()
         && old.dtype() == g.dtype()
-        && old.dims() == g.dims()
+        && same_dims(old.dims(), g.dims())
         && old.tensor().is_exclusive();
     if in_place {
         old.tensor().add_(g.tensor())?;
@@ -158,7 +159,7 @@ fn add_into(old: Var, g: &Var) -> Result<Var> {
 
 /// Makes `g` fit an input of `shape`/`dtype`: un-broadcasts and casts.
 fn fit(g: Var, edge: &Edge, op: &str) -> Result<Var> {
-    let g = if g.dims() != edge.shape() {
+    let g = if !same_dims(g.dims(), edge.shape()) {
         g.sum_to(edge.shape()).map_err(|e| {
             Error::Autograd(format!(
                 "{op}: backward returned a gradient of shape {:?} for an input of shape {:?}: {e}",
@@ -183,6 +184,17 @@ fn check_finite(op: &str, i: usize, g: &Var) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A copy of the registered hooks, so that they run without the lock held (a hook
+/// may register another); no allocation when there are none.
+fn cloned_hooks(hooks: &parking_lot::Mutex<Vec<(usize, crate::graph::Hook)>>) -> Vec<(usize, crate::graph::Hook)> {
+    let h = hooks.lock();
+    if h.is_empty() {
+        Vec::new()
+    } else {
+        h.clone()
+    }
 }
 
 /// Runs hooks; each may replace the gradient.
@@ -227,7 +239,7 @@ fn store_leaf_grad(leaf: &VarInner, g: Var, create_graph: bool) -> Result<()> {
 /// flowing into them instead of touching any `.grad`.
 pub(crate) fn run(
     outputs: &[Var],
-    grads: Vec<Var>,
+    grads: SmallVec<[Var; 1]>,
     retain_graph: bool,
     create_graph: bool,
     inputs: Option<&[Var]>,
@@ -324,7 +336,7 @@ pub(crate) fn run(
         let key = node.key();
         let mut g = nodes.get_mut(key).and_then(|s| s.grad.take());
         if let Some(gv) = g.take() {
-            let hooks = node.hooks.lock().clone();
+            let hooks = cloned_hooks(&node.hooks);
             let gv = if hooks.is_empty() { gv } else { run_hooks(&hooks, gv)? };
             if inputs.is_none() {
                 let retained = node.retained.lock().as_ref().and_then(|w| w.upgrade());
@@ -340,21 +352,19 @@ pub(crate) fn run(
         }
         let input_grads = match g {
             Some(gv) => {
-                let needs: SmallVec<[bool; 4]> = node.edges.iter().map(|e| e.is_some()).collect();
+                let mut needs: SmallVec<[bool; 4]> = SmallVec::new();
+                for e in &node.edges {
+                    needs.push(e.is_some());
+                }
                 let _prof = tensor_core::profiler::scope_with(
                     || format!("{}.backward", node.name),
                     || vec![gv.dims().to_vec()],
                     || gv.device().to_string(),
                 );
-                let res = if retain_graph {
-                    let f = node.backward.lock();
-                    let f = f.as_ref().ok_or_else(|| Error::GraphFreed { op: node.name.to_string() })?;
-                    f(&gv, &needs)
-                } else {
-                    let f =
-                        node.backward.lock().take().ok_or_else(|| Error::GraphFreed { op: node.name.to_string() })?;
-                    f(&gv, &needs)
-                };
+                let res = node
+                    .backward
+                    .call(&gv, &needs, !retain_graph)
+                    .ok_or_else(|| Error::GraphFreed { op: node.name.to_string() })?;
                 let grads = res.map_err(|e| match e {
                     Error::ModifiedInPlace { op, saved, now } if op.is_empty() => {
                         Error::ModifiedInPlace { op: node.name.to_string(), saved, now }
@@ -373,7 +383,7 @@ pub(crate) fn run(
             }
             None => {
                 if !retain_graph {
-                    node.backward.lock().take();
+                    node.backward.free();
                 }
                 SmallVec::from_elem(None, node.edges.len())
             }
@@ -418,7 +428,7 @@ pub(crate) fn run(
     for leaf in leaf_order {
         let k = Arc::as_ptr(&leaf) as usize;
         let Some(g) = leaf_grads.remove(k).flatten() else { continue };
-        let hooks = leaf.hooks.lock().clone();
+        let hooks = cloned_hooks(&leaf.hooks);
         let g = if hooks.is_empty() { g } else { run_hooks(&hooks, g)? };
         if inputs.is_some() {
             if let Some(&i) = captures.get(k) {
@@ -468,7 +478,7 @@ pub fn grad(
                 }
                 Ok(Var::from(o.tensor().ones_like()?))
             })
-            .collect::<Result<Vec<_>>>()?,
+            .collect::<Result<SmallVec<_>>>()?,
     };
     run(outputs, grads, create_graph, create_graph, Some(inputs))
 }
@@ -483,5 +493,5 @@ pub fn grad_with(
     retain_graph: bool,
     create_graph: bool,
 ) -> Result<Vec<Option<Var>>> {
-    run(outputs, grad_outputs.to_vec(), retain_graph, create_graph, Some(inputs))
+    run(outputs, grad_outputs.iter().cloned().collect(), retain_graph, create_graph, Some(inputs))
 }

@@ -18,9 +18,38 @@ use crate::var::{Var, VarInner};
 /// One gradient (or `None`) per input of an op; inline for the usual one or two.
 pub(crate) type Grads = SmallVec<[Option<Var>; 2]>;
 
-/// A backward function: given the gradient of the output and which inputs need a
-/// gradient, returns one gradient (or `None`) per input.
-pub(crate) type BackwardFn = Box<dyn Fn(&Var, &[bool]) -> Result<Grads> + Send>;
+/// A node's backward function, kept in the node's own allocation: given the gradient
+/// of the output and which inputs need a gradient, returns one gradient (or `None`)
+/// per input.
+pub(crate) trait Backward: Send + Sync {
+    /// Runs the function; with `free`, drops it (and the tensors it saved) as soon
+    /// as it returns. `None` when it was freed before.
+    fn call(&self, g: &Var, needs: &[bool], free: bool) -> Option<Result<Grads>>;
+    /// Drops the function and what it saved.
+    fn free(&self);
+    /// True once the function was freed.
+    fn is_freed(&self) -> bool;
+}
+
+impl<F: Fn(&Var, &[bool]) -> Result<Grads> + Send> Backward for Mutex<Option<F>> {
+    fn call(&self, g: &Var, needs: &[bool], free: bool) -> Option<Result<Grads>> {
+        if free {
+            let f = self.lock().take()?;
+            Some(f(g, needs))
+        } else {
+            let f = self.lock();
+            Some(f.as_ref()?(g, needs))
+        }
+    }
+
+    fn free(&self) {
+        self.lock().take();
+    }
+
+    fn is_freed(&self) -> bool {
+        self.lock().is_none()
+    }
+}
 
 /// A gradient hook: inspects a gradient and may return a replacement.
 pub(crate) type Hook = Arc<dyn Fn(&Var) -> Result<Option<Var>> + Send + Sync>;
@@ -51,14 +80,13 @@ impl Edge {
     }
 }
 
-/// One recorded op.
-pub(crate) struct Node {
+/// One recorded op. `B` is the backward function, stored inline (one allocation
+/// per node) and reached through `dyn Backward`.
+pub(crate) struct Node<B: ?Sized + Backward = dyn Backward> {
     /// The op's name, used in errors and graph dumps.
     pub name: &'static str,
     /// One entry per input; `None` for inputs that need no gradient.
     pub edges: SmallVec<[Option<Edge>; 2]>,
-    /// The backward closure; `None` once freed after a backward without `retain_graph`.
-    pub backward: Mutex<Option<BackwardFn>>,
     /// Output shape and dtype.
     pub shape: Shape,
     /// Output dtype.
@@ -67,14 +95,16 @@ pub(crate) struct Node {
     pub hooks: Mutex<Vec<(usize, Hook)>>,
     /// The output `Var` when `retain_grad()` was called on it.
     pub retained: Mutex<Option<Weak<VarInner>>>,
+    /// The backward closure; freed after a backward without `retain_graph`.
+    pub backward: B,
 }
 
 /// A shared pointer to a node whose drop never recurses.
 pub(crate) struct NodePtr(Option<Arc<Node>>);
 
 impl NodePtr {
-    pub(crate) fn new(node: Node) -> Self {
-        NodePtr(Some(Arc::new(node)))
+    pub(crate) fn new(node: Arc<Node>) -> Self {
+        NodePtr(Some(node))
     }
 
     fn arc(&self) -> &Arc<Node> {
@@ -83,7 +113,7 @@ impl NodePtr {
 
     /// Identity of the node (its address).
     pub(crate) fn key(&self) -> usize {
-        Arc::as_ptr(self.arc()) as usize
+        Arc::as_ptr(self.arc()) as *const () as usize
     }
 }
 
@@ -217,15 +247,18 @@ pub(crate) fn record(
     if !should_record(inputs) {
         return Var::from(out);
     }
-    let edges = inputs.iter().map(|v| v.edge()).collect();
-    let node = Node {
+    let mut edges = SmallVec::with_capacity(inputs.len());
+    for v in inputs {
+        edges.push(v.edge());
+    }
+    let node = Arc::new(Node {
         name,
         edges,
-        backward: Mutex::new(Some(Box::new(backward))),
         shape: out.shape().clone(),
         dtype: out.dtype(),
         hooks: Mutex::new(Vec::new()),
         retained: Mutex::new(None),
-    };
+        backward: Mutex::new(Some(backward)),
+    });
     Var::from_node(out, NodePtr::new(node))
 }

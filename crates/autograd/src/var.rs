@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use smallvec::smallvec;
 use tensor_core::{DType, Device, Error, Result, Shape, Tensor};
 
 use crate::graph::{Edge, Hook, NodePtr};
@@ -303,7 +304,7 @@ impl Var {
             )));
         }
         let ones = self.tensor().ones_like()?;
-        crate::engine::run(std::slice::from_ref(self), vec![Var::from(ones)], retain_graph, create_graph, None)
+        crate::engine::run(std::slice::from_ref(self), smallvec![Var::from(ones)], retain_graph, create_graph, None)
             .map(|_| ())
     }
 
@@ -315,8 +316,14 @@ impl Var {
 
     /// [`Var::backward_with`] with `retain_graph` and `create_graph`.
     pub fn backward_with_opts(&self, grad: &Tensor, retain_graph: bool, create_graph: bool) -> Result<()> {
-        crate::engine::run(std::slice::from_ref(self), vec![Var::from(grad.clone())], retain_graph, create_graph, None)
-            .map(|_| ())
+        crate::engine::run(
+            std::slice::from_ref(self),
+            smallvec![Var::from(grad.clone())],
+            retain_graph,
+            create_graph,
+            None,
+        )
+        .map(|_| ())
     }
 
     /// A Graphviz DOT description of the graph that produced this variable.
