@@ -19,7 +19,15 @@ use crate::profiler::Profiled;
 /// assert_eq!(cpu.to_string(), "cpu");
 /// ```
 #[derive(Clone)]
-pub struct Device(Arc<DeviceInner>);
+pub struct Device(Repr);
+
+/// The CPU is a unit variant, so that the many device handles small CPU tensors copy
+/// (every new storage holds one) cost no reference counting.
+#[derive(Clone)]
+enum Repr {
+    Cpu,
+    Other(Arc<DeviceInner>),
+}
 
 struct DeviceInner {
     backend: Arc<dyn Backend>,
@@ -28,37 +36,56 @@ struct DeviceInner {
     profiled: Profiled,
 }
 
-static CPU_DEVICE: OnceLock<Device> = OnceLock::new();
+static CPU_INNER: OnceLock<DeviceInner> = OnceLock::new();
+
+impl DeviceInner {
+    fn new(backend: Arc<dyn Backend>) -> Self {
+        DeviceInner { profiled: Profiled(backend.clone()), backend }
+    }
+}
 
 impl Device {
     /// The host CPU.
+    #[inline]
     pub fn cpu() -> Device {
-        CPU_DEVICE.get_or_init(|| Device::from_backend(CpuBackend::shared())).clone()
+        Device(Repr::Cpu)
     }
 
     /// A device served by a backend implemented outside this crate (e.g. CUDA).
     pub fn from_backend(backend: Arc<dyn Backend>) -> Device {
-        Device(Arc::new(DeviceInner { profiled: Profiled(backend.clone()), backend }))
+        Device(Repr::Other(Arc::new(DeviceInner::new(backend))))
+    }
+
+    #[inline]
+    fn inner(&self) -> &DeviceInner {
+        match &self.0 {
+            Repr::Cpu => CPU_INNER.get_or_init(|| DeviceInner::new(CpuBackend::shared())),
+            Repr::Other(d) => d,
+        }
     }
 
     /// The backend behind this device.
     #[inline]
     pub fn backend(&self) -> &dyn Backend {
+        let inner = self.inner();
         if crate::profiler::is_enabled() {
-            &self.0.profiled
+            &inner.profiled
         } else {
-            &*self.0.backend
+            &*inner.backend
         }
     }
 
     /// The backend as a shared handle.
     pub fn backend_arc(&self) -> Arc<dyn Backend> {
-        self.0.backend.clone()
+        self.inner().backend.clone()
     }
 
     /// Where the device lives.
     pub fn location(&self) -> DeviceLocation {
-        self.0.backend.location()
+        match &self.0 {
+            Repr::Cpu => DeviceLocation::Cpu,
+            Repr::Other(d) => d.backend.location(),
+        }
     }
 
     /// True for the CPU.
@@ -73,7 +100,7 @@ impl Device {
 
     /// Waits for queued work on the device.
     pub fn synchronize(&self) -> crate::Result<()> {
-        self.0.backend.synchronize()
+        self.inner().backend.synchronize()
     }
 }
 
@@ -85,7 +112,11 @@ impl Default for Device {
 
 impl PartialEq for Device {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.location() == other.location()
+        match (&self.0, &other.0) {
+            (Repr::Cpu, Repr::Cpu) => true,
+            (Repr::Other(a), Repr::Other(b)) if Arc::ptr_eq(a, b) => true,
+            _ => self.location() == other.location(),
+        }
     }
 }
 impl Eq for Device {}
@@ -141,5 +172,25 @@ impl Storage {
 impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Storage({}, v{})", self.device, self.version())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_handle_and_a_cpu_backend_handle_are_one_device() {
+        let a = Device::cpu();
+        let b = Device::from_backend(CpuBackend::shared());
+        assert!(a == b, "cpu() == from_backend(cpu)");
+        assert!(b == a, "from_backend(cpu) == cpu()");
+        assert!(a == a.clone(), "a clone is the same device");
+        assert_eq!((a.location(), b.location()), (DeviceLocation::Cpu, DeviceLocation::Cpu));
+        assert!(a.is_cpu() && !a.is_cuda());
+        // Both reach the same backend, which serves allocations.
+        let buf = a.backend().zeros(crate::DType::F32, 3).unwrap();
+        assert_eq!((buf.len(), buf.dtype()), (3, crate::DType::F32));
+        assert_eq!(a.backend_arc().location(), DeviceLocation::Cpu);
     }
 }
