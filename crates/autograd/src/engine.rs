@@ -186,17 +186,6 @@ fn check_finite(op: &str, i: usize, g: &Var) -> Result<()> {
     Ok(())
 }
 
-/// A copy of the registered hooks, so that they run without the lock held (a hook
-/// may register another); no allocation when there are none.
-fn cloned_hooks(hooks: &parking_lot::Mutex<Vec<(usize, crate::graph::Hook)>>) -> Vec<(usize, crate::graph::Hook)> {
-    let h = hooks.lock();
-    if h.is_empty() {
-        Vec::new()
-    } else {
-        h.clone()
-    }
-}
-
 /// Runs hooks; each may replace the gradient.
 fn run_hooks(hooks: &[(usize, crate::graph::Hook)], mut g: Var) -> Result<Var> {
     for (_, h) in hooks {
@@ -336,10 +325,14 @@ pub(crate) fn run(
         let key = node.key();
         let mut g = nodes.get_mut(key).and_then(|s| s.grad.take());
         if let Some(gv) = g.take() {
-            let hooks = cloned_hooks(&node.hooks);
+            let hooks = node.hooks.snapshot();
             let gv = if hooks.is_empty() { gv } else { run_hooks(&hooks, gv)? };
             if inputs.is_none() {
-                let retained = node.retained.lock().as_ref().and_then(|w| w.upgrade());
+                let retained = if node.retains.load(std::sync::atomic::Ordering::Acquire) {
+                    node.retained.lock().as_ref().and_then(|w| w.upgrade())
+                } else {
+                    None
+                };
                 if let Some(r) = retained {
                     let mut slot = r.grad.lock();
                     let add = if create_graph { gv.clone() } else { Var::from(gv.tensor().clone()) };
@@ -428,7 +421,7 @@ pub(crate) fn run(
     for leaf in leaf_order {
         let k = Arc::as_ptr(&leaf) as usize;
         let Some(g) = leaf_grads.remove(k).flatten() else { continue };
-        let hooks = cloned_hooks(&leaf.hooks);
+        let hooks = leaf.hooks.snapshot();
         let g = if hooks.is_empty() { g } else { run_hooks(&hooks, g)? };
         if inputs.is_some() {
             if let Some(&i) = captures.get(k) {

@@ -7,6 +7,7 @@
 //! chain of any length is freed without recursion.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -54,6 +55,39 @@ impl<F: Fn(&Var, &[bool]) -> Result<Grads> + Send> Backward for Mutex<Option<F>>
 /// A gradient hook: inspects a gradient and may return a replacement.
 pub(crate) type Hook = Arc<dyn Fn(&Var) -> Result<Option<Var>> + Send + Sync>;
 
+/// The hooks registered on a variable, with a flag that lets a backward skip the
+/// lock when none ever were (the common case).
+#[derive(Default)]
+pub(crate) struct Hooks {
+    any: AtomicBool,
+    list: Mutex<Vec<(usize, Hook)>>,
+}
+
+impl Hooks {
+    /// Registers `hook` under `id`.
+    pub(crate) fn push(&self, id: usize, hook: Hook) {
+        self.list.lock().push((id, hook));
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// Removes hook `id`; true when it was registered.
+    pub(crate) fn remove(&self, id: usize) -> bool {
+        let mut list = self.list.lock();
+        let before = list.len();
+        list.retain(|(i, _)| *i != id);
+        list.len() != before
+    }
+
+    /// A copy of the hooks, so that they run without the lock held (a hook may
+    /// register another); no lock and no allocation when none were ever registered.
+    pub(crate) fn snapshot(&self) -> Vec<(usize, Hook)> {
+        if !self.any.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        self.list.lock().clone()
+    }
+}
+
 /// Where an input's gradient goes.
 pub(crate) enum Edge {
     /// A non-leaf input: its producing node.
@@ -92,7 +126,10 @@ pub(crate) struct Node<B: ?Sized + Backward = dyn Backward> {
     /// Output dtype.
     pub dtype: DType,
     /// Hooks registered on the (non-leaf) output.
-    pub hooks: Mutex<Vec<(usize, Hook)>>,
+    pub hooks: Hooks,
+    /// Whether `retain_grad()` was ever called on the output (lets a backward skip
+    /// the lock of `retained`).
+    pub retains: AtomicBool,
     /// The output `Var` when `retain_grad()` was called on it.
     pub retained: Mutex<Option<Weak<VarInner>>>,
     /// The backward closure; freed after a backward without `retain_graph`.
@@ -256,7 +293,8 @@ pub(crate) fn record(
         edges,
         shape: out.shape().clone(),
         dtype: out.dtype(),
-        hooks: Mutex::new(Vec::new()),
+        hooks: Hooks::default(),
+        retains: AtomicBool::new(false),
         retained: Mutex::new(None),
         backward: Mutex::new(Some(backward)),
     });

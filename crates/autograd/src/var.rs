@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use smallvec::smallvec;
 use tensor_core::{DType, Device, Error, Result, Shape, Tensor};
 
-use crate::graph::{Edge, Hook, NodePtr};
+use crate::graph::{Edge, Hook, Hooks, NodePtr};
 
 pub(crate) struct VarInner {
     pub(crate) tensor: Tensor,
@@ -17,7 +17,7 @@ pub(crate) struct VarInner {
     /// The accumulated gradient (leaves, and non-leaves after `retain_grad`).
     pub(crate) grad: Mutex<Option<Var>>,
     /// Hooks on a leaf (a non-leaf's hooks live on its node).
-    pub(crate) hooks: Mutex<Vec<(usize, Hook)>>,
+    pub(crate) hooks: Hooks,
 }
 
 /// A differentiable tensor handle: a [`Tensor`] plus an optional graph node, a
@@ -65,7 +65,7 @@ impl From<Tensor> for Var {
             requires_grad: AtomicBool::new(false),
             node: None,
             grad: Mutex::new(None),
-            hooks: Mutex::new(Vec::new()),
+            hooks: Hooks::default(),
         }))
     }
 }
@@ -97,7 +97,7 @@ impl Var {
             requires_grad: AtomicBool::new(true),
             node: Some(node),
             grad: Mutex::new(None),
-            hooks: Mutex::new(Vec::new()),
+            hooks: Hooks::default(),
         }))
     }
 
@@ -245,6 +245,7 @@ impl Var {
         match &self.0.node {
             Some(n) => {
                 *n.retained.lock() = Some(Arc::downgrade(&self.0));
+                n.retains.store(true, Ordering::Release);
                 Ok(())
             }
             None if self.requires_grad() => Ok(()),
@@ -262,21 +263,18 @@ impl Var {
         let id = NEXT_HOOK.fetch_add(1, Ordering::Relaxed);
         let hook: Hook = Arc::new(f);
         match &self.0.node {
-            Some(n) => n.hooks.lock().push((id, hook)),
-            None => self.0.hooks.lock().push((id, hook)),
+            Some(n) => n.hooks.push(id, hook),
+            None => self.0.hooks.push(id, hook),
         }
         Ok(HookId(id))
     }
 
     /// Removes a hook; returns whether it was registered here.
     pub fn remove_hook(&self, id: HookId) -> bool {
-        let mut hooks = match &self.0.node {
-            Some(n) => n.hooks.lock(),
-            None => self.0.hooks.lock(),
-        };
-        let before = hooks.len();
-        hooks.retain(|(i, _)| *i != id.0);
-        hooks.len() != before
+        match &self.0.node {
+            Some(n) => n.hooks.remove(id.0),
+            None => self.0.hooks.remove(id.0),
+        }
     }
 
     /// The same values, cut from the graph (shares storage; never requires grad).
