@@ -7,6 +7,10 @@
 //! with their min-max, the speed ratio and the goal, and is written to
 //! `docs/benchmarks.md` together with the machine, the versions and the date. Text
 //! after the `<!-- notes -->` marker in that file (the analysis) is kept.
+//!
+//! With `--candle`, the graph-overhead workload (W7) is also timed with candle
+//! (`tools/bench/candle_side`, a standalone crate built into `target/candle-side`), in
+//! the same rounds, and the table gains a candle column.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,10 +24,11 @@ pub struct Opts {
     only: Option<String>,
     out: Option<PathBuf>,
     build: bool,
+    candle: bool,
 }
 
 const BENCH_USAGE: &str =
-    "usage: cargo xtask bench [--rounds N] [--reps N] [--threads N] [--only W1,W2,..] [--out FILE | --no-write] [--no-build]";
+    "usage: cargo xtask bench [--rounds N] [--reps N] [--threads N] [--only W1,W2,..] [--out FILE | --no-write] [--no-build] [--candle]";
 
 impl Opts {
     /// Parses the arguments after `bench`.
@@ -35,6 +40,7 @@ impl Opts {
             only: None,
             out: Some(root.join("docs/benchmarks.md")),
             build: true,
+            candle: false,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -52,6 +58,7 @@ impl Opts {
                 "--out" => o.out = Some(PathBuf::from(it.next().ok_or(BENCH_USAGE)?)),
                 "--no-write" => o.out = None,
                 "--no-build" => o.build = false,
+                "--candle" => o.candle = true,
                 _ => return Err(format!("unknown argument {a}\n{BENCH_USAGE}")),
             }
         }
@@ -65,6 +72,15 @@ struct Samples {
     unit: String,
     ours: Vec<f64>,
     torch: Vec<f64>,
+    candle: Vec<f64>,
+}
+
+/// Which implementation produced a sample.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Ours,
+    Torch,
+    Candle,
 }
 
 /// Runs the benchmark.
@@ -85,6 +101,25 @@ pub fn run(root: &Path, o: &Opts) -> Result<(), String> {
     let ours_bin = target.join("release/examples/bench");
     if !ours_bin.exists() {
         return Err(format!("{} is missing: run without --no-build", ours_bin.display()));
+    }
+    let candle_dir = root.join("tools/bench/candle_side");
+    let candle_bin = target.join("candle-side/release/candle-side");
+    let w7 = o.only.as_deref().is_none_or(|w| w.split(',').any(|x| x == "W7"));
+    let candle = o.candle && w7;
+    if candle && o.build {
+        println!("building the candle side (release)...");
+        let st = Command::new(&cargo)
+            .current_dir(&candle_dir)
+            .env("CARGO_TARGET_DIR", target.join("candle-side"))
+            .args(["build", "--release"])
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !st.success() {
+            return Err(format!("building {} failed ({st})", candle_dir.display()));
+        }
+    }
+    if candle && !candle_bin.exists() {
+        return Err(format!("{} is missing: run without --no-build", candle_bin.display()));
     }
     let torch = find_torch();
     match &torch {
@@ -109,22 +144,27 @@ pub fn run(root: &Path, o: &Opts) -> Result<(), String> {
             if ours {
                 let out =
                     run_side(Command::new(&ours_bin).args(&only_args).env("RAYON_NUM_THREADS", o.threads.to_string()))?;
-                collect(&mut table, &mut order, &out, true);
+                collect(&mut table, &mut order, &out, Side::Ours);
             } else if let Some((py, _)) = &torch {
                 let mut c = Command::new(py);
                 c.arg(&script).args(["--threads", &o.threads.to_string()]).args(&only_args);
-                collect(&mut table, &mut order, &run_side(&mut c)?, false);
+                collect(&mut table, &mut order, &run_side(&mut c)?, Side::Torch);
             }
+        }
+        if candle {
+            let mut c = Command::new(&candle_bin);
+            c.args(["--reps", &o.reps.to_string()]).env("RAYON_NUM_THREADS", o.threads.to_string());
+            collect(&mut table, &mut order, &run_side(&mut c)?, Side::Candle);
         }
     }
     if o.only.as_deref().is_none_or(|w| w.split(',').any(|x| x == "W5")) {
         println!("peak memory of 300 W5 steps");
         let out = run_side(Command::new(&ours_bin).arg("--rss").env("RAYON_NUM_THREADS", o.threads.to_string()))?;
-        collect(&mut table, &mut order, &out, true);
+        collect(&mut table, &mut order, &out, Side::Ours);
         if let Some((py, _)) = &torch {
             let mut c = Command::new(py);
             c.arg(&script).args(["--threads", &o.threads.to_string(), "--rss"]);
-            collect(&mut table, &mut order, &run_side(&mut c)?, false);
+            collect(&mut table, &mut order, &run_side(&mut c)?, Side::Torch);
         }
     }
     let md = render(&table, &order, o, torch.as_ref().map(|t| t.1.as_str()));
@@ -164,21 +204,24 @@ fn run_side(cmd: &mut Command) -> Result<String, String> {
 }
 
 /// Adds each `{"workload": .., "unit": .., "value": ..}` line of `out` to the table.
-fn collect(table: &mut BTreeMap<String, Samples>, order: &mut Vec<String>, out: &str, ours: bool) {
+fn collect(table: &mut BTreeMap<String, Samples>, order: &mut Vec<String>, out: &str, side: Side) {
     for line in out.lines() {
         let (Some(w), Some(u), Some(v)) = (field(line, "workload"), field(line, "unit"), field(line, "value")) else {
             continue;
         };
         let Ok(v) = v.parse::<f64>() else { continue };
+        if side == Side::Candle && !table.contains_key(&w) {
+            continue; // only workloads this stack also ran
+        }
         if !table.contains_key(&w) {
             order.push(w.clone());
         }
         let s = table.entry(w).or_default();
         s.unit = u;
-        if ours {
-            s.ours.push(v);
-        } else {
-            s.torch.push(v);
+        match side {
+            Side::Ours => s.ours.push(v),
+            Side::Torch => s.torch.push(v),
+            Side::Candle => s.candle.push(v),
         }
     }
 }
@@ -290,8 +333,15 @@ fn render(table: &BTreeMap<String, Samples>, order: &[String], o: &Opts, torch: 
          cells are the median over rounds [min-max]\n\n",
         o.rounds, o.reps
     ));
-    md.push_str("| workload | unit | this stack | PyTorch | advantage | goal | met |\n");
-    md.push_str("|---|---|---|---|---|---|---|\n");
+    let with_candle = table.values().any(|s| !s.candle.is_empty());
+    if with_candle {
+        md.push_str("- candle: `tools/bench/candle_side` (W7 only), run in the same rounds\n\n");
+        md.push_str("| workload | unit | this stack | PyTorch | candle | advantage | goal | met |\n");
+        md.push_str("|---|---|---|---|---|---|---|---|\n");
+    } else {
+        md.push_str("| workload | unit | this stack | PyTorch | advantage | goal | met |\n");
+        md.push_str("|---|---|---|---|---|---|---|\n");
+    }
     for w in order {
         let s = &table[w];
         let (mo, mt) = (median(&s.ours), median(&s.torch));
@@ -302,8 +352,9 @@ fn render(table: &BTreeMap<String, Samples>, order: &[String], o: &Opts, torch: 
             Goal::AtMost(b) => (format!("<= {b} {}", s.unit), yes(mo <= b)),
             Goal::None => ("-".into(), "-"),
         };
+        let candle_cell = if with_candle { format!(" {} |", cell(&s.candle)) } else { String::new() };
         md.push_str(&format!(
-            "| {w} | {} | {} | {} | {adv_s} | {goal_s} | {met} |\n",
+            "| {w} | {} | {} | {} |{candle_cell} {adv_s} | {goal_s} | {met} |\n",
             s.unit,
             cell(&s.ours),
             cell(&s.torch)
