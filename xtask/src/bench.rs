@@ -330,12 +330,15 @@ fn render(table: &BTreeMap<String, Samples>, order: &[String], o: &Opts, torch: 
     }
     md.push_str(&format!(
         "- method: {} rounds alternating the two sides; each round reports the median of {} timed repetitions after warm-up; \
-         cells are the median over rounds [min-max]\n\n",
+         cells are the median over rounds [min-max]\n",
         o.rounds, o.reps
     ));
     let with_candle = table.values().any(|s| !s.candle.is_empty());
     if with_candle {
-        md.push_str("- candle: `tools/bench/candle_side` (W7 only), run in the same rounds\n\n");
+        md.push_str("- candle: `tools/bench/candle_side` (W7 only), run after the other two in each round\n");
+    }
+    md.push('\n');
+    if with_candle {
         md.push_str("| workload | unit | this stack | PyTorch | candle | advantage | goal | met |\n");
         md.push_str("|---|---|---|---|---|---|---|---|\n");
     } else {
