@@ -328,12 +328,7 @@ pub(crate) fn run(
             let hooks = node.hooks.snapshot();
             let gv = if hooks.is_empty() { gv } else { run_hooks(&hooks, gv)? };
             if inputs.is_none() {
-                let retained = if node.retains.load(std::sync::atomic::Ordering::Acquire) {
-                    node.retained.lock().as_ref().and_then(|w| w.upgrade())
-                } else {
-                    None
-                };
-                if let Some(r) = retained {
+                if let Some(r) = node.retained.get() {
                     let mut slot = r.grad.lock();
                     let add = if create_graph { gv.clone() } else { Var::from(gv.tensor().clone()) };
                     accumulate(&mut slot, add)?;

@@ -114,6 +114,30 @@ impl Edge {
     }
 }
 
+/// The output `Var` a node keeps its gradient for after `retain_grad()`, with a flag
+/// that lets a backward skip the lock when it was never asked.
+#[derive(Default)]
+pub(crate) struct Retained {
+    any: AtomicBool,
+    var: Mutex<Option<Weak<VarInner>>>,
+}
+
+impl Retained {
+    /// Keeps the gradient for `v` (held weakly: a dropped output needs none).
+    pub(crate) fn set(&self, v: Weak<VarInner>) {
+        *self.var.lock() = Some(v);
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// The output to give the gradient to, if it asked and is still alive.
+    pub(crate) fn get(&self) -> Option<Arc<VarInner>> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        self.var.lock().as_ref().and_then(|w| w.upgrade())
+    }
+}
+
 /// One recorded op. `B` is the backward function, stored inline (one allocation
 /// per node) and reached through `dyn Backward`.
 pub(crate) struct Node<B: ?Sized + Backward = dyn Backward> {
@@ -127,11 +151,8 @@ pub(crate) struct Node<B: ?Sized + Backward = dyn Backward> {
     pub dtype: DType,
     /// Hooks registered on the (non-leaf) output.
     pub hooks: Hooks,
-    /// Whether `retain_grad()` was ever called on the output (lets a backward skip
-    /// the lock of `retained`).
-    pub retains: AtomicBool,
     /// The output `Var` when `retain_grad()` was called on it.
-    pub retained: Mutex<Option<Weak<VarInner>>>,
+    pub retained: Retained,
     /// The backward closure; freed after a backward without `retain_graph`.
     pub backward: B,
 }
@@ -294,8 +315,7 @@ pub(crate) fn record(
         shape: out.shape().clone(),
         dtype: out.dtype(),
         hooks: Hooks::default(),
-        retains: AtomicBool::new(false),
-        retained: Mutex::new(None),
+        retained: Retained::default(),
         backward: Mutex::new(Some(backward)),
     });
     Var::from_node(out, NodePtr::new(node))

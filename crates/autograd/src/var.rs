@@ -244,8 +244,7 @@ impl Var {
     pub fn retain_grad(&self) -> Result<()> {
         match &self.0.node {
             Some(n) => {
-                *n.retained.lock() = Some(Arc::downgrade(&self.0));
-                n.retains.store(true, Ordering::Release);
+                n.retained.set(Arc::downgrade(&self.0));
                 Ok(())
             }
             None if self.requires_grad() => Ok(()),

@@ -57,14 +57,10 @@ impl OwnedBuffer {
 }
 
 impl From<CpuBuffer> for OwnedBuffer {
+    /// CPU storage, recycled into the buffer cache on drop.
+    #[inline]
     fn from(b: CpuBuffer) -> Self {
         OwnedBuffer::Cpu(CpuStore::new(b))
-    }
-}
-
-impl From<Box<dyn Buffer>> for OwnedBuffer {
-    fn from(b: Box<dyn Buffer>) -> Self {
-        OwnedBuffer::Boxed(b)
     }
 }
 

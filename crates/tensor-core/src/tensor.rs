@@ -51,7 +51,7 @@ impl Tensor {
                 format!("shape has {} elements but the data has {}", shape.numel(), buf.len()),
             ));
         }
-        Ok(Tensor::from_parts(crate::cpu::boxed(buf), Layout::contiguous(shape), Device::cpu()))
+        Ok(Tensor::from_parts(buf.into(), Layout::contiguous(shape), Device::cpu()))
     }
 
     /// Another view of the same storage.

@@ -2,7 +2,7 @@
 //! [`tensor_core::Backend::adam_update`], which optim's Adam and AdamW use) and
 //! layer_norm (called on [`CudaBackend`] directly).
 
-use tensor_core::{DType, Error, Result, Tensor};
+use tensor_core::{DType, Error, OwnedBuffer, Result, Tensor};
 
 use crate::device::{CudaBackend, CudaBuffer};
 use crate::ops::{launch, sfx};
@@ -176,9 +176,9 @@ impl CudaBackend {
         let mut stat_shape = x.dims().to_vec();
         stat_shape.pop();
         Ok((
-            Tensor::from_buffer(tensor_core::OwnedBuffer::new(out), x.shape().clone(), &dev),
-            Tensor::from_buffer(tensor_core::OwnedBuffer::new(mean), stat_shape.clone(), &dev),
-            Tensor::from_buffer(tensor_core::OwnedBuffer::new(rstd), stat_shape, &dev),
+            Tensor::from_buffer(OwnedBuffer::new(out), x.shape().clone(), &dev),
+            Tensor::from_buffer(OwnedBuffer::new(mean), stat_shape.clone(), &dev),
+            Tensor::from_buffer(OwnedBuffer::new(rstd), stat_shape, &dev),
         ))
     }
 }

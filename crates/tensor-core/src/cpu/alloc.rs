@@ -84,14 +84,8 @@ pub(crate) fn uninit<T: Elem>(len: usize) -> Vec<T> {
         if let Some(v) = take::<T>(len) {
             return v;
         }
-        // Fresh zeroed pages from the OS (calloc) cost nothing to zero up front.
-        return vec![T::default(); len];
     }
-    // Small: a plain malloc and a short fill; `vec![0; n]` would go through calloc,
-    // which skips the allocator's per-thread cache.
-    let mut v = Vec::with_capacity(len);
-    v.resize(len, T::default());
-    v
+    fresh(len, T::default())
 }
 
 /// A vector of `len` copies of `value` (reusing a cached buffer when one fits).
@@ -101,6 +95,15 @@ pub(crate) fn filled<T: Elem>(len: usize, value: T) -> Vec<T> {
             fill(&mut v, value);
             return v;
         }
+    }
+    fresh(len, value)
+}
+
+/// A newly allocated vector of `len` copies of `value`. Large: `vec!`, which asks
+/// `calloc` for zeros (fresh pages from the OS cost nothing to zero up front). Small:
+/// `malloc` and a short fill, since `calloc` skips the allocator's per-thread cache.
+fn fresh<T: Elem>(len: usize, value: T) -> Vec<T> {
+    if len * std::mem::size_of::<T>() >= MIN_BYTES {
         return vec![value; len];
     }
     let mut v = Vec::with_capacity(len);

@@ -309,23 +309,17 @@ pub(crate) fn cpu_mut(b: &mut dyn Buffer) -> Result<&mut CpuBuffer> {
     as_cpu_buffer_mut(b).ok_or_else(|| Error::Backend { backend: "cpu".into(), msg: "expected a CPU buffer".into() })
 }
 
-/// Wraps a host buffer as CPU storage (recycled into the buffer cache on drop).
-#[inline]
-pub(crate) fn boxed(b: CpuBuffer) -> OwnedBuffer {
-    OwnedBuffer::Cpu(CpuStore(b))
-}
-
 impl Backend for CpuBackend {
     fn location(&self) -> DeviceLocation {
         DeviceLocation::Cpu
     }
 
     fn zeros(&self, dtype: DType, len: usize) -> Result<OwnedBuffer> {
-        Ok(boxed(CpuBuffer::zeros(dtype, len)))
+        Ok(OwnedBuffer::from(CpuBuffer::zeros(dtype, len)))
     }
 
     fn upload(&self, data: CpuBuffer) -> Result<OwnedBuffer> {
-        Ok(boxed(data))
+        Ok(OwnedBuffer::from(data))
     }
 
     fn download(&self, buf: &dyn Buffer, layout: &Layout) -> Result<CpuBuffer> {
@@ -345,11 +339,11 @@ impl Backend for CpuBackend {
     }
 
     fn cast(&self, src: &dyn Buffer, l: &Layout, dtype: DType) -> Result<OwnedBuffer> {
-        Ok(boxed(elementwise::cast(cpu(src)?, l, dtype)))
+        Ok(OwnedBuffer::from(elementwise::cast(cpu(src)?, l, dtype)))
     }
 
     fn unary(&self, op: UnaryOp, src: &dyn Buffer, l: &Layout) -> Result<OwnedBuffer> {
-        elementwise::unary(op, cpu(src)?, l).map(boxed)
+        elementwise::unary(op, cpu(src)?, l).map(OwnedBuffer::from)
     }
 
     fn binary(
@@ -360,7 +354,7 @@ impl Backend for CpuBackend {
         rhs: &dyn Buffer,
         rl: &Layout,
     ) -> Result<OwnedBuffer> {
-        elementwise::binary(op, cpu(lhs)?, ll, cpu(rhs)?, rl).map(boxed)
+        elementwise::binary(op, cpu(lhs)?, ll, cpu(rhs)?, rl).map(OwnedBuffer::from)
     }
 
     fn binary_inplace(
@@ -384,19 +378,19 @@ impl Backend for CpuBackend {
         b: &dyn Buffer,
         bl: &Layout,
     ) -> Result<OwnedBuffer> {
-        elementwise::where_cond(cpu(cond)?, cl, cpu(a)?, al, cpu(b)?, bl).map(boxed)
+        elementwise::where_cond(cpu(cond)?, cl, cpu(a)?, al, cpu(b)?, bl).map(OwnedBuffer::from)
     }
 
     fn reduce(&self, op: ReduceOp, src: &dyn Buffer, l: &Layout, dims: &[usize]) -> Result<OwnedBuffer> {
-        reduce::reduce(op, cpu(src)?, l, dims).map(boxed)
+        reduce::reduce(op, cpu(src)?, l, dims).map(OwnedBuffer::from)
     }
 
     fn scan(&self, op: ScanOp, src: &dyn Buffer, l: &Layout, dim: usize) -> Result<OwnedBuffer> {
-        reduce::scan(op, cpu(src)?, l, dim).map(boxed)
+        reduce::scan(op, cpu(src)?, l, dim).map(OwnedBuffer::from)
     }
 
     fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<OwnedBuffer> {
-        matmul::matmul(cpu(lhs)?, ll, cpu(rhs)?, rl).map(boxed)
+        matmul::matmul(cpu(lhs)?, ll, cpu(rhs)?, rl).map(OwnedBuffer::from)
     }
 
     fn gather(
@@ -407,7 +401,7 @@ impl Backend for CpuBackend {
         il: &Layout,
         dim: usize,
     ) -> Result<OwnedBuffer> {
-        index::gather(cpu(src)?, sl, cpu(index)?, il, dim).map(boxed)
+        index::gather(cpu(src)?, sl, cpu(index)?, il, dim).map(OwnedBuffer::from)
     }
 
     fn scatter(
@@ -427,7 +421,7 @@ impl Backend for CpuBackend {
 
     fn sort(&self, src: &dyn Buffer, l: &Layout, dim: usize, descending: bool) -> Result<(OwnedBuffer, OwnedBuffer)> {
         let (v, i) = index::sort(cpu(src)?, l, dim, descending)?;
-        Ok((boxed(v), boxed(i)))
+        Ok((v.into(), i.into()))
     }
 
     fn fused(&self, op: &FusedOp<'_>) -> Option<Result<OwnedBuffer>> {
@@ -437,7 +431,7 @@ impl Backend for CpuBackend {
                     Ok(b) => b,
                     Err(e) => return Some(Err(e)),
                 };
-                reduce::softmax_lastdim(b, layout, *log).map(|r| r.map(boxed))
+                reduce::softmax_lastdim(b, layout, *log).map(|r| r.map(OwnedBuffer::from))
             }
         }
     }
