@@ -5,6 +5,7 @@
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use tensor_core::cpu::CpuBuffer;
+use tensor_core::device::{lock_all, lock_in_order, Access};
 use tensor_core::{DType, Result, Tensor};
 
 /// The float types the fused loops run on.
@@ -127,16 +128,22 @@ fn run_typed<T: Real, K: Kernel>(k: &K, param: &Tensor, grad: &Tensor, state: &[
     let pr = param.layout().contiguous_range()?;
     let gr = grad.layout().contiguous_range()?;
     let ranges: Vec<_> = state.iter().map(|s| s.layout().contiguous_range()).collect::<Option<_>>()?;
-    let ggrd = grad.storage().read();
-    let g = &T::slice(tensor_core::cpu::as_cpu_buffer(&**ggrd)?)?[gr];
-    let mut sguards: Vec<_> = state.iter().map(|s| s.storage().write()).collect();
+    // All locks at once, in the global order, so a concurrent in-place op on the same
+    // tensors can't deadlock with this step.
+    let mut reqs = Vec::with_capacity(state.len() + 2);
+    reqs.push((&**grad.storage(), Access::Read));
+    reqs.push((&**param.storage(), Access::Write));
+    reqs.extend(state.iter().map(|s| (&**s.storage(), Access::Write)));
+    let mut guards = lock_all(&reqs);
+    let (head, sguards) = guards.split_at_mut(2);
+    let [ggrd, pg] = head else { return None };
+    let g = &T::slice(tensor_core::cpu::as_cpu_buffer(&***ggrd)?)?[gr];
     let mut slices: Vec<&mut [T]> = Vec::with_capacity(state.len());
     for (sg, r) in sguards.iter_mut().zip(ranges) {
-        let b = tensor_core::cpu::as_cpu_buffer_mut(&mut ***sg)?;
+        let b = tensor_core::cpu::as_cpu_buffer_mut(&mut **sg.as_mut()?)?;
         slices.push(&mut T::slice_mut(b)?[r]);
     }
-    let mut pg = param.storage().write();
-    let p = &mut T::slice_mut(tensor_core::cpu::as_cpu_buffer_mut(&mut **pg)?)?[pr];
+    let p = &mut T::slice_mut(tensor_core::cpu::as_cpu_buffer_mut(&mut **pg.as_mut()?)?)?[pr];
     k.run(p, g, &mut slices);
     Some(Ok(()))
 }
@@ -171,15 +178,17 @@ pub(crate) fn device_adam(
     }
     let n = param.numel();
     let span = |t: &Tensor| tensor_core::Span { offset: t.layout().offset(), len: n };
-    let gr = grad.storage().read();
-    let mut mw = exp_avg.storage().write();
-    let mut vw = exp_avg_sq.storage().write();
-    let mut pw = param.storage().write();
+    let [mut pw, gr, mut mw, mut vw] = lock_in_order([
+        (&**param.storage(), Access::Write),
+        (&**grad.storage(), Access::Read),
+        (&**exp_avg.storage(), Access::Write),
+        (&**exp_avg_sq.storage(), Access::Write),
+    ]);
     param.device().backend().adam_update(
-        (&mut **pw, span(param)),
+        (&mut **pw.as_mut()?, span(param)),
         (&**gr, span(grad)),
-        (&mut **mw, span(exp_avg)),
-        (&mut **vw, span(exp_avg_sq)),
+        (&mut **mw.as_mut()?, span(exp_avg)),
+        (&mut **vw.as_mut()?, span(exp_avg_sq)),
         cfg,
     )
 }

@@ -376,6 +376,16 @@ pub enum ScanOp {
     CumProd,
 }
 
+impl ScanOp {
+    /// The op's name as in PyTorch.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ScanOp::CumSum => "cumsum",
+            ScanOp::CumProd => "cumprod",
+        }
+    }
+}
+
 /// A fused fast path a backend may offer. The composite in core is the fallback, so
 /// returning `None` from [`Backend::fused`] is always correct.
 #[derive(Debug)]

@@ -8,10 +8,10 @@ use crate::{DType, Device, Error, Layout, Result, Scalar, Shape, Tensor};
 /// The longest range `arange` builds (2^40 elements; far past any memory).
 const MAX_RANGE_LEN: f64 = (1u64 << 40) as f64;
 
-fn cpu_buffer_from_f64(v: Vec<f64>, dtype: DType) -> CpuBuffer {
+fn cpu_buffer_from_f64(v: Vec<f64>, dtype: DType) -> Result<CpuBuffer> {
     let b = CpuBuffer::F64(v);
     if dtype == DType::F64 {
-        return b;
+        return Ok(b);
     }
     let l = Layout::contiguous([b.len()]);
     crate::cpu::cast_buffer(&b, &l, dtype)
@@ -127,7 +127,7 @@ impl Tensor {
         }
         let n = n as usize;
         let v: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
-        on_device(cpu_buffer_from_f64(v, dtype), Shape::new(&[n]), device)
+        on_device(cpu_buffer_from_f64(v, dtype)?, Shape::new(&[n]), device)
     }
 
     /// `steps` evenly spaced values from `start` to `end` inclusive.
@@ -141,7 +141,7 @@ impl Tensor {
                 .map(|i| if i < steps / 2 { start + step * i as f64 } else { end - step * (steps - 1 - i) as f64 })
                 .collect()
         };
-        on_device(cpu_buffer_from_f64(v, dtype), Shape::new(&[steps]), device)
+        on_device(cpu_buffer_from_f64(v, dtype)?, Shape::new(&[steps]), device)
     }
 
     /// The `n x m` identity matrix (ones on the diagonal).
@@ -150,7 +150,7 @@ impl Tensor {
         for i in 0..n.min(m) {
             v[i * m + i] = 1.0;
         }
-        on_device(cpu_buffer_from_f64(v, dtype), Shape::new(&[n, m]), device)
+        on_device(cpu_buffer_from_f64(v, dtype)?, Shape::new(&[n, m]), device)
     }
 
     /// Uniform values in `[low, high)` from the global generator.
@@ -186,7 +186,7 @@ impl Tensor {
             .into_iter()
             .map(|u| low + (high - low) * ((u * scale).floor() / scale))
             .collect();
-        on_device(cpu_buffer_from_f64(v, dtype), shape, device)
+        on_device(cpu_buffer_from_f64(v, dtype)?, shape, device)
     }
 
     /// Uniform values in `[0, 1)` (PyTorch's `torch.rand`).
@@ -219,7 +219,7 @@ impl Tensor {
             return Err(Error::arg("normal", format!("expected std >= 0, got {std}")));
         }
         let v = g.normal_f64(shape.numel()).into_iter().map(|z| mean + std * z).collect();
-        on_device(cpu_buffer_from_f64(v, dtype), shape, device)
+        on_device(cpu_buffer_from_f64(v, dtype)?, shape, device)
     }
 
     /// Draws 1 with probability `p` (per element of `self`, which holds
@@ -237,7 +237,7 @@ impl Tensor {
         }
         let u = g.uniform_f64(p.len());
         let v = p.iter().zip(u).map(|(p, u)| if u < *p { 1.0 } else { 0.0 }).collect();
-        on_device(cpu_buffer_from_f64(v, self.dtype()), self.shape().clone(), self.device())
+        on_device(cpu_buffer_from_f64(v, self.dtype())?, self.shape().clone(), self.device())
     }
 
     /// Bernoulli(p) samples of one probability for a whole shape.
@@ -248,7 +248,7 @@ impl Tensor {
         let shape = shape.into();
         let u = with_global(|g| g.uniform_f64(shape.numel()));
         let v = u.into_iter().map(|u| if u < p { 1.0 } else { 0.0 }).collect();
-        on_device(cpu_buffer_from_f64(v, dtype), shape, device)
+        on_device(cpu_buffer_from_f64(v, dtype)?, shape, device)
     }
 
     /// Uniform integers in `[low, high)` (PyTorch's `torch.randint`).
@@ -262,7 +262,7 @@ impl Tensor {
         let v: Vec<i64> = with_global(|g| (0..shape.numel()).map(|_| low.wrapping_add(g.below(span) as i64)).collect());
         let b = CpuBuffer::I64(v);
         let b =
-            if dtype == DType::I64 { b } else { crate::cpu::cast_buffer(&b, &Layout::contiguous([b.len()]), dtype) };
+            if dtype == DType::I64 { b } else { crate::cpu::cast_buffer(&b, &Layout::contiguous([b.len()]), dtype)? };
         on_device(b, shape, device)
     }
 

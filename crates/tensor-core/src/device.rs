@@ -154,6 +154,40 @@ impl Storage {
         self.buf.write()
     }
 
+    /// Write access to `dst` and read access to `src` (two different storages),
+    /// taken in the one global lock order ([`lock_in_order`]), so that two threads
+    /// running `a.add_(&b)` and `b.add_(&a)` can't deadlock.
+    pub fn write_read<'a>(
+        dst: &'a Storage,
+        src: &'a Storage,
+    ) -> (RwLockWriteGuard<'a, OwnedBuffer>, RwLockReadGuard<'a, OwnedBuffer>) {
+        debug_assert!(!std::ptr::eq(dst, src), "write_read needs two storages");
+        if order_key(dst) < order_key(src) {
+            let d = dst.write();
+            (d, src.buf.read())
+        } else {
+            let r = src.buf.read();
+            (dst.write(), r)
+        }
+    }
+
+    /// Read access to two storages in the global lock order; `None` for the second
+    /// when both are the same storage (its one guard serves both).
+    pub fn read2<'a>(
+        a: &'a Storage,
+        b: &'a Storage,
+    ) -> (RwLockReadGuard<'a, OwnedBuffer>, Option<RwLockReadGuard<'a, OwnedBuffer>>) {
+        if std::ptr::eq(a, b) {
+            (a.read(), None)
+        } else if order_key(a) < order_key(b) {
+            let ga = a.read();
+            (ga, Some(b.read()))
+        } else {
+            let gb = b.read();
+            (a.read(), Some(gb))
+        }
+    }
+
     /// The number of in-place writes so far.
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Relaxed)
@@ -162,6 +196,99 @@ impl Storage {
     /// The device holding the buffer.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+}
+
+/// The global lock order: storages are locked in increasing address order.
+#[inline]
+fn order_key(s: &Storage) -> usize {
+    s as *const Storage as usize
+}
+
+/// Whether [`lock_in_order`] takes a storage for reading or writing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Shared access.
+    Read,
+    /// Exclusive access (bumps the storage's version).
+    Write,
+}
+
+/// A lock taken by [`lock_in_order`].
+pub enum StorageGuard<'a> {
+    /// A shared lock.
+    Read(RwLockReadGuard<'a, OwnedBuffer>),
+    /// An exclusive lock.
+    Write(RwLockWriteGuard<'a, OwnedBuffer>),
+}
+
+impl std::ops::Deref for StorageGuard<'_> {
+    type Target = OwnedBuffer;
+    fn deref(&self) -> &OwnedBuffer {
+        match self {
+            StorageGuard::Read(g) => g,
+            StorageGuard::Write(g) => g,
+        }
+    }
+}
+
+impl StorageGuard<'_> {
+    /// The buffer of an exclusive lock; `None` for a shared one.
+    pub fn as_mut(&mut self) -> Option<&mut OwnedBuffer> {
+        match self {
+            StorageGuard::Read(_) => None,
+            StorageGuard::Write(g) => Some(&mut **g),
+        }
+    }
+}
+
+/// Locks several storages at once in the one global order (increasing address), so
+/// that any two threads locking overlapping sets, in any roles, can't deadlock. Every
+/// op that holds more than one storage lock takes them this way (or through
+/// [`Storage::write_read`] / [`Storage::read2`], which follow the same order).
+///
+/// A storage may appear several times for reading (it is locked once per request,
+/// recursively, which never waits behind a queued writer); it must not appear twice
+/// when one of the requests is a write.
+///
+/// ```
+/// use tensor_core::device::{lock_in_order, Access};
+/// use tensor_core::Tensor;
+/// let (a, b) = (Tensor::new(&[1.0f32]), Tensor::new(&[2.0f32]));
+/// let [ga, gb] = lock_in_order([(&**a.storage(), Access::Write), (&**b.storage(), Access::Read)]);
+/// assert_eq!((ga.len(), gb.len()), (1, 1));
+/// ```
+pub fn lock_in_order<'a, const N: usize>(reqs: [(&'a Storage, Access); N]) -> [StorageGuard<'a>; N] {
+    let mut order: [usize; N] = std::array::from_fn(|i| i);
+    let mut out: [Option<StorageGuard<'a>>; N] = std::array::from_fn(|_| None);
+    lock_into(&reqs, &mut order, &mut out);
+    out.map(|g| g.expect("every request was locked"))
+}
+
+/// [`lock_in_order`] for a number of storages known only at run time.
+pub fn lock_all<'a>(reqs: &[(&'a Storage, Access)]) -> Vec<StorageGuard<'a>> {
+    let mut order: Vec<usize> = (0..reqs.len()).collect();
+    let mut out: Vec<Option<StorageGuard<'a>>> = (0..reqs.len()).map(|_| None).collect();
+    lock_into(reqs, &mut order, &mut out);
+    out.into_iter().map(|g| g.expect("every request was locked")).collect()
+}
+
+fn lock_into<'a>(reqs: &[(&'a Storage, Access)], order: &mut [usize], out: &mut [Option<StorageGuard<'a>>]) {
+    order.sort_unstable_by_key(|&i| order_key(reqs[i].0));
+    let mut prev: Option<(&Storage, Access)> = None;
+    for &i in order.iter() {
+        let (s, access): (&'a Storage, Access) = reqs[i];
+        let again = prev.is_some_and(|(p, _)| std::ptr::eq(p, s));
+        debug_assert!(
+            !(again && (access == Access::Write || prev.is_some_and(|(_, a)| a == Access::Write))),
+            "lock_in_order: a storage written must appear once"
+        );
+        out[i] = Some(match access {
+            Access::Write => StorageGuard::Write(s.write()),
+            Access::Read if again => StorageGuard::Read(s.buf.read_recursive()),
+            Access::Read => StorageGuard::Read(s.buf.read()),
+        });
+        prev = Some((s, access));
     }
 }
 

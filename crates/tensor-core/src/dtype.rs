@@ -218,11 +218,18 @@ impl fmt::Display for Scalar {
     }
 }
 
-/// A Rust type that can be a tensor element.
+/// Keeps [`Elem`] closed to the eight element types: kernels rely on every `Elem`
+/// being a plain value type that is valid as all-zero bytes.
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A Rust type that can be a tensor element: one of `bool, u8, i32, i64, f16, bf16,
+/// f32, f64` (the trait is sealed).
 ///
 /// Conversions go through f64, which is exact for every supported type except i64
 /// beyond 2^53 (integer kernels never round-trip through it).
-pub trait Elem: Copy + Send + Sync + PartialOrd + Default + fmt::Debug + 'static {
+pub trait Elem: sealed::Sealed + Copy + Send + Sync + PartialOrd + Default + fmt::Debug + 'static {
     /// The runtime tag of this type.
     const DTYPE: DType;
     /// Converts to f64.
@@ -245,6 +252,7 @@ pub trait Elem: Copy + Send + Sync + PartialOrd + Default + fmt::Debug + 'static
 
 macro_rules! impl_elem {
     ($t:ty, $dt:ident, $to:expr, $from:expr, $toscalar:expr, $fromscalar:expr) => {
+        impl sealed::Sealed for $t {}
         impl Elem for $t {
             const DTYPE: DType = DType::$dt;
             #[inline(always)]

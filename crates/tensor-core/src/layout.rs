@@ -31,10 +31,76 @@ impl Layout {
         Layout { shape, strides, offset: 0 }
     }
 
-    /// A layout from its parts. The caller promises every reachable element is in bounds.
-    pub fn new(shape: Shape, strides: Dims, offset: usize) -> Self {
+    /// A layout from its parts, for the crate's own view arithmetic: the caller
+    /// promises the ranks agree and every reachable element is in bounds.
+    pub(crate) fn new(shape: Shape, strides: Dims, offset: usize) -> Self {
         debug_assert_eq!(shape.rank(), strides.len());
         Layout { shape, strides, offset }
+    }
+
+    /// A layout from its parts, checked: `strides` must have one entry per dim of
+    /// `shape`, and the furthest element must have an index that fits in `usize`.
+    /// Whether the view fits a particular storage is checked when it is attached to
+    /// one ([`crate::Tensor::with_layout`], [`crate::Tensor::from_parts`]).
+    ///
+    /// ```
+    /// use tensor_core::Layout;
+    /// let l = Layout::from_parts([2, 3], &[1, 2], 0)?; // a transposed 3x2
+    /// assert_eq!(l.span(), (0, 6));
+    /// assert!(Layout::from_parts([2, 3], &[1], 0).is_err());
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn from_parts(shape: impl Into<Shape>, strides: &[usize], offset: usize) -> Result<Self> {
+        let shape = shape.into();
+        if shape.rank() != strides.len() {
+            return Err(Error::invalid_shape(
+                "Layout::from_parts",
+                &shape,
+                format!("{} strides given for a shape of rank {}", strides.len(), shape.rank()),
+            ));
+        }
+        let l = Layout { shape, strides: SmallVec::from_slice(strides), offset };
+        if l.checked_end().is_none() {
+            return Err(Error::invalid_shape(
+                "Layout::from_parts",
+                l.dims(),
+                format!("strides {strides:?} and offset {offset} reach past usize::MAX"),
+            ));
+        }
+        Ok(l)
+    }
+
+    /// One past the furthest storage index the view reaches (`offset` for a zero-size
+    /// view, which reaches nothing), or `None` when that index overflows `usize`.
+    pub fn checked_end(&self) -> Option<usize> {
+        if self.shape.contains(&0) {
+            return Some(self.offset);
+        }
+        let mut max = self.offset;
+        for (d, s) in self.shape.iter().zip(&self.strides) {
+            max = max.checked_add((d - 1).checked_mul(*s)?)?;
+        }
+        max.checked_add(1)
+    }
+
+    /// Fails unless every element this view reaches lies inside a storage of `len`
+    /// elements (and the ranks of shape and strides agree). Backends call it before
+    /// handing raw pointers to a library; constructors call it on every layout that
+    /// safe code can attach to a storage.
+    pub fn check_fits(&self, op: &'static str, len: usize) -> Result<()> {
+        let fits = self.strides.len() == self.shape.rank() && self.checked_end().is_some_and(|e| e <= len);
+        if fits || (self.strides.len() == self.shape.rank() && self.shape.contains(&0)) {
+            return Ok(());
+        }
+        Err(Error::arg(
+            op,
+            format!(
+                "a view of shape {:?} with strides {:?} and offset {} reaches past the end of a storage of {len} elements",
+                self.dims(),
+                self.strides(),
+                self.offset
+            ),
+        ))
     }
 
     /// The shape.
@@ -84,15 +150,10 @@ impl Layout {
     }
 
     /// The storage range `[start, end)` the view can touch (empty for zero-size views).
+    /// Saturates at `usize::MAX` for a layout whose reach overflows (see
+    /// [`Layout::checked_end`]).
     pub fn span(&self) -> (usize, usize) {
-        if self.numel() == 0 {
-            return (self.offset, self.offset);
-        }
-        let mut max = self.offset;
-        for (d, s) in self.shape.iter().zip(&self.strides) {
-            max += (d - 1) * s;
-        }
-        (self.offset, max + 1)
+        (self.offset, self.checked_end().unwrap_or(usize::MAX))
     }
 
     /// The contiguous slice `[offset, offset + numel)` when the view is contiguous.

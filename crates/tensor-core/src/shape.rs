@@ -54,8 +54,19 @@ impl Shape {
     }
 
     /// Total number of elements (1 for a scalar).
+    ///
+    /// Saturates at `usize::MAX` when the product overflows (a shape no memory can
+    /// hold): allocating that many elements then fails with
+    /// [`crate::Error::OutOfMemory`] instead of wrapping to a small size.
+    /// [`Shape::checked_numel`] tells the two apart.
+    #[inline]
     pub fn numel(&self) -> usize {
-        self.0.iter().product()
+        self.0.iter().fold(1usize, |acc, &d| acc.saturating_mul(d))
+    }
+
+    /// Total number of elements, or `None` when the product overflows `usize`.
+    pub fn checked_numel(&self) -> Option<usize> {
+        self.0.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
     }
 
     /// The sizes as a slice.

@@ -30,15 +30,37 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    /// Builds a tensor from a buffer on `device` and a layout into it.
-    pub fn from_parts(buf: OwnedBuffer, layout: Layout, device: Device) -> Tensor {
+    /// Builds a tensor from a buffer on `device` and a layout into it (a backend
+    /// implemented outside this crate wraps its results this way).
+    ///
+    /// Fails unless every element the layout reaches lies inside the buffer, so no
+    /// safe caller can build a view that reads past the end of its storage.
+    ///
+    /// ```
+    /// use tensor_core::{CpuBuffer, Device, Layout, Tensor};
+    /// let buf = CpuBuffer::F32(vec![1.0, 2.0, 3.0, 4.0]).into();
+    /// let t = Tensor::from_parts(buf, Layout::contiguous([2, 2]), Device::cpu())?;
+    /// assert_eq!(t.t()?.to_vec::<f32>()?, vec![1.0, 3.0, 2.0, 4.0]);
+    /// let small = CpuBuffer::F32(vec![1.0; 4]).into();
+    /// assert!(Tensor::from_parts(small, Layout::contiguous([512, 512]), Device::cpu()).is_err());
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn from_parts(buf: OwnedBuffer, layout: Layout, device: Device) -> Result<Tensor> {
+        layout.check_fits("from_parts", buf.len())?;
+        Ok(Tensor::from_parts_unchecked(buf, layout, device))
+    }
+
+    /// [`Tensor::from_parts`] for layouts this crate computed itself.
+    fn from_parts_unchecked(buf: OwnedBuffer, layout: Layout, device: Device) -> Tensor {
         let dtype = buf.dtype();
         Tensor { storage: Arc::new(Storage::new(buf, device)), layout, dtype }
     }
 
-    /// A contiguous tensor owning `buf`.
-    pub fn from_buffer(buf: OwnedBuffer, shape: impl Into<Shape>, device: &Device) -> Tensor {
-        Tensor::from_parts(buf, Layout::contiguous(shape), device.clone())
+    /// A contiguous tensor owning `buf`, which a backend made for exactly `shape`.
+    pub(crate) fn from_buffer(buf: OwnedBuffer, shape: impl Into<Shape>, device: &Device) -> Tensor {
+        let layout = Layout::contiguous(shape);
+        debug_assert!(layout.check_fits("from_buffer", buf.len()).is_ok());
+        Tensor::from_parts_unchecked(buf, layout, device.clone())
     }
 
     /// A contiguous CPU tensor owning a host buffer.
@@ -51,11 +73,13 @@ impl Tensor {
                 format!("shape has {} elements but the data has {}", shape.numel(), buf.len()),
             ));
         }
-        Ok(Tensor::from_parts(buf.into(), Layout::contiguous(shape), Device::cpu()))
+        Ok(Tensor::from_parts_unchecked(buf.into(), Layout::contiguous(shape), Device::cpu()))
     }
 
-    /// Another view of the same storage.
-    pub fn with_layout(&self, layout: Layout) -> Tensor {
+    /// Another view of the same storage, with a layout this crate computed (and so
+    /// knows to lie inside the storage). Safe callers outside the crate use the
+    /// checked [`Tensor::as_strided`].
+    pub(crate) fn with_layout(&self, layout: Layout) -> Tensor {
         Tensor { storage: self.storage.clone(), layout, dtype: self.dtype }
     }
 
@@ -246,8 +270,7 @@ impl Tensor {
         shape: impl Into<Shape>,
         f: impl FnOnce(&dyn crate::backend::Backend, &dyn Buffer, &Layout, &dyn Buffer, &Layout) -> Result<OwnedBuffer>,
     ) -> Result<Tensor> {
-        let a = self.storage().read();
-        let b = if self.same_storage(other) { None } else { Some(other.storage().read()) };
+        let (a, b) = Storage::read2(self.storage(), other.storage());
         let bb: &dyn Buffer = match &b {
             Some(g) => &***g,
             None => &**a,

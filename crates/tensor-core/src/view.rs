@@ -281,22 +281,11 @@ impl Tensor {
         if shape.len() != strides.len() {
             return Err(Error::arg("as_strided", "shape and strides must have the same length"));
         }
-        let len = self.storage().read().len();
-        let out_of_bounds =
-            || Error::arg("as_strided", format!("view {shape:?}/{strides:?}+{offset} exceeds storage of {len}"));
         if shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_none() {
-            return Err(out_of_bounds());
+            return Err(Error::invalid_shape("as_strided", shape, "the number of elements overflows usize"));
         }
-        if !shape.contains(&0) {
-            // The last element the view reaches, computed without overflow.
-            let last = shape
-                .iter()
-                .zip(strides)
-                .try_fold(offset, |acc, (&d, &st)| (d - 1).checked_mul(st).and_then(|x| acc.checked_add(x)));
-            if last.is_none_or(|l| l >= len) {
-                return Err(out_of_bounds());
-            }
-        }
-        Ok(self.with_layout(self.layout().as_strided(shape, strides, offset)))
+        let l = self.layout().as_strided(shape, strides, offset);
+        l.check_fits("as_strided", self.storage().read().len())?;
+        Ok(self.with_layout(l))
     }
 }

@@ -2,7 +2,8 @@
 //! [`tensor_core::Backend::adam_update`], which optim's Adam and AdamW use) and
 //! layer_norm (called on [`CudaBackend`] directly).
 
-use tensor_core::{DType, Error, OwnedBuffer, Result, Tensor};
+use tensor_core::device::{lock_in_order, Access};
+use tensor_core::{DType, Error, Layout, OwnedBuffer, Result, Tensor};
 
 use crate::device::{CudaBackend, CudaBuffer};
 use crate::ops::{launch, sfx};
@@ -65,14 +66,20 @@ impl CudaBackend {
         if n == 0 {
             return Ok(());
         }
-        let (mut pw, gr, mut mw, mut vw) =
-            (param.storage().write(), grad.storage().read(), exp_avg.storage().write(), exp_avg_sq.storage().write());
+        // All four locks at once, in tensor-core's global lock order.
+        let [mut pw, gr, mut mw, mut vw] = lock_in_order([
+            (&**param.storage(), Access::Write),
+            (&**grad.storage(), Access::Read),
+            (&**exp_avg.storage(), Access::Write),
+            (&**exp_avg_sq.storage(), Access::Write),
+        ]);
+        let locked = || Error::arg(OP, "storage not locked for writing");
         let span = |t: &Tensor| tensor_core::Span { offset: t.layout().offset(), len: n };
         self.adam_launch(
-            (self.buf_mut(OP, &mut **pw)?, span(param)),
+            (self.buf_mut(OP, &mut **pw.as_mut().ok_or_else(locked)?)?, span(param)),
             (cuda_buf(self, OP, &**gr)?, span(grad)),
-            (self.buf_mut(OP, &mut **mw)?, span(exp_avg)),
-            (self.buf_mut(OP, &mut **vw)?, span(exp_avg_sq)),
+            (self.buf_mut(OP, &mut **mw.as_mut().ok_or_else(locked)?)?, span(exp_avg)),
+            (self.buf_mut(OP, &mut **vw.as_mut().ok_or_else(locked)?)?, span(exp_avg_sq)),
             cfg,
         )
     }
@@ -175,10 +182,11 @@ impl CudaBackend {
         let dev = x.device().clone();
         let mut stat_shape = x.dims().to_vec();
         stat_shape.pop();
+        let stat = Layout::contiguous(stat_shape);
         Ok((
-            Tensor::from_buffer(OwnedBuffer::new(out), x.shape().clone(), &dev),
-            Tensor::from_buffer(OwnedBuffer::new(mean), stat_shape.clone(), &dev),
-            Tensor::from_buffer(OwnedBuffer::new(rstd), stat_shape, &dev),
+            Tensor::from_parts(OwnedBuffer::new(out), Layout::contiguous(x.shape().clone()), dev.clone())?,
+            Tensor::from_parts(OwnedBuffer::new(mean), stat.clone(), dev.clone())?,
+            Tensor::from_parts(OwnedBuffer::new(rstd), stat, dev)?,
         ))
     }
 }

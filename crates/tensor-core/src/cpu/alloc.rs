@@ -14,7 +14,7 @@ use std::sync::{LazyLock, Mutex};
 
 use super::CpuBuffer;
 use crate::dtype::Elem;
-use crate::DType;
+use crate::{DType, Error, Result};
 
 /// Smaller buffers are left to the system allocator, which serves them fast.
 pub const MIN_BYTES: usize = 32 * 1024;
@@ -79,36 +79,69 @@ pub fn cached_bytes() -> usize {
 
 /// A vector of `len` elements of `T` whose values are unspecified (stale values of a
 /// reused buffer, or `T::default()`): for outputs that a kernel fully overwrites.
-pub(crate) fn uninit<T: Elem>(len: usize) -> Vec<T> {
-    if len * std::mem::size_of::<T>() >= MIN_BYTES {
+///
+/// Fails with [`Error::OutOfMemory`] instead of aborting when the system cannot
+/// provide the memory (or the byte size does not fit in an `isize`).
+pub(crate) fn uninit<T: Elem>(len: usize) -> Result<Vec<T>> {
+    if len.saturating_mul(std::mem::size_of::<T>()) >= MIN_BYTES {
         if let Some(v) = take::<T>(len) {
-            return v;
+            return Ok(v);
         }
     }
     fresh(len, T::default())
 }
 
 /// A vector of `len` copies of `value` (reusing a cached buffer when one fits).
-pub(crate) fn filled<T: Elem>(len: usize, value: T) -> Vec<T> {
-    if len * std::mem::size_of::<T>() >= MIN_BYTES {
+/// Fails like [`uninit`].
+pub(crate) fn filled<T: Elem>(len: usize, value: T) -> Result<Vec<T>> {
+    if len.saturating_mul(std::mem::size_of::<T>()) >= MIN_BYTES {
         if let Some(mut v) = take::<T>(len) {
             fill(&mut v, value);
-            return v;
+            return Ok(v);
         }
     }
     fresh(len, value)
 }
 
-/// A newly allocated vector of `len` copies of `value`. Large: `vec!`, which asks
-/// `calloc` for zeros (fresh pages from the OS cost nothing to zero up front). Small:
-/// `malloc` and a short fill, since `calloc` skips the allocator's per-thread cache.
-fn fresh<T: Elem>(len: usize, value: T) -> Vec<T> {
-    if len * std::mem::size_of::<T>() >= MIN_BYTES {
-        return vec![value; len];
+/// The error for a CPU allocation of `len` elements of `T` that failed.
+pub(crate) fn oom<T>(len: usize) -> Error {
+    Error::OutOfMemory { device: "cpu".into(), bytes: len.saturating_mul(std::mem::size_of::<T>()) }
+}
+
+/// A newly allocated vector of `len` copies of `value`. Large zero-filled buffers come
+/// from `alloc_zeroed` (`calloc`: fresh pages from the OS cost nothing to zero up
+/// front); small ones from `malloc` and a short fill, since `calloc` skips the
+/// allocator's per-thread cache. Every path is fallible: a failed allocation is an
+/// [`Error::OutOfMemory`], never an abort.
+fn fresh<T: Elem>(len: usize, value: T) -> Result<Vec<T>> {
+    let bytes = len.checked_mul(std::mem::size_of::<T>()).filter(|&b| b <= isize::MAX as usize);
+    let Some(bytes) = bytes else { return Err(oom::<T>(len)) };
+    if bytes >= MIN_BYTES && value.to_f64().to_bits() == 0 {
+        return zeroed(len);
     }
-    let mut v = Vec::with_capacity(len);
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| oom::<T>(len))?;
     v.resize(len, value);
-    v
+    Ok(v)
+}
+
+/// `len` zeros from the zeroing allocator.
+fn zeroed<T: Elem>(len: usize) -> Result<Vec<T>> {
+    let layout = std::alloc::Layout::array::<T>(len).map_err(|_| oom::<T>(len))?;
+    if layout.size() == 0 {
+        return Ok(Vec::new());
+    }
+    // SAFETY: `layout` has a non-zero size. Every `Elem` type (the trait is sealed to
+    // bool, u8, i32, i64, f16, bf16, f32, f64) is valid as all-zero bytes (false, 0, +0.0), so the zeroed block
+    // holds `len` initialised values; the vector takes ownership of the block with
+    // the same layout it was allocated with (capacity = length = `len`).
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout) as *mut T;
+        if p.is_null() {
+            return Err(oom::<T>(len));
+        }
+        Ok(Vec::from_raw_parts(p, len, len))
+    }
 }
 
 /// Fills in parallel for large buffers.
@@ -162,7 +195,7 @@ mod tests {
         let stale = take::<f32>(n).expect("the buffer was cached");
         assert!(stale.len() == n && stale.iter().all(|&x| x == 7.0));
         recycle(CpuBuffer::F32(stale));
-        let v: Vec<f32> = filled(n, 1.5);
+        let v: Vec<f32> = filled(n, 1.5).unwrap();
         assert!(v.len() == n && v.iter().all(|&x| x == 1.5));
         assert!(take::<f32>(n).is_none(), "filled took the cached buffer");
         // Small buffers are never cached.

@@ -9,21 +9,21 @@ use crate::dtype::Elem;
 use crate::{DType, Error, Layout, Result, Scalar};
 
 /// A contiguous copy of the view.
-pub fn contiguous(b: &CpuBuffer, l: &Layout) -> CpuBuffer {
-    with_dtype!(b, v, T => {
+pub fn contiguous(b: &CpuBuffer, l: &Layout) -> Result<CpuBuffer> {
+    Ok(with_dtype!(b, v, T => {
         if l.numel() == 0 {
             // A zero-size view may carry an offset past the end of its storage.
-            return T::wrap(Vec::new());
+            return Ok(T::wrap(Vec::new()));
         }
         if let Some(r) = l.contiguous_range() {
-            let mut out = super::alloc::uninit::<T>(l.numel());
+            let mut out = super::alloc::uninit::<T>(l.numel())?;
             out.copy_from_slice(&v[r]);
-            return T::wrap(out);
+            return Ok(T::wrap(out));
         }
-        let mut out = super::alloc::uninit::<T>(l.numel());
+        let mut out = super::alloc::uninit::<T>(l.numel())?;
         map1(v, l, &mut out, |x| x);
         T::wrap(out)
-    })
+    }))
 }
 
 /// Copies view `src` into view `dst` (same dtype and shape).
@@ -57,74 +57,74 @@ pub fn fill(dst: &mut CpuBuffer, dl: &Layout, value: Scalar) {
     })
 }
 
-fn cast_into<S: Elem, D: Elem>(s: &[S], l: &Layout) -> Vec<D> {
-    let mut out = super::alloc::uninit::<D>(l.numel());
+fn cast_into<S: Elem, D: Elem>(s: &[S], l: &Layout) -> Result<Vec<D>> {
+    let mut out = super::alloc::uninit::<D>(l.numel())?;
     let exact_int = !S::DTYPE.is_float() && !D::DTYPE.is_float();
     if exact_int {
         map1(s, l, &mut out, |x| D::from_scalar(x.to_scalar()));
     } else {
         map1(s, l, &mut out, |x| D::from_f64(x.to_f64()));
     }
-    out
+    Ok(out)
 }
 
 /// Converts the view to `dtype`.
-pub fn cast(b: &CpuBuffer, l: &Layout, dtype: DType) -> CpuBuffer {
+pub fn cast(b: &CpuBuffer, l: &Layout, dtype: DType) -> Result<CpuBuffer> {
     if b.dtype() == dtype {
         return contiguous(b, l);
     }
     // f32 <-> half conversions are hot (mixed precision); keep them off the f64 path.
     match (b, dtype) {
         (CpuBuffer::F32(v), DType::F16) => {
-            let mut out = super::alloc::uninit::<half::f16>(l.numel());
+            let mut out = super::alloc::uninit::<half::f16>(l.numel())?;
             map1(v, l, &mut out, half::f16::from_f32);
-            return CpuBuffer::F16(out);
+            return Ok(CpuBuffer::F16(out));
         }
         (CpuBuffer::F32(v), DType::BF16) => {
-            let mut out = super::alloc::uninit::<half::bf16>(l.numel());
+            let mut out = super::alloc::uninit::<half::bf16>(l.numel())?;
             map1(v, l, &mut out, half::bf16::from_f32);
-            return CpuBuffer::BF16(out);
+            return Ok(CpuBuffer::BF16(out));
         }
         (CpuBuffer::F16(v), DType::F32) => {
-            let mut out = super::alloc::uninit::<f32>(l.numel());
+            let mut out = super::alloc::uninit::<f32>(l.numel())?;
             map1(v, l, &mut out, |x| x.to_f32());
-            return CpuBuffer::F32(out);
+            return Ok(CpuBuffer::F32(out));
         }
         (CpuBuffer::BF16(v), DType::F32) => {
-            let mut out = super::alloc::uninit::<f32>(l.numel());
+            let mut out = super::alloc::uninit::<f32>(l.numel())?;
             map1(v, l, &mut out, |x| x.to_f32());
-            return CpuBuffer::F32(out);
+            return Ok(CpuBuffer::F32(out));
         }
         _ => {}
     }
-    with_dtype!(b, s, S => match dtype {
+    Ok(with_dtype!(b, s, S => match dtype {
         DType::Bool => CpuBuffer::Bool({
-            let mut out = super::alloc::uninit::<bool>(l.numel());
+            let mut out = super::alloc::uninit::<bool>(l.numel())?;
             map1(s, l, &mut out, |x: S| x.to_f64() != 0.0);
             out
         }),
-        DType::U8 => CpuBuffer::U8(cast_into(s, l)),
-        DType::I32 => CpuBuffer::I32(cast_into(s, l)),
-        DType::I64 => CpuBuffer::I64(cast_into(s, l)),
-        DType::F16 => CpuBuffer::F16(cast_into(s, l)),
-        DType::BF16 => CpuBuffer::BF16(cast_into(s, l)),
-        DType::F32 => CpuBuffer::F32(cast_into(s, l)),
-        DType::F64 => CpuBuffer::F64(cast_into(s, l)),
-    })
+        DType::U8 => CpuBuffer::U8(cast_into(s, l)?),
+        DType::I32 => CpuBuffer::I32(cast_into(s, l)?),
+        DType::I64 => CpuBuffer::I64(cast_into(s, l)?),
+        DType::F16 => CpuBuffer::F16(cast_into(s, l)?),
+        DType::BF16 => CpuBuffer::BF16(cast_into(s, l)?),
+        DType::F32 => CpuBuffer::F32(cast_into(s, l)?),
+        DType::F64 => CpuBuffer::F64(cast_into(s, l)?),
+    }))
 }
 
 #[inline(always)]
-fn fmap<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> T + Sync) -> CpuBuffer {
-    let mut out = super::alloc::uninit::<T>(l.numel());
+fn fmap<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> T + Sync) -> Result<CpuBuffer> {
+    let mut out = super::alloc::uninit::<T>(l.numel())?;
     map1(v, l, &mut out, f);
-    T::wrap(out)
+    Ok(T::wrap(out))
 }
 
 #[inline(always)]
-fn pmap<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> bool + Sync) -> CpuBuffer {
-    let mut out = super::alloc::uninit::<bool>(l.numel());
+fn pmap<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> bool + Sync) -> Result<CpuBuffer> {
+    let mut out = super::alloc::uninit::<bool>(l.numel())?;
     map1(v, l, &mut out, f);
-    CpuBuffer::Bool(out)
+    Ok(CpuBuffer::Bool(out))
 }
 
 /// erf in f64 (libm); used for the exact GELU.
@@ -136,7 +136,7 @@ fn erf64(x: f64) -> f64 {
 fn float_unary<T: Elem + Arith + Float>(op: UnaryOp, v: &[T], l: &Layout) -> Result<CpuBuffer> {
     use UnaryOp::*;
     let c = |x: f64| T::from_f64(x);
-    Ok(match op {
+    match op {
         Neg => fmap(v, l, |x| -x),
         Abs => fmap(v, l, |x| x.abs()),
         Exp => fmap(v, l, |x| x.exp()),
@@ -234,12 +234,12 @@ fn float_unary<T: Elem + Arith + Float>(op: UnaryOp, v: &[T], l: &Layout) -> Res
         IsNan => pmap(v, l, |x| x.is_nan()),
         IsInf => pmap(v, l, |x| x.is_infinite()),
         LogicalNot => pmap(v, l, |x| x == <T as num_traits::Zero>::zero()),
-    })
+    }
 }
 
 fn int_unary<T: Elem + Arith>(op: UnaryOp, v: &[T], l: &Layout) -> Result<CpuBuffer> {
     use UnaryOp::*;
-    Ok(match op {
+    match op {
         Neg => fmap(v, l, T::neg),
         Abs => fmap(v, l, T::abs),
         Relu => {
@@ -276,10 +276,10 @@ fn int_unary<T: Elem + Arith>(op: UnaryOp, v: &[T], l: &Layout) -> Result<CpuBuf
             let s = T::from_f64(s);
             fmap(v, l, move |x| T::mul(x, s))
         }
-        IsNan | IsInf => CpuBuffer::Bool(super::alloc::filled(l.numel(), false)),
+        IsNan | IsInf => Ok(CpuBuffer::Bool(super::alloc::filled(l.numel(), false)?)),
         LogicalNot => pmap(v, l, |x| !T::nonzero(x)),
-        _ => return Err(unsupported(op.name(), T::DTYPE)),
-    })
+        _ => Err(unsupported(op.name(), T::DTYPE)),
+    }
 }
 
 /// Applies a unary op.
@@ -290,9 +290,9 @@ fn int_unary<T: Elem + Arith>(op: UnaryOp, v: &[T], l: &Layout) -> Result<CpuBuf
 pub fn unary(op: UnaryOp, b: &CpuBuffer, l: &Layout) -> Result<CpuBuffer> {
     if matches!(b, CpuBuffer::F16(_) | CpuBuffer::BF16(_)) && !op.returns_bool() {
         let cl = Layout::contiguous(l.shape().clone());
-        if let CpuBuffer::F32(v) = cast(b, l, DType::F32) {
+        if let CpuBuffer::F32(v) = cast(b, l, DType::F32)? {
             let out = float_unary::<f32>(op, &v, &cl)?;
-            return Ok(cast(&out, &cl, b.dtype()));
+            return cast(&out, &cl, b.dtype());
         }
     }
     with_float!(b, v, T => float_unary::<T>(op, v, l), else {
@@ -301,20 +301,20 @@ pub fn unary(op: UnaryOp, b: &CpuBuffer, l: &Layout) -> Result<CpuBuffer> {
 }
 
 #[inline(always)]
-fn bmap<T: Elem>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: impl Fn(T, T) -> T + Sync) -> CpuBuffer {
-    let mut out = super::alloc::uninit::<T>(la.numel());
+fn bmap<T: Elem>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: impl Fn(T, T) -> T + Sync) -> Result<CpuBuffer> {
+    let mut out = super::alloc::uninit::<T>(la.numel())?;
     map2(a, la, b, lb, &mut out, f);
-    T::wrap(out)
+    Ok(T::wrap(out))
 }
 
 #[inline(always)]
-fn cmap<T: Elem>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: impl Fn(T, T) -> bool + Sync) -> CpuBuffer {
-    let mut out = super::alloc::uninit::<bool>(la.numel());
+fn cmap<T: Elem>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: impl Fn(T, T) -> bool + Sync) -> Result<CpuBuffer> {
+    let mut out = super::alloc::uninit::<bool>(la.numel())?;
     map2(a, la, b, lb, &mut out, f);
-    CpuBuffer::Bool(out)
+    Ok(CpuBuffer::Bool(out))
 }
 
-fn binary_typed<T: Elem + Arith>(op: BinaryOp, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> CpuBuffer {
+fn binary_typed<T: Elem + Arith>(op: BinaryOp, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<CpuBuffer> {
     use BinaryOp::*;
     match op {
         Add => bmap(a, la, b, lb, T::add),
@@ -343,10 +343,10 @@ pub fn binary(op: BinaryOp, a: &CpuBuffer, la: &Layout, b: &CpuBuffer, lb: &Layo
     if a.dtype() != b.dtype() {
         return Err(Error::DTypeMismatch { op: op.name(), expected: a.dtype(), got: b.dtype() });
     }
-    Ok(with_dtype!(a, x, T => {
+    with_dtype!(a, x, T => {
         let y = T::unwrap_ref(b).expect("dtype checked above");
         binary_typed::<T>(op, x, la, y, lb)
-    }))
+    })
 }
 
 /// `dst = dst op rhs` in place.
@@ -393,7 +393,7 @@ pub fn where_cond(
     }
     Ok(with_dtype!(a, x, T => {
         let y = T::unwrap_ref(b).expect("dtype checked above");
-        let mut out = super::alloc::uninit::<T>(lc.numel());
+        let mut out = super::alloc::uninit::<T>(lc.numel())?;
         map3(cv, lc, x, la, y, lb, &mut out, |c, x, y| if c { x } else { y });
         T::wrap(out)
     }))

@@ -26,7 +26,7 @@ pub fn gather(src: &CpuBuffer, sl: &Layout, index: &CpuBuffer, il: &Layout, dim:
     let sd = sl.strides()[dim];
     let size = sl.dims()[dim] as i64;
     with_dtype!(src, v, T => {
-        let mut out = vec![T::default(); il.numel()];
+        let mut out = super::alloc::filled(il.numel(), T::default())?;
         let plan = Plan::new(il.dims(), [il, &sv]);
         plan.run(&mut out, |o, [oi, os], [si, ss]| {
             for (j, o) in o.iter_mut().enumerate() {
@@ -77,7 +77,7 @@ pub fn scatter(
     Ok(())
 }
 
-fn sort_typed<T: Elem + Arith>(v: &[T], l: &Layout, dim: usize, descending: bool) -> (Vec<T>, Vec<i64>) {
+fn sort_typed<T: Elem + Arith>(v: &[T], l: &Layout, dim: usize, descending: bool) -> Result<(Vec<T>, Vec<i64>)> {
     // Move `dim` last, make rows contiguous, sort each row.
     let rank = l.rank();
     let mut perm: Vec<usize> = (0..rank).filter(|&d| d != dim).collect();
@@ -85,9 +85,9 @@ fn sort_typed<T: Elem + Arith>(v: &[T], l: &Layout, dim: usize, descending: bool
     let pl = l.permute(&perm).expect("valid permutation");
     let n = l.dims()[dim];
     let total = l.numel();
-    let mut vals = vec![T::default(); total];
+    let mut vals = super::alloc::uninit::<T>(total)?;
     super::iter::map1(v, &pl, &mut vals, |x| x);
-    let mut idx = vec![0i64; total];
+    let mut idx = super::alloc::uninit::<i64>(total)?;
     let cmp = |a: &T, b: &T| -> std::cmp::Ordering {
         // NaN sorts as the largest value, like PyTorch.
         match (T::is_nan(*a), T::is_nan(*b)) {
@@ -124,17 +124,17 @@ fn sort_typed<T: Elem + Arith>(v: &[T], l: &Layout, dim: usize, descending: bool
     }
     let pshape: Vec<usize> = perm.iter().map(|&p| l.dims()[p]).collect();
     let back = Layout::contiguous(pshape).permute(&inv).expect("valid permutation");
-    let mut v2 = vec![T::default(); total];
+    let mut v2 = super::alloc::uninit::<T>(total)?;
     super::iter::map1(&vals, &back, &mut v2, |x| x);
-    let mut i2 = vec![0i64; total];
+    let mut i2 = super::alloc::uninit::<i64>(total)?;
     super::iter::map1(&idx, &back, &mut i2, |x| x);
-    (v2, i2)
+    Ok((v2, i2))
 }
 
 /// Stable sort along `dim`.
 pub fn sort(src: &CpuBuffer, l: &Layout, dim: usize, descending: bool) -> Result<(CpuBuffer, CpuBuffer)> {
     Ok(with_dtype!(src, v, T => {
-        let (vals, idx) = sort_typed(v, l, dim, descending);
+        let (vals, idx) = sort_typed(v, l, dim, descending)?;
         (T::wrap(vals), CpuBuffer::I64(idx))
     }))
 }

@@ -45,20 +45,22 @@ fn gemm_batched<T: Elem + num_traits::Zero + num_traits::One>(
     bm: &[T],
     bo: usize,
     d: &Dims,
-) -> Vec<T> {
-    let mn = d.m * d.n;
+) -> Result<Vec<T>> {
+    // Saturating: a product past `usize::MAX` fails the allocation below cleanly.
+    let mn = d.m.saturating_mul(d.n);
     // An empty batch must not reach `gemm`: it would read operands that hold no element.
     if mn == 0 || d.k == 0 || d.b == 0 {
-        return super::alloc::filled(d.b * mn, T::zero());
+        return super::alloc::filled(d.b.saturating_mul(mn), T::zero());
     }
     // `gemm` is called with `read_dst = false`: it overwrites every output element.
-    let mut out = super::alloc::uninit::<T>(d.b * mn);
-    let big = d.m * d.n * d.k >= PAR_WORK;
+    let mut out = super::alloc::uninit::<T>(d.b.saturating_mul(mn))?;
+    let big = mn.saturating_mul(d.k) >= PAR_WORK;
     let one = |bi: usize, o: &mut [T], par: Parallelism| {
         let lo = ao as isize + bi as isize * d.ls[0];
         let ro = bo as isize + bi as isize * d.rs[0];
-        // SAFETY: the tensor layer guarantees every (batch, row, col) reachable through
-        // these strides lies inside the buffers; `o` is a fresh m*n block.
+        // SAFETY: `matmul` checked that every (batch, row, col) reachable through these
+        // strides lies inside the buffers (`Layout::check_fits`); `o` is a fresh m*n
+        // block.
         unsafe {
             gemm(
                 d.m,
@@ -96,11 +98,11 @@ fn gemm_batched<T: Elem + num_traits::Zero + num_traits::One>(
     } else {
         one(0, &mut out, Parallelism::None);
     }
-    out
+    Ok(out)
 }
 
-fn naive<T: Elem>(a: &[T], ao: usize, bm: &[T], bo: usize, d: &Dims) -> Vec<T> {
-    let mut out = vec![T::default(); d.b * d.m * d.n];
+fn naive<T: Elem>(a: &[T], ao: usize, bm: &[T], bo: usize, d: &Dims) -> Result<Vec<T>> {
+    let mut out = super::alloc::filled(d.b.saturating_mul(d.m).saturating_mul(d.n), T::default())?;
     for bi in 0..d.b {
         for i in 0..d.m {
             for j in 0..d.n {
@@ -116,28 +118,32 @@ fn naive<T: Elem>(a: &[T], ao: usize, bm: &[T], bo: usize, d: &Dims) -> Vec<T> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// `[b, m, k] x [b, k, n] -> [b, m, n]`.
 pub fn matmul(a: &CpuBuffer, la: &Layout, b: &CpuBuffer, lb: &Layout) -> Result<CpuBuffer> {
     let d = dims(la, lb)?;
+    // `gemm` gets raw pointers and strides: every element the views reach must lie
+    // inside the buffers, whatever the caller built.
+    la.check_fits("matmul", a.len())?;
+    lb.check_fits("matmul", b.len())?;
     let (ao, bo) = (la.offset(), lb.offset());
     Ok(match (a, b) {
-        (CpuBuffer::F32(x), CpuBuffer::F32(y)) => CpuBuffer::F32(gemm_batched(x, ao, y, bo, &d)),
-        (CpuBuffer::F64(x), CpuBuffer::F64(y)) => CpuBuffer::F64(gemm_batched(x, ao, y, bo, &d)),
-        (CpuBuffer::F16(x), CpuBuffer::F16(y)) => CpuBuffer::F16(gemm_batched::<f16>(x, ao, y, bo, &d)),
+        (CpuBuffer::F32(x), CpuBuffer::F32(y)) => CpuBuffer::F32(gemm_batched(x, ao, y, bo, &d)?),
+        (CpuBuffer::F64(x), CpuBuffer::F64(y)) => CpuBuffer::F64(gemm_batched(x, ao, y, bo, &d)?),
+        (CpuBuffer::F16(x), CpuBuffer::F16(y)) => CpuBuffer::F16(gemm_batched::<f16>(x, ao, y, bo, &d)?),
         (CpuBuffer::BF16(_), CpuBuffer::BF16(_)) => {
-            let fa = super::elementwise::cast(a, la, crate::DType::F32);
-            let fb = super::elementwise::cast(b, lb, crate::DType::F32);
+            let fa = super::elementwise::cast(a, la, crate::DType::F32)?;
+            let fb = super::elementwise::cast(b, lb, crate::DType::F32)?;
             let (ca, cb) = (Layout::contiguous(la.shape().clone()), Layout::contiguous(lb.shape().clone()));
             let r = matmul(&fa, &ca, &fb, &cb)?;
             let lr = Layout::contiguous([d.b, d.m, d.n]);
-            super::elementwise::cast(&r, &lr, crate::DType::BF16)
+            super::elementwise::cast(&r, &lr, crate::DType::BF16)?
         }
         _ if a.dtype() == b.dtype() => with_dtype!(a, x, T => {
             let y = T::unwrap_ref(b).expect("dtype checked above");
-            T::wrap(naive(x, ao, y, bo, &d))
+            T::wrap(naive(x, ao, y, bo, &d)?)
         }),
         _ => return Err(Error::DTypeMismatch { op: "matmul", expected: a.dtype(), got: b.dtype() }),
     })

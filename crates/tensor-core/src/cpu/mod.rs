@@ -147,18 +147,18 @@ impl CpuBuffer {
         self.len() == 0
     }
 
-    /// `len` zeros of `dtype`.
-    pub fn zeros(dtype: DType, len: usize) -> CpuBuffer {
-        match dtype {
-            DType::Bool => CpuBuffer::Bool(alloc::filled(len, false)),
-            DType::U8 => CpuBuffer::U8(alloc::filled(len, 0)),
-            DType::I32 => CpuBuffer::I32(alloc::filled(len, 0)),
-            DType::I64 => CpuBuffer::I64(alloc::filled(len, 0)),
-            DType::F16 => CpuBuffer::F16(alloc::filled(len, f16::ZERO)),
-            DType::BF16 => CpuBuffer::BF16(alloc::filled(len, bf16::ZERO)),
-            DType::F32 => CpuBuffer::F32(alloc::filled(len, 0.0)),
-            DType::F64 => CpuBuffer::F64(alloc::filled(len, 0.0)),
-        }
+    /// `len` zeros of `dtype`; [`Error::OutOfMemory`] when the memory can't be had.
+    pub fn zeros(dtype: DType, len: usize) -> Result<CpuBuffer> {
+        Ok(match dtype {
+            DType::Bool => CpuBuffer::Bool(alloc::filled(len, false)?),
+            DType::U8 => CpuBuffer::U8(alloc::filled(len, 0)?),
+            DType::I32 => CpuBuffer::I32(alloc::filled(len, 0)?),
+            DType::I64 => CpuBuffer::I64(alloc::filled(len, 0)?),
+            DType::F16 => CpuBuffer::F16(alloc::filled(len, f16::ZERO)?),
+            DType::BF16 => CpuBuffer::BF16(alloc::filled(len, bf16::ZERO)?),
+            DType::F32 => CpuBuffer::F32(alloc::filled(len, 0.0)?),
+            DType::F64 => CpuBuffer::F64(alloc::filled(len, 0.0)?),
+        })
     }
 
     /// Element `i` as f64.
@@ -309,13 +309,29 @@ pub(crate) fn cpu_mut(b: &mut dyn Buffer) -> Result<&mut CpuBuffer> {
     as_cpu_buffer_mut(b).ok_or_else(|| Error::Backend { backend: "cpu".into(), msg: "expected a CPU buffer".into() })
 }
 
+/// Downcasts a CPU buffer and checks that the view `l` lies inside it. Every backend
+/// entry point takes its operands through this (or [`view_mut`]), so a layout that
+/// reaches past its buffer is an error, never an out-of-bounds access.
+fn view<'a>(op: &'static str, b: &'a dyn Buffer, l: &Layout) -> Result<&'a CpuBuffer> {
+    let c = cpu(b)?;
+    l.check_fits(op, c.len())?;
+    Ok(c)
+}
+
+/// Mutable variant of [`view`].
+fn view_mut<'a>(op: &'static str, b: &'a mut dyn Buffer, l: &Layout) -> Result<&'a mut CpuBuffer> {
+    let c = cpu_mut(b)?;
+    l.check_fits(op, c.len())?;
+    Ok(c)
+}
+
 impl Backend for CpuBackend {
     fn location(&self) -> DeviceLocation {
         DeviceLocation::Cpu
     }
 
     fn zeros(&self, dtype: DType, len: usize) -> Result<OwnedBuffer> {
-        Ok(OwnedBuffer::from(CpuBuffer::zeros(dtype, len)))
+        Ok(OwnedBuffer::from(CpuBuffer::zeros(dtype, len)?))
     }
 
     fn upload(&self, data: CpuBuffer) -> Result<OwnedBuffer> {
@@ -323,27 +339,26 @@ impl Backend for CpuBackend {
     }
 
     fn download(&self, buf: &dyn Buffer, layout: &Layout) -> Result<CpuBuffer> {
-        let b = cpu(buf)?;
-        Ok(elementwise::contiguous(b, layout))
+        elementwise::contiguous(view("download", buf, layout)?, layout)
     }
 
     fn copy_strided(&self, src: &dyn Buffer, src_l: &Layout, dst: &mut dyn Buffer, dst_l: &Layout) -> Result<()> {
-        let s = cpu(src)?;
-        let d = cpu_mut(dst)?;
+        let s = view("copy_", src, src_l)?;
+        let d = view_mut("copy_", dst, dst_l)?;
         elementwise::copy_strided(s, src_l, d, dst_l)
     }
 
     fn fill(&self, dst: &mut dyn Buffer, dst_l: &Layout, value: Scalar) -> Result<()> {
-        elementwise::fill(cpu_mut(dst)?, dst_l, value);
+        elementwise::fill(view_mut("fill_", dst, dst_l)?, dst_l, value);
         Ok(())
     }
 
     fn cast(&self, src: &dyn Buffer, l: &Layout, dtype: DType) -> Result<OwnedBuffer> {
-        Ok(OwnedBuffer::from(elementwise::cast(cpu(src)?, l, dtype)))
+        elementwise::cast(view("to_dtype", src, l)?, l, dtype).map(OwnedBuffer::from)
     }
 
     fn unary(&self, op: UnaryOp, src: &dyn Buffer, l: &Layout) -> Result<OwnedBuffer> {
-        elementwise::unary(op, cpu(src)?, l).map(OwnedBuffer::from)
+        elementwise::unary(op, view(op.name(), src, l)?, l).map(OwnedBuffer::from)
     }
 
     fn binary(
@@ -354,7 +369,8 @@ impl Backend for CpuBackend {
         rhs: &dyn Buffer,
         rl: &Layout,
     ) -> Result<OwnedBuffer> {
-        elementwise::binary(op, cpu(lhs)?, ll, cpu(rhs)?, rl).map(OwnedBuffer::from)
+        let (a, b) = (view(op.name(), lhs, ll)?, view(op.name(), rhs, rl)?);
+        elementwise::binary(op, a, ll, b, rl).map(OwnedBuffer::from)
     }
 
     fn binary_inplace(
@@ -365,8 +381,8 @@ impl Backend for CpuBackend {
         rhs: &dyn Buffer,
         rl: &Layout,
     ) -> Result<()> {
-        let r = cpu(rhs)?;
-        elementwise::binary_inplace(op, cpu_mut(dst)?, dst_l, r, rl)
+        let r = view(op.name(), rhs, rl)?;
+        elementwise::binary_inplace(op, view_mut(op.name(), dst, dst_l)?, dst_l, r, rl)
     }
 
     fn where_cond(
@@ -378,15 +394,16 @@ impl Backend for CpuBackend {
         b: &dyn Buffer,
         bl: &Layout,
     ) -> Result<OwnedBuffer> {
-        elementwise::where_cond(cpu(cond)?, cl, cpu(a)?, al, cpu(b)?, bl).map(OwnedBuffer::from)
+        let (c, a, b) = (view("where", cond, cl)?, view("where", a, al)?, view("where", b, bl)?);
+        elementwise::where_cond(c, cl, a, al, b, bl).map(OwnedBuffer::from)
     }
 
     fn reduce(&self, op: ReduceOp, src: &dyn Buffer, l: &Layout, dims: &[usize]) -> Result<OwnedBuffer> {
-        reduce::reduce(op, cpu(src)?, l, dims).map(OwnedBuffer::from)
+        reduce::reduce(op, view(op.name(), src, l)?, l, dims).map(OwnedBuffer::from)
     }
 
     fn scan(&self, op: ScanOp, src: &dyn Buffer, l: &Layout, dim: usize) -> Result<OwnedBuffer> {
-        reduce::scan(op, cpu(src)?, l, dim).map(OwnedBuffer::from)
+        reduce::scan(op, view(op.name(), src, l)?, l, dim).map(OwnedBuffer::from)
     }
 
     fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<OwnedBuffer> {
@@ -401,7 +418,7 @@ impl Backend for CpuBackend {
         il: &Layout,
         dim: usize,
     ) -> Result<OwnedBuffer> {
-        index::gather(cpu(src)?, sl, cpu(index)?, il, dim).map(OwnedBuffer::from)
+        index::gather(view("gather", src, sl)?, sl, view("gather", index, il)?, il, dim).map(OwnedBuffer::from)
     }
 
     fn scatter(
@@ -415,19 +432,19 @@ impl Backend for CpuBackend {
         dim: usize,
         accumulate: bool,
     ) -> Result<()> {
-        let (i, s) = (cpu(index)?, cpu(src)?);
-        index::scatter(cpu_mut(dst)?, dl, i, il, s, sl, dim, accumulate)
+        let (i, s) = (view("scatter", index, il)?, view("scatter", src, sl)?);
+        index::scatter(view_mut("scatter", dst, dl)?, dl, i, il, s, sl, dim, accumulate)
     }
 
     fn sort(&self, src: &dyn Buffer, l: &Layout, dim: usize, descending: bool) -> Result<(OwnedBuffer, OwnedBuffer)> {
-        let (v, i) = index::sort(cpu(src)?, l, dim, descending)?;
+        let (v, i) = index::sort(view("sort", src, l)?, l, dim, descending)?;
         Ok((v.into(), i.into()))
     }
 
     fn fused(&self, op: &FusedOp<'_>) -> Option<Result<OwnedBuffer>> {
         match op {
             FusedOp::Softmax { x, layout, log } => {
-                let b = match cpu(*x) {
+                let b = match view("softmax", *x, layout) {
                     Ok(b) => b,
                     Err(e) => return Some(Err(e)),
                 };
@@ -442,6 +459,6 @@ pub(crate) fn unsupported(op: &'static str, dtype: DType) -> Error {
 }
 
 /// Converts a host view to `dtype` (a contiguous copy).
-pub fn cast_buffer(b: &CpuBuffer, l: &Layout, dtype: DType) -> CpuBuffer {
+pub fn cast_buffer(b: &CpuBuffer, l: &Layout, dtype: DType) -> Result<CpuBuffer> {
     elementwise::cast(b, l, dtype)
 }

@@ -507,9 +507,9 @@ fn exp_neg_f32(x: f32) -> f32 {
 /// vectorises: the max (8 lanes), `exp(x - max)` into the output, its sum (8 lanes),
 /// then the scale (or the log shift). A NaN anywhere in a row makes the sum NaN, so the
 /// whole row comes out NaN, as in PyTorch.
-fn softmax_rows_f32(x: &[f32], rows: usize, cols: usize, log: bool) -> Vec<f32> {
+fn softmax_rows_f32(x: &[f32], rows: usize, cols: usize, log: bool) -> Result<Vec<f32>> {
     const L: usize = 8;
-    let mut out = alloc::uninit::<f32>(rows * cols);
+    let mut out = alloc::uninit::<f32>(rows * cols)?;
     let work = |(r, o): (usize, &mut [f32])| {
         let row = &x[r * cols..(r + 1) * cols];
         let mut lanes = [f32::NEG_INFINITY; L];
@@ -561,7 +561,7 @@ fn softmax_rows_f32(x: &[f32], rows: usize, cols: usize, log: bool) -> Vec<f32> 
     } else {
         out.chunks_mut(cols.max(1)).enumerate().for_each(work);
     }
-    out
+    Ok(out)
 }
 
 fn softmax_rows_f64(x: &[f64], rows: usize, cols: usize, log: bool) -> Vec<f64> {
@@ -589,7 +589,7 @@ pub fn softmax_lastdim(b: &CpuBuffer, l: &Layout, log: bool) -> Option<Result<Cp
     let (rows, cols) = (l.dims()[0], l.dims()[1]);
     Some(match b {
         CpuBuffer::F64(v) => Ok(CpuBuffer::F64(softmax_rows_f64(&v[r], rows, cols, log))),
-        CpuBuffer::F32(v) => Ok(CpuBuffer::F32(softmax_rows_f32(&v[r], rows, cols, log))),
+        CpuBuffer::F32(v) => softmax_rows_f32(&v[r], rows, cols, log).map(CpuBuffer::F32),
         _ => with_float!(b, v, T => Ok(T::wrap(softmax_rows(&v[r], rows, cols, log))),
             else Err(unsupported("softmax", b.dtype()))),
     })

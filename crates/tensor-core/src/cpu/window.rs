@@ -86,8 +86,8 @@ pub(crate) fn max_pool(x: &Tensor, g: &Window) -> Option<Result<(Tensor, Tensor)
         let [h, w] = g.size;
         let [oh, ow] = g.out;
         let n = g.planes * oh * ow;
-        let mut vals = alloc::uninit::<T>(n);
-        let mut idx = alloc::uninit::<i64>(n);
+        let mut vals = alloc::uninit::<T>(n)?;
+        let mut idx = alloc::uninit::<i64>(n)?;
         let work = g.planes * oh * ow * g.kernel[0] * g.kernel[1];
         let mut pairs: Vec<(&mut [T], &mut [i64])> =
             vals.chunks_mut((oh * ow).max(1)).zip(idx.chunks_mut((oh * ow).max(1))).collect();
@@ -161,7 +161,7 @@ pub(crate) fn im2col(x: &Tensor, g: &Window) -> Option<Result<Tensor>> {
         let [oh, ow] = g.out;
         let [kh, kw] = g.kernel;
         let chunk = kh * kw * oh * ow;
-        let mut out = alloc::uninit::<T>(g.planes * chunk);
+        let mut out = alloc::uninit::<T>(g.planes * chunk)?;
         let zero = T::from_f64(0.0);
         per_plane(&mut out, chunk, g.planes * chunk, |p, o| {
             let plane = &x[p * h * w..(p + 1) * h * w];
@@ -211,7 +211,7 @@ pub(crate) fn col2im(cols: &Tensor, g: &Window) -> Option<Result<Tensor>> {
         let [oh, ow] = g.out;
         let [kh, kw] = g.kernel;
         let chunk = kh * kw * oh * ow;
-        let mut out = alloc::filled::<T>(g.planes * h * w, T::from_f64(0.0));
+        let mut out = alloc::filled::<T>(g.planes * h * w, T::from_f64(0.0))?;
         per_plane(&mut out, h * w, g.planes * chunk, |p, o| {
             let src = &cols[p * chunk..(p + 1) * chunk];
             for i in 0..kh {

@@ -280,20 +280,15 @@ impl Tensor {
         let s = broadcast_shapes("where", cond.dims(), &s)?;
         let c = Tensor::result_type(a, b);
         let (a, b) = (a.to_dtype(c)?, b.to_dtype(c)?);
-        // The backend reads three buffers; a condition sharing storage with a value
-        // operand is copied so that each storage is locked once.
-        let cond = if cond.same_storage(&a) || cond.same_storage(&b) { cond.copy()? } else { cond.clone() };
         let lc = cond.layout().broadcast_to(&s)?;
         let la = a.layout().broadcast_to(&s)?;
         let lb = b.layout().broadcast_to(&s)?;
-        let gc = cond.storage().read();
-        let ga = a.storage().read();
-        let gb = if b.same_storage(&a) { None } else { Some(b.storage().read()) };
-        let bb: &dyn crate::backend::Buffer = match &gb {
-            Some(g) => &***g,
-            None => &**ga,
-        };
-        let out = a.device().backend().where_cond(&**gc, &lc, &**ga, &la, bb, &lb)?;
+        let [gc, ga, gb] = crate::device::lock_in_order([
+            (&**cond.storage(), crate::device::Access::Read),
+            (&**a.storage(), crate::device::Access::Read),
+            (&**b.storage(), crate::device::Access::Read),
+        ]);
+        let out = a.device().backend().where_cond(&**gc, &lc, &**ga, &la, &**gb, &lb)?;
         Ok(Tensor::from_buffer(out, s, a.device()))
     }
 

@@ -9,7 +9,7 @@
 
 use std::borrow::Borrow;
 
-use crate::backend::Buffer;
+use crate::device::{lock_in_order, Access};
 use crate::shape::{broadcast_shapes, normalize_dim, normalize_dim_scalar_ok};
 use crate::{DType, Error, Result, Scalar, Shape, Tensor};
 
@@ -86,19 +86,18 @@ impl Tensor {
         // Never read from the storage being written.
         let src = if src.same_storage(self) { src.copy()? } else { src.clone() };
         let index = if index.same_storage(self) { index.copy()? } else { index.clone() };
-        let gi = index.storage().read();
-        let gs = if src.same_storage(&index) { None } else { Some(src.storage().read()) };
-        let sb: &dyn Buffer = match &gs {
-            Some(g) => &***g,
-            None => &**gi,
-        };
-        let mut d = self.storage().write();
+        let [mut d, gi, gs] = lock_in_order([
+            (&**self.storage(), Access::Write),
+            (&**index.storage(), Access::Read),
+            (&**src.storage(), Access::Read),
+        ]);
+        let d = d.as_mut().expect("locked for writing");
         self.device().backend().scatter(
             &mut **d,
             self.layout(),
             &**gi,
             index.layout(),
-            sb,
+            &**gs,
             src.layout(),
             dim,
             accumulate,

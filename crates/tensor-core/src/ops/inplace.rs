@@ -50,8 +50,7 @@ impl Tensor {
     /// The write of [`Tensor::binary_`]: `src` (viewed through `rl`, which has this
     /// tensor's shape) has this tensor's dtype and does not share its storage.
     fn binary_from(&self, op: BinaryOp, src: &Tensor, rl: &Layout) -> Result<()> {
-        let g = src.storage().read();
-        let mut d = self.storage().write();
+        let (mut d, g) = crate::Storage::write_read(self.storage(), src.storage());
         self.device().backend().binary_inplace(op, &mut **d, self.layout(), &**g, rl)
     }
 
@@ -116,8 +115,7 @@ impl Tensor {
             // Nothing to copy; an empty view may point past the end of its storage.
             return Ok(());
         }
-        let g = s.storage().read();
-        let mut d = self.storage().write();
+        let (mut d, g) = crate::Storage::write_read(self.storage(), s.storage());
         self.device().backend().copy_strided(&**g, &sl, &mut **d, self.layout())
     }
 

@@ -1,0 +1,198 @@
+//! Hostile input to tensor-core's memory model: views that reach past their storage,
+//! in-place ops racing in opposite directions on two threads, and sizes no machine
+//! can hold. Each must end in a clean `Err` (or a correct result), never a crash,
+//! a panic or a hang.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use tensor_core::cpu::CpuBuffer;
+use tensor_core::{DType, Device, Error, Layout, Tensor};
+
+fn f32s(v: &[f32], shape: &[usize]) -> Tensor {
+    Tensor::from_vec(v.to_vec(), shape).unwrap()
+}
+
+#[test]
+fn public_constructors_refuse_layouts_past_the_end_of_the_buffer() {
+    let dev = Device::cpu();
+    // The layout of the original finding: 4 elements viewed as 512 x 512.
+    let small = CpuBuffer::F32(vec![1.0, 2.0, 3.0, 4.0]).into();
+    let e = Tensor::from_parts(small, Layout::contiguous([512, 512]), dev.clone()).unwrap_err();
+    assert!(e.to_string().contains("from_parts") && e.to_string().contains("[512, 512]"), "{e}");
+    // An offset that pushes the last element out by one.
+    let buf = CpuBuffer::F32(vec![0.0; 6]).into();
+    let l = Layout::from_parts([2, 3], &[3, 1], 1).unwrap();
+    assert!(Tensor::from_parts(buf, l, dev.clone()).is_err());
+    // A layout that exactly fits is accepted and reads the right elements.
+    let buf = CpuBuffer::F32((0..7).map(|i| i as f32).collect()).into();
+    let l = Layout::from_parts([2, 3], &[3, 1], 1).unwrap();
+    let t = Tensor::from_parts(buf, l, dev.clone()).unwrap();
+    assert_eq!(t.to_vec::<f32>().unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    // Strides whose reach overflows usize, and ranks that disagree, are refused.
+    assert!(Layout::from_parts([3, 3], &[usize::MAX / 2, 1], 0).is_err());
+    assert!(Layout::from_parts([3, 3], &[1], 0).is_err());
+    // A zero-size view reaches nothing, whatever its offset.
+    let buf = CpuBuffer::F32(vec![]).into();
+    let z = Tensor::from_parts(buf, Layout::from_parts([0, 5], &[5, 1], 3).unwrap(), dev).unwrap();
+    assert_eq!(z.to_vec::<f32>().unwrap(), Vec::<f32>::new());
+    // as_strided checks the same way.
+    let t = f32s(&[1.0, 2.0, 3.0, 4.0], &[4]);
+    assert!(t.as_strided(&[512, 512], &[512, 1], 0).is_err());
+    assert!(t.as_strided(&[2, 2], &[usize::MAX, 1], 0).is_err());
+    assert_eq!(t.as_strided(&[2, 2], &[1, 2], 0).unwrap().to_vec::<f32>().unwrap(), vec![1.0, 3.0, 2.0, 4.0]);
+}
+
+#[test]
+fn a_storage_shrunk_through_its_lock_gives_errors_not_out_of_bounds_reads() {
+    // The storage lock is public: safe code can swap the buffer for a shorter one under
+    // a view. Every backend entry point checks the view against the buffer it gets.
+    let a = Tensor::ones([64, 64], DType::F32, &Device::cpu()).unwrap();
+    let b = Tensor::ones([64, 64], DType::F32, &Device::cpu()).unwrap();
+    *a.storage().write() = CpuBuffer::F32(vec![1.0; 4]).into();
+    let e = a.matmul(&b).unwrap_err();
+    assert!(e.to_string().contains("matmul") && e.to_string().contains("4 elements"), "{e}");
+    assert!(b.matmul(&a).is_err());
+    assert!(a.to_vec::<f32>().is_err());
+    assert!(a.relu().is_err());
+    assert!((&a + &b).is_err());
+    assert!(b.add_(&a).is_err());
+    assert!(a.add_(&b).is_err());
+    assert!(a.sum_all().is_err());
+    assert!(a.cumsum(0).is_err());
+    assert!(a.to_dtype(DType::F64).is_err());
+    assert!(a.fill_(0.0).is_err());
+    assert!(a.softmax(-1).is_err());
+    assert!(a.sort(-1, false).is_err());
+    let idx = Tensor::zeros([64, 64], DType::I64, &Device::cpu()).unwrap();
+    assert!(a.gather(1, &idx).is_err());
+    assert!(b.scatter_(1, &idx, &a).is_err());
+    // `b` itself is untouched by the failed calls.
+    assert!(b.to_vec::<f32>().unwrap().iter().all(|&x| x == 1.0));
+}
+
+/// Runs `f` on a thread and fails the test if it does not finish in `secs`.
+fn finishes_within(secs: u64, what: &str, f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(()) => {}
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: still running after {secs} s (deadlock)"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: the worker panicked"),
+    }
+}
+
+type InPlace = (&'static str, fn(&Tensor, &Tensor) -> tensor_core::Result<()>);
+
+/// Every in-place op that writes one tensor while reading another.
+fn in_place_ops() -> Vec<InPlace> {
+    fn idx() -> Tensor {
+        Tensor::from_vec((0..32).map(|i| i % 4).collect::<Vec<i64>>(), [32]).unwrap()
+    }
+    vec![
+        ("add_", |a, b| a.add_(b)),
+        ("sub_", |a, b| a.sub_(b)),
+        ("mul_", |a, b| a.mul_(b)),
+        ("div_", |a, b| a.div_(&(b.abs()? + 1.0)?)),
+        ("maximum_", |a, b| a.binary_(tensor_core::BinaryOp::Maximum, b)),
+        ("copy_", |a, b| a.copy_(b)),
+        ("copy_ (strided)", |a, b| a.narrow(0, 0, 16)?.copy_(&b.slice(0, None, None, 2)?)),
+        ("scatter_", |a, b| a.scatter_(0, &idx(), b)),
+        ("scatter_add_", |a, b| a.scatter_add_(0, &idx(), b)),
+        ("index_add_", |a, b| a.index_add_(0, &idx(), b, 0.5)),
+        ("slice_assign", |a, b| a.slice_assign(0, 4, &b.narrow(0, 0, 8)?)),
+        ("clamp_ + read", |a, b| {
+            let _ = (a + b)?; // a two-operand read racing the other thread's writes
+            a.clamp_(Some(-4.0), Some(4.0))
+        }),
+    ]
+}
+
+#[test]
+fn in_place_ops_in_opposite_directions_on_two_threads_do_not_deadlock() {
+    // Thread 1 runs `op1(a, b)` while thread 2 runs `op2(b, a)`, for every ordered
+    // pair of in-place ops; a third thread keeps reading both (`a + b`, `where`), so
+    // readers are queued behind writers too.
+    let ops = in_place_ops();
+    let pairs: Vec<(InPlace, InPlace)> = ops.iter().flat_map(|&x| ops.iter().map(move |&y| (x, y))).collect();
+    let n = pairs.len();
+    finishes_within(120, "in-place pairs", move || {
+        for ((n1, op1), (n2, op2)) in pairs {
+            let a = Tensor::linspace(-1.0, 1.0, 32, DType::F32, &Device::cpu()).unwrap();
+            let b = Tensor::linspace(2.0, -2.0, 32, DType::F32, &Device::cpu()).unwrap();
+            let (a1, b1, a2, b2, a3, b3) = (a.clone(), b.clone(), a.clone(), b.clone(), a.clone(), b.clone());
+            let t1 = thread::spawn(move || (0..300).try_for_each(|_| op1(&a1, &b1)));
+            let t2 = thread::spawn(move || (0..300).try_for_each(|_| op2(&b2, &a2)));
+            let t3 = thread::spawn(move || {
+                (0..300).try_for_each(|_| {
+                    let m = a3.gt_scalar(0.0)?;
+                    Tensor::where_cond(&m, &a3, &b3).map(|_| ())
+                })
+            });
+            for (t, who) in [(t1, n1), (t2, n2), (t3, "where")] {
+                t.join().unwrap_or_else(|_| panic!("{n1} x {n2}: {who} panicked")).unwrap_or_else(|e| {
+                    panic!("{n1} x {n2}: {who} failed: {e}");
+                });
+            }
+            // The values stay finite: no torn or foreign writes.
+            for t in [&a, &b] {
+                assert!(t.to_vec::<f32>().unwrap().iter().all(|x| x.is_finite()), "{n1} x {n2}");
+            }
+        }
+    });
+    assert_eq!(n, in_place_ops().len().pow(2));
+}
+
+#[test]
+fn a_tensor_updated_from_itself_through_views_is_read_before_written() {
+    // `t[1:] += t[:-1]` on one storage: the source is read from a copy, as in PyTorch
+    // (which reads a snapshot for overlapping in-place binary ops).
+    let t = f32s(&[1.0, 2.0, 3.0, 4.0], &[4]);
+    t.narrow(0, 1, 3).unwrap().add_(&t.narrow(0, 0, 3).unwrap()).unwrap();
+    assert_eq!(t.to_vec::<f32>().unwrap(), vec![1.0, 3.0, 5.0, 7.0]);
+}
+
+fn is_oom(e: &Error) -> bool {
+    matches!(e, Error::OutOfMemory { .. })
+}
+
+#[test]
+fn allocations_no_machine_can_hold_are_out_of_memory_errors() {
+    let dev = Device::cpu();
+    // 2^40 f32 = 4 TiB.
+    let e = Tensor::zeros([1usize << 40], DType::F32, &dev).unwrap_err();
+    assert!(is_oom(&e) && e.to_string().contains("4398046511104 bytes"), "{e}");
+    assert!(is_oom(&Tensor::ones([1usize << 20, 1 << 20], DType::F64, &dev).unwrap_err()));
+    assert!(is_oom(&Tensor::full([1usize << 41], 3.0, DType::F32, &dev).unwrap_err()));
+    // A 12 TiB broadcast view is fine as a view; materialising it is an error.
+    let x = Tensor::ones([3], DType::F32, &dev).unwrap();
+    let big = x.reshape(&[1, 1, 3]).unwrap().expand(&[1 << 20, 1 << 20, 3]).unwrap();
+    assert_eq!(big.numel(), 3 << 40);
+    assert!(is_oom(&big.contiguous().unwrap_err()));
+    assert!(is_oom(&(&big + 1.0).unwrap_err()));
+    assert!(is_oom(&big.to_dtype(DType::F64).unwrap_err()));
+    // A shape whose element count overflows usize saturates and fails the same way.
+    let e = Tensor::zeros([usize::MAX, 2], DType::U8, &dev).unwrap_err();
+    assert!(is_oom(&e), "{e}");
+    // Batched products of broadcast views whose output is too large.
+    let a = Tensor::ones([1, 2, 1], DType::F32, &dev).unwrap().expand(&[1 << 40, 2, 1]).unwrap();
+    let b = Tensor::ones([1, 1, 2], DType::F32, &dev).unwrap().expand(&[1 << 40, 1, 2]).unwrap();
+    assert!(is_oom(&a.matmul(&b).unwrap_err()));
+    let ai = a.to_dtype(DType::I64);
+    assert!(ai.is_err(), "casting a 2^41-element view must fail too");
+    // The process is still healthy: ordinary allocations work.
+    assert_eq!(Tensor::ones([3], DType::F32, &dev).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 3.0);
+}
+
+#[test]
+fn shape_arithmetic_saturates_instead_of_wrapping() {
+    let s = tensor_core::Shape::new(&[usize::MAX, 3]);
+    assert_eq!(s.numel(), usize::MAX);
+    assert_eq!(s.checked_numel(), None);
+    assert_eq!(tensor_core::Shape::new(&[usize::MAX, 3, 0]).numel(), 0);
+    assert_eq!(tensor_core::Shape::new(&[1 << 20, 1 << 20]).checked_numel(), Some(1 << 40));
+}
