@@ -186,10 +186,28 @@ fn check_finite(op: &str, i: usize, g: &Var) -> Result<()> {
     Ok(())
 }
 
-/// Runs hooks; each may replace the gradient.
-fn run_hooks(hooks: &[(usize, crate::graph::Hook)], mut g: Var) -> Result<Var> {
-    for (_, h) in hooks {
+/// Runs hooks; each may replace the gradient, with one of the same shape, dtype and
+/// device (PyTorch's "hook has changed the size of value"): anything else would be
+/// summed down or stored as a `.grad` that does not fit its variable. `whose` names
+/// the variable in errors ("a leaf", "the output of mul").
+fn run_hooks(hooks: &[(usize, crate::graph::Hook)], mut g: Var, whose: &dyn Fn() -> String) -> Result<Var> {
+    for (id, h) in hooks {
         if let Some(r) = h(&g)? {
+            let changed = if !same_dims(r.dims(), g.dims()) {
+                Some(("size", format!("{:?}", g.dims()), format!("{:?}", r.dims())))
+            } else if r.dtype() != g.dtype() {
+                Some(("dtype", g.dtype().to_string(), r.dtype().to_string()))
+            } else if r.device() != g.device() {
+                Some(("device", g.device().to_string(), r.device().to_string()))
+            } else {
+                None
+            };
+            if let Some((what, expected, got)) = changed {
+                return Err(Error::Autograd(format!(
+                    "hook {id} on the gradient of {} has changed the {what} of the gradient: expected {expected}, got {got}",
+                    whose()
+                )));
+            }
             g = r;
         }
     }
@@ -326,7 +344,8 @@ pub(crate) fn run(
         let mut g = nodes.get_mut(key).and_then(|s| s.grad.take());
         if let Some(gv) = g.take() {
             let hooks = node.hooks.snapshot();
-            let gv = if hooks.is_empty() { gv } else { run_hooks(&hooks, gv)? };
+            let gv =
+                if hooks.is_empty() { gv } else { run_hooks(&hooks, gv, &|| format!("the output of {}", node.name))? };
             if inputs.is_none() {
                 if let Some(r) = node.retained.get() {
                     let mut slot = r.grad.lock();
@@ -417,7 +436,7 @@ pub(crate) fn run(
         let k = Arc::as_ptr(&leaf) as usize;
         let Some(g) = leaf_grads.remove(k).flatten() else { continue };
         let hooks = leaf.hooks.snapshot();
-        let g = if hooks.is_empty() { g } else { run_hooks(&hooks, g)? };
+        let g = if hooks.is_empty() { g } else { run_hooks(&hooks, g, &|| "a leaf".to_string())? };
         if inputs.is_some() {
             if let Some(&i) = captures.get(k) {
                 accumulate(&mut captured[i], g)?;

@@ -253,8 +253,10 @@ impl Var {
     }
 
     /// Registers a hook called with this variable's gradient during backward; it may
-    /// return a replacement gradient. On a leaf it runs once on the summed gradient
-    /// before it is accumulated into `.grad`.
+    /// return a replacement gradient, which must have the gradient's shape, dtype and
+    /// device (otherwise the backward fails with an error naming the hook, as
+    /// PyTorch's "hook has changed the size of value"). On a leaf it runs once on the
+    /// summed gradient before it is accumulated into `.grad`.
     pub fn register_hook(&self, f: impl Fn(&Var) -> Result<Option<Var>> + Send + Sync + 'static) -> Result<HookId> {
         if !self.requires_grad() {
             return Err(Error::Autograd("cannot register a hook on a variable that does not require grad".into()));

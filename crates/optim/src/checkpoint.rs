@@ -6,6 +6,22 @@
 //! metadata) written atomically, plus a small human-readable JSON sidecar
 //! (`<file>.json`) with the counters. The safetensors file alone is enough to resume;
 //! the sidecar, written after it, also records the file's length and checksum.
+//!
+//! Integrity: [`Checkpoint::load`] refuses a file that does not match what was
+//! saved. Two checks guard it:
+//!
+//! - the file's header carries a digest of its whole content (written by
+//!   [`nn::StateDict::to_safetensors_bytes_with`]), so a flipped bit in a tensor or in
+//!   the metadata is an error even without the sidecar;
+//! - when the sidecar exists, the file's length and FNV-1a checksum must equal the
+//!   ones it records (truncation, an appended byte, any changed byte).
+//!
+//! A missing sidecar is not an error: [`Checkpoint::save`] removes the old sidecar
+//! before it replaces the file and writes the new one after, so a crash in between
+//! leaves a complete file without a sidecar (never a sidecar that describes another
+//! file), and copying only the `.safetensors` file is allowed. Such a file is still
+//! checked against its own digest. Only files written before the digest existed and
+//! without their sidecar load unchecked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -147,12 +163,16 @@ impl Checkpoint {
         })
     }
 
-    /// Writes the checkpoint: the safetensors file atomically (a temporary file in the
-    /// same folder, flushed, renamed over `path`), then the JSON sidecar
-    /// `<path>.json` the same way. A crash at any point leaves the previous
-    /// checkpoint at `path` complete.
+    /// Writes the checkpoint: removes the old sidecar, writes the safetensors file
+    /// atomically (a temporary file in the same folder, flushed, renamed over `path`),
+    /// then the JSON sidecar `<path>.json` the same way. A crash at any point leaves
+    /// a complete checkpoint at `path` (the previous one or the new one, possibly
+    /// without its sidecar, which [`Checkpoint::load`] accepts). Saves from several
+    /// threads of one process are serialized, so the sidecar always describes the
+    /// file next to it.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
+        static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let (opt_json, opt_tensors) = self.optimizer.to_parts()?;
         let mut all = StateDict::new();
         for (n, t) in self.model.iter() {
@@ -166,6 +186,14 @@ impl Checkpoint {
         let mut extra = HashMap::new();
         extra.insert(META_KEY.to_string(), text);
         let bytes = all.to_safetensors_bytes_with(extra)?;
+        let _one_at_a_time = SAVING.lock().unwrap_or_else(|e| e.into_inner());
+        let side_path = sidecar(path);
+        match std::fs::remove_file(&side_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Io { path: side_path.display().to_string(), source: e })
+            }
+            _ => {}
+        }
         nn::write_atomic(path, &bytes)?;
         let mut side = meta;
         side["file_bytes"] = json!(bytes.len());
@@ -175,17 +203,22 @@ impl Checkpoint {
         }
         let pretty = serde_json::to_string_pretty(&side)
             .map_err(|e| Error::Format { path: path.display().to_string(), msg: e.to_string() })?;
-        nn::write_atomic(&sidecar(path), pretty.as_bytes())
+        nn::write_atomic(&side_path, pretty.as_bytes())
     }
 
-    /// Reads a checkpoint written by [`Checkpoint::save`]. A truncated or corrupt file,
-    /// or one that lacks a tensor its metadata lists, is an `Err` naming the file and
-    /// what is wrong; nothing is half-loaded.
+    /// Reads a checkpoint written by [`Checkpoint::save`]. A truncated or corrupt file
+    /// (its content digest, or its length and checksum against the sidecar when there
+    /// is one: see the [module docs](self)), or one that lacks a tensor its metadata
+    /// lists, is an [`Error::Format`] naming the file and what is wrong, with the
+    /// expected and the found values; nothing is half-loaded.
     pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint> {
         let path = path.as_ref();
         let what = path.display().to_string();
         let fmt = |msg: String| Error::Format { path: what.clone(), msg };
         let bytes = std::fs::read(path).map_err(|e| Error::Io { path: what.clone(), source: e })?;
+        // The sidecar first: it tells a truncated or damaged file apart with the
+        // lengths and checksums, before the decoder meets whatever is broken.
+        verify_sidecar(path, &bytes)?;
         let (all, meta) = StateDict::from_safetensors_bytes_with_metadata(&bytes, &what)?;
         let text = meta.get(META_KEY).ok_or_else(|| fmt(format!("no {META_KEY:?} metadata: not a checkpoint file")))?;
         let m: Value = serde_json::from_str(text).map_err(|e| fmt(format!("bad checkpoint metadata: {e}")))?;
@@ -233,6 +266,38 @@ pub fn sidecar(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".json");
     PathBuf::from(s)
+}
+
+/// Checks `bytes` (the file at `path`) against the length and checksum its sidecar
+/// records; no sidecar passes (see the module docs), an unreadable or malformed one
+/// is an error.
+fn verify_sidecar(path: &Path, bytes: &[u8]) -> Result<()> {
+    let side = sidecar(path);
+    let side_name = side.display().to_string();
+    let text = match std::fs::read(&side) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::Io { path: side_name, source: e }),
+    };
+    let bad_side = |msg: &str| Error::Format { path: side_name.clone(), msg: msg.to_string() };
+    let v: Value = serde_json::from_slice(&text).map_err(|e| bad_side(&format!("bad sidecar JSON: {e}")))?;
+    let want_len = v["file_bytes"].as_u64().ok_or_else(|| bad_side("missing or bad \"file_bytes\""))?;
+    let want_sum = v["file_fnv1a64"]
+        .as_str()
+        .filter(|s| s.len() == 16)
+        .and_then(|s| u64::from_str_radix(s, 16).ok())
+        .ok_or_else(|| bad_side("missing or bad \"file_fnv1a64\""))?;
+    let (got_len, got_sum) = (bytes.len() as u64, fnv1a64(bytes));
+    if (got_len, got_sum) != (want_len, want_sum) {
+        return Err(Error::Format {
+            path: path.display().to_string(),
+            msg: format!(
+                "the sidecar {side_name} records {want_len} bytes with fnv1a64 {want_sum:016x}, the file has \
+                 {got_len} bytes with fnv1a64 {got_sum:016x} (the file is corrupt, truncated or not the one saved)"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn fnv1a64(b: &[u8]) -> u64 {

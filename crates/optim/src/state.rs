@@ -276,14 +276,20 @@ pub(crate) fn load_opt_buffer(saved: &ParamState, key: &str, param: &Tensor) -> 
     }
 }
 
-/// A saved number.
+/// A saved count (the optimizers' `step`): finite and not negative, since every
+/// update raises the betas to its power (a NaN or negative step would silently turn
+/// the bias corrections into garbage).
 pub(crate) fn load_scalar(saved: &ParamState, key: &str) -> Result<f64> {
-    match saved.get(key) {
-        Some(StateValue::Scalar(v)) => Ok(*v),
-        Some(StateValue::Tensor(t)) if t.numel() == 1 => Ok(t.to_vec_f64()?[0]),
-        Some(_) => Err(Error::arg("load_state_dict", format!("state entry {key:?} must be a number"))),
-        None => Err(Error::arg("load_state_dict", format!("state is missing {key:?}"))),
+    let v = match saved.get(key) {
+        Some(StateValue::Scalar(v)) => *v,
+        Some(StateValue::Tensor(t)) if t.numel() == 1 => t.to_vec_f64()?[0],
+        Some(_) => return Err(Error::arg("load_state_dict", format!("state entry {key:?} must be a number"))),
+        None => return Err(Error::arg("load_state_dict", format!("state is missing {key:?}"))),
+    };
+    if !(v >= 0.0 && v.is_finite()) {
+        return Err(Error::arg("load_state_dict", format!("state entry {key:?} must be finite and >= 0, got {v}")));
     }
+    Ok(v)
 }
 
 /// A copy of a buffer for a snapshot.

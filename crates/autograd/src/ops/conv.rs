@@ -11,10 +11,25 @@ use tensor_core::{DType, Error, PadMode, Result, Tensor};
 use crate::graph::SavedVar;
 use crate::var::Var;
 
-/// Blocks of `k` taps with dilation `d` and stride `s` over `n` padded positions.
+/// Blocks of `k` taps with dilation `d` and stride `s` over `n` padded positions
+/// (`None` when there is none: an empty kernel, or one wider than `n`).
 fn windows(n: usize, k: usize, s: usize, d: usize) -> Option<usize> {
-    let extent = d * (k - 1) + 1;
-    (k > 0 && n >= extent).then(|| (n - extent) / s + 1)
+    let extent = d.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
+    (s > 0 && n >= extent).then(|| (n - extent) / s + 1)
+}
+
+/// `n + 2 * p`, or an error naming `op` when the padded size does not fit a `usize`.
+fn padded(op: &'static str, x: &Var, w: &Var, n: usize, p: usize) -> Result<usize> {
+    p.checked_mul(2)
+        .and_then(|pp| n.checked_add(pp))
+        .ok_or_else(|| Error::shape(op, x.dims(), w.dims(), format!("padding {p} overflows the input size {n}")))
+}
+
+/// The product of `dims`, or an error naming `op` when it does not fit a `usize`.
+fn product(op: &'static str, x: &Var, w: &Var, dims: &[usize]) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| Error::shape(op, x.dims(), w.dims(), format!("the product of {dims:?} overflows")))
 }
 
 /// Shared argument checks of the convolutions: float dtypes that agree, positive
@@ -47,6 +62,12 @@ fn check_conv(
             w.dims(),
             format!("expected a {}-D (unbatched) or {rank}-D (batched) input and a {rank}-D weight", rank - 1),
         ));
+    }
+    // The kernel is the weight's trailing dims: an empty one has no taps (and no
+    // output size), so it is refused here, before any size arithmetic.
+    let kernel = &w.dims()[2..];
+    if kernel.contains(&0) {
+        return Err(Error::shape(op, x.dims(), w.dims(), format!("kernel size {kernel:?} must be positive")));
     }
     Ok(())
 }
@@ -182,7 +203,7 @@ impl Var {
         }
         let (n, c, h, w) = (self.dims()[0], self.dims()[1], self.dims()[2], self.dims()[3]);
         let (o, cg, kh, kw) = (weight.dims()[0], weight.dims()[1], weight.dims()[2], weight.dims()[3]);
-        if c % groups != 0 || o % groups != 0 || cg * groups != c {
+        if c % groups != 0 || o % groups != 0 || cg.checked_mul(groups) != Some(c) {
             return Err(Error::shape(
                 op,
                 self.dims(),
@@ -191,7 +212,7 @@ impl Var {
             ));
         }
         check_bias(op, self, bias, o)?;
-        let (hp, wp) = (h + 2 * padding[0], w + 2 * padding[1]);
+        let (hp, wp) = (padded(op, self, weight, h, padding[0])?, padded(op, self, weight, w, padding[1])?);
         let (Some(oh), Some(ow)) = (windows(hp, kh, stride[0], dilation[0]), windows(wp, kw, stride[1], dilation[1]))
         else {
             return Err(Error::shape(
@@ -204,7 +225,7 @@ impl Var {
             ));
         };
         let cols = self.unfold2d([kh, kw], dilation, padding, stride).map_err(rename(op, self, weight))?;
-        let (k, l) = (cg * kh * kw, oh * ow);
+        let (k, l) = (product(op, self, weight, &[cg, kh, kw])?, oh * ow);
         let y = if groups == 1 {
             weight.reshape_to([o, k])?.matmul(&cols)?
         } else {
@@ -275,15 +296,28 @@ impl Var {
                 format!("expected weight [in, out/groups, kh, kw] with in = {c} input channels divisible by groups = {groups}"),
             ));
         }
-        let o = og * groups;
+        let o = product(op, self, weight, &[og, groups])?;
         check_bias(op, self, bias, o)?;
         if kh == 0 || kw == 0 || h == 0 || w == 0 {
             return Err(Error::shape(op, self.dims(), weight.dims(), "spatial and kernel sizes must be positive"));
         }
-        let hf0 = (h - 1) * stride[0] + dilation[0] * (kh - 1) + 1;
-        let wf0 = (w - 1) * stride[1] + dilation[1] * (kw - 1) + 1;
-        let (hf, wf) = (hf0 + output_padding[0], wf0 + output_padding[1]);
-        if hf <= 2 * padding[0] || wf <= 2 * padding[1] {
+        // (n - 1) * stride + dilation * (k - 1) + 1 + output_padding, checked.
+        let full = |n: usize, s: usize, d: usize, k: usize, op_: usize| {
+            (n - 1).checked_mul(s)?.checked_add(d.checked_mul(k - 1)?)?.checked_add(1)?.checked_add(op_)
+        };
+        let too_big = || {
+            Error::shape(
+                op,
+                self.dims(),
+                weight.dims(),
+                format!("the output size overflows with stride {stride:?} and dilation {dilation:?}"),
+            )
+        };
+        let hf0 = full(h, stride[0], dilation[0], kh, 0).ok_or_else(too_big)?;
+        let wf0 = full(w, stride[1], dilation[1], kw, 0).ok_or_else(too_big)?;
+        let hf = full(h, stride[0], dilation[0], kh, output_padding[0]).ok_or_else(too_big)?;
+        let wf = full(w, stride[1], dilation[1], kw, output_padding[1]).ok_or_else(too_big)?;
+        if padding.iter().any(|&p| p > usize::MAX / 2) || hf <= 2 * padding[0] || wf <= 2 * padding[1] {
             return Err(Error::shape(
                 op,
                 self.dims(),
@@ -293,10 +327,11 @@ impl Var {
         }
         let (oh, ow) = (hf - 2 * padding[0], wf - 2 * padding[1]);
         let cin = c / groups;
-        let kc = og * kh * kw;
+        let kc = product(op, self, weight, &[og, kh, kw])?;
+        let okk = product(op, self, weight, &[o, kh, kw])?;
         let xm = self.reshape_to([n, groups, cin, h * w])?;
         let wt = weight.reshape_to([groups, cin, kc])?.transpose(1, 2)?;
-        let cols = wt.matmul(&xm)?.reshape_to([n, o * kh * kw, h * w])?;
+        let cols = wt.matmul(&xm)?.reshape_to([n, okk, h * w])?;
         let y = if output_padding == [0, 0] {
             cols.fold2d([oh, ow], [kh, kw], dilation, padding, stride)?
         } else {

@@ -149,6 +149,9 @@ impl Module for Softmax {
 
 impl Forward for Softmax {
     fn forward(&self, x: &Var) -> Result<Var> {
+        // Checked here so that a bad dim is reported against this layer, not against
+        // the reduction softmax is computed with.
+        tensor_core::shape::normalize_dim_scalar_ok("Softmax", self.dim, x.rank())?;
         x.softmax(self.dim)
     }
 }
@@ -173,6 +176,7 @@ impl Module for LogSoftmax {
 
 impl Forward for LogSoftmax {
     fn forward(&self, x: &Var) -> Result<Var> {
+        tensor_core::shape::normalize_dim_scalar_ok("LogSoftmax", self.dim, x.rank())?;
         x.log_softmax(self.dim)
     }
 }

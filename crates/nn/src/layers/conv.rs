@@ -67,9 +67,31 @@ fn check_groups(op: &'static str, cin: usize, cout: usize, groups: usize) -> Res
     Ok(())
 }
 
+/// Checks the kernel, stride and dilation of a new layer (all positive) and returns
+/// the fan-in `channels_per_group * prod(kernel)` (checked: sizes come from users).
+fn check_config(
+    op: &'static str,
+    per_group: usize,
+    kernel: &[usize],
+    stride: &[usize],
+    dilation: &[usize],
+) -> Result<usize> {
+    for (name, v) in [("kernel_size", kernel), ("stride", stride), ("dilation", dilation)] {
+        if v.contains(&0) {
+            return Err(Error::arg(op, format!("{name} must be positive, got {v:?}")));
+        }
+    }
+    kernel
+        .iter()
+        .try_fold(per_group, |a, &k| a.checked_mul(k))
+        .ok_or_else(|| Error::arg(op, format!("the weight size {per_group} x {kernel:?} per output channel overflows")))
+}
+
 fn check_input(op: &'static str, x: &Var, rank: usize, cin: usize) -> Result<()> {
     let r = x.rank();
-    if !(r == rank || r == rank - 1) || x.dims()[r - rank + 1] != cin {
+    // `r + 1 - rank`: the channel dim, 1 batched and 0 unbatched (never below 0 once
+    // the rank is one of the two).
+    if !(r == rank || r + 1 == rank) || x.dims()[r + 1 - rank] != cin {
         return Err(Error::invalid_shape(
             op,
             x.dims(),
@@ -107,7 +129,8 @@ impl Conv1d {
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize, config: Conv1dConfig) -> Result<Conv1d> {
         check_groups("Conv1d", in_channels, out_channels, config.groups)?;
         let cg = in_channels / config.groups;
-        let b = inv_sqrt(cg * kernel);
+        let fan_in = check_config("Conv1d", cg, &[kernel], &[config.stride], &[config.dilation])?;
+        let b = inv_sqrt(fan_in);
         Ok(Conv1d {
             weight: uniform_param(&[out_channels, cg, kernel], b)?,
             bias: if config.bias { Some(uniform_param(&[out_channels], b)?) } else { None },
@@ -162,7 +185,8 @@ impl Conv2d {
     pub fn new(in_channels: usize, out_channels: usize, kernel: [usize; 2], config: Conv2dConfig) -> Result<Conv2d> {
         check_groups("Conv2d", in_channels, out_channels, config.groups)?;
         let cg = in_channels / config.groups;
-        let b = inv_sqrt(cg * kernel[0] * kernel[1]);
+        let fan_in = check_config("Conv2d", cg, &kernel, &config.stride, &config.dilation)?;
+        let b = inv_sqrt(fan_in);
         Ok(Conv2d {
             weight: uniform_param(&[out_channels, cg, kernel[0], kernel[1]], b)?,
             bias: if config.bias { Some(uniform_param(&[out_channels], b)?) } else { None },
@@ -211,6 +235,8 @@ impl ConvTranspose2d {
         config: Conv2dConfig,
     ) -> Result<ConvTranspose2d> {
         check_groups("ConvTranspose2d", in_channels, out_channels, config.groups)?;
+        let og = out_channels / config.groups;
+        let fan_in = check_config("ConvTranspose2d", og, &kernel, &config.stride, &config.dilation)?;
         for d in 0..2 {
             if config.output_padding[d] >= config.stride[d].max(config.dilation[d]) {
                 return Err(Error::arg(
@@ -222,8 +248,7 @@ impl ConvTranspose2d {
                 ));
             }
         }
-        let og = out_channels / config.groups;
-        let b = inv_sqrt(og * kernel[0] * kernel[1]);
+        let b = inv_sqrt(fan_in);
         Ok(ConvTranspose2d {
             weight: uniform_param(&[in_channels, og, kernel[0], kernel[1]], b)?,
             bias: if config.bias { Some(uniform_param(&[out_channels], b)?) } else { None },

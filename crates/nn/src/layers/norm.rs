@@ -9,6 +9,15 @@ use tensor_core::{DType, Error, Result, Tensor};
 use super::full_param;
 use crate::module::{Buffer, Forward, Module, Param, Training, Visitor};
 
+/// Checks `eps` (finite and >= 0: a negative one takes the square root of a negative
+/// variance, NaN poisons every output).
+fn check_eps(op: &'static str, eps: f64) -> Result<()> {
+    if !(eps >= 0.0 && eps.is_finite()) {
+        return Err(Error::arg(op, format!("eps must be finite and >= 0, got {eps}")));
+    }
+    Ok(())
+}
+
 /// `(x - mean) / sqrt(var + eps)` over `dims` with the biased variance; also returns
 /// the batch mean and variance (keepdim).
 fn normalize(x: &Var, dims: &[isize], eps: f64) -> Result<(Var, Var, Var)> {
@@ -65,6 +74,12 @@ impl Default for BatchNormConfig {
 
 impl BatchNorm {
     fn build(c: usize, cfg: BatchNormConfig, op: &'static str, ranks: &'static [usize]) -> Result<BatchNorm> {
+        check_eps(op, cfg.eps)?;
+        if let Some(m) = cfg.momentum {
+            if !(0.0..=1.0).contains(&m) {
+                return Err(Error::arg(op, format!("momentum must be in [0, 1] (or None), got {m}")));
+            }
+        }
         let cpu = tensor_core::Device::cpu();
         let (rm, rv, nbt) = if cfg.track_running_stats {
             (
@@ -279,6 +294,7 @@ impl LayerNorm {
         if normalized_shape.is_empty() {
             return Err(Error::arg("LayerNorm", "normalized_shape must have at least one dim"));
         }
+        check_eps("LayerNorm", eps)?;
         let (w, b) = if elementwise_affine {
             (Some(full_param(normalized_shape, 1.0)?), Some(full_param(normalized_shape, 0.0)?))
         } else {
@@ -349,6 +365,7 @@ impl GroupNorm {
                 format!("num_channels ({num_channels}) must be divisible by num_groups ({num_groups})"),
             ));
         }
+        check_eps("GroupNorm", eps)?;
         let (w, b) = if affine {
             (Some(full_param(&[num_channels], 1.0)?), Some(full_param(&[num_channels], 0.0)?))
         } else {
@@ -377,7 +394,14 @@ impl Forward for GroupNorm {
         }
         let n = x.dims()[0] as isize;
         let shape: Vec<isize> = x.dims().iter().map(|&d| d as isize).collect();
-        let g = x.reshape(&[n, self.num_groups as isize, -1])?;
+        // The group size is spelled out (not -1): with an empty batch, -1 would be
+        // ambiguous and reshape would refuse it.
+        let per_group = x.dims()[2..]
+            .iter()
+            .try_fold(self.num_channels / self.num_groups, |a, &d| a.checked_mul(d))
+            .filter(|&p| p <= isize::MAX as usize)
+            .ok_or_else(|| Error::invalid_shape("GroupNorm", x.dims(), "the size of a group overflows"))?;
+        let g = x.reshape(&[n, self.num_groups as isize, per_group as isize])?;
         let (y, _, _) = normalize(&g, &[-1], self.eps)?;
         let mut y = y.reshape(&shape)?;
         let mut cshape = vec![1isize; r];

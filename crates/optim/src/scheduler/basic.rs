@@ -3,7 +3,7 @@
 
 use tensor_core::{Error, Result};
 
-use super::{impl_scheduler, Base, Formula};
+use super::{check_finite, impl_scheduler, Base, Formula};
 use crate::Optimizer;
 
 fn cur(opt: &dyn Optimizer) -> Vec<f64> {
@@ -24,6 +24,7 @@ impl StepLR {
         if step_size == 0 {
             return Err(Error::arg("StepLR", "step_size must be positive"));
         }
+        check_finite("StepLR", "gamma", gamma)?;
         let mut s = StepLR { base: Base::new(opt)?, step_size, gamma };
         super::LrScheduler::initial_step(&mut s, opt)?;
         Ok(s)
@@ -39,15 +40,16 @@ impl Formula for StepLR {
         &mut self.base
     }
     fn get_lr(&mut self, opt: &mut dyn Optimizer) -> Result<Vec<f64>> {
-        let e = self.base.last_epoch;
+        // In i128: every epoch and every step size fit, so no cast wraps.
+        let e = self.base.last_epoch as i128;
         let lrs = cur(opt);
-        if e == 0 || e.rem_euclid(self.step_size as i64) != 0 {
+        if e == 0 || e.rem_euclid(self.step_size as i128) != 0 {
             return Ok(lrs);
         }
         Ok(lrs.iter().map(|l| l * self.gamma).collect())
     }
     fn closed_form(&self) -> Option<Vec<f64>> {
-        let k = self.base.last_epoch.div_euclid(self.step_size as i64) as f64;
+        let k = (self.base.last_epoch as i128).div_euclid(self.step_size as i128) as f64;
         Some(self.base.base_lrs.iter().map(|b| b * self.gamma.powf(k)).collect())
     }
 }
@@ -58,14 +60,16 @@ impl_scheduler!(StepLR);
 #[derive(Clone, Debug)]
 pub struct MultiStepLR {
     base: Base,
-    milestones: Vec<i64>,
+    /// In i128, so that every `usize` milestone compares exactly with an `i64` epoch.
+    milestones: Vec<i128>,
     gamma: f64,
 }
 
 impl MultiStepLR {
     /// A multi-step schedule on `opt` (performs the epoch-0 step).
     pub fn new(opt: &mut dyn Optimizer, milestones: &[usize], gamma: f64) -> Result<Self> {
-        let mut m: Vec<i64> = milestones.iter().map(|&x| x as i64).collect();
+        check_finite("MultiStepLR", "gamma", gamma)?;
+        let mut m: Vec<i128> = milestones.iter().map(|&x| x as i128).collect();
         m.sort_unstable();
         let mut s = MultiStepLR { base: Base::new(opt)?, milestones: m, gamma };
         super::LrScheduler::initial_step(&mut s, opt)?;
@@ -82,7 +86,7 @@ impl Formula for MultiStepLR {
         &mut self.base
     }
     fn get_lr(&mut self, opt: &mut dyn Optimizer) -> Result<Vec<f64>> {
-        let e = self.base.last_epoch;
+        let e = self.base.last_epoch as i128;
         let n = self.milestones.iter().filter(|&&m| m == e).count();
         let lrs = cur(opt);
         if n == 0 {
@@ -91,7 +95,7 @@ impl Formula for MultiStepLR {
         Ok(lrs.iter().map(|l| l * self.gamma.powf(n as f64)).collect())
     }
     fn closed_form(&self) -> Option<Vec<f64>> {
-        let k = self.milestones.partition_point(|&m| m <= self.base.last_epoch) as f64;
+        let k = self.milestones.partition_point(|&m| m <= self.base.last_epoch as i128) as f64;
         Some(self.base.base_lrs.iter().map(|b| b * self.gamma.powf(k)).collect())
     }
 }
@@ -102,17 +106,19 @@ impl_scheduler!(MultiStepLR);
 pub struct ConstantLR {
     base: Base,
     factor: f64,
-    total_iters: i64,
+    /// In i128, so that every `usize` count compares exactly with an `i64` epoch.
+    total_iters: i128,
 }
 
 impl ConstantLR {
-    /// A constant-factor warm-up on `opt`; `factor` in `[0, 1]` (PyTorch's defaults
-    /// are `1/3` and `5`).
+    /// A constant-factor warm-up on `opt`; `factor` in `(0, 1]` (PyTorch's defaults
+    /// are `1/3` and `5`). A factor of 0 is refused: the rate could never be scaled
+    /// back up at `total_iters` (PyTorch divides by zero there).
     pub fn new(opt: &mut dyn Optimizer, factor: f64, total_iters: usize) -> Result<Self> {
-        if !(0.0..=1.0).contains(&factor) {
-            return Err(Error::arg("ConstantLR", format!("constant multiplicative factor {factor} not in [0, 1]")));
+        if !(factor > 0.0 && factor <= 1.0) {
+            return Err(Error::arg("ConstantLR", format!("constant multiplicative factor {factor} not in (0, 1]")));
         }
-        let mut s = ConstantLR { base: Base::new(opt)?, factor, total_iters: total_iters as i64 };
+        let mut s = ConstantLR { base: Base::new(opt)?, factor, total_iters: total_iters as i128 };
         super::LrScheduler::initial_step(&mut s, opt)?;
         Ok(s)
     }
@@ -127,7 +133,7 @@ impl Formula for ConstantLR {
         &mut self.base
     }
     fn get_lr(&mut self, opt: &mut dyn Optimizer) -> Result<Vec<f64>> {
-        let e = self.base.last_epoch;
+        let e = self.base.last_epoch as i128;
         let lrs = cur(opt);
         Ok(if e == 0 {
             lrs.iter().map(|l| l * self.factor).collect()
@@ -138,7 +144,7 @@ impl Formula for ConstantLR {
         })
     }
     fn closed_form(&self) -> Option<Vec<f64>> {
-        let done = if self.base.last_epoch >= self.total_iters { 1.0 } else { 0.0 };
+        let done = if self.base.last_epoch as i128 >= self.total_iters { 1.0 } else { 0.0 };
         Some(self.base.base_lrs.iter().map(|b| b * (self.factor + done * (1.0 - self.factor))).collect())
     }
 }
@@ -151,7 +157,8 @@ pub struct LinearLR {
     base: Base,
     start_factor: f64,
     end_factor: f64,
-    total_iters: i64,
+    /// In i128, so that every `usize` count compares exactly with an `i64` epoch.
+    total_iters: i128,
 }
 
 impl LinearLR {
@@ -167,7 +174,7 @@ impl LinearLR {
         if total_iters == 0 {
             return Err(Error::arg("LinearLR", "total_iters must be positive"));
         }
-        let mut s = LinearLR { base: Base::new(opt)?, start_factor, end_factor, total_iters: total_iters as i64 };
+        let mut s = LinearLR { base: Base::new(opt)?, start_factor, end_factor, total_iters: total_iters as i128 };
         super::LrScheduler::initial_step(&mut s, opt)?;
         Ok(s)
     }
@@ -187,16 +194,16 @@ impl Formula for LinearLR {
         if e == 0 {
             return Ok(lrs.iter().map(|l| l * self.start_factor).collect());
         }
-        if e > self.total_iters {
+        if e as i128 > self.total_iters {
             return Ok(lrs);
         }
         let (s, f, t) = (self.start_factor, self.end_factor, self.total_iters as f64);
-        let m = 1.0 + (f - s) / (t * s + (e - 1) as f64 * (f - s));
+        let m = 1.0 + (f - s) / (t * s + (e as f64 - 1.0) * (f - s));
         Ok(lrs.iter().map(|l| l * m).collect())
     }
     fn closed_form(&self) -> Option<Vec<f64>> {
         let (s, f, t) = (self.start_factor, self.end_factor, self.total_iters);
-        let e = self.base.last_epoch.min(t) as f64;
+        let e = (self.base.last_epoch as i128).min(t) as f64;
         Some(self.base.base_lrs.iter().map(|b| b * (s + (f - s) * e / t as f64)).collect())
     }
 }
@@ -212,6 +219,7 @@ pub struct ExponentialLR {
 impl ExponentialLR {
     /// An exponential decay on `opt`.
     pub fn new(opt: &mut dyn Optimizer, gamma: f64) -> Result<Self> {
+        check_finite("ExponentialLR", "gamma", gamma)?;
         let mut s = ExponentialLR { base: Base::new(opt)?, gamma };
         super::LrScheduler::initial_step(&mut s, opt)?;
         Ok(s)
@@ -244,7 +252,8 @@ impl_scheduler!(ExponentialLR);
 #[derive(Clone, Debug)]
 pub struct PolynomialLR {
     base: Base,
-    total_iters: i64,
+    /// In i128, so that every `usize` count compares exactly with an `i64` epoch.
+    total_iters: i128,
     power: f64,
 }
 
@@ -254,7 +263,11 @@ impl PolynomialLR {
         if total_iters == 0 {
             return Err(Error::arg("PolynomialLR", "total_iters must be positive"));
         }
-        let mut s = PolynomialLR { base: Base::new(opt)?, total_iters: total_iters as i64, power };
+        if !(power >= 0.0 && power.is_finite()) {
+            // A negative power divides by zero when the rate reaches 0 at total_iters.
+            return Err(Error::arg("PolynomialLR", format!("power must be finite and >= 0, got {power}")));
+        }
+        let mut s = PolynomialLR { base: Base::new(opt)?, total_iters: total_iters as i128, power };
         super::LrScheduler::initial_step(&mut s, opt)?;
         Ok(s)
     }
@@ -271,16 +284,16 @@ impl Formula for PolynomialLR {
     fn get_lr(&mut self, opt: &mut dyn Optimizer) -> Result<Vec<f64>> {
         let e = self.base.last_epoch;
         let lrs = cur(opt);
-        if e == 0 || e > self.total_iters {
+        if e == 0 || e as i128 > self.total_iters {
             return Ok(lrs);
         }
         let t = self.total_iters as f64;
-        let f = ((1.0 - e as f64 / t) / (1.0 - (e - 1) as f64 / t)).powf(self.power);
+        let f = ((1.0 - e as f64 / t) / (1.0 - (e as f64 - 1.0) / t)).powf(self.power);
         Ok(lrs.iter().map(|l| l * f).collect())
     }
     fn closed_form(&self) -> Option<Vec<f64>> {
         let t = self.total_iters as f64;
-        let e = self.base.last_epoch.min(self.total_iters) as f64;
+        let e = (self.base.last_epoch as i128).min(self.total_iters) as f64;
         Some(self.base.base_lrs.iter().map(|b| b * (1.0 - e / t).powf(self.power)).collect())
     }
 }

@@ -3,7 +3,7 @@
 
 use tensor_core::{Error, Result};
 
-use super::{LrScheduler, SchedulerState};
+use super::{next_epoch, LrScheduler, SchedulerState};
 use crate::Optimizer;
 
 /// Runs schedulers one after another, switching at the milestone epochs (PyTorch's
@@ -30,7 +30,8 @@ use crate::Optimizer;
 /// ```
 pub struct SequentialLR {
     schedulers: Vec<Box<dyn LrScheduler>>,
-    milestones: Vec<i64>,
+    /// In i128, so that every `usize` milestone compares exactly with an `i64` epoch.
+    milestones: Vec<i128>,
     last_epoch: i64,
     last_lr: Vec<f64>,
 }
@@ -80,7 +81,7 @@ impl SequentialLR {
         let last_lr = schedulers[0].last_lr();
         Ok(SequentialLR {
             schedulers,
-            milestones: milestones.iter().map(|&m| m as i64).collect(),
+            milestones: milestones.iter().map(|&m| m as i128).collect(),
             last_epoch: 0,
             last_lr,
         })
@@ -89,11 +90,11 @@ impl SequentialLR {
 
 impl LrScheduler for SequentialLR {
     fn step(&mut self, opt: &mut dyn Optimizer) -> Result<()> {
-        self.last_epoch += 1;
-        let e = self.last_epoch;
-        let idx = self.milestones.partition_point(|&m| m <= e);
+        let e = next_epoch("SequentialLR", self.last_epoch)?;
+        self.last_epoch = e;
+        let idx = self.milestones.partition_point(|&m| m <= e as i128);
         let s = &mut self.schedulers[idx];
-        if idx > 0 && self.milestones[idx - 1] == e {
+        if idx > 0 && self.milestones[idx - 1] == e as i128 {
             s.step_to(opt, 0)?;
         } else {
             s.step(opt)?;
@@ -105,10 +106,11 @@ impl LrScheduler for SequentialLR {
     /// Jumps the active scheduler; the composite's own epoch becomes `epoch`.
     fn step_to(&mut self, opt: &mut dyn Optimizer, epoch: i64) -> Result<()> {
         self.last_epoch = epoch;
-        let idx = self.milestones.partition_point(|&m| m <= epoch);
+        let idx = self.milestones.partition_point(|&m| m <= epoch as i128);
         let start = if idx > 0 { self.milestones[idx - 1] } else { 0 };
         let s = &mut self.schedulers[idx];
-        s.step_to(opt, epoch - start)?;
+        // start <= epoch (or start is 0), so the difference is an i64 again.
+        s.step_to(opt, (epoch as i128 - start) as i64)?;
         self.last_lr = s.last_lr();
         Ok(())
     }
@@ -130,14 +132,18 @@ impl LrScheduler for SequentialLR {
     }
 
     fn load_state_dict(&mut self, state: &SchedulerState) -> Result<()> {
+        state.check_kind("SequentialLR")?;
+        // Own entries first: a bad one must not leave the children loaded.
+        let last_epoch = state.get_int("last_epoch", -(1i64 << 53))?;
+        let last_lr = state.get_rates("last_lr", self.last_lr.len())?;
         load_children("SequentialLR", &mut self.schedulers, state)?;
-        self.last_epoch = state.get1("last_epoch")? as i64;
-        self.last_lr = state.get("last_lr")?.to_vec();
+        self.last_epoch = last_epoch;
+        self.last_lr = last_lr;
         Ok(())
     }
 
     fn rewind(&mut self) {
-        self.last_epoch -= 1;
+        self.last_epoch = self.last_epoch.saturating_sub(1);
     }
 
     fn initial_step(&mut self, opt: &mut dyn Optimizer) -> Result<()> {
@@ -224,8 +230,10 @@ impl LrScheduler for ChainedScheduler {
     }
 
     fn load_state_dict(&mut self, state: &SchedulerState) -> Result<()> {
+        state.check_kind("ChainedScheduler")?;
+        let last_lr = state.get_rates("last_lr", self.last_lr.len())?;
         load_children("ChainedScheduler", &mut self.schedulers, state)?;
-        self.last_lr = state.get("last_lr")?.to_vec();
+        self.last_lr = last_lr;
         Ok(())
     }
 

@@ -4,7 +4,7 @@ use std::f64::consts::PI;
 
 use tensor_core::{Error, Result};
 
-use super::{impl_scheduler, Base, Formula, SchedulerState};
+use super::{check_finite, impl_scheduler, next_epoch, Base, Formula, SchedulerState};
 use crate::Optimizer;
 
 /// Cosine annealing from the base rate to `eta_min` over `t_max` epochs, back up over
@@ -13,7 +13,8 @@ use crate::Optimizer;
 #[derive(Clone, Debug)]
 pub struct CosineAnnealingLR {
     base: Base,
-    t_max: i64,
+    /// In i128: `2 * t_max` and `e - 1 - t_max` are exact for every `usize` and `i64`.
+    t_max: i128,
     eta_min: f64,
 }
 
@@ -23,7 +24,8 @@ impl CosineAnnealingLR {
         if t_max == 0 {
             return Err(Error::arg("CosineAnnealingLR", "T_max must be positive"));
         }
-        let mut s = CosineAnnealingLR { base: Base::new(opt)?, t_max: t_max as i64, eta_min };
+        check_finite("CosineAnnealingLR", "eta_min", eta_min)?;
+        let mut s = CosineAnnealingLR { base: Base::new(opt)?, t_max: t_max as i128, eta_min };
         super::LrScheduler::initial_step(&mut s, opt)?;
         Ok(s)
     }
@@ -51,7 +53,7 @@ impl Formula for CosineAnnealingLR {
                 .map(|b| eta + (b - eta) * (1.0 + (e as f64 * PI / t as f64).cos()) / 2.0)
                 .collect());
         }
-        if (e - 1 - t).rem_euclid(2 * t) == 0 {
+        if (e as i128 - 1 - t).rem_euclid(2 * t) == 0 {
             return Ok(lrs
                 .iter()
                 .zip(bases)
@@ -75,9 +77,10 @@ impl_scheduler!(CosineAnnealingLR);
 #[derive(Clone, Debug)]
 pub struct CosineAnnealingWarmRestarts {
     base: Base,
-    t_0: i64,
-    t_i: i64,
-    t_mult: i64,
+    t_0: u64,
+    /// The current period; growing it past `u64::MAX` is an error, not a wrap.
+    t_i: u64,
+    t_mult: u64,
     eta_min: f64,
     t_cur: f64,
 }
@@ -91,11 +94,12 @@ impl CosineAnnealingWarmRestarts {
         if t_mult == 0 {
             return Err(Error::arg("CosineAnnealingWarmRestarts", "T_mult must be an integer >= 1"));
         }
+        check_finite("CosineAnnealingWarmRestarts", "eta_min", eta_min)?;
         let mut s = CosineAnnealingWarmRestarts {
             base: Base::new(opt)?,
-            t_0: t_0 as i64,
-            t_i: t_0 as i64,
-            t_mult: t_mult as i64,
+            t_0: t_0 as u64,
+            t_i: t_0 as u64,
+            t_mult: t_mult as u64,
             eta_min,
             t_cur: -1.0,
         };
@@ -118,40 +122,43 @@ impl Formula for CosineAnnealingWarmRestarts {
         Ok(self.base.base_lrs.iter().map(|b| eta + (b - eta) * c).collect())
     }
     fn advance(&mut self, epoch: Option<i64>) -> Result<()> {
+        const OP: &str = "CosineAnnealingWarmRestarts";
+        let overflow = || Error::arg(OP, "the restart period overflows: T_0 * T_mult^n does not fit in 64 bits");
         let epoch = match epoch {
             None if self.base.last_epoch < 0 => Some(0),
             e => e,
         };
+        // Everything is computed first and assigned last, so an error changes nothing.
         match epoch {
             None => {
-                self.base.last_epoch += 1;
-                self.t_cur += 1.0;
-                if self.t_cur >= self.t_i as f64 {
-                    self.t_cur -= self.t_i as f64;
-                    self.t_i *= self.t_mult;
+                let last_epoch = next_epoch(OP, self.base.last_epoch)?;
+                let (mut t_cur, mut t_i) = (self.t_cur + 1.0, self.t_i);
+                if t_cur >= t_i as f64 {
+                    t_cur -= t_i as f64;
+                    t_i = t_i.checked_mul(self.t_mult).ok_or_else(overflow)?;
                 }
+                (self.base.last_epoch, self.t_cur, self.t_i) = (last_epoch, t_cur, t_i);
             }
             Some(e) => {
                 if e < 0 {
-                    return Err(Error::arg(
-                        "CosineAnnealingWarmRestarts",
-                        format!("expected a non-negative epoch, got {e}"),
-                    ));
+                    return Err(Error::arg(OP, format!("expected a non-negative epoch, got {e}")));
                 }
-                if e >= self.t_0 {
+                let eu = e as u64;
+                let (t_cur, t_i) = if eu >= self.t_0 {
                     if self.t_mult == 1 {
-                        self.t_cur = (e % self.t_0) as f64;
+                        ((eu % self.t_0) as f64, self.t_i)
                     } else {
                         let (t0, tm) = (self.t_0 as f64, self.t_mult as f64);
-                        let n = ((e as f64 / t0 * (tm - 1.0) + 1.0).ln() / tm.ln()).floor() as i32;
-                        self.t_cur = e as f64 - t0 * (tm.powi(n) - 1.0) / (tm - 1.0);
-                        self.t_i = self.t_0 * self.t_mult.pow(n as u32);
+                        let n = ((e as f64 / t0 * (tm - 1.0) + 1.0).ln() / tm.ln()).floor();
+                        let n = u32::try_from(n as i64).map_err(|_| overflow())?;
+                        let t_i =
+                            self.t_mult.checked_pow(n).and_then(|p| p.checked_mul(self.t_0)).ok_or_else(overflow)?;
+                        (e as f64 - t0 * (tm.powi(n as i32) - 1.0) / (tm - 1.0), t_i)
                     }
                 } else {
-                    self.t_i = self.t_0;
-                    self.t_cur = e as f64;
-                }
-                self.base.last_epoch = e;
+                    (e as f64, self.t_0)
+                };
+                (self.base.last_epoch, self.t_cur, self.t_i) = (e, t_cur, t_i);
             }
         }
         Ok(())
@@ -161,12 +168,13 @@ impl Formula for CosineAnnealingWarmRestarts {
         s.values.insert("T_cur".into(), vec![self.t_cur]);
     }
     fn load_extra(&mut self, s: &SchedulerState) -> Result<()> {
-        let t_i = s.get1("T_i")?;
-        if !(t_i >= 1.0) {
-            return Err(Error::arg("load_state_dict", format!("invalid T_i {t_i}")));
+        let t_i = s.get_int("T_i", 1)? as u64;
+        let t_cur = s.get1("T_cur")?;
+        if !t_cur.is_finite() {
+            return Err(Error::arg("load_state_dict", format!("invalid T_cur {t_cur}")));
         }
-        self.t_i = t_i as i64;
-        self.t_cur = s.get1("T_cur")?;
+        self.t_i = t_i;
+        self.t_cur = t_cur;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@ use std::f64::consts::PI;
 
 use tensor_core::{Error, Result};
 
-use super::{impl_scheduler, per_group, Base, Formula};
+use super::{check_finite, impl_scheduler, per_group, Base, Formula};
 use crate::Optimizer;
 
 /// How [`OneCycleLR`] interpolates within a phase.
@@ -75,7 +75,8 @@ struct Phase {
 #[derive(Clone, Debug)]
 pub struct OneCycleLR {
     base: Base,
-    total_steps: i64,
+    /// In i128, so that every `usize` count compares exactly with an `i64` step.
+    total_steps: i128,
     phases: Vec<Phase>,
     anneal: AnnealStrategy,
     cycle_momentum: bool,
@@ -108,6 +109,14 @@ impl OneCycleLR {
         }
         let n = opt.num_param_groups();
         let max_lrs = per_group(OP, "max_lr", max_lrs, n)?;
+        for &m in &max_lrs {
+            check_finite(OP, "max_lr", m)?;
+        }
+        for (name, v) in [("div_factor", o.div_factor), ("final_div_factor", o.final_div_factor)] {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(Error::arg(OP, format!("expected a finite positive {name}, got {v}")));
+            }
+        }
         let ts = total_steps as f64;
         let phase = |end_step, start_lr, end_lr, smax, emax| Phase {
             end_step,
@@ -142,7 +151,7 @@ impl OneCycleLR {
         opt.set_initial_lrs(&initial_lrs)?;
         let mut s = OneCycleLR {
             base: Base::new(opt)?,
-            total_steps: total_steps as i64,
+            total_steps: total_steps as i128,
             phases,
             anneal: o.anneal_strategy,
             cycle_momentum: o.cycle_momentum,
@@ -174,7 +183,7 @@ impl Formula for OneCycleLR {
     }
     fn get_lr(&mut self, opt: &mut dyn Optimizer) -> Result<Vec<f64>> {
         let step = self.base.last_epoch;
-        if step > self.total_steps {
+        if step as i128 > self.total_steps {
             return Err(Error::arg(
                 "OneCycleLR",
                 format!("tried to step {step} times; the specified number of total steps is {}", self.total_steps),
@@ -201,7 +210,10 @@ impl Formula for OneCycleLR {
             let mut start = 0.0;
             for (i, p) in self.phases.iter().enumerate() {
                 if step <= p.end_step || i == self.phases.len() - 1 {
-                    let pct = (step - start) / (p.end_step - start);
+                    // A phase of no steps (a pct_start that rounds it away) is complete
+                    // at once, where PyTorch would divide by zero.
+                    let len = p.end_step - start;
+                    let pct = if len > 0.0 { (step - start) / len } else { 1.0 };
                     lrs.push(self.anneal(level(p.start_lr), level(p.end_lr), pct));
                     moms.push(self.anneal(mom(p.start_momentum_max), mom(p.end_momentum_max), pct));
                     break;
@@ -284,8 +296,19 @@ impl CyclicLR {
         let n = opt.num_param_groups();
         let base_lrs = per_group(OP, "base_lr", base_lr, n)?;
         let max_lrs = per_group(OP, "max_lr", max_lr, n)?;
-        if o.step_size_up == 0 && o.step_size_down == Some(0) {
-            return Err(Error::arg(OP, "a cycle needs at least one step"));
+        for (name, v) in base_lrs.iter().map(|&b| ("base_lr", b)).chain(max_lrs.iter().map(|&m| ("max_lr", m))) {
+            check_finite(OP, name, v)?;
+        }
+        // The rising half divides by its length (step_size_up / cycle length): with
+        // no rising step the very first step would be 0 / 0.
+        if o.step_size_up == 0 {
+            return Err(Error::arg(OP, "step_size_up must be positive, got 0"));
+        }
+        if o.mode == CyclicMode::ExpRange && !(o.gamma > 0.0 && o.gamma.is_finite()) {
+            return Err(Error::arg(
+                OP,
+                format!("gamma must be finite and positive in exp_range mode, got {}", o.gamma),
+            ));
         }
         opt.set_lrs(&base_lrs)?;
         let up = o.step_size_up as f64;

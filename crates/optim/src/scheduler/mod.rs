@@ -167,6 +167,35 @@ impl SchedulerState {
         }
     }
 
+    /// An integer counter: a whole number in `[min, 2^53]` (JSON numbers are
+    /// doubles, exact up to 2^53; anything else is a damaged or foreign state, not
+    /// something to round into a counter).
+    pub(crate) fn get_int(&self, key: &str, min: i64) -> Result<i64> {
+        let x = self.get1(key)?;
+        if !(x.fract() == 0.0 && x >= min as f64 && x.abs() <= MAX_COUNT) {
+            return Err(Error::arg(
+                "load_state_dict",
+                format!("{} state entry {key:?} must be a whole number in [{min}, 2^53], got {x}", self.scheduler),
+            ));
+        }
+        Ok(x as i64)
+    }
+
+    /// A list of `n` numbers, none of them NaN.
+    pub(crate) fn get_rates(&self, key: &str, n: usize) -> Result<Vec<f64>> {
+        let v = self.get(key)?;
+        if v.len() != n {
+            return Err(Error::arg(
+                "load_state_dict",
+                format!("{} state entry {key:?} has {} values for {n} param groups", self.scheduler, v.len()),
+            ));
+        }
+        if v.iter().any(|x| x.is_nan()) {
+            return Err(Error::arg("load_state_dict", format!("{} state entry {key:?} holds NaN", self.scheduler)));
+        }
+        Ok(v.to_vec())
+    }
+
     pub(crate) fn check_kind(&self, kind: &str) -> Result<()> {
         if self.scheduler != kind {
             return Err(Error::arg(
@@ -176,6 +205,25 @@ impl SchedulerState {
         }
         Ok(())
     }
+}
+
+/// The largest magnitude a saved counter may have: 2^53, where doubles stop holding
+/// every integer.
+const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
+
+/// `e + 1`, or an error naming the scheduler when the epoch counter would overflow.
+pub(crate) fn next_epoch(kind: &'static str, e: i64) -> Result<i64> {
+    e.checked_add(1)
+        .ok_or_else(|| Error::arg(kind, format!("the epoch counter overflows: last_epoch {e} cannot be advanced")))
+}
+
+/// Checks that a scheduler parameter is finite (NaN or an infinity would only turn
+/// into a NaN learning rate later, reported against the optimizer).
+pub(crate) fn check_finite(op: &'static str, name: &str, v: f64) -> Result<()> {
+    if !v.is_finite() {
+        return Err(Error::arg(op, format!("{name} must be finite, got {v}")));
+    }
+    Ok(())
 }
 
 /// Counters every epoch-based scheduler keeps (PyTorch's `LRScheduler` fields).
@@ -206,19 +254,24 @@ impl Base {
         SchedulerState { scheduler: kind.to_string(), values, children: Vec::new() }
     }
 
+    /// Restores the counters from `s`; checks everything before changing anything.
     pub fn load(&mut self, s: &SchedulerState, kind: &str) -> Result<()> {
         s.check_kind(kind)?;
-        let base_lrs = s.get("base_lrs")?.to_vec();
+        let base_lrs = s.get("base_lrs")?;
         if base_lrs.len() != self.base_lrs.len() {
             return Err(Error::arg(
                 "load_state_dict",
                 format!("state has {} param groups, the scheduler has {}", base_lrs.len(), self.base_lrs.len()),
             ));
         }
+        let base_lrs = s.get_rates("base_lrs", self.base_lrs.len())?;
+        let last_epoch = s.get_int("last_epoch", -(MAX_COUNT as i64))?;
+        let step_count = s.get_int("step_count", 0)? as u64;
+        let last_lr = s.get_rates("last_lr", self.base_lrs.len())?;
         self.base_lrs = base_lrs;
-        self.last_epoch = s.get1("last_epoch")? as i64;
-        self.step_count = s.get1("step_count")? as u64;
-        self.last_lr = s.get("last_lr")?.to_vec();
+        self.last_epoch = last_epoch;
+        self.step_count = step_count;
+        self.last_lr = last_lr;
         Ok(())
     }
 }
@@ -238,7 +291,10 @@ pub(crate) trait Formula {
     /// Moves the epoch counter: `None` for a plain step, `Some(e)` to jump.
     fn advance(&mut self, epoch: Option<i64>) -> Result<()> {
         let b = self.base_mut();
-        b.last_epoch = epoch.unwrap_or(b.last_epoch + 1);
+        b.last_epoch = match epoch {
+            Some(e) => e,
+            None => next_epoch(Self::KIND, b.last_epoch)?,
+        };
         Ok(())
     }
     fn save_extra(&self, _s: &mut SchedulerState) {}
@@ -258,8 +314,9 @@ pub(crate) fn do_step<F: Formula>(f: &mut F, opt: &mut dyn Optimizer, epoch: Opt
             ),
         ));
     }
-    f.base_mut().step_count += 1;
     f.advance(epoch)?;
+    let b = f.base_mut();
+    b.step_count = b.step_count.saturating_add(1);
     let lrs = match epoch.and_then(|_| f.closed_form()) {
         Some(l) => l,
         None => f.get_lr(opt)?,
@@ -299,7 +356,8 @@ macro_rules! impl_scheduler {
                 Ok(())
             }
             fn rewind(&mut self) {
-                $crate::scheduler::Formula::base_mut(self).last_epoch -= 1;
+                let b = $crate::scheduler::Formula::base_mut(self);
+                b.last_epoch = b.last_epoch.saturating_sub(1);
             }
             fn initial_step(&mut self, opt: &mut dyn $crate::Optimizer) -> tensor_core::Result<()> {
                 $crate::scheduler::Formula::base_mut(self).step_count = 0;

@@ -2,7 +2,7 @@
 
 use tensor_core::{Error, Result};
 
-use super::{per_group, SchedulerState};
+use super::{next_epoch, per_group, SchedulerState};
 use crate::Optimizer;
 
 /// Whether a lower or a higher metric is better.
@@ -91,10 +91,23 @@ pub struct ReduceLROnPlateau {
 impl ReduceLROnPlateau {
     /// A plateau scheduler for `opt`.
     pub fn new(opt: &dyn Optimizer, o: ReduceLROnPlateauOptions) -> Result<Self> {
+        const OP: &str = "ReduceLROnPlateau";
         if !(o.factor < 1.0) || o.factor.is_nan() {
-            return Err(Error::arg("ReduceLROnPlateau", format!("factor should be < 1.0, got {}", o.factor)));
+            return Err(Error::arg(OP, format!("factor should be < 1.0, got {}", o.factor)));
         }
-        let min_lrs = per_group("ReduceLROnPlateau", "min_lr", &o.min_lr, opt.num_param_groups())?;
+        if o.factor < 0.0 {
+            return Err(Error::arg(OP, format!("factor should be >= 0, got {}", o.factor)));
+        }
+        if o.threshold.is_nan() {
+            return Err(Error::arg(OP, "threshold is NaN"));
+        }
+        if !(o.eps >= 0.0) {
+            return Err(Error::arg(OP, format!("eps should be >= 0, got {}", o.eps)));
+        }
+        let min_lrs = per_group(OP, "min_lr", &o.min_lr, opt.num_param_groups())?;
+        if let Some(m) = min_lrs.iter().find(|m| !(**m >= 0.0)) {
+            return Err(Error::arg(OP, format!("min_lr should be >= 0, got {m}")));
+        }
         let best = match o.mode {
             PlateauMode::Min => f64::INFINITY,
             PlateauMode::Max => f64::NEG_INFINITY,
@@ -132,12 +145,12 @@ impl ReduceLROnPlateau {
                 ),
             ));
         }
-        self.last_epoch += 1;
+        self.last_epoch = next_epoch("ReduceLROnPlateau", self.last_epoch)?;
         if self.is_better(metric) {
             self.best = metric;
             self.num_bad_epochs = 0;
         } else {
-            self.num_bad_epochs += 1;
+            self.num_bad_epochs = self.num_bad_epochs.saturating_add(1);
         }
         if self.cooldown_counter > 0 {
             self.cooldown_counter -= 1;
@@ -195,17 +208,17 @@ impl ReduceLROnPlateau {
     pub fn load_state_dict(&mut self, s: &SchedulerState) -> Result<()> {
         s.check_kind("ReduceLROnPlateau")?;
         let best = s.get1("best")?;
-        let bad = s.get1("num_bad_epochs")?;
-        let cool = s.get1("cooldown_counter")?;
-        let epoch = s.get1("last_epoch")?;
-        let last_lr = s.get("last_lr")?.to_vec();
-        if !(bad >= 0.0) || !(cool >= 0.0) {
-            return Err(Error::arg("load_state_dict", "ReduceLROnPlateau counters must be non-negative"));
+        if best.is_nan() {
+            return Err(Error::arg("load_state_dict", "ReduceLROnPlateau state entry \"best\" is NaN"));
         }
+        let bad = s.get_int("num_bad_epochs", 0)?;
+        let cool = s.get_int("cooldown_counter", 0)?;
+        let epoch = s.get_int("last_epoch", -(1i64 << 53))?;
+        let last_lr = s.get_rates("last_lr", self.min_lrs.len())?;
         self.best = best;
-        self.num_bad_epochs = bad as usize;
-        self.cooldown_counter = cool as usize;
-        self.last_epoch = epoch as i64;
+        self.num_bad_epochs = usize::try_from(bad).unwrap_or(usize::MAX);
+        self.cooldown_counter = usize::try_from(cool).unwrap_or(usize::MAX);
+        self.last_epoch = epoch;
         self.last_lr = last_lr;
         Ok(())
     }
