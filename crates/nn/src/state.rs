@@ -178,7 +178,7 @@ impl StateDict {
             };
             // Like NumPy: the product of the nonzero sizes must fit in an isize, also
             // when another size is zero (the strides of such a shape are still used).
-            let nonzero = v.shape().iter().filter(|&&d| d != 0);
+            let mut nonzero = v.shape().iter().filter(|&&d| d != 0);
             if nonzero.try_fold(1usize, |a, &d| a.checked_mul(d).filter(|&p| p <= isize::MAX as usize)).is_none() {
                 return Err(fmt(format!("tensor {n}: shape {:?} is too big to address", v.shape())));
             }
