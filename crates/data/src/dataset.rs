@@ -231,7 +231,14 @@ impl SplitLengths {
         const OP: &str = "random_split";
         match self {
             SplitLengths::Counts(c) => {
-                let total: usize = c.iter().sum();
+                let total = c.iter().try_fold(0usize, |a, &x| a.checked_add(x)).ok_or_else(|| {
+                    Error::arg(
+                        OP,
+                        format!(
+                            "sum of input lengths {c:?} overflows, so it cannot equal the length {n} of the dataset"
+                        ),
+                    )
+                })?;
                 if total != n {
                     return Err(Error::arg(
                         OP,
@@ -243,6 +250,7 @@ impl SplitLengths {
                 Ok(c.clone())
             }
             SplitLengths::Fractions(f) => {
+                // `contains` is false for NaN, so NaN fractions are rejected here too.
                 if f.is_empty() || f.iter().any(|x| !(0.0..=1.0).contains(x)) {
                     return Err(Error::arg(OP, format!("fractions {f:?} must each lie in [0, 1]")));
                 }
@@ -250,17 +258,22 @@ impl SplitLengths {
                 if (total - 1.0).abs() > 1e-6 {
                     return Err(Error::arg(OP, format!("fractions {f:?} add up to {total}, not 1")));
                 }
-                let mut c: Vec<usize> = f.iter().map(|x| (x * n as f64).floor() as usize).collect();
+                // `as usize` saturates, and each fraction is at most 1, so each part is
+                // at most `n`; the sum is taken in u128 so that it cannot overflow.
+                let mut c: Vec<usize> = f.iter().map(|x| ((x * n as f64).floor() as usize).min(n)).collect();
                 // Fractions adding up to slightly more than 1 can overshoot by rounding.
-                let mut total = c.iter().sum::<usize>();
+                let mut total: u128 = c.iter().map(|&x| x as u128).sum();
                 for x in c.iter_mut().rev() {
-                    let take = (total.saturating_sub(n)).min(*x);
-                    *x -= take;
+                    let take = total.saturating_sub(n as u128).min(*x as u128);
+                    *x -= take as usize;
                     total -= take;
                 }
+                // Now `total <= n`: deal the remainder one by one to the parts in order,
+                // computed per part (the remainder can be large for a huge dataset).
+                let rest = n - total as usize;
                 let parts = c.len();
-                for i in 0..n - total {
-                    c[i % parts] += 1;
+                for (i, x) in c.iter_mut().enumerate() {
+                    *x += rest / parts + usize::from(i < rest % parts);
                 }
                 Ok(c)
             }
@@ -289,8 +302,9 @@ pub fn random_split<D: Dataset>(
     lengths: impl Into<SplitLengths>,
     seed: u64,
 ) -> Result<Vec<Subset<D>>> {
-    let counts = lengths.into().counts(dataset.len())?;
-    let perm = Generator::new(seed).permutation(dataset.len());
+    let n = dataset.len();
+    let counts = lengths.into().counts(n)?;
+    let perm = permutation(seed, n)?;
     let mut start = 0;
     Ok(counts
         .into_iter()
@@ -300,4 +314,27 @@ pub fn random_split<D: Dataset>(
             s
         })
         .collect())
+}
+
+/// A random permutation of `0..n` drawn from `seed`: the same one as
+/// [`Generator::permutation`] (Fisher-Yates), but an allocation that cannot be had
+/// (a dataset reporting billions of examples) is an `Err`, not an abort.
+fn permutation(seed: u64, n: usize) -> Result<Vec<usize>> {
+    let mut p: Vec<usize> = Vec::new();
+    p.try_reserve_exact(n).map_err(|_| {
+        Error::arg(
+            "random_split",
+            format!(
+                "a dataset of {n} examples needs {n} indices ({} bytes), which cannot be allocated",
+                n.saturating_mul(8)
+            ),
+        )
+    })?;
+    p.extend(0..n);
+    let mut g = Generator::new(seed);
+    for i in (1..n).rev() {
+        let j = g.below(i as u64 + 1) as usize;
+        p.swap(i, j);
+    }
+    Ok(p)
 }

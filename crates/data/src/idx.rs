@@ -31,6 +31,8 @@ use std::path::Path;
 use tensor_core::cpu::CpuBuffer;
 use tensor_core::{Error, Result, Tensor};
 
+use crate::npy::checked_numel;
+
 fn format_err(name: &str, msg: impl Into<String>) -> Error {
     Error::Format { path: name.to_string(), msg: msg.into() }
 }
@@ -52,16 +54,60 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<Tensor> {
 /// magic; `name` is used in error messages.
 pub fn idx_from_bytes(bytes: &[u8], name: &str) -> Result<Tensor> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut raw = Vec::new();
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_end(&mut raw)
-            .map_err(|e| format_err(name, format!("corrupt gzip stream: {e}")))?;
-        return parse(&raw, name);
+        return parse(&gunzip(bytes, name)?, name);
     }
     parse(bytes, name)
 }
 
-fn parse(b: &[u8], name: &str) -> Result<Tensor> {
+/// Gzip cannot expand data by more than about 1032:1 (deflate's limit); a header
+/// that declares more data than that is rejected before inflating it.
+const MAX_GZIP_RATIO: usize = 1032;
+
+/// Inflates a gzipped IDX file, reading no more than its header declares (plus one
+/// byte, to notice trailing data), so a corrupt size cannot make it allocate more
+/// than the stream really holds.
+fn gunzip(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
+    let corrupt = |e: std::io::Error| format_err(name, format!("corrupt gzip stream: {e}"));
+    let mut dec = flate2::read::MultiGzDecoder::new(bytes);
+    // The magic, then the dims: at most 4 + 4 * 255 bytes.
+    let mut raw = Vec::new();
+    (&mut dec).take(4).read_to_end(&mut raw).map_err(corrupt)?;
+    if raw.len() == 4 {
+        let rank = raw[3] as usize;
+        (&mut dec).take(4 * rank as u64).read_to_end(&mut raw).map_err(corrupt)?;
+    }
+    let Ok(layout) = header(&raw, name) else {
+        // Not even a header: `parse` says what is wrong with it.
+        return Ok(raw);
+    };
+    let most = bytes.len().saturating_mul(MAX_GZIP_RATIO);
+    if layout.nbytes > most {
+        return Err(format_err(
+            name,
+            format!(
+                "corrupt: dims {:?} need {} data bytes, more than {} gzipped bytes can hold",
+                layout.dims,
+                layout.nbytes,
+                bytes.len()
+            ),
+        ));
+    }
+    dec.take(layout.nbytes as u64 + 1).read_to_end(&mut raw).map_err(corrupt)?;
+    Ok(raw)
+}
+
+/// What an IDX header declares.
+struct Header {
+    code: u8,
+    dims: Vec<usize>,
+    /// The header's length in bytes.
+    len: usize,
+    /// The data's length in bytes.
+    nbytes: usize,
+}
+
+/// Parses and checks the magic and dims (not the data).
+fn header(b: &[u8], name: &str) -> Result<Header> {
     if b.len() < 4 {
         return Err(format_err(name, format!("truncated: {} bytes is shorter than the 4-byte magic", b.len())));
     }
@@ -82,20 +128,25 @@ fn parse(b: &[u8], name: &str) -> Result<Tensor> {
         0x0E => 8,
         c => return Err(format_err(name, format!("unknown IDX type code {c:#04x}"))),
     };
-    let header = 4 + 4 * rank;
-    if b.len() < header {
+    let len = 4 + 4 * rank;
+    if b.len() < len {
         return Err(format_err(
             name,
-            format!("truncated: {rank} dims need a {header}-byte header, the file has {}", b.len()),
+            format!("truncated: {rank} dims need a {len}-byte header, the file has {}", b.len()),
         ));
     }
     let dims: Vec<usize> =
-        b[4..header].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
-    let nbytes = dims
-        .iter()
-        .try_fold(size, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| format_err(name, format!("dims {dims:?} overflow")))?;
-    let data = &b[header..];
+        b[4..len].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
+    let nbytes = checked_numel(&dims)
+        .and_then(|n| n.checked_mul(size))
+        .filter(|&n| n <= isize::MAX as usize)
+        .ok_or_else(|| format_err(name, format!("dims {dims:?} are too big to address")))?;
+    Ok(Header { code, dims, len, nbytes })
+}
+
+fn parse(b: &[u8], name: &str) -> Result<Tensor> {
+    let Header { code, dims, len, nbytes } = header(b, name)?;
+    let data = &b[len..];
     if data.len() != nbytes {
         let what = if data.len() < nbytes { "truncated" } else { "corrupt" };
         return Err(format_err(

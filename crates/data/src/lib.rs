@@ -42,4 +42,4 @@ pub mod npy;
 mod zip;
 
 pub use dataset::{random_split, Dataset, SplitLengths, Subset, TensorDataset};
-pub use loader::{Batches, Collate, DataLoader};
+pub use loader::{Batches, Collate, DataLoader, Order};

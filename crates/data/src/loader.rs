@@ -255,16 +255,157 @@ where
     }
 
     /// The dataset indices of each batch of `epoch`.
+    ///
+    /// This lists every index of the epoch at once (8 bytes each); iterating the
+    /// loader does not, it computes each batch's indices when the batch is prepared
+    /// (see [`order`](Self::order)).
     pub fn batch_indices(&self, epoch: u64) -> Vec<Vec<usize>> {
+        let order = self.order(epoch);
+        (0..self.len()).map(|b| order.batch(b, self.batch_size)).collect()
+    }
+
+    /// The order in which epoch `epoch` visits the examples.
+    ///
+    /// Without shuffling it is `0, 1, 2, ...`. With [`shuffle`](Self::shuffle), a
+    /// dataset of up to [`Order::MATERIALISE_MAX`] examples is visited in the order
+    /// of a Fisher-Yates permutation drawn from the seed and the epoch (held as one
+    /// vector of indices); a larger one in the order of a keyed Feistel permutation of
+    /// `0..len` from the same seed and epoch, computed index by index, so no memory
+    /// grows with the dataset's length.
+    pub fn order(&self, epoch: u64) -> Order {
         let n = self.dataset.len();
-        let order: Vec<usize> = match self.shuffle {
-            // Mixing the epoch in with an odd constant keeps nearby (seed, epoch) pairs apart.
+        match self.shuffle {
+            None => Order(Kind::Sequential { len: n }),
             Some(seed) => {
-                Generator::new(seed ^ (epoch.wrapping_add(1)).wrapping_mul(0x9E37_79B9_7F4A_7C15)).permutation(n)
+                // Mixing the epoch in with an odd constant keeps nearby (seed, epoch) pairs apart.
+                let key = seed ^ (epoch.wrapping_add(1)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                if n <= Order::MATERIALISE_MAX {
+                    Order(Kind::Shuffled(Arc::new(Generator::new(key).permutation(n))))
+                } else {
+                    Order(Kind::Keyed(Feistel::new(key, n)))
+                }
             }
-            None => (0..n).collect(),
-        };
-        order.chunks(self.batch_size).take(self.len()).map(<[usize]>::to_vec).collect()
+        }
+    }
+}
+
+/// The order of the examples in one epoch of a [`DataLoader`] (see
+/// [`DataLoader::order`]): a bijection from positions `0..len` to dataset indices.
+///
+/// ```
+/// use data::{DataLoader, Dataset};
+/// use tensor_core::Result;
+///
+/// /// A dataset far too long to list its indices.
+/// struct Huge;
+/// impl Dataset for Huge {
+///     type Item = u8;
+///     fn len(&self) -> usize { 1 << 50 }
+///     fn get(&self, i: usize) -> Result<u8> { Ok(i as u8) }
+/// }
+/// let order = DataLoader::new(Huge, 4)?.shuffle(3).order(0);
+/// let first = order.batch(0, 4);
+/// assert!(first.iter().all(|&i| i < 1 << 50));
+/// assert_eq!(order.len(), 1 << 50);
+/// # Ok::<(), tensor_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Order(Kind);
+
+#[derive(Clone, Debug)]
+enum Kind {
+    /// `0, 1, ..., len - 1`.
+    Sequential { len: usize },
+    /// A permutation held in memory.
+    Shuffled(Arc<Vec<usize>>),
+    /// A keyed permutation computed per position.
+    Keyed(Feistel),
+}
+
+impl Order {
+    /// Shuffled datasets up to this length hold their permutation in memory (at most
+    /// 128 MiB); longer ones use a keyed Feistel permutation.
+    pub const MATERIALISE_MAX: usize = 1 << 24;
+
+    /// The number of positions.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Kind::Sequential { len } => *len,
+            Kind::Shuffled(p) => p.len(),
+            Kind::Keyed(f) => f.len,
+        }
+    }
+
+    /// True when there is no position.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The dataset index at position `k` (in `0..len()`), or `None` past the end.
+    pub fn get(&self, k: usize) -> Option<usize> {
+        match &self.0 {
+            Kind::Sequential { len } => (k < *len).then_some(k),
+            Kind::Shuffled(p) => p.get(k).copied(),
+            Kind::Keyed(f) => f.get(k),
+        }
+    }
+
+    /// The dataset indices of batch `b` of `batch_size` positions (the last batch may
+    /// be shorter; past the end, empty).
+    pub fn batch(&self, b: usize, batch_size: usize) -> Vec<usize> {
+        let n = self.len();
+        let start = b.saturating_mul(batch_size).min(n);
+        let end = start.saturating_add(batch_size).min(n);
+        (start..end).filter_map(|k| self.get(k)).collect()
+    }
+}
+
+/// A random permutation of `0..len` computed one position at a time: a balanced
+/// Feistel network on the smallest even number of bits that covers `len`, with
+/// round keys drawn from a seed, restricted to `0..len` by cycle walking (positions
+/// that land outside are mapped again until they land inside; the domain is less than
+/// `4 * len`, so that takes under four steps on average).
+#[derive(Clone, Debug)]
+struct Feistel {
+    len: usize,
+    /// Bits per half.
+    half: u32,
+    keys: [u64; Feistel::ROUNDS],
+}
+
+impl Feistel {
+    const ROUNDS: usize = 8;
+
+    /// The permutation of `0..len` for `seed`.
+    fn new(seed: u64, len: usize) -> Feistel {
+        let bits = usize::BITS - len.saturating_sub(1).leading_zeros();
+        let g = Generator::new(seed);
+        Feistel { len, half: bits.div_ceil(2), keys: std::array::from_fn(|r| g.bits_at(r as u64)) }
+    }
+
+    /// The image of `k`, or `None` when `k >= len`.
+    fn get(&self, k: usize) -> Option<usize> {
+        if k >= self.len {
+            return None;
+        }
+        let mut x = k as u64;
+        loop {
+            x = self.permute(x);
+            if x < self.len as u64 {
+                return Some(x as usize);
+            }
+        }
+    }
+
+    /// One pass of the network on `0..4^half`.
+    fn permute(&self, x: u64) -> u64 {
+        let mask = (1u64 << self.half) - 1;
+        let (mut l, mut r) = (x >> self.half, x & mask);
+        for &k in &self.keys {
+            let f = Generator::new(k).bits_at(r) & mask;
+            (l, r) = (r, l ^ f);
+        }
+        (l << self.half) | r
     }
 }
 
@@ -282,12 +423,12 @@ where
 
     /// The batches of epoch `epoch`, leaving the epoch counter alone.
     pub fn iter_epoch(&self, epoch: u64) -> Batches<B> {
-        let batches = self.batch_indices(epoch);
-        let total = batches.len();
+        let order = self.order(epoch);
+        let (total, batch_size) = (self.len(), self.batch_size);
         let dataset = self.dataset.clone();
         let collate = self.collate.clone();
         let job: Job<B> = Arc::new(move |b: usize| -> Result<B> {
-            let items = batches[b].iter().map(|&i| dataset.get(i)).collect::<Result<Vec<_>>>()?;
+            let items = order.batch(b, batch_size).into_iter().map(|i| dataset.get(i)).collect::<Result<Vec<_>>>()?;
             collate(items)
         });
         let workers = self.num_workers.min(total);
@@ -396,3 +537,46 @@ impl<B> Iterator for Batches<B> {
 }
 
 impl<B> ExactSizeIterator for Batches<B> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feistel_is_a_permutation_for_every_small_length() {
+        for len in (0..=300).chain([1023, 1024, 1025, 4097]) {
+            for seed in [0, 1, 0xDEAD_BEEF] {
+                let f = Feistel::new(seed, len);
+                let mut seen = vec![false; len];
+                for k in 0..len {
+                    let i = f.get(k).expect("in range");
+                    assert!(!seen[i], "len {len} seed {seed}: {i} hit twice");
+                    seen[i] = true;
+                }
+                assert_eq!(f.get(len), None);
+            }
+        }
+    }
+
+    #[test]
+    fn feistel_shuffles_and_depends_on_the_seed() {
+        let a: Vec<usize> = (0..1000).map(|k| Feistel::new(1, 1000).get(k).unwrap()).collect();
+        let b: Vec<usize> = (0..1000).map(|k| Feistel::new(2, 1000).get(k).unwrap()).collect();
+        assert_ne!(a, b);
+        // Few fixed points, as for a uniform permutation (expected 1).
+        assert!(a.iter().enumerate().filter(|(k, &i)| *k == i).count() < 8);
+        // Neighbouring positions land far apart on average (uniform: about len / 3).
+        let mean_gap = a.windows(2).map(|w| w[0].abs_diff(w[1])).sum::<usize>() / 999;
+        assert!((200..470).contains(&mean_gap), "mean gap {mean_gap}");
+    }
+
+    #[test]
+    fn feistel_covers_the_top_of_usize() {
+        let f = Feistel::new(7, usize::MAX);
+        let got: Vec<usize> = (0..64).map(|k| f.get(usize::MAX - 1 - k).unwrap()).collect();
+        let mut distinct = got.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 64);
+    }
+}

@@ -111,15 +111,11 @@ pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<()> {
 /// Parses the bytes of a `.npy` file; `name` is used in error messages.
 pub fn npy_from_bytes(bytes: &[u8], name: &str) -> Result<Tensor> {
     let (header, data) = split_header(bytes, name)?;
-    let h = parse_header(&header).map_err(|m| format_err(name, format!("bad header {header:?}: {m}")))?;
+    let h = parse_header(&header).map_err(|m| format_err(name, format!("bad header {}: {m}", excerpt(&header))))?;
     let descr = Descr::parse(&h.descr).map_err(|m| format_err(name, m))?;
-    let numel = h
-        .shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| format_err(name, format!("shape {:?} overflows", h.shape)))?;
-    let nbytes =
-        numel.checked_mul(descr.size).ok_or_else(|| format_err(name, format!("shape {:?} overflows", h.shape)))?;
+    let too_big = || format_err(name, format!("shape {:?} of '{}' is too big to address", h.shape, h.descr));
+    let numel = checked_numel(&h.shape).ok_or_else(too_big)?;
+    let nbytes = numel.checked_mul(descr.size).filter(|&b| b <= isize::MAX as usize).ok_or_else(too_big)?;
     if data.len() < nbytes {
         return Err(format_err(
             name,
@@ -256,6 +252,26 @@ pub fn npz_to_bytes<S: AsRef<str>, T: Borrow<Tensor>>(arrays: &[(S, T)], compres
 fn write_npz_impl<S: AsRef<str>, T: Borrow<Tensor>>(path: &Path, arrays: &[(S, T)], compress: bool) -> Result<()> {
     let bytes = npz_to_bytes(arrays, compress)?;
     std::fs::write(path, bytes).map_err(|e| io_err(path, e))
+}
+
+/// The start of a header, quoted, for error messages (a corrupt header may be huge).
+fn excerpt(text: &str) -> String {
+    const SHOWN: usize = 200;
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &text[..cut], text.len()),
+        None => format!("{text:?}"),
+    }
+}
+
+/// The number of elements of `shape`, or `None` when the shape cannot be addressed:
+/// like NumPy, the product of the nonzero sizes must fit in an `isize`, also when
+/// another size is zero (the strides of such a shape are still computed).
+pub(crate) fn checked_numel(shape: &[usize]) -> Option<usize> {
+    let nonzero = shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |a, &d| a.checked_mul(d).filter(|&p| p <= isize::MAX as usize))?;
+    Some(if shape.contains(&0) { 0 } else { nonzero })
 }
 
 /// Checks the magic and version and returns (header text, data bytes).
@@ -438,8 +454,11 @@ struct Descr {
 impl Descr {
     fn parse(d: &str) -> std::result::Result<Descr, String> {
         let b = d.as_bytes();
-        if b.len() < 3 {
-            return Err(format!("unsupported dtype descriptor '{d}'"));
+        // Every descriptor this reader knows is ASCII: a byte-order mark, a kind letter
+        // and a decimal size. Checking that first also keeps the slicing below on
+        // character boundaries whatever the header holds.
+        if b.len() < 3 || !b[2..].iter().all(u8::is_ascii_digit) || !d.is_ascii() {
+            return Err(format!("unsupported dtype descriptor {d:?}"));
         }
         let big_endian = match b[0] {
             b'<' | b'|' | b'=' => false, // '=' is native; NumPy never writes it, and we are little-endian

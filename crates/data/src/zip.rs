@@ -4,6 +4,7 @@
 //!
 //! Errors are plain strings; the caller wraps them with the file name.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 const LOCAL_SIG: u32 = 0x0403_4b50;
@@ -13,6 +14,13 @@ const ZIP64_EOCD_SIG: u32 = 0x0606_4b50;
 const ZIP64_LOCATOR_SIG: u32 = 0x0706_4b50;
 const METHOD_STORED: u16 = 0;
 const METHOD_DEFLATED: u16 = 8;
+/// Deflate cannot expand data by more than about 1032:1 (a 258-byte match costs at
+/// least 2 bits); a member that claims more is corrupt, and is rejected before any
+/// inflating.
+const MAX_DEFLATE_RATIO: u64 = 1032;
+/// Room for the fixed overhead of a tiny deflate stream (block headers, the last
+/// partial byte) on top of [`MAX_DEFLATE_RATIO`].
+const DEFLATE_SLACK: u64 = 1024;
 
 /// One member of an archive, decompressed and CRC-checked.
 pub(crate) struct Member {
@@ -114,7 +122,12 @@ pub(crate) fn read_archive(buf: &[u8]) -> Result<Vec<Member>, String> {
     if entries > (buf.len() / 46) as u64 {
         return Err(format!("corrupt archive: {entries} entries cannot fit in {} bytes", buf.len()));
     }
-    let mut out = Vec::with_capacity(entries as usize);
+    let mut out: Vec<Member> = Vec::with_capacity(entries as usize);
+    // The byte ranges (local header through data) of the members read so far: members
+    // must not share bytes, or a small archive could name the same compressed data
+    // many times over and inflate to a multiple of what any real archive holds.
+    // Keyed by start: (end, index in `out`).
+    let mut spans: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
     for i in 0..entries {
         if c.u32("central directory entry")? != CENTRAL_SIG {
             return Err(format!("corrupt archive: central directory entry {i} has a bad signature"));
@@ -139,7 +152,18 @@ pub(crate) fn read_archive(buf: &[u8]) -> Result<Vec<Member>, String> {
         if flags & 1 != 0 {
             return Err(format!("member {name:?} is encrypted, which is not supported"));
         }
-        let data = read_member(buf, offset, method, csize, usize_, crc).map_err(|e| format!("member {name:?}: {e}"))?;
+        let (raw, span) = locate_member(buf, offset, csize).map_err(|e| format!("member {name:?}: {e}"))?;
+        // The spans so far are disjoint, so only the nearest one on each side can overlap.
+        let before = spans.range(..=span.0).next_back().filter(|(_, &(end, _))| end > span.0);
+        let after = spans.range(span.0..).next().filter(|(&start, _)| start < span.1);
+        if let Some((_, &(_, other))) = before.or(after) {
+            return Err(format!(
+                "corrupt archive: member {name:?} (bytes {}..{}) overlaps member {:?}",
+                span.0, span.1, out[other].name
+            ));
+        }
+        spans.insert(span.0, (span.1, out.len()));
+        let data = decode_member(raw, method, csize, usize_, crc).map_err(|e| format!("member {name:?}: {e}"))?;
         out.push(Member { name, data });
     }
     Ok(out)
@@ -166,8 +190,11 @@ fn parse_zip64_extra(extra: &[u8], usize_: &mut u64, csize: &mut u64, offset: &m
     Ok(())
 }
 
-fn read_member(buf: &[u8], offset: u64, method: u16, csize: u64, usize_: u64, crc: u32) -> Result<Vec<u8>, String> {
-    let mut c = Cursor::at(buf, to_usize(offset, "local header offset")?);
+/// The stored bytes of the member whose local header is at `offset`, and the byte
+/// range from that header to the end of the data.
+fn locate_member(buf: &[u8], offset: u64, csize: u64) -> Result<(&[u8], (usize, usize)), String> {
+    let start = to_usize(offset, "local header offset")?;
+    let mut c = Cursor::at(buf, start);
     if c.u32("local header")? != LOCAL_SIG {
         return Err(format!("bad local header signature at byte {offset}"));
     }
@@ -176,6 +203,11 @@ fn read_member(buf: &[u8], offset: u64, method: u16, csize: u64, usize_: u64, cr
     let extra_len = c.u16("local extra length")? as usize;
     c.bytes(name_len + extra_len, "local header")?;
     let raw = c.bytes(to_usize(csize, "compressed size")?, "member data")?;
+    Ok((raw, (start, c.pos)))
+}
+
+/// Inflates (or copies) a member's stored bytes and checks its size and CRC.
+fn decode_member(raw: &[u8], method: u16, csize: u64, usize_: u64, crc: u32) -> Result<Vec<u8>, String> {
     let data = match method {
         METHOD_STORED => {
             if csize != usize_ {
@@ -184,6 +216,12 @@ fn read_member(buf: &[u8], offset: u64, method: u16, csize: u64, usize_: u64, cr
             raw.to_vec()
         }
         METHOD_DEFLATED => {
+            let most = csize.saturating_mul(MAX_DEFLATE_RATIO).saturating_add(DEFLATE_SLACK);
+            if usize_ > most {
+                return Err(format!(
+                    "declared size {usize_} cannot come from {csize} bytes of deflate data (at most {most})"
+                ));
+            }
             // Never trust the declared size for the allocation; read one byte more than
             // declared to notice a lie.
             let mut out = Vec::with_capacity(usize_.min(raw.len() as u64 * 16) as usize);

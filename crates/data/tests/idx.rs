@@ -97,3 +97,45 @@ fn corrupt_and_truncated_files_are_errors() {
     let io = read_idx("/nonexistent/dir/train-images-idx3-ubyte.gz");
     assert!(matches!(io, Err(Error::Io { .. })));
 }
+
+#[test]
+fn dims_that_cannot_be_addressed_are_errors() {
+    // Zero elements, but the strides of the other dims overflow.
+    let m = format_msg(idx_from_bytes(&idx(0x08, &[0, u32::MAX, u32::MAX, u32::MAX], &[]), "z.idx"));
+    assert!(m.contains("too big to address"), "{m}");
+    let m = format_msg(idx_from_bytes(&idx(0x0E, &[u32::MAX, u32::MAX, 2], &[]), "z.idx"));
+    assert!(m.contains("too big to address"), "{m}");
+    // Addressable zero-size dims load.
+    let t = idx_from_bytes(&idx(0x08, &[0, u32::MAX], &[]), "z.idx").unwrap();
+    assert_eq!(t.dims(), &[0, u32::MAX as usize]);
+}
+
+#[test]
+fn gzip_declaring_more_than_it_can_hold_is_an_error_before_inflating() {
+    // 2^31 pixels declared in a stream of a few dozen bytes: gzip cannot expand that far.
+    let gz = gzip(&idx(0x08, &[1 << 31], &[1, 2, 3]));
+    let m = format_msg(idx_from_bytes(&gz, "g.gz"));
+    assert!(m.contains("need 2147483648 data bytes, more than") && m.contains("gzipped bytes can hold"), "{m}");
+    // A legitimately well-compressed file (1 MiB of zeros in about 1 KiB) loads.
+    let zeros = idx(0x08, &[1024, 1024], &vec![0u8; 1 << 20]);
+    let gz = gzip(&zeros);
+    assert!(gz.len() < 2048, "{}", gz.len());
+    assert_eq!(idx_from_bytes(&gz, "z.gz").unwrap().dims(), &[1024, 1024]);
+}
+
+#[test]
+fn gzip_trailer_and_trailing_data_are_checked() {
+    let good = idx(0x0C, &[2, 3], &[7; 24]);
+    let gz = gzip(&good);
+    // The CRC and length trailer cut off, or its CRC damaged.
+    assert!(format_msg(idx_from_bytes(&gz[..gz.len() - 4], "g.gz")).contains("gzip"));
+    let mut bad_crc = gz.clone();
+    let at = gz.len() - 8;
+    bad_crc[at] ^= 1;
+    assert!(format_msg(idx_from_bytes(&bad_crc, "g.gz")).contains("gzip"));
+    // More data than the dims say, inside the compressed stream.
+    let mut long = good.clone();
+    long.extend_from_slice(&[1, 2, 3]);
+    assert!(format_msg(idx_from_bytes(&gzip(&long), "g.gz")).contains("corrupt: dims [2, 3]"));
+    assert_eq!(idx_from_bytes(&gz, "g.gz").unwrap().to_vec::<i32>().unwrap(), vec![0x0707_0707; 6]);
+}

@@ -216,3 +216,117 @@ fn workers_run_on_other_threads() {
     let want: HashSet<String> = (0..3).map(|w| format!("data-loader-{w}")).collect();
     assert_eq!(names, want);
 }
+
+/// A dataset of `n` examples that makes each one on demand (a tiny tensor holding its
+/// index), so `n` can be far more than memory could list.
+struct Endless(usize);
+
+impl Dataset for Endless {
+    type Item = Tensor;
+    fn len(&self) -> usize {
+        self.0
+    }
+    fn get(&self, i: usize) -> Result<Tensor> {
+        if i >= self.0 {
+            return Err(Error::IndexOutOfRange { op: "Endless", index: i as i64, dim: 0, size: self.0 });
+        }
+        Ok(Tensor::new(&[i as i64]))
+    }
+}
+
+fn op_of(r: Result<Vec<usize>>) -> String {
+    match r {
+        Err(Error::InvalidArgument { op, msg }) => format!("{op}: {msg}"),
+        other => panic!("expected an argument error, got {other:?}"),
+    }
+}
+
+#[test]
+fn random_split_sizes_that_overflow_or_are_not_numbers_are_errors() {
+    // Counts that sum past usize::MAX.
+    let m = op_of(SplitLengths::from([usize::MAX, 2]).counts(1));
+    assert!(m.starts_with("random_split: ") && m.contains("overflows"), "{m}");
+    let m = op_of(SplitLengths::from(vec![usize::MAX; 3]).counts(usize::MAX));
+    assert!(m.starts_with("random_split: "), "{m}");
+    // Fractions that are NaN, negative, above 1 or infinite.
+    for f in [vec![f64::NAN, 1.0], vec![f64::NAN], vec![-0.5, 1.5], vec![1.5], vec![f64::INFINITY], vec![]] {
+        let m = op_of(SplitLengths::from(f.clone()).counts(10));
+        assert!(m.starts_with("random_split: "), "{f:?}: {m}");
+    }
+    let ds = Arc::new(rows(4));
+    assert!(matches!(
+        random_split(ds.clone(), [f64::NAN, 1.0], 0),
+        Err(Error::InvalidArgument { op: "random_split", .. })
+    ));
+    assert!(matches!(random_split(ds, [usize::MAX, 5], 0), Err(Error::InvalidArgument { op: "random_split", .. })));
+}
+
+#[test]
+fn random_split_fractions_of_huge_lengths() {
+    // Fractions a hair under 1 leave a remainder of about n * 1e-6 parts to deal:
+    // dealt arithmetically, not one by one.
+    let n = usize::MAX;
+    let c = SplitLengths::from([0.4999995, 0.5]).counts(n).unwrap();
+    assert_eq!(c.iter().map(|&x| x as u128).sum::<u128>(), n as u128);
+    for (part, f) in c.iter().zip([0.4999995, 0.5]) {
+        assert!((*part as f64 / n as f64 - f).abs() < 1e-6, "{c:?}");
+    }
+    let c = SplitLengths::from([1.0, 0.0000005]).counts(n).unwrap();
+    assert_eq!(c.iter().map(|&x| x as u128).sum::<u128>(), n as u128);
+    // Matches dealing one by one (PyTorch) where that is cheap: a remainder of 3.
+    assert_eq!(SplitLengths::from([0.25, 0.25, 0.25, 0.2499995]).counts(11).unwrap(), vec![3, 3, 3, 2]);
+    // A dataset too long to list its indices: an error, not an abort.
+    let m = match random_split(Arc::new(Endless(usize::MAX)), [usize::MAX], 0) {
+        Err(Error::InvalidArgument { op, msg }) => format!("{op}: {msg}"),
+        Err(e) => panic!("expected an argument error, got {e}"),
+        Ok(_) => panic!("expected an error"),
+    };
+    assert!(m.starts_with("random_split: ") && m.contains("cannot be allocated"), "{m}");
+}
+
+#[test]
+fn a_loader_over_2_pow_40_examples_starts_at_once() {
+    const N: usize = 1 << 40;
+    let t0 = std::time::Instant::now();
+    for workers in [0, 2] {
+        // In order: the first batches are 0, 1, 2, ...
+        let seq = DataLoader::new(Endless(N), 4).unwrap().num_workers(workers);
+        assert_eq!(seq.len(), N / 4);
+        let first: Vec<Vec<i64>> = seq.iter().take(3).map(|b| b.unwrap().to_vec::<i64>().unwrap()).collect();
+        assert_eq!(first, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9, 10, 11]]);
+
+        // Shuffled: indices in range, distinct, the same for the same seed and epoch
+        // whatever the workers, different for another epoch.
+        let shuffled = DataLoader::new(Endless(N), 64).unwrap().shuffle(11).num_workers(workers);
+        let draw = |epoch| -> Vec<i64> {
+            shuffled.iter_epoch(epoch).take(16).flat_map(|b| b.unwrap().to_vec::<i64>().unwrap()).collect()
+        };
+        let e0 = draw(0);
+        assert_eq!(e0.len(), 16 * 64);
+        assert!(e0.iter().all(|&i| (0..N as i64).contains(&i)));
+        let distinct: HashSet<i64> = e0.iter().copied().collect();
+        assert_eq!(distinct.len(), e0.len(), "an index came twice");
+        // Spread over the whole range, not bunched at the start: about half above N/2.
+        let high = e0.iter().filter(|&&i| i >= (N / 2) as i64).count();
+        assert!((400..624).contains(&high), "{high} of 1024 in the upper half");
+        assert_eq!(draw(0), e0, "seed-stable");
+        assert_ne!(draw(1), e0, "epochs reshuffle");
+        // The order the loader reports is the one it iterates.
+        let order = shuffled.order(0);
+        assert_eq!(order.len(), N);
+        assert_eq!(order.batch(1, 64).iter().map(|&i| i as i64).collect::<Vec<_>>(), e0[64..128]);
+    }
+    assert!(t0.elapsed() < std::time::Duration::from_secs(20), "took {:?}", t0.elapsed());
+}
+
+#[test]
+fn small_shuffles_keep_their_fisher_yates_order() {
+    // Up to Order::MATERIALISE_MAX examples, an epoch is the generator's permutation,
+    // cut into batches (the order existing runs were trained with).
+    let loader = DataLoader::new(rows(23), 4).unwrap().shuffle(99);
+    let key = 99 ^ 1u64.wrapping_mul(0x9E37_79B9_7F4A_7C15); // epoch 0
+    let perm = tensor_core::Generator::new(key).permutation(23);
+    let want: Vec<Vec<i64>> = perm.chunks(4).map(|c| c.iter().map(|&i| i as i64).collect()).collect();
+    assert_eq!(ids(&loader, 0), want);
+    assert_eq!(loader.batch_indices(0), perm.chunks(4).map(<[usize]>::to_vec).collect::<Vec<_>>());
+}

@@ -272,3 +272,128 @@ fn corrupt_npz_is_an_error_naming_the_file_and_member() {
     assert!(npz_from_bytes(&empty, "empty.npz").unwrap().is_empty());
     assert!(matches!(npz_from_bytes(b"PK\x03\x04garbage", "g.npz"), Err(Error::Format { .. })));
 }
+
+/// A `.npy` file with this header text (padded like NumPy's) in format `version`.
+fn npy_with_header(version: u8, header: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut h = header.to_vec();
+    let preamble = if version == 1 { 10 } else { 12 };
+    while (preamble + h.len() + 1) % 64 != 0 {
+        h.push(b' ');
+    }
+    h.push(b'\n');
+    let mut b = b"\x93NUMPY".to_vec();
+    b.extend_from_slice(&[version, 0]);
+    if version == 1 {
+        b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    } else {
+        b.extend_from_slice(&(h.len() as u32).to_le_bytes());
+    }
+    b.extend_from_slice(&h);
+    b.extend_from_slice(data);
+    b
+}
+
+#[test]
+fn multibyte_characters_in_descr_are_an_error_not_a_panic() {
+    // Format 1.0 headers are latin-1: byte 0xE9 is 'é', two bytes once decoded.
+    let cases: [(u8, &[u8]); 5] = [
+        (1, b"{'descr': '<\xe9', 'fortran_order': False, 'shape': (1,), }"),
+        (1, b"{'descr': '\xe94', 'fortran_order': False, 'shape': (1,), }"),
+        (1, b"{'descr': '<f\xe9', 'fortran_order': False, 'shape': (1,), }"),
+        // Format 3.0 headers are UTF-8.
+        (3, "{'descr': '<é4', 'fortran_order': False, 'shape': (1,), }".as_bytes()),
+        (3, "{'descr': '<f４', 'fortran_order': False, 'shape': (1,), }".as_bytes()),
+    ];
+    for (version, header) in cases {
+        let bytes = npy_with_header(version, header, &[0; 4]);
+        let m = format_msg(npy_from_bytes(&bytes, "mb.npy"));
+        assert!(m.starts_with("mb.npy: unsupported dtype descriptor"), "{m}");
+    }
+    // The same file with an ASCII descriptor loads.
+    let ok = npy_with_header(3, b"{'descr': '<i4', 'fortran_order': False, 'shape': (1,), }", &7i32.to_le_bytes());
+    assert_eq!(npy_from_bytes(&ok, "ok.npy").unwrap().to_vec::<i32>().unwrap(), vec![7]);
+}
+
+#[test]
+fn shapes_that_cannot_be_addressed_are_errors() {
+    let f = |shape: &str, data: &[u8]| {
+        let header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+        npy_from_bytes(&npy_with_header(1, header.as_bytes(), data), "big.npy")
+    };
+    // Zero elements, but the other sizes overflow their strides (NumPy refuses these too).
+    for shape in ["(0, 9223372036854775807, 4)", "(4294967296, 4294967296, 0)", "(0, 18446744073709551615)"] {
+        let m = format_msg(f(shape, &[]));
+        assert!(m.contains("too big to address"), "{shape}: {m}");
+    }
+    // Elements that overflow the byte count, or a count no file can hold.
+    for shape in ["(2305843009213693952,)", "(4294967296, 4294967296)"] {
+        let m = format_msg(f(shape, &[0; 8]));
+        assert!(m.contains("too big to address"), "{shape}: {m}");
+    }
+    // A huge shape in a tiny file is an error before any allocation (checked against
+    // the file's length), and so is a header length past the end of a 20-byte file.
+    let m = format_msg(f("(1099511627776,)", &[0; 8]));
+    assert!(m.contains("truncated") && m.contains("8796093022208 data bytes"), "{m}");
+    let mut tiny = b"\x93NUMPY\x02\x00\xff\xff\xff\xff".to_vec();
+    tiny.resize(20, b' ');
+    assert!(format_msg(npy_from_bytes(&tiny, "tiny.npy")).contains("truncated: the header needs 4294967295 bytes"));
+    // Zero-size shapes whose other sizes are addressable still load.
+    let t = f("(0, 1048576, 3)", &[]).unwrap();
+    assert_eq!(t.dims(), &[0, 1048576, 3]);
+}
+
+#[test]
+fn a_huge_corrupt_header_is_quoted_only_in_part() {
+    let header =
+        format!("{{'descr': '<f8', 'fortran_order': False, 'shape': (1,), 'junk': '{}'}}", "x".repeat(100_000));
+    let m = format_msg(npy_from_bytes(&npy_with_header(2, header.as_bytes(), &[0; 8]), "junk.npy"));
+    assert!(m.contains("unexpected key \"junk\"") && m.len() < 1000, "{} bytes: {}", m.len(), &m[..300]);
+}
+
+/// The offsets of the central directory entries of a zip archive written by
+/// `npz_to_bytes` (no archive comment, no ZIP64).
+fn central_entries(z: &[u8]) -> Vec<usize> {
+    let eocd = z.len() - 22;
+    let count = u16::from_le_bytes([z[eocd + 10], z[eocd + 11]]) as usize;
+    let mut at = u32::from_le_bytes(z[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        out.push(at);
+        let name_len = u16::from_le_bytes([z[at + 28], z[at + 29]]) as usize;
+        at += 46 + name_len;
+    }
+    out
+}
+
+#[test]
+fn npz_members_sharing_bytes_are_an_error() {
+    // Two central entries naming the same local member (same CRC and sizes, so each
+    // one alone is valid): the "overlapping" zip bomb, where a small archive inflates
+    // to many times its size.
+    let t = sample(DType::F32, &[64]);
+    let mut z = npz_to_bytes(&[("a", &t), ("b", &t)], true).unwrap();
+    let e = central_entries(&z);
+    let first = z[e[0] + 16..e[0] + 28].to_vec(); // CRC, compressed and uncompressed sizes
+    z[e[1] + 16..e[1] + 28].copy_from_slice(&first);
+    z[e[1] + 42..e[1] + 46].copy_from_slice(&0u32.to_le_bytes()); // local header offset
+    match npz_from_bytes(&z, "bomb.npz") {
+        Err(Error::Format { msg, .. }) => assert!(msg.contains("overlaps member \"a.npy\""), "{msg}"),
+        other => panic!("expected an overlap error, got {:?}", other.map(|v| v.len())),
+    }
+}
+
+#[test]
+fn npz_declared_sizes_deflate_cannot_reach_are_errors_before_inflating() {
+    let t = sample(DType::U8, &[100]);
+    let mut z = npz_to_bytes(&[("a", &t)], true).unwrap();
+    let e = central_entries(&z)[0];
+    let csize = u32::from_le_bytes(z[e + 20..e + 24].try_into().unwrap()) as u64;
+    z[e + 24..e + 28].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    match npz_from_bytes(&z, "big.npz") {
+        Err(Error::Format { msg, .. }) => {
+            let want = format!("cannot come from {csize} bytes of deflate data");
+            assert!(msg.contains("declared size 4294967280") && msg.contains(&want), "{msg}")
+        }
+        other => panic!("expected a size error, got {:?}", other.map(|v| v.len())),
+    }
+}

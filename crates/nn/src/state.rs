@@ -213,12 +213,14 @@ impl StateDict {
                 Dtype::F64 => DType::F64,
                 other => return Err(fmt(format!("tensor {n}: unsupported dtype {other:?}"))),
             };
-            let numel = v
-                .shape()
-                .iter()
-                .try_fold(1usize, |a, &d| a.checked_mul(d))
-                .and_then(|n| n.checked_mul(dtype.size_in_bytes()));
-            if numel != Some(v.data().len()) {
+            // Like NumPy: the product of the nonzero sizes must fit in an isize, also
+            // when another size is zero (the strides of such a shape are still used).
+            let mut nonzero = v.shape().iter().filter(|&&d| d != 0);
+            if nonzero.try_fold(1usize, |a, &d| a.checked_mul(d).filter(|&p| p <= isize::MAX as usize)).is_none() {
+                return Err(fmt(format!("tensor {n}: shape {:?} is too big to address", v.shape())));
+            }
+            let numel: usize = v.shape().iter().product();
+            if v.data().len() != numel * dtype.size_in_bytes() {
                 return Err(fmt(format!("tensor {n}: {} bytes for shape {:?}", v.data().len(), v.shape())));
             }
             let buf = CpuBuffer::from_bytes(dtype, v.data())

@@ -255,7 +255,7 @@ impl Checkpoint {
         let optimizer = OptimizerState::from_parts(&m["optimizer"], &opt_tensors, &what)?;
         let scheduler = match &m["scheduler"] {
             Value::Null => None,
-            v => Some(SchedulerState::from_json(&v.to_string())?),
+            v => Some(SchedulerState::from_json(&v.to_string()).map_err(|e| fmt(format!("bad scheduler state: {e}")))?),
         };
         Ok(Checkpoint { model, optimizer, scheduler, rng, epoch, step })
     }
