@@ -10,6 +10,7 @@
 
 pub mod creation;
 pub mod elementwise;
+pub mod hostile;
 pub mod index;
 pub mod linalg;
 pub mod nn;

@@ -19,6 +19,7 @@ const NOT_OPS: &[&str] = &[
     "normal_with",
     "bernoulli_with",
     "cast",
+    "check_fits",
 ];
 
 fn ident(s: &str) -> String {

@@ -2,7 +2,7 @@
 
 use crate::cpu::CpuBuffer;
 use crate::dtype::Elem;
-use crate::random::{with_global, Generator};
+use crate::random::{try_vec, with_global, Generator};
 use crate::{DType, Device, Error, Layout, Result, Scalar, Shape, Tensor};
 
 /// The longest range `arange` builds (2^40 elements; far past any memory).
@@ -20,6 +20,54 @@ fn cpu_buffer_from_f64(v: Vec<f64>, dtype: DType) -> Result<CpuBuffer> {
 fn on_device(buf: CpuBuffer, shape: Shape, device: &Device) -> Result<Tensor> {
     let b = device.backend().upload(buf)?;
     Ok(Tensor::from_buffer(b, shape, device))
+}
+
+/// The number of elements of `dims`, or [`Error::InvalidShape`] naming `op` when
+/// the product does not fit in `usize` (a shape with a 0 has no elements, whatever
+/// its other sizes).
+pub(crate) fn checked_numel(op: &'static str, dims: &[usize]) -> Result<usize> {
+    if dims.contains(&0) {
+        return Ok(0);
+    }
+    dims.iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| Error::invalid_shape(op, dims, "the number of elements does not fit in a 64-bit size"))
+}
+
+/// The number of elements of a `dims` tensor of `dtype`, or [`Error::InvalidShape`]
+/// naming `op` when it or its size in bytes is beyond what any allocation can hold
+/// (`isize::MAX` bytes). Sizes below that go on to the allocator, which reports
+/// [`Error::OutOfMemory`] when it can't provide them.
+pub(crate) fn checked_alloc(op: &'static str, dims: &[usize], dtype: DType) -> Result<usize> {
+    let n = checked_numel(op, dims)?;
+    if n.checked_mul(dtype.size_in_bytes()).is_none_or(|b| b > isize::MAX as usize) {
+        return Err(Error::invalid_shape(
+            op,
+            dims,
+            format!("{n} elements of {dtype} exceed the largest possible allocation ({} bytes)", isize::MAX),
+        ));
+    }
+    Ok(n)
+}
+
+/// `a * b` for sizes, or [`Error::InvalidShape`] naming `op` (with the shape being
+/// built, `dims`) on overflow.
+pub(crate) fn mul_size(op: &'static str, dims: &[usize], a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b).ok_or_else(|| Error::invalid_shape(op, dims, format!("size {a} * {b} overflows")))
+}
+
+/// `a + b` for sizes, or [`Error::InvalidShape`] naming `op` (with the shape being
+/// built, `dims`) on overflow.
+pub(crate) fn add_size(op: &'static str, dims: &[usize], a: usize, b: usize) -> Result<usize> {
+    a.checked_add(b).ok_or_else(|| Error::invalid_shape(op, dims, format!("size {a} + {b} overflows")))
+}
+
+/// A host vector of `n` values `f(0), f(1), ..`, or [`Error::OutOfMemory`] when it
+/// cannot be allocated.
+pub(crate) fn try_collect<T>(n: usize, f: impl FnMut(usize) -> T) -> Result<Vec<T>> {
+    let mut v = try_vec(n)?;
+    v.extend((0..n).map(f));
+    Ok(v)
 }
 
 impl Tensor {
@@ -51,8 +99,22 @@ impl Tensor {
     }
 
     /// A 0-dim tensor of `dtype` holding `v`, on `device`.
+    ///
+    /// Fails like [`Tensor::full`] when the value does not fit `dtype`.
     pub fn scalar_on(v: impl Into<Scalar>, dtype: DType, device: &Device) -> Result<Tensor> {
-        Tensor::full((), v, dtype, device)
+        let v = v.into();
+        v.check_fits("scalar_on", dtype)?;
+        Tensor::fill_unchecked(Shape::new(&[]), v, dtype, device)
+    }
+
+    /// A 0-dim tensor of `dtype` holding `s`, as the scalar operand of the arithmetic
+    /// op `op`: the value must fit an integer `dtype` (else an error naming `op`),
+    /// while a float `dtype` takes it rounded (`1e39 * f32` is inf, like PyTorch).
+    pub(crate) fn scalar_operand(op: &'static str, s: Scalar, dtype: DType, device: &Device) -> Result<Tensor> {
+        if !dtype.is_float() {
+            s.check_fits(op, dtype)?;
+        }
+        Tensor::fill_unchecked(Shape::new(&[]), s, dtype, device)
     }
 
     /// Moves (copies) the tensor to `device`; returns `self` when already there.
@@ -65,10 +127,34 @@ impl Tensor {
     }
 
     /// A tensor of `shape` filled with `value`.
+    ///
+    /// Like PyTorch, a value that `dtype` cannot hold is an error, not a wrapped or
+    /// saturated number: NaN, infinities or out-of-range values for an integer dtype
+    /// (a float is truncated toward zero when in range; uint8 also takes integers
+    /// down to -255, which wrap), finite values beyond the range of a float dtype.
+    ///
+    /// ```
+    /// use tensor_core::{DType, Device, Tensor};
+    /// assert!(Tensor::full([2], f64::NAN, DType::I64, &Device::cpu()).is_err());
+    /// assert!(Tensor::full([2], 1e20, DType::I32, &Device::cpu()).is_err());
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
     pub fn full(shape: impl Into<Shape>, value: impl Into<Scalar>, dtype: DType, device: &Device) -> Result<Tensor> {
-        let shape = shape.into();
-        let mut buf = device.backend().zeros(dtype, shape.numel())?;
-        let value = value.into();
+        Tensor::full_named("full", shape.into(), value.into(), dtype, device)
+    }
+
+    /// [`Tensor::full`] reporting errors under the name `op`.
+    fn full_named(op: &'static str, shape: Shape, value: Scalar, dtype: DType, device: &Device) -> Result<Tensor> {
+        value.check_fits(op, dtype)?;
+        checked_alloc(op, shape.dims(), dtype)?;
+        Tensor::fill_unchecked(shape, value, dtype, device)
+    }
+
+    /// [`Tensor::full`] for a value already checked against `dtype` (or meant to be
+    /// converted like an `as` cast).
+    pub(crate) fn fill_unchecked(shape: Shape, value: Scalar, dtype: DType, device: &Device) -> Result<Tensor> {
+        let numel = checked_alloc("full", shape.dims(), dtype)?;
+        let mut buf = device.backend().zeros(dtype, numel)?;
         let zero = matches!(value, Scalar::F64(v) if v == 0.0 && v.is_sign_positive())
             || value == Scalar::I64(0)
             || value == Scalar::Bool(false);
@@ -87,27 +173,27 @@ impl Tensor {
     /// # Ok::<(), tensor_core::Error>(())
     /// ```
     pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
-        Tensor::full(shape, 0i64, dtype, device)
+        Tensor::full_named("zeros", shape.into(), Scalar::I64(0), dtype, device)
     }
 
     /// A tensor of ones.
     pub fn ones(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
-        Tensor::full(shape, 1i64, dtype, device)
+        Tensor::full_named("ones", shape.into(), Scalar::I64(1), dtype, device)
     }
 
     /// Zeros with this tensor's shape, dtype and device.
     pub fn zeros_like(&self) -> Result<Tensor> {
-        Tensor::zeros(self.shape().clone(), self.dtype(), self.device())
+        Tensor::full_named("zeros_like", self.shape().clone(), Scalar::I64(0), self.dtype(), self.device())
     }
 
     /// Ones with this tensor's shape, dtype and device.
     pub fn ones_like(&self) -> Result<Tensor> {
-        Tensor::ones(self.shape().clone(), self.dtype(), self.device())
+        Tensor::full_named("ones_like", self.shape().clone(), Scalar::I64(1), self.dtype(), self.device())
     }
 
     /// `value` with this tensor's shape, dtype and device.
     pub fn full_like(&self, value: impl Into<Scalar>) -> Result<Tensor> {
-        Tensor::full(self.shape().clone(), value, self.dtype(), self.device())
+        Tensor::full_named("full_like", self.shape().clone(), value.into(), self.dtype(), self.device())
     }
 
     /// `[start, start + step, ...)` up to `end` (exclusive), like `torch.arange`.
@@ -126,31 +212,39 @@ impl Tensor {
             ));
         }
         let n = n as usize;
-        let v: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
+        let v = try_collect(n, |i| start + i as f64 * step)?;
         on_device(cpu_buffer_from_f64(v, dtype)?, Shape::new(&[n]), device)
     }
 
     /// `steps` evenly spaced values from `start` to `end` inclusive.
     pub fn linspace(start: f64, end: f64, steps: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-        let v: Vec<f64> = if steps == 1 {
+        let v = if steps == 1 {
             vec![start]
         } else {
             let step = (end - start) / (steps as f64 - 1.0);
             // Like PyTorch, fill symmetric halves from both ends for exact endpoints.
-            (0..steps)
-                .map(|i| if i < steps / 2 { start + step * i as f64 } else { end - step * (steps - 1 - i) as f64 })
-                .collect()
+            try_collect(steps, |i| {
+                if i < steps / 2 {
+                    start + step * i as f64
+                } else {
+                    end - step * (steps - 1 - i) as f64
+                }
+            })?
         };
         on_device(cpu_buffer_from_f64(v, dtype)?, Shape::new(&[steps]), device)
     }
 
     /// The `n x m` identity matrix (ones on the diagonal).
     pub fn eye(n: usize, m: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-        let mut v = vec![0.0; n * m];
-        for i in 0..n.min(m) {
-            v[i * m + i] = 1.0;
+        let numel = checked_alloc("eye", &[n, m], dtype)?;
+        let out = Tensor::zeros([n, m], dtype, device)?;
+        if numel > 0 {
+            // The diagonal is a strided view with step m + 1 through the flat storage.
+            let diag = Layout::new(Shape::new(&[n.min(m)]), smallvec::smallvec![m + 1], 0);
+            let mut b = out.storage().write();
+            device.backend().fill(&mut **b, &diag, Scalar::I64(1))?;
         }
-        on_device(cpu_buffer_from_f64(v, dtype)?, Shape::new(&[n, m]), device)
+        Ok(out)
     }
 
     /// Uniform values in `[low, high)` from the global generator.
@@ -182,7 +276,7 @@ impl Tensor {
         };
         let scale = (1u64 << bits) as f64;
         let v = g
-            .uniform_f64(shape.numel())
+            .try_uniform_f64(checked_numel("uniform", shape.dims())?)?
             .into_iter()
             .map(|u| low + (high - low) * ((u * scale).floor() / scale))
             .collect();
@@ -218,7 +312,7 @@ impl Tensor {
         if std.is_nan() || std < 0.0 {
             return Err(Error::arg("normal", format!("expected std >= 0, got {std}")));
         }
-        let v = g.normal_f64(shape.numel()).into_iter().map(|z| mean + std * z).collect();
+        let v = g.try_normal_f64(checked_numel("normal", shape.dims())?)?.into_iter().map(|z| mean + std * z).collect();
         on_device(cpu_buffer_from_f64(v, dtype)?, shape, device)
     }
 
@@ -235,7 +329,7 @@ impl Tensor {
         if let Some(bad) = p.iter().find(|x| !(0.0..=1.0).contains(*x)) {
             return Err(Error::arg("bernoulli", format!("expected probabilities in [0, 1], got {bad}")));
         }
-        let u = g.uniform_f64(p.len());
+        let u = g.try_uniform_f64(p.len())?;
         let v = p.iter().zip(u).map(|(p, u)| if u < *p { 1.0 } else { 0.0 }).collect();
         on_device(cpu_buffer_from_f64(v, self.dtype())?, self.shape().clone(), self.device())
     }
@@ -246,7 +340,8 @@ impl Tensor {
             return Err(Error::arg("bernoulli", format!("expected a probability in [0, 1], got {p}")));
         }
         let shape = shape.into();
-        let u = with_global(|g| g.uniform_f64(shape.numel()));
+        let n = checked_numel("bernoulli", shape.dims())?;
+        let u = with_global(|g| g.try_uniform_f64(n))?;
         let v = u.into_iter().map(|u| if u < p { 1.0 } else { 0.0 }).collect();
         on_device(cpu_buffer_from_f64(v, dtype)?, shape, device)
     }
@@ -259,7 +354,8 @@ impl Tensor {
         let shape = shape.into();
         // `high - low` may exceed i64::MAX; it always fits in u64.
         let span = high.wrapping_sub(low) as u64;
-        let v: Vec<i64> = with_global(|g| (0..shape.numel()).map(|_| low.wrapping_add(g.below(span) as i64)).collect());
+        let n = checked_numel("randint", shape.dims())?;
+        let v = with_global(|g| try_collect(n, |_| low.wrapping_add(g.below(span) as i64)))?;
         let b = CpuBuffer::I64(v);
         let b =
             if dtype == DType::I64 { b } else { crate::cpu::cast_buffer(&b, &Layout::contiguous([b.len()]), dtype)? };
@@ -268,9 +364,20 @@ impl Tensor {
 
     /// A random permutation of `0..n` as I64 (PyTorch's `torch.randperm`).
     pub fn randperm(n: usize, device: &Device) -> Result<Tensor> {
-        let p: Vec<i64> = with_global(|g| g.permutation(n)).into_iter().map(|x| x as i64).collect();
+        if i64::try_from(n).is_err() {
+            return Err(Error::arg("randperm", format!("n must fit in int64, got {n}")));
+        }
+        let p = with_global(|g| g.try_permutation_i64(n))?;
         on_device(CpuBuffer::I64(p), Shape::new(&[n]), device)
     }
+}
+
+/// The I64 tensor `[0, 1, .., n - 1]` (or its reverse) on `device`: the index
+/// ranges composite ops build, without `arange`'s float steps and length cap (a
+/// huge `n` is an [`Error::OutOfMemory`], not an `arange` error).
+pub(crate) fn index_range(n: usize, reversed: bool, device: &Device) -> Result<Tensor> {
+    let v = try_collect(n, |i| if reversed { (n - 1 - i) as i64 } else { i as i64 })?;
+    on_device(CpuBuffer::I64(v), Shape::new(&[n]), device)
 }
 
 fn float_only(op: &'static str, dtype: DType) -> Result<()> {

@@ -5,6 +5,8 @@
 use parking_lot::Mutex;
 use std::sync::OnceLock;
 
+use crate::{Error, Result};
+
 /// A counter-based random generator: `(seed, counter) -> 64 random bits`.
 ///
 /// Its whole state is two integers, so it can be saved in a checkpoint and restored
@@ -68,14 +70,43 @@ impl Generator {
     /// `n` uniform values in `[0, 1)` with 53 random bits each.
     pub fn uniform_f64(&mut self, n: usize) -> Vec<f64> {
         let c0 = self.advance(n as u64);
-        (0..n as u64).map(|i| (self.bits_at(c0 + i) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)).collect()
+        (0..n as u64).map(|i| self.uniform_at(c0 + i)).collect()
+    }
+
+    /// [`Generator::uniform_f64`] that reports a failed allocation of the `n` values
+    /// as [`Error::OutOfMemory`] (and then draws nothing) instead of aborting.
+    pub fn try_uniform_f64(&mut self, n: usize) -> Result<Vec<f64>> {
+        let mut out = try_vec(n)?;
+        let c0 = self.advance(n as u64);
+        out.extend((0..n as u64).map(|i| self.uniform_at(c0 + i)));
+        Ok(out)
+    }
+
+    #[inline(always)]
+    fn uniform_at(&self, c: u64) -> f64 {
+        (self.bits_at(c) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// `n` standard normal values (Box-Muller on pairs of uniforms).
     pub fn normal_f64(&mut self, n: usize) -> Vec<f64> {
+        let mut out = Vec::with_capacity(n.div_ceil(2) * 2);
+        self.normal_into(n, &mut out);
+        out
+    }
+
+    /// [`Generator::normal_f64`] that reports a failed allocation as
+    /// [`Error::OutOfMemory`] (and then draws nothing) instead of aborting.
+    pub fn try_normal_f64(&mut self, n: usize) -> Result<Vec<f64>> {
+        // Room for the pairs: `2 * ceil(n / 2)` values, one more than `n` when odd.
+        let mut out = try_vec(n.checked_add(1).ok_or_else(|| oom::<f64>(n))?)?;
+        self.normal_into(n, &mut out);
+        Ok(out)
+    }
+
+    /// Appends `n` standard normal values to `out` (which has room for them).
+    fn normal_into(&mut self, n: usize, out: &mut Vec<f64>) {
         let pairs = n.div_ceil(2);
         let c0 = self.advance(2 * pairs as u64);
-        let mut out = Vec::with_capacity(2 * pairs);
         for i in 0..pairs as u64 {
             let u1 = ((self.bits_at(c0 + 2 * i) >> 11) as f64 + 1.0) * (1.0 / ((1u64 << 53) as f64 + 1.0));
             let u2 = (self.bits_at(c0 + 2 * i + 1) >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
@@ -85,7 +116,6 @@ impl Generator {
             out.push(r * t.sin());
         }
         out.truncate(n);
-        out
     }
 
     /// A uniform integer in `[0, n)` (n > 0), without modulo bias worth noticing
@@ -97,12 +127,41 @@ impl Generator {
     /// A random permutation of `0..n` (Fisher-Yates).
     pub fn permutation(&mut self, n: usize) -> Vec<usize> {
         let mut p: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
+        self.shuffle(&mut p);
+        p
+    }
+
+    /// A random permutation of `0..n` as I64 values (the same draws as
+    /// [`Generator::permutation`]); a failed allocation is [`Error::OutOfMemory`]
+    /// (and then draws nothing) instead of an abort.
+    pub fn try_permutation_i64(&mut self, n: usize) -> Result<Vec<i64>> {
+        let mut p = try_vec(n)?;
+        p.extend(0..n as i64);
+        self.shuffle(&mut p);
+        Ok(p)
+    }
+
+    /// Fisher-Yates shuffle in place.
+    fn shuffle<T>(&mut self, p: &mut [T]) {
+        for i in (1..p.len()).rev() {
             let j = self.below(i as u64 + 1) as usize;
             p.swap(i, j);
         }
-        p
     }
+}
+
+/// The error for a failed host allocation of `n` values of `T`.
+fn oom<T>(n: usize) -> Error {
+    Error::OutOfMemory { device: "cpu".into(), bytes: n.saturating_mul(std::mem::size_of::<T>()) }
+}
+
+/// An empty vector with room for `n` values, or [`Error::OutOfMemory`] when the
+/// host cannot provide it (the size overflows or the allocator refuses), so that
+/// huge sizes from users fail fast instead of aborting the process.
+pub(crate) fn try_vec<T>(n: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| oom::<T>(n))?;
+    Ok(v)
 }
 
 impl Default for Generator {

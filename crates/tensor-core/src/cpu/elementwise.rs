@@ -2,7 +2,9 @@
 
 use num_traits::Float;
 
-use super::iter::{map1, map2, map3, zip_inplace};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::iter::{map1, map2, map3, zip_inplace, Plan};
 use super::{unsupported, with_dtype, with_float, Arith, CpuBuffer};
 use crate::backend::{BinaryOp, UnaryOp};
 use crate::dtype::Elem;
@@ -314,8 +316,62 @@ fn cmap<T: Elem>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: impl Fn(T, T) ->
     Ok(CpuBuffer::Bool(out))
 }
 
+/// True for a right operand that an integer `op` can't take: a zero divisor of
+/// `div`/`remainder`, a negative exponent of `pow`. Always false for floats and bool.
+#[inline(always)]
+fn int_operand_bad<T: Elem + Arith>(op: BinaryOp, y: T) -> bool {
+    T::DTYPE.is_int()
+        && match op {
+            BinaryOp::Div | BinaryOp::Remainder => y == T::vzero(),
+            BinaryOp::Pow => y < T::vzero(),
+            _ => false,
+        }
+}
+
+/// The error for an operand [`int_operand_bad`] refused.
+fn int_operand_error(op: BinaryOp) -> Error {
+    match op {
+        BinaryOp::Pow => crate::ops::elementwise::int_negative_power(),
+        _ => crate::ops::elementwise::int_division_by_zero(op),
+    }
+}
+
+/// `div`, `remainder` or `pow` of integers: like [`bmap`], plus a flag raised (and
+/// then an error) when some right operand is refused by [`int_operand_bad`]. The
+/// flag is only written on the rare bad element, so the loop stays as fast.
+fn checked_int_bmap<T: Elem + Arith>(
+    op: BinaryOp,
+    a: &[T],
+    la: &Layout,
+    b: &[T],
+    lb: &Layout,
+    f: impl Fn(T, T) -> T + Sync,
+) -> Result<CpuBuffer> {
+    let bad = AtomicBool::new(false);
+    let out = bmap(a, la, b, lb, |x, y| {
+        if int_operand_bad(op, y) {
+            bad.store(true, Ordering::Relaxed);
+            T::vzero()
+        } else {
+            f(x, y)
+        }
+    })?;
+    if bad.load(Ordering::Relaxed) {
+        return Err(int_operand_error(op));
+    }
+    Ok(out)
+}
+
 fn binary_typed<T: Elem + Arith>(op: BinaryOp, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<CpuBuffer> {
     use BinaryOp::*;
+    if T::DTYPE.is_int() {
+        match op {
+            Div => return checked_int_bmap(op, a, la, b, lb, T::div),
+            Remainder => return checked_int_bmap(op, a, la, b, lb, T::rem),
+            Pow => return checked_int_bmap(op, a, la, b, lb, T::vpow),
+            _ => {}
+        }
+    }
     match op {
         Add => bmap(a, la, b, lb, T::add),
         Sub => bmap(a, la, b, lb, T::sub),
@@ -359,6 +415,16 @@ pub fn binary_inplace(op: BinaryOp, dst: &mut CpuBuffer, dl: &Layout, rhs: &CpuB
     }
     with_dtype!(dst, d, T => {
         let s = T::unwrap_ref(rhs).expect("dtype checked above");
+        // Integer division by zero or a negative power: refuse before writing anything.
+        if T::DTYPE.is_int() && matches!(op, BinaryOp::Div | BinaryOp::Remainder | BinaryOp::Pow) {
+            let mut bad = false;
+            Plan::new(rl.dims(), [rl]).for_each_run(|[o], [st], n| {
+                bad |= (0..n).any(|j| int_operand_bad(op, s[o + j * st]));
+            });
+            if bad {
+                return Err(int_operand_error(op));
+            }
+        }
         use BinaryOp::*;
         match op {
             Add => zip_inplace(d, dl, s, rl, |o, x| *o = T::add(*o, x)),

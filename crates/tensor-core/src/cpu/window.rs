@@ -38,6 +38,20 @@ impl Window {
         let v = (o * self.stride[a] + k * self.dilation[a]).checked_sub(self.padding[a])?;
         (v < self.size[a]).then_some(v)
     }
+
+    /// The taps `k` of output position `o` along axis `a` that read inside the plane
+    /// (those where [`Window::at`] is `Some`): one range, since the input coordinate
+    /// `o * stride + k * dilation - padding` grows with `k`. Loops over it skip a
+    /// huge padded kernel's padding arithmetically instead of tap by tap.
+    fn taps(&self, a: usize, o: usize) -> std::ops::Range<usize> {
+        let (p, n, d, k) = (self.padding[a], self.size[a], self.dilation[a], self.kernel[a]);
+        // Window starts and `p + n` lie within the padded input, whose size fits.
+        let base = o * self.stride[a];
+        let lo = if base >= p { 0 } else { (p - base).div_ceil(d) };
+        let hi = if base >= p + n { 0 } else { (p + n - 1 - base) / d + 1 };
+        let lo = lo.min(k);
+        lo..hi.clamp(lo, k)
+    }
 }
 
 /// The contiguous f32/f64 data of a CPU tensor, or `None`.
@@ -88,7 +102,8 @@ pub(crate) fn max_pool(x: &Tensor, g: &Window) -> Option<Result<(Tensor, Tensor)
         let n = g.planes * oh * ow;
         let mut vals = alloc::uninit::<T>(n)?;
         let mut idx = alloc::uninit::<i64>(n)?;
-        let work = g.planes * oh * ow * g.kernel[0] * g.kernel[1];
+        // Only a threshold test: saturate (a huge kernel's padding taps are skipped).
+        let work = [oh, ow, g.kernel[0], g.kernel[1]].iter().fold(g.planes, |a, &b| a.saturating_mul(b));
         let mut pairs: Vec<(&mut [T], &mut [i64])> =
             vals.chunks_mut((oh * ow).max(1)).zip(idx.chunks_mut((oh * ow).max(1))).collect();
         let [kh, kw] = g.kernel;
@@ -113,9 +128,9 @@ pub(crate) fn max_pool(x: &Tensor, g: &Window) -> Option<Result<(Tensor, Tensor)
                         }
                     } else {
                         (best, at) = (T::from_f64(f64::NEG_INFINITY), -1);
-                        for i in 0..kh {
+                        for i in g.taps(0, oy) {
                             let Some(r) = g.at(0, oy, i) else { continue };
-                            for j in 0..kw {
+                            for j in g.taps(1, ox) {
                                 let Some(q) = g.at(1, ox, j) else { continue };
                                 let k = r * w + q;
                                 if at < 0 {

@@ -32,13 +32,36 @@ fn check_positive(op: &'static str, what: &str, v: &[usize]) -> Result<()> {
 }
 
 /// The output length of a window of `k` taps, dilation `d`, stride `s` sliding over
-/// `n` (already padded) positions; `None` when the kernel does not fit.
+/// `n` (already padded) positions; `None` when the kernel does not fit (also when
+/// its extent `d (k - 1) + 1` overflows: then it is larger than any input). `k` and
+/// `s` are positive.
 fn windows(n: usize, k: usize, s: usize, d: usize) -> Option<usize> {
-    let extent = d * (k - 1) + 1;
+    let extent = d.checked_mul(k - 1)?.checked_add(1)?;
     if n < extent {
         None
     } else {
         Some((n - extent) / s + 1)
+    }
+}
+
+/// The padded sizes `size + 2 * padding` of a plane, or an error naming `op` when
+/// they overflow.
+pub(crate) fn padded_plane(op: &'static str, size: [usize; 2], padding: [usize; 2]) -> Result<[usize; 2]> {
+    let one = |n: usize, p: usize| p.checked_mul(2).and_then(|p2| n.checked_add(p2));
+    match (one(size[0], padding[0]), one(size[1], padding[1])) {
+        (Some(h), Some(w)) => Ok([h, w]),
+        _ => Err(Error::arg(op, format!("padding {padding:?} of a {size:?} plane overflows the padded size"))),
+    }
+}
+
+/// The step of a strided view along a dim of `count` positions: `step` itself, or 0
+/// when the dim has at most one position (then any stride or dilation is allowed,
+/// however large, and must not enter the layout arithmetic).
+pub(crate) fn view_step(step: usize, count: usize) -> usize {
+    if count > 1 {
+        step
+    } else {
+        0
     }
 }
 
@@ -80,7 +103,7 @@ fn conv2d_batched(
     if kh == 0 || kw == 0 {
         return Err(Error::shape(op, x.dims(), w.dims(), "kernel sizes must be positive"));
     }
-    let (hp, wp) = (h + 2 * padding[0], wd + 2 * padding[1]);
+    let [hp, wp] = padded_plane(op, [h, wd], padding)?;
     let (oh, ow) = match (windows(hp, kh, stride[0], dilation[0]), windows(wp, kw, stride[1], dilation[1])) {
         (Some(a), Some(b)) => (a, b),
         _ => {
@@ -94,6 +117,9 @@ fn conv2d_batched(
             ))
         }
     };
+    // The column buffer [N, C, kh, kw, OH, OW] is the largest intermediate.
+    crate::create::checked_numel(op, &[n, c, kh, kw, oh, ow])?;
+    crate::create::checked_numel(op, &[n, o, oh, ow])?;
     let cd = compute_dtype(x.dtype());
     let k = cg * kh * kw;
     let cols =
@@ -121,7 +147,7 @@ fn im2col(
     if let Some(r) = crate::cpu::window::im2col(x, &g) {
         return r?.reshape_to([n, c * kernel[0] * kernel[1], out[0] * out[1]]);
     }
-    let (hp, wp) = (h + 2 * padding[0], w + 2 * padding[1]);
+    let [hp, wp] = padded_plane("im2col", [h, w], padding)?;
     let xp = if padding == [0, 0] {
         x.contiguous()?
     } else {
@@ -129,7 +155,16 @@ fn im2col(
     };
     let win = Layout::new(
         Shape::new(&[n, c, kernel[0], kernel[1], out[0], out[1]]),
-        [c * hp * wp, hp * wp, dilation[0] * wp, dilation[1], stride[0] * wp, stride[1]].into_iter().collect(),
+        [
+            c * hp * wp,
+            hp * wp,
+            view_step(dilation[0], kernel[0]) * wp,
+            view_step(dilation[1], kernel[1]),
+            view_step(stride[0], out[0]) * wp,
+            view_step(stride[1], out[1]),
+        ]
+        .into_iter()
+        .collect(),
         xp.layout().offset(),
     );
     xp.with_layout(win).contiguous()?.reshape_to([n, c * kernel[0] * kernel[1], out[0] * out[1]])
@@ -155,7 +190,7 @@ fn col2im(
         return r?.reshape_to([n, c, size[0], size[1]]);
     }
     let (kh, kw) = (kernel[0], kernel[1]);
-    let (hp, wp) = (size[0] + 2 * padding[0], size[1] + 2 * padding[1]);
+    let [hp, wp] = padded_plane("col2im", size, padding)?;
     let cd = compute_dtype(cols.dtype());
     let cols = cols.to_dtype(cd)?.reshape_to([n, c, kh, kw, out[0], out[1]])?;
     let full = Tensor::zeros([n, c, hp, wp], cd, cols.device())?;
@@ -163,7 +198,9 @@ fn col2im(
         for j in 0..kw {
             let dst = Layout::new(
                 Shape::new(&[n, c, out[0], out[1]]),
-                [c * hp * wp, hp * wp, stride[0] * wp, stride[1]].into_iter().collect(),
+                [c * hp * wp, hp * wp, view_step(stride[0], out[0]) * wp, view_step(stride[1], out[1])]
+                    .into_iter()
+                    .collect(),
                 i * dilation[0] * wp + j * dilation[1],
             );
             full.with_layout(dst).add_(&cols.select(2, i as isize)?.select(2, j as isize)?)?;
@@ -191,7 +228,7 @@ fn block_counts(
     check_positive(op, "kernel_size", &kernel)?;
     check_positive(op, "dilation", &dilation)?;
     check_positive(op, "stride", &stride)?;
-    let (hp, wp) = (size[0] + 2 * padding[0], size[1] + 2 * padding[1]);
+    let [hp, wp] = padded_plane(op, size, padding)?;
     match (windows(hp, kernel[0], stride[0], dilation[0]), windows(wp, kernel[1], stride[1], dilation[1])) {
         (Some(a), Some(b)) if a > 0 && b > 0 => Ok([a, b]),
         _ => Err(Error::invalid_shape(
@@ -326,6 +363,8 @@ impl Tensor {
         };
         let size = [x.dims()[2], x.dims()[3]];
         let out = block_counts(op, self.dims(), size, kernel, dilation, padding, stride)?;
+        let d = x.dims();
+        crate::create::checked_numel(op, &[d[0], d[1], kernel[0], kernel[1], out[0], out[1]])?;
         let y = im2col(&x, kernel, dilation, padding, stride, out)?;
         if self.rank() == 3 {
             y.squeeze(0)
@@ -366,7 +405,7 @@ impl Tensor {
         };
         let out = block_counts(op, self.dims(), output_size, kernel, dilation, padding, stride)?;
         let (ck, l) = (x.dims()[1], x.dims()[2]);
-        let kk = kernel[0] * kernel[1];
+        let kk = crate::create::mul_size(op, self.dims(), kernel[0], kernel[1])?;
         if ck % kk != 0 {
             return Err(Error::invalid_shape(
                 op,
@@ -374,16 +413,17 @@ impl Tensor {
                 format!("expected the block dim ({ck}) to be divisible by the kernel size {kernel:?}"),
             ));
         }
-        if l != out[0] * out[1] {
+        if out[0].checked_mul(out[1]) != Some(l) {
             return Err(Error::invalid_shape(
                 op,
                 self.dims(),
                 format!(
-                    "expected {} blocks ({out:?}) for output_size {output_size:?}, kernel {kernel:?}, dilation {dilation:?}, padding {padding:?}, stride {stride:?}, got {l}",
-                    out[0] * out[1]
+                    "expected {out:?} blocks for output_size {output_size:?}, kernel {kernel:?}, dilation {dilation:?}, padding {padding:?}, stride {stride:?}, got {l}"
                 ),
             ));
         }
+        let planes = crate::create::mul_size(op, self.dims(), x.dims()[0], ck / kk)?;
+        crate::create::checked_numel(op, &[planes, output_size[0], output_size[1]])?;
         let y = col2im(&x.contiguous()?, ck / kk, output_size, kernel, dilation, padding, stride, out)?;
         let y = y.to_dtype(self.dtype())?;
         if self.rank() == 2 {
@@ -461,9 +501,25 @@ fn conv_transpose2d_batched(
         return Err(Error::shape(op, x.dims(), w.dims(), "spatial and kernel sizes must be positive"));
     }
     // Full (uncropped) output extent; the result is its [pad, pad + out) window.
-    let hf = (h - 1) * stride[0] + dilation[0] * (kh - 1) + output_padding[0] + 1;
-    let wf = (wd - 1) * stride[1] + dilation[1] * (kw - 1) + output_padding[1] + 1;
-    if hf <= 2 * padding[0] || wf <= 2 * padding[1] {
+    let full_extent = |n: usize, s: usize, d: usize, k: usize, op_: usize| {
+        (n - 1).checked_mul(s)?.checked_add(d.checked_mul(k - 1)?)?.checked_add(op_)?.checked_add(1)
+    };
+    let (hf, wf) = match (
+        full_extent(h, stride[0], dilation[0], kh, output_padding[0]),
+        full_extent(wd, stride[1], dilation[1], kw, output_padding[1]),
+    ) {
+        (Some(a), Some(b)) => (a, b),
+        _ => {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "the output size of input {:?} with kernel [{kh}, {kw}], stride {stride:?}, dilation {dilation:?} and output padding {output_padding:?} overflows",
+                    x.dims()
+                ),
+            ))
+        }
+    };
+    if hf <= padding[0].saturating_mul(2) || wf <= padding[1].saturating_mul(2) {
         return Err(Error::shape(
             op,
             x.dims(),
@@ -472,6 +528,8 @@ fn conv_transpose2d_batched(
         ));
     }
     let (oh, ow) = (hf - 2 * padding[0], wf - 2 * padding[1]);
+    crate::create::checked_numel(op, &[n, o, hf, wf])?;
+    crate::create::checked_numel(op, &[n, o, kh, kw, h, wd])?;
     let cd = compute_dtype(x.dtype());
     let cin = c / groups;
     let kc = og * kh * kw;
@@ -484,7 +542,7 @@ fn conv_transpose2d_batched(
         for j in 0..kw {
             let dst = Layout::new(
                 Shape::new(&[n, o, h, wd]),
-                [o * hf * wf, hf * wf, stride[0] * wf, stride[1]].into_iter().collect(),
+                [o * hf * wf, hf * wf, view_step(stride[0], h) * wf, view_step(stride[1], wd)].into_iter().collect(),
                 i * dilation[0] * wf + j * dilation[1],
             );
             full.with_layout(dst).add_(&cols.select(2, i as isize)?.select(2, j as isize)?)?;

@@ -47,10 +47,18 @@ impl Tensor {
     }
 
     /// Applies a unary op (integers are cast to f32 for float-only ops).
+    ///
+    /// On integer tensors the scalar parameters of `AddScalar`/`MulScalar` must be
+    /// integers that fit the dtype, and `Clamp` bounds must not be NaN or lie wholly
+    /// outside the dtype's range; anything else is an error rather than a wrapped or
+    /// saturated number.
     pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
         let x = if op.float_only() && !self.dtype().is_float() { self.to_dtype(DType::F32)? } else { self.clone() };
         if self.dtype() == DType::Bool && !op.returns_bool() && !op.float_only() {
             return Err(Error::Unsupported { op: op.name(), dtype: DType::Bool, device: self.device().to_string() });
+        }
+        if x.dtype().is_int() {
+            check_int_params(op, x.dtype())?;
         }
         let shape = x.shape().clone();
         x.run1(shape, |be, b, l| be.unary(op, b, l))
@@ -106,10 +114,22 @@ impl Tensor {
 
     /// Applies a binary op with a scalar right operand (promotion treats the scalar
     /// like PyTorch treats a Python number: it never widens the tensor's dtype).
+    ///
+    /// On integer dtypes the scalar must fit the dtype, and a zero divisor
+    /// (`remainder`) or a negative exponent (`pow`) is an error, like PyTorch.
     pub fn binary_scalar(&self, op: BinaryOp, s: Scalar) -> Result<Tensor> {
         let mut c = s.promote_with(self.dtype());
         if matches!(op, BinaryOp::Div | BinaryOp::Atan2) && !c.is_float() {
             c = DType::F32;
+        }
+        if c.is_int() {
+            // Checked here as well as in the CPU kernel, so every backend reports it.
+            if matches!(op, BinaryOp::Div | BinaryOp::Remainder) && s.to_i64() == 0 {
+                return Err(int_division_by_zero(op));
+            }
+            if op == BinaryOp::Pow && s.to_i64() < 0 {
+                return Err(int_negative_power());
+            }
         }
         let x = self.to_dtype(c)?;
         // Float fast paths that need no broadcast operand. Integers take the general
@@ -125,7 +145,7 @@ impl Tensor {
                 _ => {}
             }
         }
-        let t = Tensor::scalar_on(s, c, self.device())?;
+        let t = Tensor::scalar_operand(op.name(), s, c, self.device())?;
         x.binary(op, &t)
     }
 
@@ -171,13 +191,13 @@ impl Tensor {
     /// `other - self` for a scalar `other` (PyTorch's `rsub`).
     pub fn rsub_scalar(&self, other: impl Into<Scalar>) -> Result<Tensor> {
         let s = other.into();
-        Tensor::scalar_on(s, s.promote_with(self.dtype()), self.device())?.sub(self)
+        Tensor::scalar_operand("rsub", s, s.promote_with(self.dtype()), self.device())?.sub(self)
     }
 
     /// `other / self` for a scalar `other`.
     pub fn rdiv_scalar(&self, other: impl Into<Scalar>) -> Result<Tensor> {
         let s = other.into();
-        Tensor::scalar_on(s, s.promote_with(self.dtype()), self.device())?.div(self)
+        Tensor::scalar_operand("div", s, s.promote_with(self.dtype()), self.device())?.div(self)
     }
 
     unary_fns! {
@@ -255,7 +275,9 @@ impl Tensor {
         self.unary(UnaryOp::Softplus { beta, threshold })
     }
 
-    /// Clamps to `[min, max]`; either bound may be `None`.
+    /// Clamps to `[min, max]`; either bound may be `None`. On an integer tensor a NaN
+    /// bound, a `min` above the dtype's largest value or a `max` below its smallest
+    /// is an error (the result could not be stored).
     pub fn clamp(&self, min: Option<f64>, max: Option<f64>) -> Result<Tensor> {
         if min.is_none() && max.is_none() {
             return Err(Error::arg("clamp", "at least one of 'min' or 'max' must not be None"));
@@ -306,7 +328,9 @@ impl Tensor {
                 "mask must broadcast to the tensor's shape",
             ));
         }
-        let v = Tensor::scalar_on(value, self.dtype(), self.device())?;
+        let value = value.into();
+        value.check_fits("masked_fill", self.dtype())?;
+        let v = Tensor::fill_unchecked(crate::Shape::new(&[]), value, self.dtype(), self.device())?;
         Tensor::where_cond(mask, &v, self)
     }
 
@@ -334,6 +358,101 @@ impl Tensor {
     /// The layout of `self` broadcast to `shape`, for callers that drive backends.
     pub fn broadcast_layout(&self, shape: &[usize]) -> Result<Layout> {
         self.layout().broadcast_to(shape)
+    }
+}
+
+/// PyTorch's error for an integer division or remainder by zero.
+pub(crate) fn int_division_by_zero(op: BinaryOp) -> Error {
+    Error::arg(op.name(), "ZeroDivisionError: integer division or remainder by zero")
+}
+
+/// PyTorch's error for an integer raised to a negative integer power.
+pub(crate) fn int_negative_power() -> Error {
+    Error::arg("pow", "Integers to negative integer powers are not allowed.")
+}
+
+/// The largest finite value of a float dtype.
+fn float_max(dtype: DType) -> f64 {
+    match dtype {
+        DType::F16 => half::f16::MAX.to_f64(),
+        DType::BF16 => half::bf16::MAX.to_f64(),
+        DType::F32 => f32::MAX as f64,
+        _ => f64::MAX,
+    }
+}
+
+/// `[lowest, highest]` of an integer dtype as f64 (exact: both are small or powers
+/// of two), with the upper end exclusive for I64, whose maximum is not an f64.
+fn int_range(dtype: DType) -> (f64, f64, bool) {
+    match dtype {
+        DType::U8 => (0.0, 255.0, true),
+        DType::I32 => (i32::MIN as f64, i32::MAX as f64, true),
+        _ => (-9_223_372_036_854_775_808.0, 9_223_372_036_854_775_808.0, false),
+    }
+}
+
+impl Scalar {
+    /// Checks that this value can be stored in an element of `dtype` without
+    /// overflow, PyTorch's checked scalar conversion (used by `full`, `masked_fill`,
+    /// `pad`, scalar operands of integer arithmetic, ...).
+    ///
+    /// Integer dtypes refuse NaN, infinities and values outside their range (a float
+    /// in range is truncated toward zero; uint8 also takes integers down to -255,
+    /// which wrap like PyTorch's `a - b` on uint8). Float dtypes refuse finite values
+    /// beyond their largest finite value (NaN and infinities are kept). Bool takes
+    /// anything (nonzero is true). The error names `op`, the value and the dtype.
+    ///
+    /// ```
+    /// use tensor_core::{DType, Scalar};
+    /// assert!(Scalar::F64(2.9).check_fits("full", DType::I32).is_ok());
+    /// assert!(Scalar::F64(f64::NAN).check_fits("full", DType::I64).is_err());
+    /// assert!(Scalar::I64(1 << 40).check_fits("full", DType::I32).is_err());
+    /// assert!(Scalar::F64(1e5).check_fits("full", DType::F16).is_err());
+    /// ```
+    pub fn check_fits(self, op: &'static str, dtype: DType) -> Result<()> {
+        let ok = match (self, dtype) {
+            (Scalar::Bool(_), _) | (_, DType::Bool | DType::F64) => true,
+            (Scalar::I64(_), DType::I64) => true,
+            (Scalar::I64(v), DType::I32) => i32::try_from(v).is_ok(),
+            (Scalar::I64(v), DType::U8) => (-255..=255).contains(&v),
+            (Scalar::I64(v), d) if d.is_float() => (v as f64).abs() <= float_max(d),
+            (Scalar::F64(v), d) if d.is_float() => !v.is_finite() || v.abs() <= float_max(d),
+            (Scalar::F64(v), d) => {
+                let (lo, hi, hi_inclusive) = int_range(d);
+                v >= lo && (v < hi || (hi_inclusive && v == hi))
+            }
+            (Scalar::I64(_), _) => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::arg(op, format!("value {self} cannot be converted to type {dtype} without overflow")))
+        }
+    }
+}
+
+/// The integer-tensor checks of [`Tensor::unary`]'s scalar parameters.
+fn check_int_params(op: UnaryOp, dtype: DType) -> Result<()> {
+    let name = op.name();
+    match op {
+        UnaryOp::AddScalar(s) | UnaryOp::MulScalar(s) => {
+            if s.fract() != 0.0 {
+                return Err(Error::arg(name, format!("scalar {s} is not an integer, so it can't apply to {dtype}")));
+            }
+            Scalar::F64(s).check_fits(name, dtype)
+        }
+        UnaryOp::Clamp(lo, hi) => {
+            let (min, max, _) = int_range(dtype);
+            let bad = |v: f64, what: &str| {
+                Err(Error::arg(name, format!("{what} {v} cannot be converted to type {dtype} without overflow")))
+            };
+            match (lo, hi) {
+                (Some(v), _) if v.is_nan() || v > max => bad(v, "min"),
+                (_, Some(v)) if v.is_nan() || v < min => bad(v, "max"),
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
     }
 }
 
@@ -389,7 +508,8 @@ macro_rules! impl_op {
             type Output = Result<Tensor>;
             #[track_caller]
             fn $method(self, rhs: &Tensor) -> Result<Tensor> {
-                Tensor::scalar_on(self, rhs.dtype().to_float(), rhs.device())?.$fn(rhs)
+                Tensor::scalar_operand(stringify!($fn), Scalar::F64(self), rhs.dtype().to_float(), rhs.device())?
+                    .$fn(rhs)
             }
         }
     };

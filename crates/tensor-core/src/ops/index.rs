@@ -429,8 +429,9 @@ impl Tensor {
                     format!("sizes of tensors must match except in dimension {d} (tensor {i} differs)"),
                 ));
             }
-            shape[d] += t.dims()[d];
+            shape[d] = crate::create::add_size(OP, reference.dims(), shape[d], t.dims()[d])?;
         }
+        crate::create::checked_alloc(OP, &shape, dtype)?;
         let out = Tensor::zeros(shape, dtype, first.device())?;
         let mut at = 0usize;
         for t in parts {
@@ -596,8 +597,13 @@ impl Tensor {
             target.push(rep);
             target.push(b);
         }
+        let shape = repeats
+            .iter()
+            .zip(&base)
+            .map(|(&a, &b)| crate::create::mul_size(OP, &target, a, b))
+            .collect::<Result<Vec<usize>>>()?;
+        crate::create::checked_alloc(OP, &shape, self.dtype())?;
         let out = x.broadcast_to(target)?.copy()?;
-        let shape: Vec<usize> = repeats.iter().zip(&base).map(|(a, b)| a * b).collect();
         out.reshape_to(shape)
     }
 
@@ -625,7 +631,7 @@ impl Tensor {
         for d in ds {
             let n = self.dims()[d];
             if n > 1 {
-                let idx = Tensor::arange(n as f64 - 1.0, -1.0, -1.0, DType::I64, self.device())?;
+                let idx = crate::create::index_range(n, true, self.device())?;
                 let ie = slice_index(&idx, d, x.dims())?;
                 x = x.gather_unchecked(d, &ie)?;
                 copied = true;
@@ -716,8 +722,8 @@ impl Tensor {
         }
         let (m, n) = (self.dims()[r - 2], self.dims()[r - 1]);
         let dev = self.device();
-        let rows = Tensor::arange(0.0, m as f64, 1.0, DType::I64, dev)?.reshape_to([m, 1])?;
-        let cols = Tensor::arange(0.0, n as f64, 1.0, DType::I64, dev)?.reshape_to([1, n])?;
+        let rows = crate::create::index_range(m, false, dev)?.reshape_to([m, 1])?;
+        let cols = crate::create::index_range(n, false, dev)?.reshape_to([1, n])?;
         let off = cols.sub(&rows)?;
         let keep = if lower { off.le_scalar(diagonal)? } else { off.ge_scalar(diagonal)? };
         let zero = Tensor::scalar_on(0i64, self.dtype(), dev)?;
@@ -740,15 +746,22 @@ impl Tensor {
             if self.numel() == 0 {
                 return Err(Error::arg(OP, "can not infer the total number of classes from an empty tensor"));
             }
-            self.amax(&[], false)?.item()?.to_i64().max(-1) + 1
+            let max = self.amax(&[], false)?.item()?.to_i64().max(-1);
+            max.checked_add(1).ok_or_else(|| {
+                Error::arg(OP, format!("the largest class index {max} leaves no room for num_classes = max + 1"))
+            })?
         } else if num_classes < 0 {
             return Err(Error::arg(OP, format!("num_classes must be -1 or non-negative, got {num_classes}")));
         } else {
             num_classes
         };
-        let c = c.max(0) as usize;
+        let c = usize::try_from(c.max(0))
+            .map_err(|_| Error::arg(OP, format!("num_classes {c} does not fit in this platform's sizes")))?;
+        let mut out_shape = self.dims().to_vec();
+        out_shape.push(c);
+        crate::create::checked_alloc(OP, &out_shape, DType::I64)?;
         check_range(OP, self, self.rank(), c)?;
-        let classes = Tensor::arange(0.0, c as f64, 1.0, DType::I64, self.device())?;
+        let classes = crate::create::index_range(c, false, self.device())?;
         self.unsqueeze(-1)?.eq(&classes)?.to_dtype(DType::I64)
     }
 

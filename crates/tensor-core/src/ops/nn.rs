@@ -151,11 +151,20 @@ impl Tensor {
             pads.chunks(2).enumerate().map(|(i, p)| (r - 1 - i, p[0], p[1])).collect();
         let mut out_shape = self.dims().to_vec();
         for &(d, lo, hi) in &per_dim {
-            out_shape[d] += lo + hi;
+            let grown = lo.checked_add(hi).and_then(|p| p.checked_add(out_shape[d]));
+            out_shape[d] = grown.ok_or_else(|| {
+                Error::invalid_shape(
+                    "pad",
+                    self.dims(),
+                    format!("padding ({lo}, {hi}) of dim {d} overflows the size of that dim"),
+                )
+            })?;
         }
+        crate::create::checked_alloc("pad", &out_shape, self.dtype())?;
         match mode {
             PadMode::Constant(v) => {
-                let out = Tensor::full(out_shape, Scalar::F64(v), self.dtype(), self.device())?;
+                Scalar::F64(v).check_fits("pad", self.dtype())?;
+                let out = Tensor::fill_unchecked(out_shape.into(), Scalar::F64(v), self.dtype(), self.device())?;
                 let mut inner = out.clone();
                 for &(d, lo, _) in &per_dim {
                     inner = inner.narrow(d as isize, lo as isize, self.dims()[d])?;
@@ -186,24 +195,23 @@ impl Tensor {
                             format!("cannot replicate-pad the empty dim {d} of input shape {:?}", self.dims()),
                         ));
                     }
-                    let n = size + lo + hi;
+                    let n = out_shape[d];
                     let last = size as i64 - 1;
-                    let idx: Vec<i64> = (0..n as i64)
-                        .map(|o| {
-                            let i = o - lo as i64;
-                            if reflect {
-                                if i < 0 {
-                                    -i
-                                } else if i > last {
-                                    2 * last - i
-                                } else {
-                                    i
-                                }
+                    // Once allocated, `n` (and so every pad) is far below i64::MAX.
+                    let idx = crate::create::try_collect(n, |o| {
+                        let i = o as i64 - lo as i64;
+                        if reflect {
+                            if i < 0 {
+                                -i
+                            } else if i > last {
+                                2 * last - i
                             } else {
-                                i.clamp(0, last)
+                                i
                             }
-                        })
-                        .collect();
+                        } else {
+                            i.clamp(0, last)
+                        }
+                    })?;
                     let mut ishape = vec![1; r];
                     ishape[d] = n;
                     let mut target = cur.dims().to_vec();
@@ -403,7 +411,7 @@ impl Tensor {
         }
         let keep = 1.0 - p;
         let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
-        let v = g.uniform_f64(self.numel()).into_iter().map(|u| if u < keep { scale } else { 0.0 }).collect();
+        let v = g.try_uniform_f64(self.numel())?.into_iter().map(|u| if u < keep { scale } else { 0.0 }).collect();
         host_tensor(v, self.dims(), self.dtype(), self)
     }
 

@@ -4,6 +4,7 @@
 //! position in the input plane; adaptive average pooling is two small GEMMs with
 //! averaging matrices (it is separable).
 
+use super::conv::view_step;
 use super::nn::{compute_dtype, host_tensor, index_tensor, require_float, PadMode};
 use crate::cpu::window::Window;
 use crate::{Error, Layout, Result, Shape, Tensor};
@@ -34,26 +35,41 @@ fn axis(
             format!("pad should be at most half of the kernel size, but got pad={p} and kernel_size={k}"),
         ));
     }
-    let extent = d * (k - 1) + 1;
-    if n + 2 * p < extent {
+    // `2 p <= k`, so `2 p` fits; the sums below are checked.
+    let padded = n
+        .checked_add(2 * p)
+        .ok_or_else(|| Error::arg(op, format!("padding {p} of an input of size {n} overflows the padded size")))?;
+    let Some(extent) = d.checked_mul(k - 1).and_then(|e| e.checked_add(1)) else {
         return Err(Error::invalid_shape(
             op,
             dims,
-            format!("kernel of extent {extent} is larger than the padded input size {}", n + 2 * p),
+            format!("kernel size {k} with dilation {d} is larger than the padded input size {padded}"),
+        ));
+    };
+    if padded < extent {
+        return Err(Error::invalid_shape(
+            op,
+            dims,
+            format!("kernel of extent {extent} is larger than the padded input size {padded}"),
         ));
     }
-    let span = n + 2 * p - extent;
+    let span = padded - extent;
     let mut out = if ceil_mode { span.div_ceil(s) + 1 } else { span / s + 1 };
-    // The last window must start inside the input or the left padding.
-    if ceil_mode && (out - 1) * s >= n + p {
+    // The last window must start inside the input or the left padding:
+    // `(out - 1) s < n + p`, compared by division since the product may overflow.
+    if ceil_mode && out > 1 && (out - 1) > (n + p - 1) / s {
         out -= 1;
     }
-    let extra = ((out - 1) * s + extent).saturating_sub(n + 2 * p);
+    // In ceil mode the last window may end past the padded input (saturating: only
+    // sizes no allocation can reach could overflow).
+    let extra = (out - 1).saturating_mul(s).saturating_add(extent).saturating_sub(padded);
     Ok(Axis { out, extra })
 }
 
 /// Geometry shared by max and average pooling.
 struct Pool {
+    /// The op, for errors.
+    op: &'static str,
     /// The input, batched and contiguous.
     x: Tensor,
     h: Axis,
@@ -87,7 +103,11 @@ fn prepare(
     }
     let h = axis(op, x.dims(), hh, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)?;
     let w = axis(op, x.dims(), ww, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)?;
-    Ok(Pool { x: x4, h, w, batched })
+    // The padded sizes fit (see `axis`); the generic path checks that the padded
+    // input can be allocated, the direct one never builds it.
+    crate::create::add_size(op, x.dims(), hh + 2 * padding[0], h.extra)?;
+    crate::create::add_size(op, x.dims(), ww + 2 * padding[1], w.extra)?;
+    Ok(Pool { op, x: x4, h, w, batched })
 }
 
 impl Pool {
@@ -102,12 +122,26 @@ impl Pool {
         fill: f64,
     ) -> Result<Tensor> {
         let pads = [padding[1], padding[1] + self.w.extra, padding[0], padding[0] + self.h.extra];
+        // The padded input (its sizes fit: see `prepare`) must be allocatable.
+        let d = self.x.dims();
+        let padded = [d[0], d[1], d[2] + pads[2] + pads[3], d[3] + pads[0] + pads[1]];
+        crate::create::checked_alloc(self.op, &padded, self.x.dtype())?;
+        crate::create::checked_numel(self.op, &[d[0], d[1], self.h.out, self.w.out, kernel[0], kernel[1]])?;
         let padded = if pads == [0; 4] { self.x.clone() } else { self.x.pad(&pads, PadMode::Constant(fill))? };
         let d = padded.dims();
         let (n, c, hp, wp) = (d[0], d[1], d[2], d[3]);
         let l = Layout::new(
             Shape::new(&[n, c, self.h.out, self.w.out, kernel[0], kernel[1]]),
-            [c * hp * wp, hp * wp, stride[0] * wp, stride[1], dilation[0] * wp, dilation[1]].into_iter().collect(),
+            [
+                c * hp * wp,
+                hp * wp,
+                view_step(stride[0], self.h.out) * wp,
+                view_step(stride[1], self.w.out),
+                view_step(dilation[0], kernel[0]) * wp,
+                view_step(dilation[1], kernel[1]),
+            ]
+            .into_iter()
+            .collect(),
             padded.layout().offset(),
         );
         Ok(padded.with_layout(l))
@@ -195,14 +229,17 @@ impl Tensor {
             return Ok((p.finish(v)?, p.finish(i)?));
         }
         let (n, c) = (p.x.dims()[0], p.x.dims()[1]);
-        let (oh, ow, kk) = (p.h.out, p.w.out, kernel[0] * kernel[1]);
+        let (oh, ow) = (p.h.out, p.w.out);
+        let kk = crate::create::mul_size(op, self.dims(), kernel[0], kernel[1])?;
+        crate::create::checked_numel(op, &[n, c, oh, ow, kk])?;
+        let plane_taps = crate::create::checked_numel(op, &[oh, ow, kk])?;
         let win = p.windows(kernel, stride, padding, dilation, f64::NEG_INFINITY)?.reshape_to([n, c, oh, ow, kk])?;
         let values = win.amax(&[-1], false)?;
         let tap = win.argmax(-1, true)?;
         // Input-plane index of tap t of output (y, x); padding positions are never
         // chosen since they hold -inf and every window touches the input.
         let width = p.x.dims()[3] as i64;
-        let mut table = Vec::with_capacity(oh * ow * kk);
+        let mut table = crate::random::try_vec(plane_taps)?;
         for y in 0..oh {
             for x in 0..ow {
                 for i in 0..kernel[0] {
@@ -271,20 +308,25 @@ impl Tensor {
         if h == 0 || w == 0 {
             return Err(Error::invalid_shape(op, self.dims(), "expected non-empty spatial dims"));
         }
+        let mut out_shape = self.dims().to_vec();
+        out_shape[r - 2..].copy_from_slice(&output_size);
+        crate::create::checked_numel(op, &out_shape)?;
         let cd = compute_dtype(self.dtype());
-        // Row i of the averaging matrix holds 1/len over its window.
-        let averaging = |n: usize, out: usize| -> Vec<f64> {
-            let mut m = vec![0.0; out * n];
+        // Row i of the averaging matrix holds 1/len over its window. Its size `out * n`
+        // is checked, so every `i * n` and `(i + 1) * n` below fits.
+        let averaging = |n: usize, out: usize| -> Result<Vec<f64>> {
+            let len = crate::create::checked_numel(op, &[out, n])?;
+            let mut m = crate::create::try_collect(len, |_| 0.0)?;
             for i in 0..out {
                 let (a, b) = ((i * n) / out, ((i + 1) * n).div_ceil(out));
                 for v in &mut m[i * n + a..i * n + b] {
                     *v = 1.0 / (b - a) as f64;
                 }
             }
-            m
+            Ok(m)
         };
-        let ah = host_tensor(averaging(h, output_size[0]), &[output_size[0], h], cd, self)?;
-        let aw = host_tensor(averaging(w, output_size[1]), &[output_size[1], w], cd, self)?;
+        let ah = host_tensor(averaging(h, output_size[0])?, &[output_size[0], h], cd, self)?;
+        let aw = host_tensor(averaging(w, output_size[1])?, &[output_size[1], w], cd, self)?;
         let x = self.contiguous()?.to_dtype(cd)?;
         ah.matmul(&x)?.matmul(&aw.t()?)?.to_dtype(self.dtype())
     }

@@ -277,7 +277,17 @@ impl Tensor {
     pub fn norm(&self, ord: impl Into<NormOrd>, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         require_float(self, "norm")?;
         let ord = ord.into();
-        normalize_dims("norm", dims, self.rank())?;
+        let d = normalize_dims("norm", dims, self.rank())?;
+        if matches!(ord, NormOrd::Inf | NormOrd::NegInf) && reduced_count(self, &d) == 0 {
+            return Err(Error::arg(
+                "norm",
+                format!(
+                    "cannot compute the {} norm over an empty set of elements (input shape {:?}, dims {dims:?}): the operation has no identity",
+                    if ord == NormOrd::Inf { "inf" } else { "-inf" },
+                    self.dims()
+                ),
+            ));
+        }
         let x = widen_half(self)?;
         let out = match ord {
             NormOrd::P(p) if p.is_nan() => return Err(Error::arg("norm", "the order p must not be NaN")),
