@@ -144,6 +144,11 @@ fn scalar_values_that_fit_still_convert() {
     let x = Tensor::new(&[1.0f32]);
     assert_eq!((1e39 * &x).expect("mul").to_vec::<f32>().expect("values"), vec![f32::INFINITY]);
     assert_eq!(x.maximum_scalar(1e39).expect("maximum").to_vec::<f32>().expect("values"), vec![f32::INFINITY]);
+    let s = Tensor::scalar_on(1e39, DType::F32, &dev).expect("scalar_on rounds floats");
+    assert_eq!(s.to_vec::<f32>().expect("values"), vec![f32::INFINITY]);
+    let y = Tensor::new(&[1.0f32]);
+    y.add_scalar_(1e39).expect("in-place add");
+    assert_eq!(y.to_vec::<f32>().expect("values"), vec![f32::INFINITY]);
     // Integer arithmetic with scalars that fit is unchanged (u8 wraps).
     let u = ints(&[1, 7], DType::U8);
     assert_eq!(u.sub_scalar(2).expect("sub").to_vec::<u8>().expect("values"), vec![255, 5]);

@@ -100,11 +100,11 @@ impl Tensor {
 
     /// A 0-dim tensor of `dtype` holding `v`, on `device`.
     ///
-    /// Fails like [`Tensor::full`] when the value does not fit `dtype`.
+    /// Like `torch.tensor(v, dtype=..)`: an integer or bool `dtype` refuses a value it
+    /// cannot hold (see [`Scalar::check_fits`]), a float `dtype` rounds it (1e39 as
+    /// f32 is inf).
     pub fn scalar_on(v: impl Into<Scalar>, dtype: DType, device: &Device) -> Result<Tensor> {
-        let v = v.into();
-        v.check_fits("scalar_on", dtype)?;
-        Tensor::fill_unchecked(Shape::new(&[]), v, dtype, device)
+        Tensor::scalar_operand("scalar_on", v.into(), dtype, device)
     }
 
     /// A 0-dim tensor of `dtype` holding `s`, as the scalar operand of the arithmetic
