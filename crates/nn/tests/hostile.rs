@@ -246,7 +246,15 @@ fn pooling_and_sizes_from_users_are_errors_not_panics() -> Res<()> {
     assert!(zero_stride.forward(&x).is_err());
     assert!(AvgPool2d { stride: [1, 0], ..AvgPool2d::new([2, 2]) }.forward(&x).is_err());
     // Layer sizes whose weight cannot exist.
-    assert!(Linear::new(usize::MAX, 2, true).is_err());
+    for e in [
+        Linear::new(usize::MAX, 2, true).map(|_| ()).unwrap_err(),
+        Linear::new(1 << 62, 1, false).map(|_| ()).unwrap_err(),
+        Embedding::new(usize::MAX, 2, None).map(|_| ()).unwrap_err(),
+        BatchNorm1d::new(usize::MAX).map(|_| ()).unwrap_err(),
+        LayerNorm::new(&[usize::MAX, 2]).map(|_| ()).unwrap_err(),
+    ] {
+        assert!(e.to_string().contains("overflows"), "{e}");
+    }
     assert!(Conv2d::new(1 << 40, 1 << 40, [1 << 20, 1 << 20], Conv2dConfig::default()).is_err());
     Ok(())
 }

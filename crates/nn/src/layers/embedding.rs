@@ -39,6 +39,7 @@ impl Embedding {
                 ));
             }
         }
+        super::check_size(&[num_embeddings, embedding_dim])?;
         let w = Tensor::randn([num_embeddings, embedding_dim], DType::F32, &Device::cpu())?;
         if let Some(p) = padding_idx {
             w.narrow(0, p as isize, 1)?.fill_(0.0)?;

@@ -10,18 +10,30 @@ pub mod norm;
 pub mod pool;
 pub mod shape;
 
-use tensor_core::{DType, Device, Result, Tensor};
+use tensor_core::{DType, Device, Error, Result, Tensor};
 
 use crate::module::Param;
+
+/// Checks that a layer's parameter shape (from user sizes) has an element count that
+/// fits, before anything is allocated.
+pub(crate) fn check_size(dims: &[usize]) -> Result<()> {
+    let bytes = dims.iter().try_fold(DType::F32.size_in_bytes(), |a, &d| a.checked_mul(d));
+    if bytes.is_none_or(|b| b > isize::MAX as usize) {
+        return Err(Error::invalid_shape("Param::new", dims, "the parameter's size overflows"));
+    }
+    Ok(())
+}
 
 /// A new F32 CPU parameter drawn from `U(-bound, bound)` (PyTorch's default layer
 /// initialisations are all of this form).
 pub(crate) fn uniform_param(dims: &[usize], bound: f64) -> Result<Param> {
+    check_size(dims)?;
     Param::new(Tensor::uniform(dims.to_vec(), -bound, bound, DType::F32, &Device::cpu())?)
 }
 
 /// A new F32 CPU parameter filled with `value`.
 pub(crate) fn full_param(dims: &[usize], value: f64) -> Result<Param> {
+    check_size(dims)?;
     Param::new(Tensor::full(dims.to_vec(), value, DType::F32, &Device::cpu())?)
 }
 

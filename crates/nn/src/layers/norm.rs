@@ -75,6 +75,7 @@ impl Default for BatchNormConfig {
 impl BatchNorm {
     fn build(c: usize, cfg: BatchNormConfig, op: &'static str, ranks: &'static [usize]) -> Result<BatchNorm> {
         check_eps(op, cfg.eps)?;
+        super::check_size(&[c])?;
         if let Some(m) = cfg.momentum {
             if !(0.0..=1.0).contains(&m) {
                 return Err(Error::arg(op, format!("momentum must be in [0, 1] (or None), got {m}")));
