@@ -138,9 +138,10 @@ fn in_place_ops_in_opposite_directions_on_two_threads_do_not_deadlock() {
                     panic!("{n1} x {n2}: {who} failed: {e}");
                 });
             }
-            // The values stay finite: no torn or foreign writes.
+            // Both tensors are still whole and readable (the values themselves may
+            // overflow: 300 rounds of `a *= b` against `b += a` grow without bound).
             for t in [&a, &b] {
-                assert!(t.to_vec::<f32>().unwrap().iter().all(|x| x.is_finite()), "{n1} x {n2}");
+                assert_eq!(t.to_vec::<f32>().unwrap().len(), 32, "{n1} x {n2}");
             }
         }
     });
@@ -175,9 +176,10 @@ fn allocations_no_machine_can_hold_are_out_of_memory_errors() {
     assert!(is_oom(&big.contiguous().unwrap_err()));
     assert!(is_oom(&(&big + 1.0).unwrap_err()));
     assert!(is_oom(&big.to_dtype(DType::F64).unwrap_err()));
-    // A shape whose element count overflows usize saturates and fails the same way.
+    // A shape whose element count overflows usize is refused before any allocation.
     let e = Tensor::zeros([usize::MAX, 2], DType::U8, &dev).unwrap_err();
-    assert!(is_oom(&e), "{e}");
+    assert!(e.to_string().contains("zeros") && e.to_string().contains("does not fit"), "{e}");
+    assert!(is_oom(&Tensor::zeros([1usize << 60], DType::U8, &dev).unwrap_err()));
     // Batched products of broadcast views whose output is too large.
     let a = Tensor::ones([1, 2, 1], DType::F32, &dev).unwrap().expand(&[1 << 40, 2, 1]).unwrap();
     let b = Tensor::ones([1, 1, 2], DType::F32, &dev).unwrap().expand(&[1 << 40, 1, 2]).unwrap();
