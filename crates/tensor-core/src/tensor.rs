@@ -37,7 +37,8 @@ impl Tensor {
     /// safe caller can build a view that reads past the end of its storage.
     ///
     /// ```
-    /// use tensor_core::{CpuBuffer, Device, Layout, Tensor};
+    /// use tensor_core::cpu::CpuBuffer;
+    /// use tensor_core::{Device, Layout, Tensor};
     /// let buf = CpuBuffer::F32(vec![1.0, 2.0, 3.0, 4.0]).into();
     /// let t = Tensor::from_parts(buf, Layout::contiguous([2, 2]), Device::cpu())?;
     /// assert_eq!(t.t()?.to_vec::<f32>()?, vec![1.0, 3.0, 2.0, 4.0]);

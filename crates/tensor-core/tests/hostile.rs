@@ -198,3 +198,37 @@ fn shape_arithmetic_saturates_instead_of_wrapping() {
     assert_eq!(tensor_core::Shape::new(&[usize::MAX, 3, 0]).numel(), 0);
     assert_eq!(tensor_core::Shape::new(&[1 << 20, 1 << 20]).checked_numel(), Some(1 << 40));
 }
+
+#[test]
+fn reductions_and_scans_of_huge_broadcast_views_are_out_of_memory_errors() {
+    let dev = Device::cpu();
+    // A [2^40, 3] view of three floats: summing over the small dim would need a
+    // 2^40-element output, and a running sum needs 3 * 2^40 elements.
+    let big = Tensor::ones([1, 3], DType::F32, &dev).unwrap().expand(&[1 << 40, 3]).unwrap();
+    assert!(is_oom(&big.sum(&[1], false).unwrap_err()));
+    assert!(is_oom(&big.amax(&[1], false).unwrap_err()));
+    assert!(is_oom(&big.argmax(1, false).unwrap_err()));
+    assert!(is_oom(&big.cumsum(1).unwrap_err()));
+    assert!(is_oom(&big.cumsum(0).unwrap_err()));
+    // Reducing the huge dim away is fine: three outputs, each a sum of 2^40 ones
+    // (too slow to run in full here, so check a smaller sibling for the values).
+    let small = Tensor::ones([1, 3], DType::F32, &dev).unwrap().expand(&[1 << 10, 3]).unwrap();
+    assert_eq!(small.sum(&[0], false).unwrap().to_vec::<f32>().unwrap(), vec![1024.0; 3]);
+}
+
+#[test]
+fn fill_refuses_values_the_dtype_cannot_hold() {
+    let dev = Device::cpu();
+    let t = Tensor::zeros([3], DType::I32, &dev).unwrap();
+    let e = t.fill_(1e20).unwrap_err();
+    assert!(e.to_string().contains("fill_") && e.to_string().contains("int32"), "{e}");
+    assert!(t.fill_(f64::NAN).is_err());
+    assert!(t.fill_(i64::MAX).is_err());
+    assert_eq!(t.to_vec::<i32>().unwrap(), vec![0; 3], "a refused fill writes nothing");
+    t.fill_(-7.9).unwrap();
+    assert_eq!(t.to_vec::<i32>().unwrap(), vec![-7; 3], "in-range floats truncate toward zero");
+    let h = Tensor::zeros([2], DType::F16, &dev).unwrap();
+    assert!(h.fill_(1e5).is_err());
+    h.fill_(f64::INFINITY).unwrap();
+    assert!(h.to_vec::<half::f16>().unwrap().iter().all(|x| x.is_infinite()));
+}

@@ -103,6 +103,23 @@ pub(crate) fn filled<T: Elem>(len: usize, value: T) -> Result<Vec<T>> {
     fresh(len, value)
 }
 
+/// Checks, before a kernel that builds its output and index scratch with plain
+/// vectors, that `elems` elements of `elem_bytes` bytes each can be had: an
+/// [`Error::OutOfMemory`] now instead of an abort halfway through. Sizes under
+/// 256 MiB are taken on trust; larger ones are reserved once and released.
+pub(crate) fn ensure_room(elems: usize, elem_bytes: usize) -> Result<()> {
+    const TRUSTED: usize = 256 << 20;
+    let bytes = elems.checked_mul(elem_bytes).filter(|&b| b <= isize::MAX as usize);
+    let Some(bytes) = bytes else {
+        return Err(Error::OutOfMemory { device: "cpu".into(), bytes: elems.saturating_mul(elem_bytes) });
+    };
+    if bytes >= TRUSTED {
+        let mut probe: Vec<u8> = Vec::new();
+        probe.try_reserve_exact(bytes).map_err(|_| Error::OutOfMemory { device: "cpu".into(), bytes })?;
+    }
+    Ok(())
+}
+
 /// The error for a CPU allocation of `len` elements of `T` that failed.
 pub(crate) fn oom<T>(len: usize) -> Error {
     Error::OutOfMemory { device: "cpu".into(), bytes: len.saturating_mul(std::mem::size_of::<T>()) }

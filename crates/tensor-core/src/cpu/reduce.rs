@@ -360,9 +360,14 @@ pub fn reduce(op: ReduceOp, b: &CpuBuffer, l: &Layout, dims: &[usize]) -> Result
             return Err(Error::arg(op.name(), "cannot reduce over a zero-size dimension"));
         }
         let max = op == ReduceOp::ArgMax;
+        // The output and its index scratch: two words per kept element.
+        super::alloc::ensure_room(l.numel() / l.dims()[dims[0]], 16)?;
         return Ok(with_dtype!(b, v, T => CpuBuffer::I64(arg_reduce(v, l, dims[0], max))));
     }
     let s = split(l, dims);
+    // The output, the accumulators and the input offsets of every output element
+    // (views can broadcast a small buffer to an output no machine can hold).
+    super::alloc::ensure_room(s.kept.numel(), 24)?;
     if s.red.numel() == 0 && matches!(op, ReduceOp::Max | ReduceOp::Min) {
         return Err(Error::arg(op.name(), "cannot reduce over a zero-size dimension (no identity)"));
     }
@@ -398,6 +403,9 @@ pub fn scan(op: ScanOp, b: &CpuBuffer, l: &Layout, dim: usize) -> Result<CpuBuff
     let s = split(l, &[dim]);
     let n = l.dims()[dim];
     let st = l.strides()[dim];
+    // The output (of the view's full size) and two offset tables over the kept dims.
+    super::alloc::ensure_room(l.numel(), 8)?;
+    super::alloc::ensure_room(s.kept.numel(), 16)?;
     let ibases = bases(&s.kept);
     // Output offsets of each kept position in the contiguous output.
     let out_strides = l.shape().contiguous_strides();

@@ -122,8 +122,10 @@ impl Tensor {
     /// Writes `value` into every element of this view.
     pub fn fill_(&self, value: impl Into<Scalar>) -> Result<()> {
         self.check_writable("fill_")?;
+        let value = value.into();
+        value.check_fits("fill_", self.dtype())?;
         let mut d = self.storage().write();
-        self.device().backend().fill(&mut **d, self.layout(), value.into())
+        self.device().backend().fill(&mut **d, self.layout(), value)
     }
 
     /// Writes zeros into this view.
