@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use tensor_core::{Error, Result, Tensor};
 
-use crate::fused::{self, Kernel, Real};
 use crate::optimizer::{check_min, GroupOptions, Optim, Rule};
 use crate::state::{get_b, get_f, load_buffer, load_scalar, save_buffer, Hyper, ParamState, StateValue};
+use tensor_core::fused::{optimizer_step, AdagradConfig, OptimizerUpdate};
 
 /// Options of an [`Adagrad`] group. `Default` gives PyTorch's defaults (`lr = 1e-2`,
 /// `eps = 1e-10`, everything else 0).
@@ -104,27 +104,6 @@ pub struct AdagradRule;
 /// ```
 pub type Adagrad = Optim<AdagradRule>;
 
-struct AdagradKernel<'a> {
-    o: &'a AdagradOptions,
-    clr: f64,
-}
-
-impl Kernel for AdagradKernel<'_> {
-    fn run<T: Real>(&self, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
-        let o = self.o;
-        let (wd, eps, clr) = (T::of(o.weight_decay), T::of(o.eps), T::of(-self.clr));
-        let Some(sum) = state.first_mut() else { return };
-        for ((p, &g), s) in p.iter_mut().zip(g).zip(sum.iter_mut()) {
-            let mut gi = if o.maximize { -g } else { g };
-            if o.weight_decay != 0.0 {
-                gi = gi + wd * *p;
-            }
-            *s = *s + gi * gi;
-            *p = *p + clr * (gi / (s.sqrt() + eps));
-        }
-    }
-}
-
 impl Rule for AdagradRule {
     type Options = AdagradOptions;
     type State = AdagradState;
@@ -138,8 +117,9 @@ impl Rule for AdagradRule {
         st.step += 1.0;
         let clr = o.lr / (1.0 + (st.step - 1.0) * o.lr_decay);
         if o.fused {
-            if let Some(r) = fused::run(&AdagradKernel { o, clr }, param, grad, &[&st.sum]) {
-                return r;
+            let cfg = AdagradConfig { lr: clr, weight_decay: o.weight_decay, eps: o.eps, maximize: o.maximize };
+            if optimizer_step(&OptimizerUpdate::Adagrad(cfg), param, grad, &[&st.sum])? {
+                return Ok(());
             }
         }
         let mut g = if o.maximize { grad.neg()? } else { grad.clone() };

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use tensor_core::{Result, Tensor};
 
-use crate::fused::{self, Kernel, Real};
 use crate::optimizer::{check_min, check_unit, GroupOptions, Optim, Rule};
 use crate::state::{
     get_b, get_f, get_pair, load_buffer, load_opt_buffer, load_scalar, save_buffer, Hyper, ParamState, StateValue,
 };
+use tensor_core::fused::{optimizer_step, AdamConfig, OptimizerUpdate};
 
 macro_rules! adam_options {
     ($(#[$m:meta])* $name:ident, $op:literal, $wd:expr) => {
@@ -29,7 +29,7 @@ macro_rules! adam_options {
             /// Maximize the objective instead of minimizing it.
             pub maximize: bool,
             /// Use a fused single-pass kernel where one exists: contiguous f32/f64 CPU
-            /// tensors, or the device backend's `adam_update` (CUDA: every float dtype,
+            /// tensors, or the device's fused update ([`tensor_core::fused::optimizer_step`]; CUDA: every float dtype,
             /// without amsgrad). `false` forces the tensor-op path. The same values up
             /// to rounding (bit-identical on the CPU).
             pub fused: bool,
@@ -187,64 +187,6 @@ pub type Adam = Optim<AdamRule>;
 /// `p *= 1 - lr * weight_decay` before the Adam step.
 pub type AdamW = Optim<AdamWRule>;
 
-struct AdamKernel<'a> {
-    o: &'a Common,
-    decoupled: bool,
-    step: f64,
-}
-
-impl Kernel for AdamKernel<'_> {
-    fn run<T: Real>(&self, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
-        let o = self.o;
-        let (b1, b2) = o.betas;
-        let bc1 = 1.0 - b1.powf(self.step);
-        let bc2_sqrt = T::of((1.0 - b2.powf(self.step)).sqrt());
-        let step_size = T::of(-(o.lr / bc1));
-        let eps = T::of(o.eps);
-        let (wd, w1, one_m_b2, b2) = (T::of(o.weight_decay), 1.0 - b1, T::of(1.0 - b2), T::of(b2));
-        let decay = T::of(1.0 - o.lr * o.weight_decay);
-        let l2 = !self.decoupled && o.weight_decay != 0.0;
-        let dec = self.decoupled && o.weight_decay != 0.0;
-        let (m, rest) = match state {
-            [m, rest @ ..] => (m, rest),
-            [] => return,
-        };
-        let (v, vmax) = match rest {
-            [v, vmax, ..] => (v, Some(vmax)),
-            [v] => (v, None),
-            [] => return,
-        };
-        let n = p.len();
-        let (m, v) = (&mut m[..n], &mut v[..n]);
-        let g = &g[..n];
-        let mut vmax = vmax.map(|x| &mut x[..n]);
-        for i in 0..n {
-            let mut gi = if o.maximize { -g[i] } else { g[i] };
-            let mut pi = p[i];
-            if dec {
-                pi = pi * decay;
-            }
-            if l2 {
-                gi = gi + wd * pi;
-            }
-            let mi = T::lerp(m[i], gi, w1);
-            let vi = v[i] * b2 + one_m_b2 * gi * gi;
-            m[i] = mi;
-            v[i] = vi;
-            let vhat = match vmax.as_deref_mut() {
-                Some(vm) => {
-                    let x = vm[i].maximum(vi);
-                    vm[i] = x;
-                    x
-                }
-                None => vi,
-            };
-            let denom = vhat.sqrt() / bc2_sqrt + eps;
-            p[i] = pi + step_size * (mi / denom);
-        }
-    }
-}
-
 fn adam_update(
     o: &Common,
     decoupled: bool,
@@ -265,8 +207,8 @@ fn adam_update(
         st.max_exp_avg_sq = Some(param.zeros_like()?);
     }
     st.step += 1.0;
-    if o.fused && !o.amsgrad {
-        let cfg = tensor_core::AdamConfig {
+    if o.fused {
+        let cfg = AdamConfig {
             lr: o.lr,
             beta1: o.betas.0,
             beta2: o.betas.1,
@@ -274,20 +216,13 @@ fn adam_update(
             weight_decay: o.weight_decay,
             decoupled,
             maximize: o.maximize,
+            amsgrad: o.amsgrad,
             step: st.step as u64,
         };
-        if let Some(r) = fused::device_adam(param, grad, &st.exp_avg, &st.exp_avg_sq, &cfg) {
-            return r;
-        }
-    }
-    if o.fused {
-        let k = AdamKernel { o, decoupled, step: st.step };
         let mut bufs = vec![&st.exp_avg, &st.exp_avg_sq];
-        if o.amsgrad {
-            bufs.extend(st.max_exp_avg_sq.as_ref());
-        }
-        if let Some(r) = fused::run(&k, param, grad, &bufs) {
-            return r;
+        bufs.extend(st.max_exp_avg_sq.as_ref().filter(|_| o.amsgrad));
+        if optimizer_step(&OptimizerUpdate::Adam(cfg), param, grad, &bufs)? {
+            return Ok(());
         }
     }
     let (b1, b2) = o.betas;

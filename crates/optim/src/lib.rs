@@ -43,7 +43,6 @@ mod adagrad;
 mod adam;
 mod checkpoint;
 mod clip;
-mod fused;
 mod optimizer;
 mod rmsprop;
 pub mod scheduler;

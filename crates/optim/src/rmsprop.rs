@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use tensor_core::{Result, Tensor};
 
-use crate::fused::{self, Kernel, Real};
 use crate::optimizer::{check_min, GroupOptions, Optim, Rule};
 use crate::state::{
     get_b, get_f, load_buffer, load_opt_buffer, load_scalar, save_buffer, Hyper, ParamState, StateValue,
 };
+use tensor_core::fused::{optimizer_step, OptimizerUpdate, RmsPropConfig};
 
 /// Options of an [`RmsProp`] group. `Default` gives PyTorch's defaults (`lr = 1e-2`,
 /// `alpha = 0.99`, `eps = 1e-8`).
@@ -124,62 +124,6 @@ pub struct RmsPropRule;
 /// ```
 pub type RmsProp = Optim<RmsPropRule>;
 
-struct RmsKernel<'a> {
-    o: &'a RmsPropOptions,
-}
-
-impl Kernel for RmsKernel<'_> {
-    fn run<T: Real>(&self, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
-        let o = self.o;
-        let (alpha, one_m_alpha, eps, wd, lr, mom) = (
-            T::of(o.alpha),
-            T::of(1.0 - o.alpha),
-            T::of(o.eps),
-            T::of(o.weight_decay),
-            T::of(-o.lr),
-            T::of(o.momentum),
-        );
-        let n = p.len();
-        let (sq, rest) = match state {
-            [sq, rest @ ..] => (&mut sq[..n], rest),
-            [] => return,
-        };
-        // State order: square_avg, then grad_avg (centered), then momentum_buffer.
-        let (mut ga, rest) = match (o.centered, rest) {
-            (true, [ga, rest @ ..]) => (Some(&mut ga[..n]), rest),
-            (_, rest) => (None, rest),
-        };
-        let mut buf = match (o.momentum > 0.0, rest) {
-            (true, [b, ..]) => Some(&mut b[..n]),
-            _ => None,
-        };
-        for i in 0..n {
-            let mut gi = if o.maximize { -g[i] } else { g[i] };
-            if o.weight_decay != 0.0 {
-                gi = gi + wd * p[i];
-            }
-            let s = sq[i] * alpha + one_m_alpha * gi * gi;
-            sq[i] = s;
-            let avg = match ga.as_deref_mut() {
-                Some(ga) => {
-                    let a = T::lerp(ga[i], gi, 1.0 - o.alpha);
-                    ga[i] = a;
-                    (s + -(a * a)).sqrt()
-                }
-                None => s.sqrt(),
-            } + eps;
-            match buf.as_deref_mut() {
-                Some(b) => {
-                    let x = b[i] * mom + gi / avg;
-                    b[i] = x;
-                    p[i] = p[i] + lr * x;
-                }
-                None => p[i] = p[i] + lr * (gi / avg),
-            }
-        }
-    }
-}
-
 impl Rule for RmsPropRule {
     type Options = RmsPropOptions;
     type State = RmsPropState;
@@ -210,8 +154,17 @@ impl Rule for RmsPropRule {
             if o.momentum > 0.0 {
                 bufs.extend(st.momentum_buffer.as_ref());
             }
-            if let Some(r) = fused::run(&RmsKernel { o }, param, grad, &bufs) {
-                return r;
+            let cfg = RmsPropConfig {
+                lr: o.lr,
+                alpha: o.alpha,
+                eps: o.eps,
+                weight_decay: o.weight_decay,
+                momentum: o.momentum,
+                centered: o.centered,
+                maximize: o.maximize,
+            };
+            if optimizer_step(&OptimizerUpdate::RmsProp(cfg), param, grad, &bufs)? {
+                return Ok(());
             }
         }
         let mut g = if o.maximize { grad.neg()? } else { grad.clone() };

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use tensor_core::{Error, Result, Tensor};
 
-use crate::fused::{self, Kernel, Real};
 use crate::optimizer::{check_min, GroupOptions, Optim, Rule};
 use crate::state::{get_b, get_f, load_opt_buffer, save_buffer, Hyper, ParamState};
+use tensor_core::fused::{optimizer_step, OptimizerUpdate, SgdConfig};
 
 /// Options of an [`Sgd`] group. `Default` gives PyTorch's defaults (`lr = 1e-3`, no
 /// momentum).
@@ -116,41 +116,6 @@ pub struct SgdRule;
 /// ```
 pub type Sgd = Optim<SgdRule>;
 
-struct SgdKernel<'a> {
-    o: &'a SgdOptions,
-    first: bool,
-}
-
-impl Kernel for SgdKernel<'_> {
-    fn run<T: Real>(&self, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
-        let o = self.o;
-        let (wd, mom, damp, lr) = (T::of(o.weight_decay), T::of(o.momentum), T::of(1.0 - o.dampening), T::of(-o.lr));
-        let use_wd = o.weight_decay != 0.0;
-        match state {
-            [] => {
-                for (p, &g) in p.iter_mut().zip(g) {
-                    let mut d = if o.maximize { -g } else { g };
-                    if use_wd {
-                        d = d + wd * *p;
-                    }
-                    *p = *p + lr * d;
-                }
-            }
-            [buf, ..] => {
-                for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
-                    let mut d = if o.maximize { -g } else { g };
-                    if use_wd {
-                        d = d + wd * *p;
-                    }
-                    *b = if self.first { d } else { *b * mom + damp * d };
-                    d = if o.nesterov { d + mom * *b } else { *b };
-                    *p = *p + lr * d;
-                }
-            }
-        }
-    }
-}
-
 impl Rule for SgdRule {
     type Options = SgdOptions;
     type State = SgdState;
@@ -159,18 +124,27 @@ impl Rule for SgdRule {
     fn update(o: &SgdOptions, param: &Tensor, grad: &Tensor, state: &mut Option<SgdState>) -> Result<()> {
         let st = state.get_or_insert(SgdState { momentum_buffer: None });
         if o.fused {
+            let cfg = |first_step| SgdConfig {
+                lr: o.lr,
+                momentum: o.momentum,
+                dampening: o.dampening,
+                weight_decay: o.weight_decay,
+                nesterov: o.nesterov,
+                maximize: o.maximize,
+                first_step,
+            };
             if o.momentum == 0.0 {
-                if let Some(r) = fused::run(&SgdKernel { o, first: false }, param, grad, &[]) {
-                    return r;
+                if optimizer_step(&OptimizerUpdate::Sgd(cfg(false)), param, grad, &[])? {
+                    return Ok(());
                 }
             } else {
                 let (buf, first) = match &st.momentum_buffer {
                     Some(b) => (b.clone(), false),
                     None => (param.zeros_like()?, true),
                 };
-                if let Some(r) = fused::run(&SgdKernel { o, first }, param, grad, &[&buf]) {
+                if optimizer_step(&OptimizerUpdate::Sgd(cfg(first)), param, grad, &[&buf])? {
                     st.momentum_buffer = Some(buf);
-                    return r;
+                    return Ok(());
                 }
             }
         }

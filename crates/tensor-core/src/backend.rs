@@ -11,6 +11,7 @@ use std::any::Any;
 use std::fmt::Debug;
 
 use crate::cpu::{CpuBuffer, CpuStore};
+use crate::fused::{OptimizerUpdate, Window2d};
 use crate::{DType, Layout, Result, Scalar};
 
 /// A device's opaque allocation of elements of one dtype.
@@ -386,12 +387,17 @@ impl ScanOp {
     }
 }
 
-/// A fused fast path a backend may offer. The composite in core is the fallback, so
-/// returning `None` from [`Backend::fused`] is always correct.
+/// A fused fast path a backend may offer through [`Backend::fused`]: the one way
+/// specialised kernels are reached. Each has a composite fallback written with tensor
+/// ops, so returning `None` from [`Backend::fused`] is always correct.
+///
+/// Ops that produce tensors return their outputs as new contiguous buffers, in the
+/// order each variant lists; in-place ops return none.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum FusedOp<'a> {
-    /// Softmax (or log-softmax) over the last dim of a contiguous buffer of shape `[rows, cols]`.
+    /// Softmax (or log-softmax) over the last dim of a contiguous buffer of shape
+    /// `[rows, cols]`. Output: the probabilities, same dtype.
     Softmax {
         /// input
         x: &'a dyn Buffer,
@@ -400,41 +406,92 @@ pub enum FusedOp<'a> {
         /// log-softmax instead of softmax
         log: bool,
     },
+    /// Layer normalisation over the last dim of a contiguous `[rows, cols]` buffer,
+    /// with optional contiguous `[cols]` weight and bias of the same dtype. Output:
+    /// `y` (the input's dtype).
+    LayerNorm {
+        /// input
+        x: &'a dyn Buffer,
+        /// its layout (contiguous, rank 2)
+        layout: &'a Layout,
+        /// optional scale and its layout
+        weight: Option<(&'a dyn Buffer, &'a Layout)>,
+        /// optional shift and its layout
+        bias: Option<(&'a dyn Buffer, &'a Layout)>,
+        /// added to the variance
+        eps: f64,
+    },
+    /// Max pooling of contiguous `[planes, h, w]` input. Outputs: the values
+    /// `[planes * oh * ow]` and, as I64, the input-plane index of each maximum (the
+    /// first maximum wins; NaN counts as the largest value).
+    MaxPool2d {
+        /// input
+        x: &'a dyn Buffer,
+        /// its layout (contiguous, `window.input_len()` elements)
+        layout: &'a Layout,
+        /// the window geometry
+        window: Window2d,
+    },
+    /// im2col of contiguous `[planes, h, w]` input. Output: the columns
+    /// `[planes, kh * kw, oh * ow]` (zeros in the padding).
+    Im2col {
+        /// input
+        x: &'a dyn Buffer,
+        /// its layout (contiguous, `window.input_len()` elements)
+        layout: &'a Layout,
+        /// the window geometry
+        window: Window2d,
+    },
+    /// col2im, the adjoint of [`FusedOp::Im2col`]: sums contiguous columns
+    /// `[planes, kh * kw, oh * ow]` into their input positions. Output: `[planes, h, w]`.
+    Col2im {
+        /// the columns
+        cols: &'a dyn Buffer,
+        /// their layout (contiguous, `window.columns_len()` elements)
+        layout: &'a Layout,
+        /// the window geometry
+        window: Window2d,
+    },
+    /// An optimizer's update, in place on the spans of `param` and `state` (distinct
+    /// buffers of one float dtype, spans of one length) from `grad`: one pass instead
+    /// of a chain of elementwise ops. Reached through [`crate::fused::optimizer_step`],
+    /// which checks and locks the tensors.
+    OptimizerStep {
+        /// which optimizer, with its hyper-parameters
+        update: OptimizerUpdate,
+        /// the parameter, updated in place
+        param: (&'a mut dyn Buffer, Span),
+        /// its gradient
+        grad: (&'a dyn Buffer, Span),
+        /// the optimizer's state buffers, in the order [`OptimizerUpdate`]'s config documents
+        state: Vec<(&'a mut dyn Buffer, Span)>,
+    },
 }
 
-/// Hyper-parameters of one fused Adam / AdamW parameter update
-/// ([`Backend::adam_update`]), with PyTorch's names and defaults.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamConfig {
-    /// Learning rate.
-    pub lr: f64,
-    /// Decay of the first moment.
-    pub beta1: f64,
-    /// Decay of the second moment.
-    pub beta2: f64,
-    /// Added to the denominator.
-    pub eps: f64,
-    /// Weight decay (L2 for Adam, decoupled for AdamW).
-    pub weight_decay: f64,
-    /// AdamW's decoupled weight decay instead of Adam's L2 penalty.
-    pub decoupled: bool,
-    /// Ascend instead of descend.
-    pub maximize: bool,
-    /// The step number, starting at 1 (for the bias corrections).
-    pub step: u64,
-}
+impl FusedOp<'_> {
+    /// The op's name (PyTorch's where it has one), for errors and the profiler.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FusedOp::Softmax { log: false, .. } => "softmax",
+            FusedOp::Softmax { log: true, .. } => "log_softmax",
+            FusedOp::LayerNorm { .. } => "layer_norm",
+            FusedOp::MaxPool2d { .. } => "max_pool2d",
+            FusedOp::Im2col { .. } => "im2col",
+            FusedOp::Col2im { .. } => "col2im",
+            FusedOp::OptimizerStep { update, .. } => update.name(),
+        }
+    }
 
-impl Default for AdamConfig {
-    fn default() -> Self {
-        AdamConfig {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            decoupled: false,
-            maximize: false,
-            step: 1,
+    /// The dims of the op's main input (its layout's shape, or the parameter's length
+    /// for an optimizer step), for the profiler.
+    pub fn input_dims(&self) -> Vec<usize> {
+        match self {
+            FusedOp::Softmax { layout, .. }
+            | FusedOp::LayerNorm { layout, .. }
+            | FusedOp::MaxPool2d { layout, .. }
+            | FusedOp::Im2col { layout, .. }
+            | FusedOp::Col2im { layout, .. } => layout.dims().to_vec(),
+            FusedOp::OptimizerStep { param, .. } => vec![param.1.len],
         }
     }
 }
@@ -544,24 +601,9 @@ pub trait Backend: Send + Sync + Debug {
     /// Sorts along `dim` (stable); returns `(values, indices as I64)`, contiguous.
     fn sort(&self, src: &dyn Buffer, l: &Layout, dim: usize, descending: bool) -> Result<(OwnedBuffer, OwnedBuffer)>;
 
-    /// An optional fused fast path; `None` means "use the composite".
-    fn fused(&self, _op: &FusedOp<'_>) -> Option<Result<OwnedBuffer>> {
-        None
-    }
-
-    /// An optional fused Adam / AdamW update, in place on the spans of `param`,
-    /// `exp_avg` and `exp_avg_sq` (four distinct buffers of one float dtype, spans of one
-    /// length): one pass instead of a chain of elementwise ops. `None` means "not
-    /// available here"; the optimizer then uses tensor ops.
-    #[allow(clippy::too_many_arguments)]
-    fn adam_update(
-        &self,
-        _param: (&mut dyn Buffer, Span),
-        _grad: (&dyn Buffer, Span),
-        _exp_avg: (&mut dyn Buffer, Span),
-        _exp_avg_sq: (&mut dyn Buffer, Span),
-        _cfg: &AdamConfig,
-    ) -> Option<Result<()>> {
+    /// A fused fast path ([`FusedOp`]); `None` means "not here: use the composite".
+    /// Outputs come back in the order the op's variant lists (none for in-place ops).
+    fn fused(&self, _op: FusedOp<'_>) -> Option<Result<Vec<OwnedBuffer>>> {
         None
     }
 

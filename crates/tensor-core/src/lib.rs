@@ -26,6 +26,7 @@ pub mod device;
 mod display;
 pub mod dtype;
 pub mod error;
+pub mod fused;
 pub mod layout;
 pub mod ops;
 pub mod profiler;
@@ -35,12 +36,12 @@ mod tensor;
 mod view;
 
 pub use backend::{
-    AdamConfig, Backend, BinaryOp, Buffer, DeviceEvent, DeviceLocation, FusedOp, OwnedBuffer, ReduceOp, ScanOp, Span,
-    UnaryOp,
+    Backend, BinaryOp, Buffer, DeviceEvent, DeviceLocation, FusedOp, OwnedBuffer, ReduceOp, ScanOp, Span, UnaryOp,
 };
 pub use device::{Device, Storage};
 pub use dtype::{DType, Elem, Scalar, ALL_DTYPES};
 pub use error::{Error, Result};
+pub use fused::{AdamConfig, OptimizerUpdate, Window2d};
 pub use layout::Layout;
 pub use ops::nn::PadMode;
 pub use random::{manual_seed, Generator};

@@ -538,27 +538,15 @@ impl Backend for Profiled {
         let _s = self.rec(|| "sort".into(), &[l]);
         self.0.sort(src, l, dim, descending)
     }
-    fn fused(&self, op: &FusedOp<'_>) -> Option<Result<OwnedBuffer>> {
-        let _s = match op {
-            FusedOp::Softmax { layout, log, .. } => {
-                self.rec(|| if *log { "fused.log_softmax".into() } else { "fused.softmax".into() }, &[layout])
+    fn fused(&self, op: FusedOp<'_>) -> Option<Result<Vec<OwnedBuffer>>> {
+        let (name, dims) = (op.name(), op.input_dims());
+        let mut s = scope_with(|| format!("fused.{name}"), || vec![dims], || dev(&*self.0));
+        if let Some(o) = &mut s.open {
+            if let Some(Ok(start)) = self.0.record_event() {
+                o.timing = Some((self.0.clone(), start));
             }
-            #[allow(unreachable_patterns)]
-            _ => scope_with(|| "fused".into(), Vec::new, || dev(&*self.0)),
-        };
+        }
         self.0.fused(op)
-    }
-    fn adam_update(
-        &self,
-        param: (&mut dyn Buffer, crate::backend::Span),
-        grad: (&dyn Buffer, crate::backend::Span),
-        exp_avg: (&mut dyn Buffer, crate::backend::Span),
-        exp_avg_sq: (&mut dyn Buffer, crate::backend::Span),
-        cfg: &crate::backend::AdamConfig,
-    ) -> Option<Result<()>> {
-        let n = param.1.len;
-        let _s = scope_with(|| "fused.adam".into(), || vec![vec![n]], || dev(&*self.0));
-        self.0.adam_update(param, grad, exp_avg, exp_avg_sq, cfg)
     }
     fn synchronize(&self) -> Result<()> {
         self.0.synchronize()

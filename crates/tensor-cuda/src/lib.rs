@@ -39,7 +39,7 @@ pub mod geom;
 mod ops;
 
 pub use device::{cuda_backend, cuda_device, cuda_is_available, device_count, CudaBackend, CudaBuffer, CudaDeviceExt};
-pub use fused::AdamConfig;
+pub use tensor_core::AdamConfig;
 
 /// Waits for all queued work on CUDA device `ordinal`.
 pub fn synchronize(ordinal: usize) -> tensor_core::Result<()> {

@@ -670,40 +670,39 @@ impl Backend for CudaBackend {
         Ok((OwnedBuffer::new(self.contiguous(&v, &back)?), OwnedBuffer::new(self.contiguous(&i, &back)?)))
     }
 
-    fn fused(&self, op: &FusedOp<'_>) -> Option<Result<OwnedBuffer>> {
+    fn fused(&self, op: FusedOp<'_>) -> Option<Result<Vec<OwnedBuffer>>> {
+        let one = |b: CudaBuffer| vec![OwnedBuffer::new(b)];
         match op {
             FusedOp::Softmax { x, layout, log } => {
                 if layout.rank() != 2 || !layout.is_contiguous() || !x.dtype().is_float() {
                     return None;
                 }
-                let b = match self.buf("softmax", *x) {
-                    Ok(b) => b,
-                    Err(e) => return Some(Err(e)),
-                };
-                Some(self.softmax_impl(b, layout, *log).map(OwnedBuffer::new))
+                let run = || self.softmax_impl(self.buf("softmax", x)?, layout, log).map(one);
+                Some(run())
             }
-            #[allow(unreachable_patterns)]
+            FusedOp::LayerNorm { x, layout, weight, bias, eps } => {
+                if layout.rank() != 2 || !layout.is_contiguous() || !x.dtype().is_float() {
+                    return None;
+                }
+                Some(self.layer_norm_buffers(x, layout, weight, bias, eps).map(|(y, _, _)| one(y)))
+            }
+            FusedOp::OptimizerStep { update: tensor_core::OptimizerUpdate::Adam(cfg), param, grad, mut state }
+                if !cfg.amsgrad && state.len() == 2 =>
+            {
+                const OP: &str = "adam";
+                let (v, m) = (state.pop()?, state.pop()?);
+                let mut run = || -> Result<Vec<OwnedBuffer>> {
+                    let p = self.buf_mut(OP, param.0)?;
+                    let g = self.buf(OP, grad.0)?;
+                    let mb = self.buf_mut(OP, m.0)?;
+                    let vb = self.buf_mut(OP, v.0)?;
+                    self.adam_launch((p, param.1), (g, grad.1), (mb, m.1), (vb, v.1), &cfg)?;
+                    Ok(Vec::new())
+                };
+                Some(run())
+            }
             _ => None,
         }
-    }
-
-    fn adam_update(
-        &self,
-        param: (&mut dyn Buffer, tensor_core::Span),
-        grad: (&dyn Buffer, tensor_core::Span),
-        exp_avg: (&mut dyn Buffer, tensor_core::Span),
-        exp_avg_sq: (&mut dyn Buffer, tensor_core::Span),
-        cfg: &tensor_core::AdamConfig,
-    ) -> Option<Result<()>> {
-        const OP: &str = "adam_update";
-        let mut run = || -> Result<()> {
-            let p = self.buf_mut(OP, param.0)?;
-            let g = self.buf(OP, grad.0)?;
-            let m = self.buf_mut(OP, exp_avg.0)?;
-            let v = self.buf_mut(OP, exp_avg_sq.0)?;
-            self.adam_launch((p, param.1), (g, grad.1), (m, exp_avg.1), (v, exp_avg_sq.1), cfg)
-        };
-        Some(run())
     }
 
     fn record_event(&self) -> Option<Result<Box<dyn tensor_core::DeviceEvent>>> {

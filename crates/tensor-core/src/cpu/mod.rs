@@ -7,6 +7,7 @@ mod elementwise;
 mod index;
 pub mod iter;
 mod matmul;
+mod optim;
 mod reduce;
 pub(crate) mod window;
 
@@ -441,15 +442,46 @@ impl Backend for CpuBackend {
         Ok((v.into(), i.into()))
     }
 
-    fn fused(&self, op: &FusedOp<'_>) -> Option<Result<OwnedBuffer>> {
+    fn fused(&self, op: FusedOp<'_>) -> Option<Result<Vec<OwnedBuffer>>> {
+        let name = op.name();
+        let checked = |b, l: &Layout| view(name, b, l);
+        let window_ok = |w: &crate::Window2d| w.check(name);
+        let columns_ok = |w: &crate::Window2d| w.check_columns(name);
+        let one = |r: Result<CpuBuffer>| r.map(|b| vec![OwnedBuffer::from(b)]);
         match op {
             FusedOp::Softmax { x, layout, log } => {
-                let b = match view("softmax", *x, layout) {
+                let b = match checked(x, layout) {
                     Ok(b) => b,
                     Err(e) => return Some(Err(e)),
                 };
-                reduce::softmax_lastdim(b, layout, *log).map(|r| r.map(OwnedBuffer::from))
+                reduce::softmax_lastdim(b, layout, log).map(one)
             }
+            FusedOp::MaxPool2d { x, layout, window } => {
+                let b = match checked(x, layout).and_then(|b| window_ok(&window).map(|_| b)) {
+                    Ok(b) => b,
+                    Err(e) => return Some(Err(e)),
+                };
+                window::max_pool(b, layout, &window).map(|r| r.map(|(v, i)| vec![v.into(), i.into()]))
+            }
+            FusedOp::Im2col { x, layout, window } => {
+                let b = match checked(x, layout).and_then(|b| columns_ok(&window).map(|_| b)) {
+                    Ok(b) => b,
+                    Err(e) => return Some(Err(e)),
+                };
+                window::im2col(b, layout, &window).map(one)
+            }
+            FusedOp::Col2im { cols, layout, window } => {
+                let b = match checked(cols, layout).and_then(|b| columns_ok(&window).map(|_| b)) {
+                    Ok(b) => b,
+                    Err(e) => return Some(Err(e)),
+                };
+                window::col2im(b, layout, &window).map(one)
+            }
+            FusedOp::OptimizerStep { update, param, grad, state } => {
+                optim::step(&update, param, grad, state).map(|r| r.map(|()| Vec::new()))
+            }
+            // Layer norm runs as its composite on the CPU.
+            _ => None,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Direct loops for the sliding-window ops on contiguous f32/f64 CPU tensors: max
-//! pooling (value and index in one pass), im2col and col2im. The generic paths build
+//! The CPU backend's fused sliding-window ops ([`crate::FusedOp::MaxPool2d`],
+//! [`crate::FusedOp::Im2col`], [`crate::FusedOp::Col2im`]) on contiguous f32/f64 host
+//! buffers: max pooling (value and index in one pass), im2col and col2im. The generic paths build
 //! these from padding, strided views and reductions, which walk every element through
 //! a rank-6 index; these loops read each plane once, skip the padding arithmetically
 //! and run one plane per task. Each returns `None` when its fast path does not apply.
@@ -8,29 +9,11 @@ use rayon::prelude::*;
 
 use super::alloc;
 use super::iter::PAR_THRESHOLD;
-use crate::cpu::{as_cpu_buffer, CpuBuffer};
-use crate::{Elem, Result, Tensor};
+use crate::cpu::CpuBuffer;
+use crate::fused::Window2d;
+use crate::{Elem, Layout, Result};
 
-/// Geometry of a 2-D sliding window over `[planes, h, w]` planes.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Window {
-    /// Number of `h x w` planes (batch times channels).
-    pub planes: usize,
-    /// Input plane size.
-    pub size: [usize; 2],
-    /// Output grid `[oh, ow]`.
-    pub out: [usize; 2],
-    /// Kernel size.
-    pub kernel: [usize; 2],
-    /// Stride.
-    pub stride: [usize; 2],
-    /// Padding (implicit: outside the plane).
-    pub padding: [usize; 2],
-    /// Dilation.
-    pub dilation: [usize; 2],
-}
-
-impl Window {
+impl Window2d {
     /// Input coordinate of tap `k` of output position `o` along axis `a`, or `None` in
     /// the padding.
     #[inline(always)]
@@ -40,7 +23,7 @@ impl Window {
     }
 
     /// The taps `k` of output position `o` along axis `a` that read inside the plane
-    /// (those where [`Window::at`] is `Some`): one range, since the input coordinate
+    /// (those where [`Window2d::at`] is `Some`): one range, since the input coordinate
     /// `o * stride + k * dilation - padding` grows with `k`. Loops over it skip a
     /// huge padded kernel's padding arithmetically instead of tap by tap.
     fn taps(&self, a: usize, o: usize) -> std::ops::Range<usize> {
@@ -54,16 +37,22 @@ impl Window {
     }
 }
 
-/// The contiguous f32/f64 data of a CPU tensor, or `None`.
-fn with_data<R>(t: &Tensor, f32f: impl FnOnce(&[f32]) -> R, f64f: impl FnOnce(&[f64]) -> R) -> Option<R> {
-    if !t.device().is_cpu() || !t.is_contiguous() {
+/// The contiguous f32/f64 data of `len` elements of a host view, or `None` (another
+/// dtype, a strided view or a size that does not match the window).
+fn with_data<R>(
+    b: &CpuBuffer,
+    l: &Layout,
+    len: usize,
+    f32f: impl FnOnce(&[f32]) -> R,
+    f64f: impl FnOnce(&[f64]) -> R,
+) -> Option<R> {
+    if !l.is_contiguous() || l.numel() != len {
         return None;
     }
-    let g = t.storage().read();
-    let r = t.layout().offset()..t.layout().offset() + t.numel();
-    match as_cpu_buffer(&**g)? {
-        CpuBuffer::F32(v) => Some(f32f(&v[r])),
-        CpuBuffer::F64(v) => Some(f64f(&v[r])),
+    let r = l.contiguous_range()?;
+    match b {
+        CpuBuffer::F32(v) => Some(f32f(v.get(r)?)),
+        CpuBuffer::F64(v) => Some(f64f(v.get(r)?)),
         _ => None,
     }
 }
@@ -95,8 +84,8 @@ fn pick<T: Copy + PartialOrd>(v: T, k: i64, best: &mut T, at: &mut i64) {
 /// Max pooling of a contiguous `[planes, h, w]` f32/f64 CPU tensor: the values
 /// `[planes * oh * ow]` and the input-plane index of each (the first maximum wins;
 /// NaN counts as the largest value and the first NaN wins).
-pub(crate) fn max_pool(x: &Tensor, g: &Window) -> Option<Result<(Tensor, Tensor)>> {
-    fn run<T: Elem + PartialOrd>(x: &[T], g: &Window) -> Result<(Tensor, Tensor)> {
+pub(crate) fn max_pool(x: &CpuBuffer, l: &Layout, g: &Window2d) -> Option<Result<(CpuBuffer, CpuBuffer)>> {
+    fn run<T: Elem + PartialOrd>(x: &[T], g: &Window2d) -> Result<(CpuBuffer, CpuBuffer)> {
         let [h, w] = g.size;
         let [oh, ow] = g.out;
         let n = g.planes * oh * ow;
@@ -153,15 +142,15 @@ pub(crate) fn max_pool(x: &Tensor, g: &Window) -> Option<Result<(Tensor, Tensor)
             pairs.iter_mut().enumerate().for_each(|(p, c)| one(p, c));
         }
         drop(pairs);
-        Ok((Tensor::from_vec(vals, [n])?, Tensor::from_vec(idx, [n])?))
+        Ok((T::wrap(vals), CpuBuffer::I64(idx)))
     }
-    with_data(x, |v| run(v, g), |v| run(v, g))
+    with_data(x, l, g.input_len(), |v| run(v, g), |v| run(v, g))
 }
 
 /// For a stride-1 row and kernel column `j`: the output columns `lo..hi` that read
 /// inside the input row (input column `ox + j * dil - pad`); the columns before `lo`
 /// and from `hi` on fall in the padding.
-fn run_bounds(g: &Window, j: usize, w: usize, ow: usize) -> (usize, usize) {
+fn run_bounds(g: &Window2d, j: usize, w: usize, ow: usize) -> (usize, usize) {
     let shift = j * g.dilation[1];
     let lo = g.padding[1].saturating_sub(shift).min(ow);
     let hi = (w + g.padding[1]).saturating_sub(shift).clamp(lo, ow);
@@ -170,8 +159,8 @@ fn run_bounds(g: &Window, j: usize, w: usize, ow: usize) -> (usize, usize) {
 
 /// im2col of a contiguous `[n, c, h, w]` f32/f64 CPU tensor (`g.planes = n * c`):
 /// `[n, c * kh * kw, oh * ow]`, zeros in the padding.
-pub(crate) fn im2col(x: &Tensor, g: &Window) -> Option<Result<Tensor>> {
-    fn run<T: Elem>(x: &[T], g: &Window) -> Result<Tensor> {
+pub(crate) fn im2col(x: &CpuBuffer, l: &Layout, g: &Window2d) -> Option<Result<CpuBuffer>> {
+    fn run<T: Elem>(x: &[T], g: &Window2d) -> Result<CpuBuffer> {
         let [h, w] = g.size;
         let [oh, ow] = g.out;
         let [kh, kw] = g.kernel;
@@ -212,16 +201,16 @@ pub(crate) fn im2col(x: &Tensor, g: &Window) -> Option<Result<Tensor>> {
                 }
             }
         });
-        Tensor::from_vec(out, [g.planes * kh * kw * oh * ow])
+        Ok(T::wrap(out))
     }
-    with_data(x, |v| run(v, g), |v| run(v, g))
+    with_data(x, l, g.input_len(), |v| run(v, g), |v| run(v, g))
 }
 
 /// col2im of contiguous `[n, c * kh * kw, oh * ow]` f32/f64 CPU columns
 /// (`g.planes = n * c`): sums every tap into its input position, dropping the
 /// padding; returns `[n * c * h * w]`.
-pub(crate) fn col2im(cols: &Tensor, g: &Window) -> Option<Result<Tensor>> {
-    fn run<T: Elem + std::ops::Add<Output = T>>(cols: &[T], g: &Window) -> Result<Tensor> {
+pub(crate) fn col2im(cols: &CpuBuffer, l: &Layout, g: &Window2d) -> Option<Result<CpuBuffer>> {
+    fn run<T: Elem + std::ops::Add<Output = T>>(cols: &[T], g: &Window2d) -> Result<CpuBuffer> {
         let [h, w] = g.size;
         let [oh, ow] = g.out;
         let [kh, kw] = g.kernel;
@@ -256,7 +245,7 @@ pub(crate) fn col2im(cols: &Tensor, g: &Window) -> Option<Result<Tensor>> {
                 }
             }
         });
-        Tensor::from_vec(out, [g.planes * h * w])
+        Ok(T::wrap(out))
     }
-    with_data(cols, |v| run(v, g), |v| run(v, g))
+    with_data(cols, l, g.columns_len(), |v| run(v, g), |v| run(v, g))
 }

@@ -10,7 +10,8 @@
 //! with one strided in-place add per kernel tap (col2im).
 
 use super::nn::{check_param, compute_dtype, require_float, PadMode};
-use crate::cpu::window::Window;
+use crate::backend::FusedOp;
+use crate::fused::Window2d;
 use crate::{Error, Layout, Result, Shape, Tensor};
 
 /// Checks that the input and the weight agree on device and dtype.
@@ -143,9 +144,14 @@ fn im2col(
     out: [usize; 2],
 ) -> Result<Tensor> {
     let (n, c, h, w) = (x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]);
-    let g = Window { planes: n * c, size: [h, w], out, kernel, stride, padding, dilation };
-    if let Some(r) = crate::cpu::window::im2col(x, &g) {
-        return r?.reshape_to([n, c * kernel[0] * kernel[1], out[0] * out[1]]);
+    let window = Window2d { planes: n * c, size: [h, w], out, kernel, stride, padding, dilation };
+    let fused = {
+        let g = x.storage().read();
+        let op = FusedOp::Im2col { x: &**g, layout: x.layout(), window };
+        crate::fused::run(x.device(), op, &[&[window.columns_len()]])
+    };
+    if let Some(r) = fused {
+        return r?.remove(0).reshape_to([n, c * kernel[0] * kernel[1], out[0] * out[1]]);
     }
     let [hp, wp] = padded_plane("im2col", [h, w], padding)?;
     let xp = if padding == [0, 0] {
@@ -185,9 +191,14 @@ fn col2im(
     out: [usize; 2],
 ) -> Result<Tensor> {
     let n = cols.dims()[0];
-    let g = Window { planes: n * c, size, out, kernel, stride, padding, dilation };
-    if let Some(r) = crate::cpu::window::col2im(cols, &g) {
-        return r?.reshape_to([n, c, size[0], size[1]]);
+    let window = Window2d { planes: n * c, size, out, kernel, stride, padding, dilation };
+    let fused = {
+        let g = cols.storage().read();
+        let op = FusedOp::Col2im { cols: &**g, layout: cols.layout(), window };
+        crate::fused::run(cols.device(), op, &[&[window.input_len()]])
+    };
+    if let Some(r) = fused {
+        return r?.remove(0).reshape_to([n, c, size[0], size[1]]);
     }
     let (kh, kw) = (kernel[0], kernel[1]);
     let [hp, wp] = padded_plane("col2im", size, padding)?;

@@ -100,10 +100,11 @@ impl Tensor {
         let x2 = xc.reshape_to([rows, cols])?;
         let fused = {
             let buf = x2.storage().read();
-            x2.device().backend().fused(&FusedOp::Softmax { x: &**buf, layout: x2.layout(), log })
+            let op = FusedOp::Softmax { x: &**buf, layout: x2.layout(), log };
+            crate::fused::run(x2.device(), op, &[&[rows, cols]])
         };
         let y2 = match fused {
-            Some(r) => Tensor::from_buffer(r?, [rows, cols], x2.device()),
+            Some(r) => r?.remove(0),
             None => {
                 let x = x2.to_dtype(compute_dtype(x2.dtype()))?;
                 let z = x.sub(&x.amax(&[-1], true)?)?;
@@ -305,6 +306,9 @@ impl Tensor {
         }
         check_param(op, "weight", self, weight, normalized_shape)?;
         check_param(op, "bias", self, bias, normalized_shape)?;
+        if let Some(y) = self.layer_norm_fused(normalized_shape, weight, bias, eps) {
+            return y;
+        }
         let cd = compute_dtype(self.dtype());
         let x = self.contiguous()?.to_dtype(cd)?;
         let dims: Vec<isize> = (0..k as isize).map(|i| i - k as isize).collect();
@@ -318,6 +322,43 @@ impl Tensor {
             y = y.add(&b.contiguous()?.to_dtype(cd)?)?;
         }
         y.to_dtype(self.dtype())
+    }
+
+    /// The backend's fused layer norm ([`FusedOp::LayerNorm`]) over the input viewed as
+    /// `[rows, cols]`, where the backend has one; `None` means "use the composite".
+    fn layer_norm_fused(
+        &self,
+        normalized_shape: &[usize],
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f64,
+    ) -> Option<Result<Tensor>> {
+        let cols = normalized_shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+        if cols == 0 || self.numel() == 0 {
+            return None;
+        }
+        let rows = self.numel() / cols;
+        let flat = |t: &Tensor| -> Option<Tensor> {
+            (t.is_contiguous() && t.dtype() == self.dtype()).then(|| t.reshape_to([t.numel()]).ok()).flatten()
+        };
+        let x = self.contiguous().and_then(|x| x.reshape_to([rows, cols])).ok()?;
+        let w = weight.map(flat);
+        let b = bias.map(flat);
+        if matches!(w, Some(None)) || matches!(b, Some(None)) {
+            return None;
+        }
+        let (w, b) = (w.flatten(), b.flatten());
+        let (xg, wg, bg) =
+            (x.storage().read(), w.as_ref().map(|t| t.storage().read()), b.as_ref().map(|t| t.storage().read()));
+        let op = FusedOp::LayerNorm {
+            x: &**xg,
+            layout: x.layout(),
+            weight: wg.as_ref().zip(w.as_ref()).map(|(g, t)| (&***g, t.layout())),
+            bias: bg.as_ref().zip(b.as_ref()).map(|(g, t)| (&***g, t.layout())),
+            eps,
+        };
+        let y = crate::fused::run(self.device(), op, &[&[rows, cols]])?;
+        Some(y.and_then(|mut y| y.remove(0).reshape_to(self.shape().clone())))
     }
 
     /// Batch normalisation of an `[N, C, ...]` input per channel `C`.

@@ -6,8 +6,9 @@
 
 use super::conv::view_step;
 use super::nn::{compute_dtype, host_tensor, index_tensor, require_float, PadMode};
-use crate::cpu::window::Window;
-use crate::{Error, Layout, Result, Shape, Tensor};
+use crate::backend::FusedOp;
+use crate::fused::Window2d;
+use crate::{DType, Error, Layout, Result, Shape, Tensor};
 
 /// Output length and the extra right padding ceil mode needs, along one dim.
 struct Axis {
@@ -157,7 +158,7 @@ impl Pool {
         dilation: [usize; 2],
     ) -> Result<Option<(Tensor, Tensor)>> {
         let d = self.x.dims();
-        let g = Window {
+        let window = Window2d {
             planes: d[0] * d[1],
             size: [d[2], d[3]],
             out: [self.h.out, self.w.out],
@@ -166,8 +167,17 @@ impl Pool {
             padding,
             dilation,
         };
-        let Some(r) = crate::cpu::window::max_pool(&self.x, &g) else { return Ok(None) };
-        let (v, i) = r?;
+        let fused = {
+            let g = self.x.storage().read();
+            let op = FusedOp::MaxPool2d { x: &**g, layout: self.x.layout(), window };
+            let n = window.output_len();
+            crate::fused::run(self.x.device(), op, &[&[n], &[n]])
+        };
+        let Some(r) = fused else { return Ok(None) };
+        let [v, i]: [Tensor; 2] = r?.try_into().map_err(|_| Error::arg("max_pool2d", "the fused kernel's outputs"))?;
+        if i.dtype() != DType::I64 {
+            return Err(Error::DTypeMismatch { op: "max_pool2d", expected: DType::I64, got: i.dtype() });
+        }
         let shape = [d[0], d[1], self.h.out, self.w.out];
         Ok(Some((v.reshape_to(shape)?, i.reshape_to(shape)?)))
     }

@@ -5,7 +5,7 @@
 //! `REQUIRE_GPU=1` it fails instead.
 
 use op_table::{all_ops, compare, default_tol, non_contiguous, RefArray};
-use tensor_core::{Backend, DType, Device, Error, FusedOp, Tensor};
+use tensor_core::{DType, Device, Error, OptimizerUpdate, Tensor};
 use tensor_cuda::{cuda_backend, cuda_device, cuda_is_available, device_count, AdamConfig, CudaDeviceExt};
 
 /// The GPU, or `None` (after printing why) when there is none and `REQUIRE_GPU` is unset.
@@ -184,37 +184,33 @@ fn long_reductions_sorts_and_softmax() {
     let n = 1usize << 22;
     let ones = Tensor::ones([n], DType::F32, &dev).unwrap();
     assert_eq!(ones.sum_all().unwrap().to_vec_f64().unwrap(), vec![n as f64]);
-    // Sorting rows longer than the bitonic kernel's limit, and shorter ones (through the
-    // backends directly: tensor-core's sort method may not exist yet).
-    let be = cuda_backend(0).unwrap();
-    let cpu_be = tensor_core::cpu::CpuBackend::shared();
+    // Sorting rows longer than the bitonic kernel's limit, and shorter ones.
     for len in [5usize, 1000, 3000] {
         for desc in [false, true] {
             let x = Tensor::randn([2, len], DType::F32, &cpu()).unwrap();
             let gx = x.to_device(&dev).unwrap();
-            let (cv, ci) = cpu_be.sort(&**x.storage().read(), x.layout(), 1, desc).unwrap();
-            let (gv, gi) = be.sort(&**gx.storage().read(), gx.layout(), 1, desc).unwrap();
-            let l = x.layout();
-            assert_eq!(be.download(&*gv, l).unwrap(), cpu_be.download(&*cv, l).unwrap(), "len {len}");
-            assert_eq!(be.download(&*gi, l).unwrap(), cpu_be.download(&*ci, l).unwrap(), "len {len}");
+            let (cv, ci) = x.sort(1, desc).unwrap();
+            let (gv, gi) = gx.sort(1, desc).unwrap();
+            assert_eq!(gv.to_vec_f64().unwrap(), cv.to_vec_f64().unwrap(), "len {len}");
+            assert_eq!(gi.to_vec::<i64>().unwrap(), ci.to_vec::<i64>().unwrap(), "len {len}");
         }
     }
+    // The fused softmax (reached through Backend::fused) against the CPU's.
     for log in [false, true] {
         let x = Tensor::randn([7, 300], DType::F32, &cpu()).unwrap();
         let gx = x.to_device(&dev).unwrap();
-        let l = x.layout();
-        let want = cpu_be.fused(&FusedOp::Softmax { x: &**x.storage().read(), layout: l, log }).unwrap().unwrap();
-        let got = be.fused(&FusedOp::Softmax { x: &**gx.storage().read(), layout: l, log }).unwrap().unwrap();
-        let w = cpu_be.download(&*want, l).unwrap().to_f64_vec();
-        let g = be.download(&*got, l).unwrap().to_f64_vec();
-        assert!(close(&g, &w, 1e-5));
+        let (want, got) = if log {
+            (x.log_softmax(-1).unwrap(), gx.log_softmax(-1).unwrap())
+        } else {
+            (x.softmax(-1).unwrap(), gx.softmax(-1).unwrap())
+        };
+        assert!(close(&got.to_vec_f64().unwrap(), &want.to_vec_f64().unwrap(), 1e-5));
     }
 }
 
 #[test]
 fn fused_adam_and_layer_norm_match_references() {
     let Some(dev) = gpu("fused_adam_and_layer_norm_match_references") else { return };
-    let be = cuda_backend(0).unwrap();
     let p0: Vec<f64> = (0..10).map(|i| i as f64 * 0.3 - 1.0).collect();
     let g0: Vec<f64> = (0..10).map(|i| (i as f64 * 0.7).sin()).collect();
     let up =
@@ -222,7 +218,8 @@ fn fused_adam_and_layer_norm_match_references() {
     let (p, g, m, v) = (up(&p0), up(&g0), up(&[0.0; 10]), up(&[0.0; 10]));
     let cfg = AdamConfig { lr: 0.1, weight_decay: 0.01, decoupled: true, ..Default::default() };
     for step in 1..=3u64 {
-        be.adam_step(&p, &g, &m, &v, &AdamConfig { step, ..cfg }).unwrap();
+        let update = OptimizerUpdate::Adam(AdamConfig { step, ..cfg });
+        assert!(tensor_core::fused::optimizer_step(&update, &p, &g, &[&m, &v]).unwrap(), "no fused Adam on CUDA");
     }
     // Reference AdamW in f64.
     let (mut rp, mut rm, mut rv) = (p0.clone(), vec![0.0; 10], vec![0.0; 10]);
@@ -242,13 +239,13 @@ fn fused_adam_and_layer_norm_match_references() {
     let x = up(&rows).reshape(&[3, 4]).unwrap();
     let w = up(&[1.0, 2.0, 0.5, -1.0]);
     let b = up(&[0.0, 0.1, 0.2, 0.3]);
-    let (y, mean, _rstd) = be.layer_norm(&x, Some(&w), Some(&b), 1e-5).unwrap();
-    let (yv, mv) = (y.to_vec_f64().unwrap(), mean.to_vec_f64().unwrap());
+    // Tensor::layer_norm reaches the fused kernel (FusedOp::LayerNorm) on CUDA.
+    let y = x.layer_norm(&[4], Some(&w), Some(&b), 1e-5).unwrap();
+    let yv = y.to_vec_f64().unwrap();
     for r in 0..3 {
         let row = &rows[r * 4..r * 4 + 4];
         let mu = row.iter().sum::<f64>() / 4.0;
         let var = row.iter().map(|x| (x - mu) * (x - mu)).sum::<f64>() / 4.0;
-        assert!((mv[r] - mu).abs() < 1e-6);
         for c in 0..4 {
             let want = (row[c] - mu) / (var + 1e-5).sqrt() * [1.0, 2.0, 0.5, -1.0][c] + [0.0, 0.1, 0.2, 0.3][c];
             assert!((yv[r * 4 + c] - want).abs() < 1e-5, "row {r} col {c}");
