@@ -28,7 +28,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use tensor_core::cpu::CpuBuffer;
+use tensor_core::HostBuffer;
 use tensor_core::{Error, Result, Tensor};
 
 use crate::npy::checked_numel;
@@ -161,12 +161,12 @@ fn parse(b: &[u8], name: &str) -> Result<Tensor> {
         };
     }
     let buf = match code {
-        0x08 => CpuBuffer::U8(data.to_vec()),
-        0x09 => CpuBuffer::I32(data.iter().map(|&x| x as i8 as i32).collect()),
-        0x0B => CpuBuffer::I32(be!(i16, 2).map(i32::from).collect()),
-        0x0C => CpuBuffer::I32(be!(i32, 4).collect()),
-        0x0D => CpuBuffer::F32(be!(f32, 4).collect()),
-        _ => CpuBuffer::F64(be!(f64, 8).collect()),
+        0x08 => HostBuffer::U8(data.to_vec()),
+        0x09 => HostBuffer::I32(data.iter().map(|&x| x as i8 as i32).collect()),
+        0x0B => HostBuffer::I32(be!(i16, 2).map(i32::from).collect()),
+        0x0C => HostBuffer::I32(be!(i32, 4).collect()),
+        0x0D => HostBuffer::F32(be!(f32, 4).collect()),
+        _ => HostBuffer::F64(be!(f64, 8).collect()),
     };
     Tensor::from_cpu_buffer(buf, dims)
 }

@@ -21,11 +21,8 @@
 //! # Ok::<(), tensor_core::Error>(())
 //! ```
 
-use std::marker::PhantomData;
-
 use ::ndarray::{ArrayBase, ArrayD, ArrayViewD, Data, Dimension, IxDyn, ShapeBuilder};
-use parking_lot::RwLockReadGuard;
-use tensor_core::{Elem, Error, OwnedBuffer, Result, Tensor};
+use tensor_core::{Elem, Error, HostRead, Result, Tensor};
 
 /// Copies a tensor (any device, any layout) into an owned array. `T` must match the dtype.
 pub fn to_array<T: Elem>(tensor: &Tensor) -> Result<ArrayD<T>> {
@@ -68,27 +65,27 @@ pub fn from_array_view<T: Elem, S: Data<Elem = T>, D: Dimension>(array: &ArrayBa
 /// guard before calling an in-place op (such as `add_`) on that tensor or on a view
 /// sharing its storage from the same thread, or that thread deadlocks.
 pub struct TensorArrayView<'a, T> {
-    guard: RwLockReadGuard<'a, OwnedBuffer>,
-    tensor: &'a Tensor,
-    _elem: PhantomData<T>,
+    host: HostRead<'a, T>,
 }
 
 /// Borrows a CPU tensor as an ndarray view, without copying.
 ///
 /// Errors when `T` does not match the dtype or the tensor is not on the CPU (use
-/// [`to_array`] there).
+/// [`to_array`] there), or its layout is a broadcast (stride-0) one.
 pub fn array_view<T: Elem>(tensor: &Tensor) -> Result<TensorArrayView<'_, T>> {
-    const OP: &str = "array_view";
-    if T::DTYPE != tensor.dtype() {
-        return Err(Error::DTypeMismatch { op: OP, expected: T::DTYPE, got: tensor.dtype() });
-    }
-    if !tensor.device().is_cpu() {
-        return Err(Error::Unsupported { op: OP, dtype: tensor.dtype(), device: tensor.device().to_string() });
-    }
-    let guard = tensor.storage().read();
-    let g = TensorArrayView { guard, tensor, _elem: PhantomData };
+    let g = TensorArrayView { host: tensor.read_host::<T>().map_err(|e| rename(e, "array_view"))? };
     g.try_view()?;
     Ok(g)
+}
+
+/// An error of `read_host` as one of `op`.
+fn rename(e: Error, op: &'static str) -> Error {
+    match e {
+        Error::DTypeMismatch { expected, got, .. } => Error::DTypeMismatch { op, expected, got },
+        Error::Unsupported { dtype, device, .. } => Error::Unsupported { op, dtype, device },
+        Error::InvalidArgument { msg, .. } => Error::arg(op, msg),
+        e => e,
+    }
 }
 
 impl<T: Elem> TensorArrayView<'_, T> {
@@ -99,11 +96,7 @@ impl<T: Elem> TensorArrayView<'_, T> {
 
     fn try_view(&self) -> Result<ArrayViewD<'_, T>> {
         const OP: &str = "array_view";
-        let buf = tensor_core::cpu::as_cpu_buffer(&**self.guard)
-            .and_then(T::unwrap_ref)
-            .ok_or_else(|| Error::arg(OP, "the tensor's storage is not a CPU buffer of its dtype"))?;
-        let layout = self.tensor.layout();
-        let data = buf.get(layout.offset()..).unwrap_or(&[]);
+        let layout = self.host.layout();
         let (dims, strides) = (layout.dims(), layout.strides());
         // ndarray views may not alias, so broadcast (stride-0) layouts cannot be borrowed.
         if dims.iter().zip(strides).any(|(&d, &s)| d > 1 && s == 0) {
@@ -112,7 +105,7 @@ impl<T: Elem> TensorArrayView<'_, T> {
                 format!("layout {dims:?} with strides {strides:?} is broadcast (stride 0); copy it with to_array"),
             ));
         }
-        ArrayViewD::from_shape(IxDyn(dims).strides(IxDyn(strides)), data)
+        ArrayViewD::from_shape(IxDyn(dims).strides(IxDyn(strides)), self.host.data())
             .map_err(|e| Error::arg(OP, format!("layout {dims:?} with strides {strides:?}: {e}")))
     }
 }

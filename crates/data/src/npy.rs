@@ -50,7 +50,7 @@ use std::borrow::Borrow;
 use std::path::Path;
 
 use half::{bf16, f16};
-use tensor_core::cpu::CpuBuffer;
+use tensor_core::HostBuffer;
 use tensor_core::{DType, Error, Result, Tensor};
 
 use crate::zip;
@@ -475,7 +475,7 @@ impl Descr {
     }
 
     /// Decodes exactly `numel * size` bytes.
-    fn decode(&self, data: &[u8]) -> CpuBuffer {
+    fn decode(&self, data: &[u8]) -> HostBuffer {
         macro_rules! dec {
             ($t:ty, $n:literal) => {
                 data.chunks_exact($n).map(|c| {
@@ -489,33 +489,33 @@ impl Descr {
             };
         }
         match (self.kind, self.size) {
-            (b'b', _) => CpuBuffer::Bool(data.iter().map(|&b| b != 0).collect()),
-            (b'u', 1) => CpuBuffer::U8(data.to_vec()),
-            (b'i', 1) => CpuBuffer::I32(data.iter().map(|&b| b as i8 as i32).collect()),
-            (b'i', 2) => CpuBuffer::I32(dec!(i16, 2).map(i32::from).collect()),
-            (b'u', 2) => CpuBuffer::I32(dec!(u16, 2).map(i32::from).collect()),
-            (b'i', 4) => CpuBuffer::I32(dec!(i32, 4).collect()),
-            (b'u', 4) => CpuBuffer::I64(dec!(u32, 4).map(i64::from).collect()),
-            (b'i', 8) => CpuBuffer::I64(dec!(i64, 8).collect()),
-            (b'f', 2) => CpuBuffer::F16(dec!(u16, 2).map(f16::from_bits).collect()),
-            (b'V', 2) => CpuBuffer::BF16(dec!(u16, 2).map(bf16::from_bits).collect()),
-            (b'f', 4) => CpuBuffer::F32(dec!(f32, 4).collect()),
-            _ => CpuBuffer::F64(dec!(f64, 8).collect()),
+            (b'b', _) => HostBuffer::Bool(data.iter().map(|&b| b != 0).collect()),
+            (b'u', 1) => HostBuffer::U8(data.to_vec()),
+            (b'i', 1) => HostBuffer::I32(data.iter().map(|&b| b as i8 as i32).collect()),
+            (b'i', 2) => HostBuffer::I32(dec!(i16, 2).map(i32::from).collect()),
+            (b'u', 2) => HostBuffer::I32(dec!(u16, 2).map(i32::from).collect()),
+            (b'i', 4) => HostBuffer::I32(dec!(i32, 4).collect()),
+            (b'u', 4) => HostBuffer::I64(dec!(u32, 4).map(i64::from).collect()),
+            (b'i', 8) => HostBuffer::I64(dec!(i64, 8).collect()),
+            (b'f', 2) => HostBuffer::F16(dec!(u16, 2).map(f16::from_bits).collect()),
+            (b'V', 2) => HostBuffer::BF16(dec!(u16, 2).map(bf16::from_bits).collect()),
+            (b'f', 4) => HostBuffer::F32(dec!(f32, 4).collect()),
+            _ => HostBuffer::F64(dec!(f64, 8).collect()),
         }
     }
 }
 
 /// Appends the little-endian bytes of every element.
-fn encode(buf: &CpuBuffer, out: &mut Vec<u8>) {
+fn encode(buf: &HostBuffer, out: &mut Vec<u8>) {
     match buf {
-        CpuBuffer::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
-        CpuBuffer::U8(v) => out.extend_from_slice(v),
-        CpuBuffer::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        CpuBuffer::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        CpuBuffer::F16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_bits().to_le_bytes())),
-        CpuBuffer::BF16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_bits().to_le_bytes())),
-        CpuBuffer::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        CpuBuffer::F64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        HostBuffer::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
+        HostBuffer::U8(v) => out.extend_from_slice(v),
+        HostBuffer::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        HostBuffer::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        HostBuffer::F16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_bits().to_le_bytes())),
+        HostBuffer::BF16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_bits().to_le_bytes())),
+        HostBuffer::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        HostBuffer::F64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
     }
 }
 

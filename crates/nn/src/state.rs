@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
-use tensor_core::cpu::CpuBuffer;
+use tensor_core::HostBuffer;
 use tensor_core::{DType, Device, Error, Result, Tensor};
 
 use crate::module::{Buffer, Param};
@@ -223,7 +223,7 @@ impl StateDict {
             if v.data().len() != numel * dtype.size_in_bytes() {
                 return Err(fmt(format!("tensor {n}: {} bytes for shape {:?}", v.data().len(), v.shape())));
             }
-            let buf = CpuBuffer::from_bytes(dtype, v.data())
+            let buf = HostBuffer::from_bytes(dtype, v.data())
                 .ok_or_else(|| fmt(format!("tensor {n}: data does not fit dtype {dtype}")))?;
             sd.insert(n, Tensor::from_cpu_buffer(buf, v.shape().to_vec())?);
         }

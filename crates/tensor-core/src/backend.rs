@@ -10,7 +10,7 @@
 use std::any::Any;
 use std::fmt::Debug;
 
-use crate::cpu::{CpuBuffer, CpuStore};
+use crate::cpu::{CpuStore, HostBuffer};
 use crate::fused::{OptimizerUpdate, Window2d};
 use crate::{DType, Layout, Result, Scalar};
 
@@ -30,11 +30,11 @@ pub trait Buffer: Any + Send + Sync + Debug {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     /// The host vector, for the CPU backend's buffers (`None` for other devices):
     /// one call where a downcast through [`Buffer::as_any`] takes several.
-    fn as_cpu(&self) -> Option<&CpuBuffer> {
+    fn as_host(&self) -> Option<&HostBuffer> {
         None
     }
-    /// Mutable variant of [`Buffer::as_cpu`].
-    fn as_cpu_mut(&mut self) -> Option<&mut CpuBuffer> {
+    /// Mutable variant of [`Buffer::as_host`].
+    fn as_host_mut(&mut self) -> Option<&mut HostBuffer> {
         None
     }
 }
@@ -57,10 +57,10 @@ impl OwnedBuffer {
     }
 }
 
-impl From<CpuBuffer> for OwnedBuffer {
+impl From<HostBuffer> for OwnedBuffer {
     /// CPU storage, recycled into the buffer cache on drop.
     #[inline]
-    fn from(b: CpuBuffer) -> Self {
+    fn from(b: HostBuffer) -> Self {
         OwnedBuffer::Cpu(CpuStore::new(b))
     }
 }
@@ -523,10 +523,10 @@ pub trait Backend: Send + Sync + Debug {
     fn zeros(&self, dtype: DType, len: usize) -> Result<OwnedBuffer>;
 
     /// Copies host data into a new buffer on this device.
-    fn upload(&self, data: CpuBuffer) -> Result<OwnedBuffer>;
+    fn upload(&self, data: HostBuffer) -> Result<OwnedBuffer>;
 
     /// Copies the view `(buf, layout)` to the host, contiguous.
-    fn download(&self, buf: &dyn Buffer, layout: &Layout) -> Result<CpuBuffer>;
+    fn download(&self, buf: &dyn Buffer, layout: &Layout) -> Result<HostBuffer>;
 
     /// Copies the view `src` into the view `dst` (same dtype and shape; `dst` is not
     /// aliased by `src`, the tensor layer copies first when it would be).

@@ -1,6 +1,6 @@
 //! Creating tensors: from Rust data, constants, ranges and random distributions.
 
-use crate::cpu::CpuBuffer;
+use crate::cpu::HostBuffer;
 use crate::dtype::Elem;
 use crate::random::{try_vec, with_global, Generator};
 use crate::{DType, Device, Error, Layout, Result, Scalar, Shape, Tensor};
@@ -8,8 +8,8 @@ use crate::{DType, Device, Error, Layout, Result, Scalar, Shape, Tensor};
 /// The longest range `arange` builds (2^40 elements; far past any memory).
 const MAX_RANGE_LEN: f64 = (1u64 << 40) as f64;
 
-fn cpu_buffer_from_f64(v: Vec<f64>, dtype: DType) -> Result<CpuBuffer> {
-    let b = CpuBuffer::F64(v);
+fn cpu_buffer_from_f64(v: Vec<f64>, dtype: DType) -> Result<HostBuffer> {
+    let b = HostBuffer::F64(v);
     if dtype == DType::F64 {
         return Ok(b);
     }
@@ -17,7 +17,7 @@ fn cpu_buffer_from_f64(v: Vec<f64>, dtype: DType) -> Result<CpuBuffer> {
     crate::cpu::cast_buffer(&b, &l, dtype)
 }
 
-fn on_device(buf: CpuBuffer, shape: Shape, device: &Device) -> Result<Tensor> {
+fn on_device(buf: HostBuffer, shape: Shape, device: &Device) -> Result<Tensor> {
     let b = device.backend().upload(buf)?;
     Ok(Tensor::from_buffer(b, shape, device))
 }
@@ -356,7 +356,7 @@ impl Tensor {
         let span = high.wrapping_sub(low) as u64;
         let n = checked_numel("randint", shape.dims())?;
         let v = with_global(|g| try_collect(n, |_| low.wrapping_add(g.below(span) as i64)))?;
-        let b = CpuBuffer::I64(v);
+        let b = HostBuffer::I64(v);
         let b =
             if dtype == DType::I64 { b } else { crate::cpu::cast_buffer(&b, &Layout::contiguous([b.len()]), dtype)? };
         on_device(b, shape, device)
@@ -368,7 +368,7 @@ impl Tensor {
             return Err(Error::arg("randperm", format!("n must fit in int64, got {n}")));
         }
         let p = with_global(|g| g.try_permutation_i64(n))?;
-        on_device(CpuBuffer::I64(p), Shape::new(&[n]), device)
+        on_device(HostBuffer::I64(p), Shape::new(&[n]), device)
     }
 }
 
@@ -377,7 +377,7 @@ impl Tensor {
 /// huge `n` is an [`Error::OutOfMemory`], not an `arange` error).
 pub(crate) fn index_range(n: usize, reversed: bool, device: &Device) -> Result<Tensor> {
     let v = try_collect(n, |i| if reversed { (n - 1 - i) as i64 } else { i as i64 })?;
-    on_device(CpuBuffer::I64(v), Shape::new(&[n]), device)
+    on_device(HostBuffer::I64(v), Shape::new(&[n]), device)
 }
 
 fn float_only(op: &'static str, dtype: DType) -> Result<()> {

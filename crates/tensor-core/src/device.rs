@@ -131,6 +131,10 @@ impl fmt::Display for Device {
 
 /// A device buffer shared by every view of it, with a version counter that in-place
 /// writes bump (autograd uses it to detect modified saved tensors).
+///
+/// Its lock is tensor-core's own: ops take it in one global order so that no two
+/// threads can deadlock, and check every view against the buffer under it. Outside
+/// tensor-core, read a CPU tensor's memory through [`Tensor::read_host`](crate::Tensor::read_host).
 pub struct Storage {
     buf: RwLock<OwnedBuffer>,
     version: AtomicU64,
@@ -144,12 +148,12 @@ impl Storage {
     }
 
     /// Read access to the buffer.
-    pub fn read(&self) -> RwLockReadGuard<'_, OwnedBuffer> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, OwnedBuffer> {
         self.buf.read()
     }
 
     /// Write access to the buffer; bumps the version.
-    pub fn write(&self) -> RwLockWriteGuard<'_, OwnedBuffer> {
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, OwnedBuffer> {
         self.version.fetch_add(1, Ordering::Relaxed);
         self.buf.write()
     }
@@ -157,7 +161,7 @@ impl Storage {
     /// Write access to `dst` and read access to `src` (two different storages),
     /// taken in the one global lock order ([`lock_in_order`]), so that two threads
     /// running `a.add_(&b)` and `b.add_(&a)` can't deadlock.
-    pub fn write_read<'a>(
+    pub(crate) fn write_read<'a>(
         dst: &'a Storage,
         src: &'a Storage,
     ) -> (RwLockWriteGuard<'a, OwnedBuffer>, RwLockReadGuard<'a, OwnedBuffer>) {
@@ -173,7 +177,7 @@ impl Storage {
 
     /// Read access to two storages in the global lock order; `None` for the second
     /// when both are the same storage (its one guard serves both).
-    pub fn read2<'a>(
+    pub(crate) fn read2<'a>(
         a: &'a Storage,
         b: &'a Storage,
     ) -> (RwLockReadGuard<'a, OwnedBuffer>, Option<RwLockReadGuard<'a, OwnedBuffer>>) {
@@ -207,7 +211,7 @@ fn order_key(s: &Storage) -> usize {
 
 /// Whether [`lock_in_order`] takes a storage for reading or writing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// Shared access.
     Read,
     /// Exclusive access (bumps the storage's version).
@@ -215,7 +219,7 @@ pub enum Access {
 }
 
 /// A lock taken by [`lock_in_order`].
-pub enum StorageGuard<'a> {
+pub(crate) enum StorageGuard<'a> {
     /// A shared lock.
     Read(RwLockReadGuard<'a, OwnedBuffer>),
     /// An exclusive lock.
@@ -234,7 +238,7 @@ impl std::ops::Deref for StorageGuard<'_> {
 
 impl StorageGuard<'_> {
     /// The buffer of an exclusive lock; `None` for a shared one.
-    pub fn as_mut(&mut self) -> Option<&mut OwnedBuffer> {
+    pub(crate) fn as_mut(&mut self) -> Option<&mut OwnedBuffer> {
         match self {
             StorageGuard::Read(_) => None,
             StorageGuard::Write(g) => Some(&mut **g),
@@ -251,14 +255,7 @@ impl StorageGuard<'_> {
 /// recursively, which never waits behind a queued writer); it must not appear twice
 /// when one of the requests is a write.
 ///
-/// ```
-/// use tensor_core::device::{lock_in_order, Access};
-/// use tensor_core::Tensor;
-/// let (a, b) = (Tensor::new(&[1.0f32]), Tensor::new(&[2.0f32]));
-/// let [ga, gb] = lock_in_order([(&**a.storage(), Access::Write), (&**b.storage(), Access::Read)]);
-/// assert_eq!((ga.len(), gb.len()), (1, 1));
-/// ```
-pub fn lock_in_order<'a, const N: usize>(reqs: [(&'a Storage, Access); N]) -> [StorageGuard<'a>; N] {
+pub(crate) fn lock_in_order<'a, const N: usize>(reqs: [(&'a Storage, Access); N]) -> [StorageGuard<'a>; N] {
     let mut order: [usize; N] = std::array::from_fn(|i| i);
     let mut out: [Option<StorageGuard<'a>>; N] = std::array::from_fn(|_| None);
     lock_into(&reqs, &mut order, &mut out);
@@ -266,7 +263,7 @@ pub fn lock_in_order<'a, const N: usize>(reqs: [(&'a Storage, Access); N]) -> [S
 }
 
 /// [`lock_in_order`] for a number of storages known only at run time.
-pub fn lock_all<'a>(reqs: &[(&'a Storage, Access)]) -> Vec<StorageGuard<'a>> {
+pub(crate) fn lock_all<'a>(reqs: &[(&'a Storage, Access)]) -> Vec<StorageGuard<'a>> {
     let mut order: Vec<usize> = (0..reqs.len()).collect();
     let mut out: Vec<Option<StorageGuard<'a>>> = (0..reqs.len()).map(|_| None).collect();
     lock_into(reqs, &mut order, &mut out);

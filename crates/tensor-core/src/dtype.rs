@@ -4,7 +4,7 @@
 use half::{bf16, f16};
 use std::fmt;
 
-use crate::cpu::CpuBuffer;
+use crate::cpu::HostBuffer;
 
 /// The element type of a tensor, known at run time (like `torch.dtype`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -243,11 +243,11 @@ pub trait Elem: sealed::Sealed + Copy + Send + Sync + PartialOrd + Default + fmt
     /// Converts to a [`Scalar`].
     fn to_scalar(self) -> Scalar;
     /// Wraps a vector of this type as a CPU buffer.
-    fn wrap(v: Vec<Self>) -> CpuBuffer;
+    fn wrap(v: Vec<Self>) -> HostBuffer;
     /// Borrows the vector inside a CPU buffer of this type.
-    fn unwrap_ref(b: &CpuBuffer) -> Option<&Vec<Self>>;
+    fn unwrap_ref(b: &HostBuffer) -> Option<&Vec<Self>>;
     /// Mutably borrows the vector inside a CPU buffer of this type.
-    fn unwrap_mut(b: &mut CpuBuffer) -> Option<&mut Vec<Self>>;
+    fn unwrap_mut(b: &mut HostBuffer) -> Option<&mut Vec<Self>>;
 }
 
 macro_rules! impl_elem {
@@ -275,18 +275,18 @@ macro_rules! impl_elem {
                 let f: fn($t) -> Scalar = $toscalar;
                 f(self)
             }
-            fn wrap(v: Vec<Self>) -> CpuBuffer {
-                CpuBuffer::$dt(v)
+            fn wrap(v: Vec<Self>) -> HostBuffer {
+                HostBuffer::$dt(v)
             }
-            fn unwrap_ref(b: &CpuBuffer) -> Option<&Vec<Self>> {
+            fn unwrap_ref(b: &HostBuffer) -> Option<&Vec<Self>> {
                 match b {
-                    CpuBuffer::$dt(v) => Some(v),
+                    HostBuffer::$dt(v) => Some(v),
                     _ => None,
                 }
             }
-            fn unwrap_mut(b: &mut CpuBuffer) -> Option<&mut Vec<Self>> {
+            fn unwrap_mut(b: &mut HostBuffer) -> Option<&mut Vec<Self>> {
                 match b {
-                    CpuBuffer::$dt(v) => Some(v),
+                    HostBuffer::$dt(v) => Some(v),
                     _ => None,
                 }
             }

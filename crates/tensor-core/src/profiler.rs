@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::backend::{Backend, BinaryOp, Buffer, DeviceLocation, FusedOp, OwnedBuffer, ReduceOp, ScanOp, UnaryOp};
-use crate::cpu::CpuBuffer;
+use crate::cpu::HostBuffer;
 use crate::{DType, Layout, Result, Scalar, Tensor};
 
 /// Number of profiles being taken now (any thread).
@@ -439,11 +439,11 @@ impl Backend for Profiled {
         let _s = scope_with(|| "zeros".into(), || vec![vec![len]], || dev(&*self.0));
         self.0.zeros(dtype, len)
     }
-    fn upload(&self, data: CpuBuffer) -> Result<OwnedBuffer> {
+    fn upload(&self, data: HostBuffer) -> Result<OwnedBuffer> {
         let _s = scope_with(|| "upload".into(), || vec![vec![data.len()]], || dev(&*self.0));
         self.0.upload(data)
     }
-    fn download(&self, buf: &dyn Buffer, layout: &Layout) -> Result<CpuBuffer> {
+    fn download(&self, buf: &dyn Buffer, layout: &Layout) -> Result<HostBuffer> {
         let _s = self.rec(|| "download".into(), &[layout]);
         self.0.download(buf, layout)
     }

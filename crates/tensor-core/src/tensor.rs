@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::backend::{Buffer, OwnedBuffer};
-use crate::cpu::CpuBuffer;
+use crate::cpu::HostBuffer;
 use crate::device::{Device, Storage};
 use crate::dtype::Elem;
 use crate::{DType, Error, Layout, Result, Scalar, Shape};
@@ -37,12 +37,12 @@ impl Tensor {
     /// safe caller can build a view that reads past the end of its storage.
     ///
     /// ```
-    /// use tensor_core::cpu::CpuBuffer;
+    /// use tensor_core::HostBuffer;
     /// use tensor_core::{Device, Layout, Tensor};
-    /// let buf = CpuBuffer::F32(vec![1.0, 2.0, 3.0, 4.0]).into();
+    /// let buf = HostBuffer::F32(vec![1.0, 2.0, 3.0, 4.0]).into();
     /// let t = Tensor::from_parts(buf, Layout::contiguous([2, 2]), Device::cpu())?;
     /// assert_eq!(t.t()?.to_vec::<f32>()?, vec![1.0, 3.0, 2.0, 4.0]);
-    /// let small = CpuBuffer::F32(vec![1.0; 4]).into();
+    /// let small = HostBuffer::F32(vec![1.0; 4]).into();
     /// assert!(Tensor::from_parts(small, Layout::contiguous([512, 512]), Device::cpu()).is_err());
     /// # Ok::<(), tensor_core::Error>(())
     /// ```
@@ -65,7 +65,7 @@ impl Tensor {
     }
 
     /// A contiguous CPU tensor owning a host buffer.
-    pub fn from_cpu_buffer(buf: CpuBuffer, shape: impl Into<Shape>) -> Result<Tensor> {
+    pub fn from_cpu_buffer(buf: HostBuffer, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
         if buf.len() != shape.numel() {
             return Err(Error::invalid_shape(
@@ -179,7 +179,7 @@ impl Tensor {
     }
 
     /// Copies the data to the host as a contiguous buffer.
-    pub fn to_cpu_buffer(&self) -> Result<CpuBuffer> {
+    pub fn to_cpu_buffer(&self) -> Result<HostBuffer> {
         let buf = self.storage().read();
         self.device().backend().download(&**buf, self.layout())
     }

@@ -2,7 +2,7 @@
 //! (matmul through cuBLAS, see `blas.rs`).
 
 use half::{bf16, f16};
-use tensor_core::cpu::CpuBuffer;
+use tensor_core::HostBuffer;
 use tensor_core::{
     Backend, BinaryOp, Buffer, DType, DeviceLocation, Elem, Error, FusedOp, Layout, OwnedBuffer, ReduceOp, Result,
     Scalar, ScanOp, UnaryOp,
@@ -369,7 +369,7 @@ impl Backend for CudaBackend {
         Ok(OwnedBuffer::new(self.alloc_zeros(dtype, len)?))
     }
 
-    fn upload(&self, data: CpuBuffer) -> Result<OwnedBuffer> {
+    fn upload(&self, data: HostBuffer) -> Result<OwnedBuffer> {
         let bytes = data.to_bytes();
         let mut b = self.alloc(data.dtype(), data.len())?;
         if !bytes.is_empty() {
@@ -380,7 +380,7 @@ impl Backend for CudaBackend {
         Ok(OwnedBuffer::new(b))
     }
 
-    fn download(&self, buf: &dyn Buffer, layout: &Layout) -> Result<CpuBuffer> {
+    fn download(&self, buf: &dyn Buffer, layout: &Layout) -> Result<HostBuffer> {
         let b = self.buf("to_cpu", buf)?;
         let dt = b.dtype;
         let n = layout.numel();
@@ -399,7 +399,7 @@ impl Backend for CudaBackend {
             self.stream.memcpy_dtoh(&view, &mut host).map_err(|e| driver_err("cuMemcpyDtoHAsync", e))?;
             self.stream.synchronize().map_err(|e| driver_err("cuStreamSynchronize", e))?;
         }
-        CpuBuffer::from_bytes(dt, &host)
+        HostBuffer::from_bytes(dt, &host)
             .ok_or_else(|| Error::Backend { backend: "cuda".into(), msg: "download: byte count does not fit".into() })
     }
 
@@ -650,9 +650,10 @@ impl Backend for CudaBackend {
             // Long rows: sort on the host (the bitonic kernel keeps a row in shared memory).
             let host = self.download(x, l)?;
             let cl = Layout::contiguous(l.shape().clone());
-            let (v, i) = tensor_core::cpu::CpuBackend.sort(&host, &cl, dim, descending)?;
-            let v = tensor_core::cpu::as_cpu_buffer(&*v).cloned().ok_or_else(|| Error::arg("sort", "host sort"))?;
-            let i = tensor_core::cpu::as_cpu_buffer(&*i).cloned().ok_or_else(|| Error::arg("sort", "host sort"))?;
+            let cpu = tensor_core::Device::cpu();
+            let (v, i) = cpu.backend().sort(&host, &cl, dim, descending)?;
+            let v = tensor_core::host::as_host_buffer(&*v).cloned().ok_or_else(|| Error::arg("sort", "host sort"))?;
+            let i = tensor_core::host::as_host_buffer(&*i).cloned().ok_or_else(|| Error::arg("sort", "host sort"))?;
             return Ok((self.upload(v)?, self.upload(i)?));
         }
         // Move `dim` last, sort contiguous rows, move it back.

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex};
 
-use super::CpuBuffer;
+use super::HostBuffer;
 use crate::dtype::Elem;
 use crate::{DType, Error, Result};
 
@@ -24,7 +24,7 @@ static LIMIT: AtomicUsize = AtomicUsize::new(UNSET);
 
 #[derive(Default)]
 struct Cache {
-    free: HashMap<(DType, usize), Vec<CpuBuffer>>,
+    free: HashMap<(DType, usize), Vec<HostBuffer>>,
     bytes: usize,
 }
 
@@ -185,7 +185,7 @@ fn take<T: Elem>(len: usize) -> Option<Vec<T>> {
 }
 
 /// Keeps `buf` for reuse when it is large enough and fits under the limit.
-pub(crate) fn recycle(buf: CpuBuffer) {
+pub(crate) fn recycle(buf: HostBuffer) {
     let (dtype, len) = (buf.dtype(), buf.len());
     let bytes = len * dtype.size_in_bytes();
     if bytes < MIN_BYTES {
@@ -208,15 +208,15 @@ mod tests {
     fn a_recycled_buffer_is_reused_and_filled_values_are_exact() {
         // A length no other test uses, so the parallel test threads do not interfere.
         let n = MIN_BYTES + 13;
-        recycle(CpuBuffer::F32(vec![7.0; n]));
+        recycle(HostBuffer::F32(vec![7.0; n]));
         let stale = take::<f32>(n).expect("the buffer was cached");
         assert!(stale.len() == n && stale.iter().all(|&x| x == 7.0));
-        recycle(CpuBuffer::F32(stale));
+        recycle(HostBuffer::F32(stale));
         let v: Vec<f32> = filled(n, 1.5).unwrap();
         assert!(v.len() == n && v.iter().all(|&x| x == 1.5));
         assert!(take::<f32>(n).is_none(), "filled took the cached buffer");
         // Small buffers are never cached.
-        recycle(CpuBuffer::F32(vec![0.0; 9]));
+        recycle(HostBuffer::F32(vec![0.0; 9]));
         assert!(take::<f32>(9).is_none());
     }
 }

@@ -5,13 +5,13 @@ use num_traits::Float;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::iter::{map1, map2, map3, zip_inplace, Plan};
-use super::{unsupported, with_dtype, with_float, Arith, CpuBuffer};
+use super::{unsupported, with_dtype, with_float, Arith, HostBuffer};
 use crate::backend::{BinaryOp, UnaryOp};
 use crate::dtype::Elem;
 use crate::{DType, Error, Layout, Result, Scalar};
 
 /// A contiguous copy of the view.
-pub fn contiguous(b: &CpuBuffer, l: &Layout) -> Result<CpuBuffer> {
+pub fn contiguous(b: &HostBuffer, l: &Layout) -> Result<HostBuffer> {
     Ok(with_dtype!(b, v, T => {
         if l.numel() == 0 {
             // A zero-size view may carry an offset past the end of its storage.
@@ -29,7 +29,7 @@ pub fn contiguous(b: &CpuBuffer, l: &Layout) -> Result<CpuBuffer> {
 }
 
 /// Copies view `src` into view `dst` (same dtype and shape).
-pub fn copy_strided(src: &CpuBuffer, sl: &Layout, dst: &mut CpuBuffer, dl: &Layout) -> Result<()> {
+pub fn copy_strided(src: &HostBuffer, sl: &Layout, dst: &mut HostBuffer, dl: &Layout) -> Result<()> {
     if src.dtype() != dst.dtype() {
         return Err(Error::DTypeMismatch { op: "copy_", expected: dst.dtype(), got: src.dtype() });
     }
@@ -45,7 +45,7 @@ pub fn copy_strided(src: &CpuBuffer, sl: &Layout, dst: &mut CpuBuffer, dl: &Layo
 }
 
 /// Fills the view with `value`.
-pub fn fill(dst: &mut CpuBuffer, dl: &Layout, value: Scalar) {
+pub fn fill(dst: &mut HostBuffer, dl: &Layout, value: Scalar) {
     with_dtype!(dst, d, T => {
         let x = T::from_scalar(value);
         if let Some(r) = dl.contiguous_range() {
@@ -71,62 +71,62 @@ fn cast_into<S: Elem, D: Elem>(s: &[S], l: &Layout) -> Result<Vec<D>> {
 }
 
 /// Converts the view to `dtype`.
-pub fn cast(b: &CpuBuffer, l: &Layout, dtype: DType) -> Result<CpuBuffer> {
+pub fn cast(b: &HostBuffer, l: &Layout, dtype: DType) -> Result<HostBuffer> {
     if b.dtype() == dtype {
         return contiguous(b, l);
     }
     // f32 <-> half conversions are hot (mixed precision); keep them off the f64 path.
     match (b, dtype) {
-        (CpuBuffer::F32(v), DType::F16) => {
+        (HostBuffer::F32(v), DType::F16) => {
             let mut out = super::alloc::uninit::<half::f16>(l.numel())?;
             map1(v, l, &mut out, half::f16::from_f32);
-            return Ok(CpuBuffer::F16(out));
+            return Ok(HostBuffer::F16(out));
         }
-        (CpuBuffer::F32(v), DType::BF16) => {
+        (HostBuffer::F32(v), DType::BF16) => {
             let mut out = super::alloc::uninit::<half::bf16>(l.numel())?;
             map1(v, l, &mut out, half::bf16::from_f32);
-            return Ok(CpuBuffer::BF16(out));
+            return Ok(HostBuffer::BF16(out));
         }
-        (CpuBuffer::F16(v), DType::F32) => {
+        (HostBuffer::F16(v), DType::F32) => {
             let mut out = super::alloc::uninit::<f32>(l.numel())?;
             map1(v, l, &mut out, |x| x.to_f32());
-            return Ok(CpuBuffer::F32(out));
+            return Ok(HostBuffer::F32(out));
         }
-        (CpuBuffer::BF16(v), DType::F32) => {
+        (HostBuffer::BF16(v), DType::F32) => {
             let mut out = super::alloc::uninit::<f32>(l.numel())?;
             map1(v, l, &mut out, |x| x.to_f32());
-            return Ok(CpuBuffer::F32(out));
+            return Ok(HostBuffer::F32(out));
         }
         _ => {}
     }
     Ok(with_dtype!(b, s, S => match dtype {
-        DType::Bool => CpuBuffer::Bool({
+        DType::Bool => HostBuffer::Bool({
             let mut out = super::alloc::uninit::<bool>(l.numel())?;
             map1(s, l, &mut out, |x: S| x.to_f64() != 0.0);
             out
         }),
-        DType::U8 => CpuBuffer::U8(cast_into(s, l)?),
-        DType::I32 => CpuBuffer::I32(cast_into(s, l)?),
-        DType::I64 => CpuBuffer::I64(cast_into(s, l)?),
-        DType::F16 => CpuBuffer::F16(cast_into(s, l)?),
-        DType::BF16 => CpuBuffer::BF16(cast_into(s, l)?),
-        DType::F32 => CpuBuffer::F32(cast_into(s, l)?),
-        DType::F64 => CpuBuffer::F64(cast_into(s, l)?),
+        DType::U8 => HostBuffer::U8(cast_into(s, l)?),
+        DType::I32 => HostBuffer::I32(cast_into(s, l)?),
+        DType::I64 => HostBuffer::I64(cast_into(s, l)?),
+        DType::F16 => HostBuffer::F16(cast_into(s, l)?),
+        DType::BF16 => HostBuffer::BF16(cast_into(s, l)?),
+        DType::F32 => HostBuffer::F32(cast_into(s, l)?),
+        DType::F64 => HostBuffer::F64(cast_into(s, l)?),
     }))
 }
 
 #[inline(always)]
-fn fmap<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> T + Sync) -> Result<CpuBuffer> {
+fn fmap<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> T + Sync) -> Result<HostBuffer> {
     let mut out = super::alloc::uninit::<T>(l.numel())?;
     map1(v, l, &mut out, f);
     Ok(T::wrap(out))
 }
 
 #[inline(always)]
-fn pmap<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> bool + Sync) -> Result<CpuBuffer> {
+fn pmap<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> bool + Sync) -> Result<HostBuffer> {
     let mut out = super::alloc::uninit::<bool>(l.numel())?;
     map1(v, l, &mut out, f);
-    Ok(CpuBuffer::Bool(out))
+    Ok(HostBuffer::Bool(out))
 }
 
 /// erf in f64 (libm); used for the exact GELU.
@@ -135,7 +135,7 @@ fn erf64(x: f64) -> f64 {
     libm::erf(x)
 }
 
-fn float_unary<T: Elem + Arith + Float>(op: UnaryOp, v: &[T], l: &Layout) -> Result<CpuBuffer> {
+fn float_unary<T: Elem + Arith + Float>(op: UnaryOp, v: &[T], l: &Layout) -> Result<HostBuffer> {
     use UnaryOp::*;
     let c = |x: f64| T::from_f64(x);
     match op {
@@ -239,7 +239,7 @@ fn float_unary<T: Elem + Arith + Float>(op: UnaryOp, v: &[T], l: &Layout) -> Res
     }
 }
 
-fn int_unary<T: Elem + Arith>(op: UnaryOp, v: &[T], l: &Layout) -> Result<CpuBuffer> {
+fn int_unary<T: Elem + Arith>(op: UnaryOp, v: &[T], l: &Layout) -> Result<HostBuffer> {
     use UnaryOp::*;
     match op {
         Neg => fmap(v, l, T::neg),
@@ -278,7 +278,7 @@ fn int_unary<T: Elem + Arith>(op: UnaryOp, v: &[T], l: &Layout) -> Result<CpuBuf
             let s = T::from_f64(s);
             fmap(v, l, move |x| T::mul(x, s))
         }
-        IsNan | IsInf => Ok(CpuBuffer::Bool(super::alloc::filled(l.numel(), false)?)),
+        IsNan | IsInf => Ok(HostBuffer::Bool(super::alloc::filled(l.numel(), false)?)),
         LogicalNot => pmap(v, l, |x| !T::nonzero(x)),
         _ => Err(unsupported(op.name(), T::DTYPE)),
     }
@@ -289,10 +289,10 @@ fn int_unary<T: Elem + Arith>(op: UnaryOp, v: &[T], l: &Layout) -> Result<CpuBuf
 /// f16/bf16 compute in f32 and round once at the end (PyTorch's "opmath"), so
 /// composite formulas (sigmoid, silu, softplus, ...) and scalar parameters keep f32
 /// accuracy instead of rounding to half precision at every step.
-pub fn unary(op: UnaryOp, b: &CpuBuffer, l: &Layout) -> Result<CpuBuffer> {
-    if matches!(b, CpuBuffer::F16(_) | CpuBuffer::BF16(_)) && !op.returns_bool() {
+pub fn unary(op: UnaryOp, b: &HostBuffer, l: &Layout) -> Result<HostBuffer> {
+    if matches!(b, HostBuffer::F16(_) | HostBuffer::BF16(_)) && !op.returns_bool() {
         let cl = Layout::contiguous(l.shape().clone());
-        if let CpuBuffer::F32(v) = cast(b, l, DType::F32)? {
+        if let HostBuffer::F32(v) = cast(b, l, DType::F32)? {
             let out = float_unary::<f32>(op, &v, &cl)?;
             return cast(&out, &cl, b.dtype());
         }
@@ -303,17 +303,17 @@ pub fn unary(op: UnaryOp, b: &CpuBuffer, l: &Layout) -> Result<CpuBuffer> {
 }
 
 #[inline(always)]
-fn bmap<T: Elem>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: impl Fn(T, T) -> T + Sync) -> Result<CpuBuffer> {
+fn bmap<T: Elem>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: impl Fn(T, T) -> T + Sync) -> Result<HostBuffer> {
     let mut out = super::alloc::uninit::<T>(la.numel())?;
     map2(a, la, b, lb, &mut out, f);
     Ok(T::wrap(out))
 }
 
 #[inline(always)]
-fn cmap<T: Elem>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: impl Fn(T, T) -> bool + Sync) -> Result<CpuBuffer> {
+fn cmap<T: Elem>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: impl Fn(T, T) -> bool + Sync) -> Result<HostBuffer> {
     let mut out = super::alloc::uninit::<bool>(la.numel())?;
     map2(a, la, b, lb, &mut out, f);
-    Ok(CpuBuffer::Bool(out))
+    Ok(HostBuffer::Bool(out))
 }
 
 /// True for a right operand that an integer `op` can't take: a zero divisor of
@@ -346,7 +346,7 @@ fn checked_int_bmap<T: Elem + Arith>(
     b: &[T],
     lb: &Layout,
     f: impl Fn(T, T) -> T + Sync,
-) -> Result<CpuBuffer> {
+) -> Result<HostBuffer> {
     let bad = AtomicBool::new(false);
     let out = bmap(a, la, b, lb, |x, y| {
         if int_operand_bad(op, y) {
@@ -362,7 +362,7 @@ fn checked_int_bmap<T: Elem + Arith>(
     Ok(out)
 }
 
-fn binary_typed<T: Elem + Arith>(op: BinaryOp, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<CpuBuffer> {
+fn binary_typed<T: Elem + Arith>(op: BinaryOp, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<HostBuffer> {
     use BinaryOp::*;
     if T::DTYPE.is_int() {
         match op {
@@ -395,7 +395,7 @@ fn binary_typed<T: Elem + Arith>(op: BinaryOp, a: &[T], la: &Layout, b: &[T], lb
 }
 
 /// Applies a binary op to two same-dtype, same-shape views.
-pub fn binary(op: BinaryOp, a: &CpuBuffer, la: &Layout, b: &CpuBuffer, lb: &Layout) -> Result<CpuBuffer> {
+pub fn binary(op: BinaryOp, a: &HostBuffer, la: &Layout, b: &HostBuffer, lb: &Layout) -> Result<HostBuffer> {
     if a.dtype() != b.dtype() {
         return Err(Error::DTypeMismatch { op: op.name(), expected: a.dtype(), got: b.dtype() });
     }
@@ -406,7 +406,7 @@ pub fn binary(op: BinaryOp, a: &CpuBuffer, la: &Layout, b: &CpuBuffer, lb: &Layo
 }
 
 /// `dst = dst op rhs` in place.
-pub fn binary_inplace(op: BinaryOp, dst: &mut CpuBuffer, dl: &Layout, rhs: &CpuBuffer, rl: &Layout) -> Result<()> {
+pub fn binary_inplace(op: BinaryOp, dst: &mut HostBuffer, dl: &Layout, rhs: &HostBuffer, rl: &Layout) -> Result<()> {
     if dst.dtype() != rhs.dtype() {
         return Err(Error::DTypeMismatch { op: op.name(), expected: dst.dtype(), got: rhs.dtype() });
     }
@@ -444,14 +444,14 @@ pub fn binary_inplace(op: BinaryOp, dst: &mut CpuBuffer, dl: &Layout, rhs: &CpuB
 
 /// `cond ? a : b`.
 pub fn where_cond(
-    c: &CpuBuffer,
+    c: &HostBuffer,
     lc: &Layout,
-    a: &CpuBuffer,
+    a: &HostBuffer,
     la: &Layout,
-    b: &CpuBuffer,
+    b: &HostBuffer,
     lb: &Layout,
-) -> Result<CpuBuffer> {
-    let CpuBuffer::Bool(cv) = c else {
+) -> Result<HostBuffer> {
+    let HostBuffer::Bool(cv) = c else {
         return Err(Error::DTypeMismatch { op: "where", expected: DType::Bool, got: c.dtype() });
     };
     if a.dtype() != b.dtype() {

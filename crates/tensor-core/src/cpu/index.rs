@@ -3,20 +3,20 @@
 use rayon::prelude::*;
 
 use super::iter::{Plan, PAR_THRESHOLD};
-use super::{with_dtype, Arith, CpuBuffer};
+use super::{with_dtype, Arith, HostBuffer};
 use crate::dtype::Elem;
 use crate::{DType, Error, Layout, Result};
 
-fn indices<'a>(b: &'a CpuBuffer, op: &'static str) -> Result<&'a [i64]> {
+fn indices<'a>(b: &'a HostBuffer, op: &'static str) -> Result<&'a [i64]> {
     match b {
-        CpuBuffer::I64(v) => Ok(v),
+        HostBuffer::I64(v) => Ok(v),
         _ => Err(Error::DTypeMismatch { op, expected: DType::I64, got: b.dtype() }),
     }
 }
 
 /// For each element of `il`'s index space, the src offset with `dim`'s coordinate
 /// replaced by the index value: `out = src[.., index[..], ..]`.
-pub fn gather(src: &CpuBuffer, sl: &Layout, index: &CpuBuffer, il: &Layout, dim: usize) -> Result<CpuBuffer> {
+pub fn gather(src: &HostBuffer, sl: &Layout, index: &HostBuffer, il: &Layout, dim: usize) -> Result<HostBuffer> {
     let idx = indices(index, "gather")?;
     // A view of src with index's shape whose `dim` stride is 0; the index value then
     // adds `value * src_stride[dim]`.
@@ -42,11 +42,11 @@ pub fn gather(src: &CpuBuffer, sl: &Layout, index: &CpuBuffer, il: &Layout, dim:
 /// `dst[.., index[..], ..] = src[..]` (or `+=`), in place.
 #[allow(clippy::too_many_arguments)]
 pub fn scatter(
-    dst: &mut CpuBuffer,
+    dst: &mut HostBuffer,
     dl: &Layout,
-    index: &CpuBuffer,
+    index: &HostBuffer,
     il: &Layout,
-    src: &CpuBuffer,
+    src: &HostBuffer,
     sl: &Layout,
     dim: usize,
     accumulate: bool,
@@ -132,9 +132,9 @@ fn sort_typed<T: Elem + Arith>(v: &[T], l: &Layout, dim: usize, descending: bool
 }
 
 /// Stable sort along `dim`.
-pub fn sort(src: &CpuBuffer, l: &Layout, dim: usize, descending: bool) -> Result<(CpuBuffer, CpuBuffer)> {
+pub fn sort(src: &HostBuffer, l: &Layout, dim: usize, descending: bool) -> Result<(HostBuffer, HostBuffer)> {
     Ok(with_dtype!(src, v, T => {
         let (vals, idx) = sort_typed(v, l, dim, descending)?;
-        (T::wrap(vals), CpuBuffer::I64(idx))
+        (T::wrap(vals), HostBuffer::I64(idx))
     }))
 }

@@ -5,7 +5,7 @@ use gemm::{gemm, Parallelism};
 use half::f16;
 use rayon::prelude::*;
 
-use super::{with_dtype, CpuBuffer};
+use super::{with_dtype, HostBuffer};
 use crate::dtype::Elem;
 use crate::{Error, Layout, Result};
 
@@ -122,7 +122,7 @@ fn naive<T: Elem>(a: &[T], ao: usize, bm: &[T], bo: usize, d: &Dims) -> Result<V
 }
 
 /// `[b, m, k] x [b, k, n] -> [b, m, n]`.
-pub fn matmul(a: &CpuBuffer, la: &Layout, b: &CpuBuffer, lb: &Layout) -> Result<CpuBuffer> {
+pub fn matmul(a: &HostBuffer, la: &Layout, b: &HostBuffer, lb: &Layout) -> Result<HostBuffer> {
     let d = dims(la, lb)?;
     // `gemm` gets raw pointers and strides: every element the views reach must lie
     // inside the buffers, whatever the caller built.
@@ -130,10 +130,10 @@ pub fn matmul(a: &CpuBuffer, la: &Layout, b: &CpuBuffer, lb: &Layout) -> Result<
     lb.check_fits("matmul", b.len())?;
     let (ao, bo) = (la.offset(), lb.offset());
     Ok(match (a, b) {
-        (CpuBuffer::F32(x), CpuBuffer::F32(y)) => CpuBuffer::F32(gemm_batched(x, ao, y, bo, &d)?),
-        (CpuBuffer::F64(x), CpuBuffer::F64(y)) => CpuBuffer::F64(gemm_batched(x, ao, y, bo, &d)?),
-        (CpuBuffer::F16(x), CpuBuffer::F16(y)) => CpuBuffer::F16(gemm_batched::<f16>(x, ao, y, bo, &d)?),
-        (CpuBuffer::BF16(_), CpuBuffer::BF16(_)) => {
+        (HostBuffer::F32(x), HostBuffer::F32(y)) => HostBuffer::F32(gemm_batched(x, ao, y, bo, &d)?),
+        (HostBuffer::F64(x), HostBuffer::F64(y)) => HostBuffer::F64(gemm_batched(x, ao, y, bo, &d)?),
+        (HostBuffer::F16(x), HostBuffer::F16(y)) => HostBuffer::F16(gemm_batched::<f16>(x, ao, y, bo, &d)?),
+        (HostBuffer::BF16(_), HostBuffer::BF16(_)) => {
             let fa = super::elementwise::cast(a, la, crate::DType::F32)?;
             let fb = super::elementwise::cast(b, lb, crate::DType::F32)?;
             let (ca, cb) = (Layout::contiguous(la.shape().clone()), Layout::contiguous(lb.shape().clone()));

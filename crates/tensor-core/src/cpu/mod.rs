@@ -14,75 +14,52 @@ pub(crate) mod window;
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
 
-use half::{bf16, f16};
-
 pub use arith::Arith;
 
 use crate::backend::{Backend, BinaryOp, Buffer, DeviceLocation, FusedOp, OwnedBuffer, ReduceOp, ScanOp, UnaryOp};
-use crate::dtype::Elem;
+pub(crate) use crate::host::{as_host_buffer, as_host_buffer_mut, HostBuffer};
 use crate::{DType, Error, Layout, Result, Scalar};
-
-/// A host buffer: one typed vector per dtype.
-#[derive(Clone, Debug, PartialEq)]
-pub enum CpuBuffer {
-    /// bool elements
-    Bool(Vec<bool>),
-    /// u8 elements
-    U8(Vec<u8>),
-    /// i32 elements
-    I32(Vec<i32>),
-    /// i64 elements
-    I64(Vec<i64>),
-    /// f16 elements
-    F16(Vec<f16>),
-    /// bf16 elements
-    BF16(Vec<bf16>),
-    /// f32 elements
-    F32(Vec<f32>),
-    /// f64 elements
-    F64(Vec<f64>),
-}
 
 /// Runs `$body` with `$v` bound to the typed vector and `$T` to its element type.
 macro_rules! with_dtype {
     ($buf:expr, $v:ident, $T:ident => $body:expr) => {
         match $buf {
-            CpuBuffer::Bool($v) => {
+            HostBuffer::Bool($v) => {
                 #[allow(dead_code)]
                 type $T = bool;
                 $body
             }
-            CpuBuffer::U8($v) => {
+            HostBuffer::U8($v) => {
                 #[allow(dead_code)]
                 type $T = u8;
                 $body
             }
-            CpuBuffer::I32($v) => {
+            HostBuffer::I32($v) => {
                 #[allow(dead_code)]
                 type $T = i32;
                 $body
             }
-            CpuBuffer::I64($v) => {
+            HostBuffer::I64($v) => {
                 #[allow(dead_code)]
                 type $T = i64;
                 $body
             }
-            CpuBuffer::F16($v) => {
+            HostBuffer::F16($v) => {
                 #[allow(dead_code)]
                 type $T = half::f16;
                 $body
             }
-            CpuBuffer::BF16($v) => {
+            HostBuffer::BF16($v) => {
                 #[allow(dead_code)]
                 type $T = half::bf16;
                 $body
             }
-            CpuBuffer::F32($v) => {
+            HostBuffer::F32($v) => {
                 #[allow(dead_code)]
                 type $T = f32;
                 $body
             }
-            CpuBuffer::F64($v) => {
+            HostBuffer::F64($v) => {
                 #[allow(dead_code)]
                 type $T = f64;
                 $body
@@ -96,22 +73,22 @@ pub(crate) use with_dtype;
 macro_rules! with_float {
     ($buf:expr, $v:ident, $T:ident => $body:expr, else $other:expr) => {
         match $buf {
-            CpuBuffer::F16($v) => {
+            HostBuffer::F16($v) => {
                 #[allow(dead_code)]
                 type $T = half::f16;
                 $body
             }
-            CpuBuffer::BF16($v) => {
+            HostBuffer::BF16($v) => {
                 #[allow(dead_code)]
                 type $T = half::bf16;
                 $body
             }
-            CpuBuffer::F32($v) => {
+            HostBuffer::F32($v) => {
                 #[allow(dead_code)]
                 type $T = f32;
                 $body
             }
-            CpuBuffer::F64($v) => {
+            HostBuffer::F64($v) => {
                 #[allow(dead_code)]
                 type $T = f64;
                 $body
@@ -122,118 +99,6 @@ macro_rules! with_float {
     };
 }
 pub(crate) use with_float;
-
-impl CpuBuffer {
-    /// The dtype of the elements.
-    pub fn dtype(&self) -> DType {
-        match self {
-            CpuBuffer::Bool(_) => DType::Bool,
-            CpuBuffer::U8(_) => DType::U8,
-            CpuBuffer::I32(_) => DType::I32,
-            CpuBuffer::I64(_) => DType::I64,
-            CpuBuffer::F16(_) => DType::F16,
-            CpuBuffer::BF16(_) => DType::BF16,
-            CpuBuffer::F32(_) => DType::F32,
-            CpuBuffer::F64(_) => DType::F64,
-        }
-    }
-
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        with_dtype!(self, v, T => v.len())
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// `len` zeros of `dtype`; [`Error::OutOfMemory`] when the memory can't be had.
-    pub fn zeros(dtype: DType, len: usize) -> Result<CpuBuffer> {
-        Ok(match dtype {
-            DType::Bool => CpuBuffer::Bool(alloc::filled(len, false)?),
-            DType::U8 => CpuBuffer::U8(alloc::filled(len, 0)?),
-            DType::I32 => CpuBuffer::I32(alloc::filled(len, 0)?),
-            DType::I64 => CpuBuffer::I64(alloc::filled(len, 0)?),
-            DType::F16 => CpuBuffer::F16(alloc::filled(len, f16::ZERO)?),
-            DType::BF16 => CpuBuffer::BF16(alloc::filled(len, bf16::ZERO)?),
-            DType::F32 => CpuBuffer::F32(alloc::filled(len, 0.0)?),
-            DType::F64 => CpuBuffer::F64(alloc::filled(len, 0.0)?),
-        })
-    }
-
-    /// Element `i` as f64.
-    pub fn get_f64(&self, i: usize) -> f64 {
-        with_dtype!(self, v, T => v[i].to_f64())
-    }
-
-    /// Element `i` as a [`Scalar`].
-    pub fn get_scalar(&self, i: usize) -> Scalar {
-        with_dtype!(self, v, T => v[i].to_scalar())
-    }
-
-    /// All elements converted to f64.
-    pub fn to_f64_vec(&self) -> Vec<f64> {
-        with_dtype!(self, v, T => v.iter().map(|x| x.to_f64()).collect())
-    }
-
-    /// Raw little-endian bytes of the elements (bool as 0/1 bytes).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        match self {
-            CpuBuffer::Bool(v) => v.iter().map(|&b| b as u8).collect(),
-            CpuBuffer::U8(v) => v.clone(),
-            CpuBuffer::I32(v) => bytemuck::cast_slice(v).to_vec(),
-            CpuBuffer::I64(v) => bytemuck::cast_slice(v).to_vec(),
-            CpuBuffer::F16(v) => bytemuck::cast_slice(v).to_vec(),
-            CpuBuffer::BF16(v) => bytemuck::cast_slice(v).to_vec(),
-            CpuBuffer::F32(v) => bytemuck::cast_slice(v).to_vec(),
-            CpuBuffer::F64(v) => bytemuck::cast_slice(v).to_vec(),
-        }
-    }
-
-    /// Builds a buffer from little-endian bytes; `None` when the length does not fit
-    /// the dtype.
-    pub fn from_bytes(dtype: DType, bytes: &[u8]) -> Option<CpuBuffer> {
-        let sz = dtype.size_in_bytes();
-        if bytes.len() % sz != 0 {
-            return None;
-        }
-        fn pod<T: bytemuck::Pod>(b: &[u8]) -> Vec<T> {
-            b.chunks_exact(std::mem::size_of::<T>()).map(bytemuck::pod_read_unaligned).collect()
-        }
-        Some(match dtype {
-            DType::Bool => CpuBuffer::Bool(bytes.iter().map(|&b| b != 0).collect()),
-            DType::U8 => CpuBuffer::U8(bytes.to_vec()),
-            DType::I32 => CpuBuffer::I32(pod(bytes)),
-            DType::I64 => CpuBuffer::I64(pod(bytes)),
-            DType::F16 => CpuBuffer::F16(pod(bytes)),
-            DType::BF16 => CpuBuffer::BF16(pod(bytes)),
-            DType::F32 => CpuBuffer::F32(pod(bytes)),
-            DType::F64 => CpuBuffer::F64(pod(bytes)),
-        })
-    }
-}
-
-impl Buffer for CpuBuffer {
-    fn dtype(&self) -> DType {
-        CpuBuffer::dtype(self)
-    }
-    fn len(&self) -> usize {
-        CpuBuffer::len(self)
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-    fn as_cpu(&self) -> Option<&CpuBuffer> {
-        Some(self)
-    }
-    fn as_cpu_mut(&mut self) -> Option<&mut CpuBuffer> {
-        Some(self)
-    }
-}
 
 /// The CPU device's backend.
 #[derive(Debug, Default)]
@@ -248,21 +113,21 @@ impl CpuBackend {
     }
 }
 
-/// The CPU backend's storage: a [`CpuBuffer`] that goes back to the buffer cache
+/// The CPU backend's storage: a [`HostBuffer`] that goes back to the buffer cache
 /// ([`alloc`]) when the last tensor using it is dropped.
 #[derive(Debug)]
-pub struct CpuStore(CpuBuffer);
+pub struct CpuStore(HostBuffer);
 
 impl CpuStore {
     /// Wraps a host buffer.
-    pub fn new(b: CpuBuffer) -> Self {
+    pub fn new(b: HostBuffer) -> Self {
         CpuStore(b)
     }
 }
 
 impl Drop for CpuStore {
     fn drop(&mut self) {
-        alloc::recycle(std::mem::replace(&mut self.0, CpuBuffer::U8(Vec::new())));
+        alloc::recycle(std::mem::replace(&mut self.0, HostBuffer::U8(Vec::new())));
     }
 }
 
@@ -279,48 +144,36 @@ impl Buffer for CpuStore {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
-    fn as_cpu(&self) -> Option<&CpuBuffer> {
+    fn as_host(&self) -> Option<&HostBuffer> {
         Some(&self.0)
     }
-    fn as_cpu_mut(&mut self) -> Option<&mut CpuBuffer> {
+    fn as_host_mut(&mut self) -> Option<&mut HostBuffer> {
         Some(&mut self.0)
     }
 }
 
-/// The host buffer behind a CPU tensor's storage (`None` for other devices).
-#[inline]
-pub fn as_cpu_buffer(b: &dyn Buffer) -> Option<&CpuBuffer> {
-    b.as_cpu()
-}
-
-/// Mutable variant of [`as_cpu_buffer`].
-#[inline]
-pub fn as_cpu_buffer_mut(b: &mut dyn Buffer) -> Option<&mut CpuBuffer> {
-    b.as_cpu_mut()
-}
-
 /// Downcasts a buffer that must belong to the CPU backend.
-pub(crate) fn cpu(b: &dyn Buffer) -> Result<&CpuBuffer> {
-    as_cpu_buffer(b)
+pub(crate) fn cpu(b: &dyn Buffer) -> Result<&HostBuffer> {
+    as_host_buffer(b)
         .ok_or_else(|| Error::Backend { backend: "cpu".into(), msg: format!("expected a CPU buffer, got {b:?}") })
 }
 
 /// Mutable variant of [`cpu`].
-pub(crate) fn cpu_mut(b: &mut dyn Buffer) -> Result<&mut CpuBuffer> {
-    as_cpu_buffer_mut(b).ok_or_else(|| Error::Backend { backend: "cpu".into(), msg: "expected a CPU buffer".into() })
+pub(crate) fn cpu_mut(b: &mut dyn Buffer) -> Result<&mut HostBuffer> {
+    as_host_buffer_mut(b).ok_or_else(|| Error::Backend { backend: "cpu".into(), msg: "expected a CPU buffer".into() })
 }
 
 /// Downcasts a CPU buffer and checks that the view `l` lies inside it. Every backend
 /// entry point takes its operands through this (or [`view_mut`]), so a layout that
 /// reaches past its buffer is an error, never an out-of-bounds access.
-fn view<'a>(op: &'static str, b: &'a dyn Buffer, l: &Layout) -> Result<&'a CpuBuffer> {
+fn view<'a>(op: &'static str, b: &'a dyn Buffer, l: &Layout) -> Result<&'a HostBuffer> {
     let c = cpu(b)?;
     l.check_fits(op, c.len())?;
     Ok(c)
 }
 
 /// Mutable variant of [`view`].
-fn view_mut<'a>(op: &'static str, b: &'a mut dyn Buffer, l: &Layout) -> Result<&'a mut CpuBuffer> {
+fn view_mut<'a>(op: &'static str, b: &'a mut dyn Buffer, l: &Layout) -> Result<&'a mut HostBuffer> {
     let c = cpu_mut(b)?;
     l.check_fits(op, c.len())?;
     Ok(c)
@@ -332,14 +185,14 @@ impl Backend for CpuBackend {
     }
 
     fn zeros(&self, dtype: DType, len: usize) -> Result<OwnedBuffer> {
-        Ok(OwnedBuffer::from(CpuBuffer::zeros(dtype, len)?))
+        Ok(OwnedBuffer::from(HostBuffer::zeros(dtype, len)?))
     }
 
-    fn upload(&self, data: CpuBuffer) -> Result<OwnedBuffer> {
+    fn upload(&self, data: HostBuffer) -> Result<OwnedBuffer> {
         Ok(OwnedBuffer::from(data))
     }
 
-    fn download(&self, buf: &dyn Buffer, layout: &Layout) -> Result<CpuBuffer> {
+    fn download(&self, buf: &dyn Buffer, layout: &Layout) -> Result<HostBuffer> {
         elementwise::contiguous(view("download", buf, layout)?, layout)
     }
 
@@ -447,7 +300,7 @@ impl Backend for CpuBackend {
         let checked = |b, l: &Layout| view(name, b, l);
         let window_ok = |w: &crate::Window2d| w.check(name);
         let columns_ok = |w: &crate::Window2d| w.check_columns(name);
-        let one = |r: Result<CpuBuffer>| r.map(|b| vec![OwnedBuffer::from(b)]);
+        let one = |r: Result<HostBuffer>| r.map(|b| vec![OwnedBuffer::from(b)]);
         match op {
             FusedOp::Softmax { x, layout, log } => {
                 let b = match checked(x, layout) {
@@ -491,6 +344,6 @@ pub(crate) fn unsupported(op: &'static str, dtype: DType) -> Error {
 }
 
 /// Converts a host view to `dtype` (a contiguous copy).
-pub fn cast_buffer(b: &CpuBuffer, l: &Layout, dtype: DType) -> Result<CpuBuffer> {
+pub fn cast_buffer(b: &HostBuffer, l: &Layout, dtype: DType) -> Result<HostBuffer> {
     elementwise::cast(b, l, dtype)
 }

@@ -6,7 +6,7 @@
 
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
-use super::CpuBuffer;
+use super::HostBuffer;
 use crate::backend::{Buffer, Span};
 use crate::fused::{AdagradConfig, AdamConfig, OptimizerUpdate, RmsPropConfig, SgdConfig};
 use crate::{Error, Result};
@@ -23,8 +23,8 @@ trait Real:
 {
     fn of(v: f64) -> Self;
     fn sqrt(self) -> Self;
-    fn slice(b: &CpuBuffer) -> Option<&[Self]>;
-    fn slice_mut(b: &mut CpuBuffer) -> Option<&mut [Self]>;
+    fn slice(b: &HostBuffer) -> Option<&[Self]>;
+    fn slice_mut(b: &mut HostBuffer) -> Option<&mut [Self]>;
     /// NaN-propagating maximum (like `torch.maximum`).
     fn maximum(self, o: Self) -> Self {
         #[allow(clippy::eq_op)] // `x != x` is the NaN test for this generic float
@@ -54,15 +54,15 @@ macro_rules! real {
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
             }
-            fn slice(b: &CpuBuffer) -> Option<&[Self]> {
+            fn slice(b: &HostBuffer) -> Option<&[Self]> {
                 match b {
-                    CpuBuffer::$variant(v) => Some(v),
+                    HostBuffer::$variant(v) => Some(v),
                     _ => None,
                 }
             }
-            fn slice_mut(b: &mut CpuBuffer) -> Option<&mut [Self]> {
+            fn slice_mut(b: &mut HostBuffer) -> Option<&mut [Self]> {
                 match b {
-                    CpuBuffer::$variant(v) => Some(v),
+                    HostBuffer::$variant(v) => Some(v),
                     _ => None,
                 }
             }
@@ -92,7 +92,7 @@ pub(crate) fn step(
 }
 
 /// The span's slice of a host buffer, checked against the buffer's length.
-fn span_of<'a, T: Real>(b: &'a CpuBuffer, s: Span, op: &'static str) -> Option<Result<&'a [T]>> {
+fn span_of<'a, T: Real>(b: &'a HostBuffer, s: Span, op: &'static str) -> Option<Result<&'a [T]>> {
     let v = T::slice(b)?;
     Some(s.offset.checked_add(s.len).and_then(|end| v.get(s.offset..end)).ok_or_else(|| bad_span(op, s, v.len())))
 }
@@ -118,20 +118,20 @@ fn step_typed<T: Real>(
     if grad.1.len != n || state.iter().any(|(_, s)| s.len != n) {
         return Some(Err(Error::arg(op, "the parameter, gradient and state spans must have one length")));
     }
-    let g = match span_of::<T>(grad.0.as_cpu()?, grad.1, op)? {
+    let g = match span_of::<T>(grad.0.as_host()?, grad.1, op)? {
         Ok(g) => g,
         Err(e) => return Some(Err(e)),
     };
     let mut slices: Vec<&mut [T]> = Vec::with_capacity(state.len());
     for (b, s) in state {
-        let v = T::slice_mut(b.as_cpu_mut()?)?;
+        let v = T::slice_mut(b.as_host_mut()?)?;
         let len = v.len();
         match s.offset.checked_add(n).and_then(|end| v.get_mut(s.offset..end)) {
             Some(x) => slices.push(x),
             None => return Some(Err(bad_span(op, s, len))),
         }
     }
-    let pv = T::slice_mut(param.0.as_cpu_mut()?)?;
+    let pv = T::slice_mut(param.0.as_host_mut()?)?;
     let len = pv.len();
     let Some(p) = param.1.offset.checked_add(n).and_then(|end| pv.get_mut(param.1.offset..end)) else {
         return Some(Err(bad_span(op, param.1, len)));

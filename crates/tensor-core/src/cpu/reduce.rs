@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 
 use super::alloc;
 use super::iter::{Plan, PAR_THRESHOLD};
-use super::{unsupported, with_dtype, with_float, Arith, CpuBuffer};
+use super::{unsupported, with_dtype, with_float, Arith, HostBuffer};
 use crate::backend::{ReduceOp, ScanOp};
 use crate::dtype::Elem;
 use crate::shape::Shape;
@@ -348,7 +348,7 @@ fn arg_reduce<T: Elem + Arith>(x: &[T], l: &Layout, dim: usize, max: bool) -> Ve
 }
 
 /// Reduces over `dims`; output is contiguous with reduced dims of size 1.
-pub fn reduce(op: ReduceOp, b: &CpuBuffer, l: &Layout, dims: &[usize]) -> Result<CpuBuffer> {
+pub fn reduce(op: ReduceOp, b: &HostBuffer, l: &Layout, dims: &[usize]) -> Result<HostBuffer> {
     if dims.iter().any(|&d| d >= l.rank()) {
         return Err(Error::arg(op.name(), format!("dims {dims:?} out of range for rank {}", l.rank())));
     }
@@ -362,7 +362,7 @@ pub fn reduce(op: ReduceOp, b: &CpuBuffer, l: &Layout, dims: &[usize]) -> Result
         let max = op == ReduceOp::ArgMax;
         // The output and its index scratch: two words per kept element.
         super::alloc::ensure_room(l.numel() / l.dims()[dims[0]], 16)?;
-        return Ok(with_dtype!(b, v, T => CpuBuffer::I64(arg_reduce(v, l, dims[0], max))));
+        return Ok(with_dtype!(b, v, T => HostBuffer::I64(arg_reduce(v, l, dims[0], max))));
     }
     let s = split(l, dims);
     // The output, the accumulators and the input offsets of every output element
@@ -388,15 +388,15 @@ pub fn reduce(op: ReduceOp, b: &CpuBuffer, l: &Layout, dims: &[usize]) -> Result
         }),
         ReduceOp::Max => with_dtype!(b, v, T => T::wrap(fold_all(&MaxF, v, &s))),
         ReduceOp::Min => with_dtype!(b, v, T => T::wrap(fold_all(&MinF, v, &s))),
-        ReduceOp::All => with_dtype!(b, v, T => CpuBuffer::Bool(fold_all(&AllF, v, &s))),
-        ReduceOp::Any => with_dtype!(b, v, T => CpuBuffer::Bool(fold_all(&AnyF, v, &s))),
+        ReduceOp::All => with_dtype!(b, v, T => HostBuffer::Bool(fold_all(&AllF, v, &s))),
+        ReduceOp::Any => with_dtype!(b, v, T => HostBuffer::Bool(fold_all(&AnyF, v, &s))),
         ReduceOp::ArgMax | ReduceOp::ArgMin => unreachable!("handled above"),
     })
 }
 
 /// Cumulative sum / product along `dim` (floats accumulate in f64, integers wrap in
 /// i64), sequential along the dim so the result is layout-independent.
-pub fn scan(op: ScanOp, b: &CpuBuffer, l: &Layout, dim: usize) -> Result<CpuBuffer> {
+pub fn scan(op: ScanOp, b: &HostBuffer, l: &Layout, dim: usize) -> Result<HostBuffer> {
     if dim >= l.rank() {
         return Err(Error::arg("scan", format!("dim {dim} out of range for rank {}", l.rank())));
     }
@@ -589,15 +589,15 @@ fn softmax_rows_f64(x: &[f64], rows: usize, cols: usize, log: bool) -> Vec<f64> 
 }
 
 /// Fused softmax over the last dim of a contiguous rank-2 view.
-pub fn softmax_lastdim(b: &CpuBuffer, l: &Layout, log: bool) -> Option<Result<CpuBuffer>> {
+pub fn softmax_lastdim(b: &HostBuffer, l: &Layout, log: bool) -> Option<Result<HostBuffer>> {
     let r = l.contiguous_range()?;
     if l.rank() != 2 {
         return None;
     }
     let (rows, cols) = (l.dims()[0], l.dims()[1]);
     Some(match b {
-        CpuBuffer::F64(v) => Ok(CpuBuffer::F64(softmax_rows_f64(&v[r], rows, cols, log))),
-        CpuBuffer::F32(v) => softmax_rows_f32(&v[r], rows, cols, log).map(CpuBuffer::F32),
+        HostBuffer::F64(v) => Ok(HostBuffer::F64(softmax_rows_f64(&v[r], rows, cols, log))),
+        HostBuffer::F32(v) => softmax_rows_f32(&v[r], rows, cols, log).map(HostBuffer::F32),
         _ => with_float!(b, v, T => Ok(T::wrap(softmax_rows(&v[r], rows, cols, log))),
             else Err(unsupported("softmax", b.dtype()))),
     })

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::alloc;
 use super::iter::PAR_THRESHOLD;
-use crate::cpu::CpuBuffer;
+use crate::cpu::HostBuffer;
 use crate::fused::Window2d;
 use crate::{Elem, Layout, Result};
 
@@ -40,7 +40,7 @@ impl Window2d {
 /// The contiguous f32/f64 data of `len` elements of a host view, or `None` (another
 /// dtype, a strided view or a size that does not match the window).
 fn with_data<R>(
-    b: &CpuBuffer,
+    b: &HostBuffer,
     l: &Layout,
     len: usize,
     f32f: impl FnOnce(&[f32]) -> R,
@@ -51,8 +51,8 @@ fn with_data<R>(
     }
     let r = l.contiguous_range()?;
     match b {
-        CpuBuffer::F32(v) => Some(f32f(v.get(r)?)),
-        CpuBuffer::F64(v) => Some(f64f(v.get(r)?)),
+        HostBuffer::F32(v) => Some(f32f(v.get(r)?)),
+        HostBuffer::F64(v) => Some(f64f(v.get(r)?)),
         _ => None,
     }
 }
@@ -84,8 +84,8 @@ fn pick<T: Copy + PartialOrd>(v: T, k: i64, best: &mut T, at: &mut i64) {
 /// Max pooling of a contiguous `[planes, h, w]` f32/f64 CPU tensor: the values
 /// `[planes * oh * ow]` and the input-plane index of each (the first maximum wins;
 /// NaN counts as the largest value and the first NaN wins).
-pub(crate) fn max_pool(x: &CpuBuffer, l: &Layout, g: &Window2d) -> Option<Result<(CpuBuffer, CpuBuffer)>> {
-    fn run<T: Elem + PartialOrd>(x: &[T], g: &Window2d) -> Result<(CpuBuffer, CpuBuffer)> {
+pub(crate) fn max_pool(x: &HostBuffer, l: &Layout, g: &Window2d) -> Option<Result<(HostBuffer, HostBuffer)>> {
+    fn run<T: Elem + PartialOrd>(x: &[T], g: &Window2d) -> Result<(HostBuffer, HostBuffer)> {
         let [h, w] = g.size;
         let [oh, ow] = g.out;
         let n = g.planes * oh * ow;
@@ -142,7 +142,7 @@ pub(crate) fn max_pool(x: &CpuBuffer, l: &Layout, g: &Window2d) -> Option<Result
             pairs.iter_mut().enumerate().for_each(|(p, c)| one(p, c));
         }
         drop(pairs);
-        Ok((T::wrap(vals), CpuBuffer::I64(idx)))
+        Ok((T::wrap(vals), HostBuffer::I64(idx)))
     }
     with_data(x, l, g.input_len(), |v| run(v, g), |v| run(v, g))
 }
@@ -159,8 +159,8 @@ fn run_bounds(g: &Window2d, j: usize, w: usize, ow: usize) -> (usize, usize) {
 
 /// im2col of a contiguous `[n, c, h, w]` f32/f64 CPU tensor (`g.planes = n * c`):
 /// `[n, c * kh * kw, oh * ow]`, zeros in the padding.
-pub(crate) fn im2col(x: &CpuBuffer, l: &Layout, g: &Window2d) -> Option<Result<CpuBuffer>> {
-    fn run<T: Elem>(x: &[T], g: &Window2d) -> Result<CpuBuffer> {
+pub(crate) fn im2col(x: &HostBuffer, l: &Layout, g: &Window2d) -> Option<Result<HostBuffer>> {
+    fn run<T: Elem>(x: &[T], g: &Window2d) -> Result<HostBuffer> {
         let [h, w] = g.size;
         let [oh, ow] = g.out;
         let [kh, kw] = g.kernel;
@@ -209,8 +209,8 @@ pub(crate) fn im2col(x: &CpuBuffer, l: &Layout, g: &Window2d) -> Option<Result<C
 /// col2im of contiguous `[n, c * kh * kw, oh * ow]` f32/f64 CPU columns
 /// (`g.planes = n * c`): sums every tap into its input position, dropping the
 /// padding; returns `[n * c * h * w]`.
-pub(crate) fn col2im(cols: &CpuBuffer, l: &Layout, g: &Window2d) -> Option<Result<CpuBuffer>> {
-    fn run<T: Elem + std::ops::Add<Output = T>>(cols: &[T], g: &Window2d) -> Result<CpuBuffer> {
+pub(crate) fn col2im(cols: &HostBuffer, l: &Layout, g: &Window2d) -> Option<Result<HostBuffer>> {
+    fn run<T: Elem + std::ops::Add<Output = T>>(cols: &[T], g: &Window2d) -> Result<HostBuffer> {
         let [h, w] = g.size;
         let [oh, ow] = g.out;
         let [kh, kw] = g.kernel;
