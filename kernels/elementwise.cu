@@ -1,16 +1,10 @@
 // Strided elementwise kernels: unary, binary (also in place), comparisons, where,
-// cast, fill and strided copy. Op codes follow the order of tensor-core's UnaryOp and
-// BinaryOp enums (see crates/tensor-cuda/src/ops.rs).
+// cast, fill and strided copy. The op codes (U_*, B_*) come from ops.cuh, which
+// `cargo xtask ptx` generates from tensor-core's UnaryOp and BinaryOp enums.
 #include "common.cuh"
+#include "ops.cuh"
 
 // ---- unary ---------------------------------------------------------------------------
-
-enum {
-    U_NEG, U_ABS, U_EXP, U_LOG, U_LOG1P, U_EXPM1, U_SQRT, U_RSQRT, U_SIN, U_COS, U_TAN, U_TANH,
-    U_SIGMOID, U_RELU, U_LEAKY_RELU, U_ELU, U_GELU, U_GELU_TANH, U_SILU, U_SOFTPLUS, U_SIGN,
-    U_FLOOR, U_CEIL, U_ROUND, U_TRUNC, U_RECIP, U_SQUARE, U_ERF, U_POW_SCALAR, U_CLAMP,
-    U_ADD_SCALAR, U_MUL_SCALAR, U_ISNAN, U_ISINF, U_LOGICAL_NOT
-};
 
 // Float unary op in the compute type C. Clamp flags: bit 0 = has lower, bit 1 = has upper.
 template <class C>
@@ -136,9 +130,10 @@ FOR_INTS(UNARY_INT)
         ew1(g, out, x, [=](T t) {                                                               \
             double v = to_f64(t);                                                               \
             u8 r;                                                                               \
-            if (op == U_ISNAN) r = v != v;                                                      \
-            else if (op == U_ISINF) r = (v == 1.0 / 0.0) || (v == -1.0 / 0.0);                  \
-            else r = (v == 0.0);                                                                \
+            if (op == U_IS_NAN) r = v != v;                                                     \
+            else if (op == U_IS_INF) r = (v == 1.0 / 0.0) || (v == -1.0 / 0.0);                 \
+            else if (op == U_LOGICAL_NOT) r = (v == 0.0);                                       \
+            else r = 0;                                                                         \
             return r;                                                                           \
         });                                                                                     \
     }
@@ -146,11 +141,6 @@ FOR_NUMERIC(UNARY_PRED)
 UNARY_PRED(bool, u8)
 
 // ---- binary --------------------------------------------------------------------------
-
-enum {
-    B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN, B_REM, B_ATAN2,
-    B_EQ, B_NE, B_LT, B_LE, B_GT, B_GE, B_AND, B_OR, B_XOR
-};
 
 template <class C>
 __device__ __forceinline__ C float_binary(int op, C a, C b) {
@@ -160,9 +150,9 @@ __device__ __forceinline__ C float_binary(int op, C a, C b) {
         case B_MUL: return a * b;
         case B_DIV: return a / b;
         case B_POW: return m_pow(a, b);
-        case B_MAX: return (is_nan(a) || a > b) ? a : b;
-        case B_MIN: return (is_nan(a) || a < b) ? a : b;
-        case B_REM: {
+        case B_MAXIMUM: return (is_nan(a) || a > b) ? a : b;
+        case B_MINIMUM: return (is_nan(a) || a < b) ? a : b;
+        case B_REMAINDER: {
             C r = m_fmod(a, b);
             if (r != (C)0 && ((r < (C)0) != (b < (C)0))) r += b;
             return r;
@@ -206,9 +196,9 @@ __device__ __forceinline__ T int_binary(int op, T a, T b) {
             return q;
         }
         case B_POW: return int_pow(a, b);
-        case B_MAX: return a > b ? a : b;
-        case B_MIN: return a < b ? a : b;
-        case B_REM: {
+        case B_MAXIMUM: return a > b ? a : b;
+        case B_MINIMUM: return a < b ? a : b;
+        case B_REMAINDER: {
             if (b == (T)0) return (T)0;
             if (neg((T)-1) && b == (T)-1) return (T)0;
             T r = a % b;
@@ -228,9 +218,9 @@ __device__ __forceinline__ u8 bool_binary(int op, u8 a, u8 b) {
         case B_MUL: return x && y;
         case B_DIV: return x && y;
         case B_POW: return x || !y;
-        case B_MAX: return x || y;
-        case B_MIN: return x && y;
-        case B_REM: return 0;
+        case B_MAXIMUM: return x || y;
+        case B_MINIMUM: return x && y;
+        case B_REMAINDER: return 0;
         case B_ATAN2: return atan2((double)x, (double)y) != 0.0;
         default: return x;
     }
@@ -245,9 +235,9 @@ __device__ __forceinline__ u8 compare(int op, C a, C b, bool an, bool bn) {
         case B_LE: return a <= b;
         case B_GT: return a > b;
         case B_GE: return a >= b;
-        case B_AND: return an && bn;
-        case B_OR: return an || bn;
-        case B_XOR: return an != bn;
+        case B_LOGICAL_AND: return an && bn;
+        case B_LOGICAL_OR: return an || bn;
+        case B_LOGICAL_XOR: return an != bn;
         default: return 0;
     }
 }

@@ -2,8 +2,7 @@
 // combine), argmax/argmin, cumulative scans, and the fused softmax / log_softmax and
 // layer_norm over the last dim.
 #include "common.cuh"
-
-enum { R_SUM, R_PROD, R_MAX, R_MIN, R_ALL, R_ANY };
+#include "ops.cuh"
 
 // Accumulator type: float for f16/bf16/f32, double for f64, i64 for integers and bool.
 template <class T> struct Acc { typedef i64 type; };

@@ -373,8 +373,46 @@ fn assemble_all(tools: &Tools, dir: &Path, files: &[String]) -> Res<()> {
     Ok(())
 }
 
+/// Writes (or with `check`, verifies) `kernels/ops.cuh`, the op codes the kernels
+/// switch on, generated from tensor-core's op enums, and checks that every kernel file
+/// handles every code: each `U_*`, `B_*` and `R_*` constant must appear as a `case`
+/// label (or an `op == ` test) in some `.cu` file, so an op added to an enum without
+/// its CUDA formula fails here, before any GPU run.
+fn op_codes(root: &Path, check: bool) -> Res<()> {
+    let path = root.join("kernels").join("ops.cuh");
+    let header = tensor_core::backend::kernel_op_codes_header();
+    if check {
+        match std::fs::read_to_string(&path) {
+            Ok(old) if old == header => {}
+            _ => return Err(format!("{} is stale (run `cargo xtask ptx`)", path.display())),
+        }
+    } else {
+        std::fs::write(&path, &header).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    let (cu, _) = sources(&root.join("kernels"))?;
+    let mut kernels = String::new();
+    for f in &cu {
+        kernels.push_str(&read(f)?);
+    }
+    // Codes served by other kernels than a switch on the code: arg-reductions have
+    // their own kernel, scans take a flag.
+    let elsewhere = ["R_ARG_MAX", "R_ARG_MIN", "S_CUM_SUM", "S_CUM_PROD"];
+    let missing: Vec<&str> = header
+        .lines()
+        .filter_map(|l| l.trim().split(" = ").next().filter(|n| n.len() > 2 && n.as_bytes()[1] == b'_'))
+        .filter(|n| !elsewhere.contains(n))
+        .filter(|n| !kernels.contains(&format!("case {n}:")) && !kernels.contains(&format!("op == {n}")))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("kernels/*.cu have no `case` for op codes: {}", missing.join(", ")));
+    }
+    println!("ops.cuh: {} op codes, every one handled by a kernel", header.matches(" = ").count());
+    Ok(())
+}
+
 /// `cargo xtask ptx [--check]`.
 pub fn run(root: &Path, check: bool) -> Res<()> {
+    op_codes(root, check)?;
     let tools = install_tools(root)?;
     let out = compile_all(root, &tools)?;
     let pdir = root.join("crates").join("tensor-cuda").join("ptx");

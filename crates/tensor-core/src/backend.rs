@@ -104,6 +104,80 @@ impl std::fmt::Display for DeviceLocation {
     }
 }
 
+/// Declares, for an op enum, its PyTorch names and the codes the CUDA kernels switch
+/// on: `name()`, `code()` (the variant's position in this list) and `CODE_NAMES` (the
+/// C constant of each code, `{prefix}_{VARIANT}` in upper snake case, which
+/// [`kernel_op_codes_header`] writes into `kernels/ops.cuh`). The list is a `match`, so
+/// a variant missing from it does not compile; its codes exist once, here.
+macro_rules! op_names {
+    ($E:ident, $prefix:literal { $($V:ident => $name:literal,)* }) => {
+        impl $E {
+            /// The op's name as in PyTorch.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $($E::$V { .. } => $name,)*
+                }
+            }
+
+            /// The op's code in the CUDA kernels (`kernels/ops.cuh`, generated from this
+            /// enum by `cargo xtask ptx`).
+            pub fn code(&self) -> i32 {
+                #[allow(dead_code, clippy::enum_variant_names)]
+                enum Code {
+                    $($V,)*
+                }
+                match self {
+                    $($E::$V { .. } => Code::$V as i32,)*
+                }
+            }
+
+            /// The C constant of each code, in code order.
+            pub const CODE_NAMES: &'static [&'static str] =
+                &[$(concat!($prefix, "_", stringify!($V)),)*];
+        }
+    };
+}
+
+/// The C header `kernels/ops.cuh`: one `enum` of op codes per op enum, numbered as
+/// [`UnaryOp::code`] and its siblings number them. `cargo xtask ptx` writes it, and
+/// `cargo xtask ptx --check` (and a tensor-core test) fail when the file is stale.
+#[doc(hidden)]
+pub fn kernel_op_codes_header() -> String {
+    let mut h = String::from(
+        "// Generated from tensor-core's op enums (crates/tensor-core/src/backend.rs) by\n\
+         // `cargo xtask ptx`; checked by `cargo xtask ptx --check`. Do not edit.\n\
+         #pragma once\n",
+    );
+    let enums: [(&str, &[&str]); 4] = [
+        ("UnaryOp", UnaryOp::CODE_NAMES),
+        ("BinaryOp", BinaryOp::CODE_NAMES),
+        ("ReduceOp", ReduceOp::CODE_NAMES),
+        ("ScanOp", ScanOp::CODE_NAMES),
+    ];
+    for (enum_name, names) in enums {
+        h.push_str(&format!("\n// {enum_name}\nenum {{\n"));
+        for (code, name) in names.iter().enumerate() {
+            h.push_str(&format!("    {} = {code},\n", c_constant(name)));
+        }
+        h.push_str("};\n");
+    }
+    h
+}
+
+/// `U_LeakyRelu` -> `U_LEAKY_RELU`.
+fn c_constant(name: &str) -> String {
+    let mut out = String::new();
+    let mut prev_lower = false;
+    for ch in name.chars() {
+        if ch.is_ascii_uppercase() && prev_lower {
+            out.push('_');
+        }
+        prev_lower = ch.is_ascii_lowercase() || ch.is_ascii_digit();
+        out.push(ch.to_ascii_uppercase());
+    }
+    out
+}
+
 /// Elementwise ops of one input. Float-only ops receive float buffers (the tensor
 /// layer casts integers first); the `Is*` predicates and `LogicalNot` return Bool.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -185,49 +259,47 @@ pub enum UnaryOp {
     LogicalNot,
 }
 
-impl UnaryOp {
-    /// The op's name as in PyTorch.
-    pub fn name(&self) -> &'static str {
-        use UnaryOp::*;
-        match self {
-            Neg => "neg",
-            Abs => "abs",
-            Exp => "exp",
-            Log => "log",
-            Log1p => "log1p",
-            Expm1 => "expm1",
-            Sqrt => "sqrt",
-            Rsqrt => "rsqrt",
-            Sin => "sin",
-            Cos => "cos",
-            Tan => "tan",
-            Tanh => "tanh",
-            Sigmoid => "sigmoid",
-            Relu => "relu",
-            LeakyRelu(_) => "leaky_relu",
-            Elu(_) => "elu",
-            Gelu => "gelu",
-            GeluTanh => "gelu_tanh",
-            Silu => "silu",
-            Softplus { .. } => "softplus",
-            Sign => "sign",
-            Floor => "floor",
-            Ceil => "ceil",
-            Round => "round",
-            Trunc => "trunc",
-            Recip => "reciprocal",
-            Square => "square",
-            Erf => "erf",
-            PowScalar(_) => "pow",
-            Clamp(..) => "clamp",
-            AddScalar(_) => "add",
-            MulScalar(_) => "mul",
-            IsNan => "isnan",
-            IsInf => "isinf",
-            LogicalNot => "logical_not",
-        }
+op_names! {
+    UnaryOp, "U" {
+        Neg => "neg",
+        Abs => "abs",
+        Exp => "exp",
+        Log => "log",
+        Log1p => "log1p",
+        Expm1 => "expm1",
+        Sqrt => "sqrt",
+        Rsqrt => "rsqrt",
+        Sin => "sin",
+        Cos => "cos",
+        Tan => "tan",
+        Tanh => "tanh",
+        Sigmoid => "sigmoid",
+        Relu => "relu",
+        LeakyRelu => "leaky_relu",
+        Elu => "elu",
+        Gelu => "gelu",
+        GeluTanh => "gelu_tanh",
+        Silu => "silu",
+        Softplus => "softplus",
+        Sign => "sign",
+        Floor => "floor",
+        Ceil => "ceil",
+        Round => "round",
+        Trunc => "trunc",
+        Recip => "reciprocal",
+        Square => "square",
+        Erf => "erf",
+        PowScalar => "pow",
+        Clamp => "clamp",
+        AddScalar => "add",
+        MulScalar => "mul",
+        IsNan => "isnan",
+        IsInf => "isinf",
+        LogicalNot => "logical_not",
     }
+}
 
+impl UnaryOp {
     /// True when the op needs a float input (integers are cast to f32 first).
     pub fn float_only(&self) -> bool {
         use UnaryOp::*;
@@ -298,32 +370,30 @@ pub enum BinaryOp {
     LogicalXor,
 }
 
-impl BinaryOp {
-    /// The op's name as in PyTorch.
-    pub fn name(&self) -> &'static str {
-        use BinaryOp::*;
-        match self {
-            Add => "add",
-            Sub => "sub",
-            Mul => "mul",
-            Div => "div",
-            Pow => "pow",
-            Maximum => "maximum",
-            Minimum => "minimum",
-            Remainder => "remainder",
-            Atan2 => "atan2",
-            Eq => "eq",
-            Ne => "ne",
-            Lt => "lt",
-            Le => "le",
-            Gt => "gt",
-            Ge => "ge",
-            LogicalAnd => "logical_and",
-            LogicalOr => "logical_or",
-            LogicalXor => "logical_xor",
-        }
+op_names! {
+    BinaryOp, "B" {
+        Add => "add",
+        Sub => "sub",
+        Mul => "mul",
+        Div => "div",
+        Pow => "pow",
+        Maximum => "maximum",
+        Minimum => "minimum",
+        Remainder => "remainder",
+        Atan2 => "atan2",
+        Eq => "eq",
+        Ne => "ne",
+        Lt => "lt",
+        Le => "le",
+        Gt => "gt",
+        Ge => "ge",
+        LogicalAnd => "logical_and",
+        LogicalOr => "logical_or",
+        LogicalXor => "logical_xor",
     }
+}
 
+impl BinaryOp {
     /// True when the op returns Bool.
     pub fn returns_bool(&self) -> bool {
         use BinaryOp::*;
@@ -352,19 +422,16 @@ pub enum ReduceOp {
     Any,
 }
 
-impl ReduceOp {
-    /// The op's name as in PyTorch.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ReduceOp::Sum => "sum",
-            ReduceOp::Prod => "prod",
-            ReduceOp::Max => "max",
-            ReduceOp::Min => "min",
-            ReduceOp::ArgMax => "argmax",
-            ReduceOp::ArgMin => "argmin",
-            ReduceOp::All => "all",
-            ReduceOp::Any => "any",
-        }
+op_names! {
+    ReduceOp, "R" {
+        Sum => "sum",
+        Prod => "prod",
+        Max => "max",
+        Min => "min",
+        ArgMax => "argmax",
+        ArgMin => "argmin",
+        All => "all",
+        Any => "any",
     }
 }
 
@@ -377,13 +444,10 @@ pub enum ScanOp {
     CumProd,
 }
 
-impl ScanOp {
-    /// The op's name as in PyTorch.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ScanOp::CumSum => "cumsum",
-            ScanOp::CumProd => "cumprod",
-        }
+op_names! {
+    ScanOp, "S" {
+        CumSum => "cumsum",
+        CumProd => "cumprod",
     }
 }
 
@@ -616,5 +680,34 @@ pub trait Backend: Send + Sync + Debug {
     /// Waits for queued work to finish (a no-op on the CPU).
     fn synchronize(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod op_code_tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_positions_in_the_declaration_and_name_their_c_constant() {
+        assert_eq!(UnaryOp::Neg.code(), 0);
+        assert_eq!(UnaryOp::CODE_NAMES[UnaryOp::LeakyRelu(0.1).code() as usize], "U_LeakyRelu");
+        assert_eq!(UnaryOp::CODE_NAMES[UnaryOp::Softplus { beta: 1.0, threshold: 20.0 }.code() as usize], "U_Softplus");
+        assert_eq!(BinaryOp::CODE_NAMES[BinaryOp::LogicalXor.code() as usize], "B_LogicalXor");
+        assert_eq!(ReduceOp::CODE_NAMES[ReduceOp::Any.code() as usize], "R_Any");
+        assert_eq!(ScanOp::CumProd.code(), 1);
+        assert_eq!(c_constant("U_LeakyRelu"), "U_LEAKY_RELU");
+        assert_eq!(c_constant("U_Log1p"), "U_LOG1P");
+        assert_eq!(c_constant("B_Atan2"), "B_ATAN2");
+    }
+
+    #[test]
+    fn the_committed_kernel_header_is_generated_from_these_enums() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../kernels/ops.cuh");
+        let committed = std::fs::read_to_string(path).expect("kernels/ops.cuh is in the repository");
+        assert!(
+            committed == kernel_op_codes_header(),
+            "kernels/ops.cuh is stale: run `cargo xtask ptx` (it regenerates the header and the PTX)"
+        );
+        assert!(committed.contains("    U_SIGMOID = 12,\n") && committed.contains("    R_ANY = 7,\n"));
     }
 }

@@ -40,83 +40,17 @@ pub(crate) fn sfx(dt: DType) -> &'static str {
     }
 }
 
-/// Op codes of `kernels/elementwise.cu` for a unary op: (code, p0, p1, clamp flags).
+/// The code (from tensor-core's enum, as `kernels/ops.cuh` numbers it) and parameters
+/// of a unary op: (code, p0, p1, clamp flags).
 fn unary_code(op: UnaryOp) -> (i32, f64, f64, i32) {
     use UnaryOp::*;
-    match op {
-        Neg => (0, 0.0, 0.0, 0),
-        Abs => (1, 0.0, 0.0, 0),
-        Exp => (2, 0.0, 0.0, 0),
-        Log => (3, 0.0, 0.0, 0),
-        Log1p => (4, 0.0, 0.0, 0),
-        Expm1 => (5, 0.0, 0.0, 0),
-        Sqrt => (6, 0.0, 0.0, 0),
-        Rsqrt => (7, 0.0, 0.0, 0),
-        Sin => (8, 0.0, 0.0, 0),
-        Cos => (9, 0.0, 0.0, 0),
-        Tan => (10, 0.0, 0.0, 0),
-        Tanh => (11, 0.0, 0.0, 0),
-        Sigmoid => (12, 0.0, 0.0, 0),
-        Relu => (13, 0.0, 0.0, 0),
-        LeakyRelu(s) => (14, s, 0.0, 0),
-        Elu(a) => (15, a, 0.0, 0),
-        Gelu => (16, 0.0, 0.0, 0),
-        GeluTanh => (17, 0.0, 0.0, 0),
-        Silu => (18, 0.0, 0.0, 0),
-        Softplus { beta, threshold } => (19, beta, threshold, 0),
-        Sign => (20, 0.0, 0.0, 0),
-        Floor => (21, 0.0, 0.0, 0),
-        Ceil => (22, 0.0, 0.0, 0),
-        Round => (23, 0.0, 0.0, 0),
-        Trunc => (24, 0.0, 0.0, 0),
-        Recip => (25, 0.0, 0.0, 0),
-        Square => (26, 0.0, 0.0, 0),
-        Erf => (27, 0.0, 0.0, 0),
-        PowScalar(p) => (28, p, 0.0, 0),
-        Clamp(lo, hi) => (29, lo.unwrap_or(0.0), hi.unwrap_or(0.0), lo.is_some() as i32 | (hi.is_some() as i32) << 1),
-        AddScalar(c) => (30, c, 0.0, 0),
-        MulScalar(c) => (31, c, 0.0, 0),
-        IsNan => (32, 0.0, 0.0, 0),
-        IsInf => (33, 0.0, 0.0, 0),
-        LogicalNot => (34, 0.0, 0.0, 0),
-    }
-}
-
-/// Op code of `kernels/elementwise.cu` for a binary op (BinaryOp's declaration order).
-fn binary_code(op: BinaryOp) -> i32 {
-    use BinaryOp::*;
-    match op {
-        Add => 0,
-        Sub => 1,
-        Mul => 2,
-        Div => 3,
-        Pow => 4,
-        Maximum => 5,
-        Minimum => 6,
-        Remainder => 7,
-        Atan2 => 8,
-        Eq => 9,
-        Ne => 10,
-        Lt => 11,
-        Le => 12,
-        Gt => 13,
-        Ge => 14,
-        LogicalAnd => 15,
-        LogicalOr => 16,
-        LogicalXor => 17,
-    }
-}
-
-fn reduce_code(op: ReduceOp) -> i32 {
-    match op {
-        ReduceOp::Sum => 0,
-        ReduceOp::Prod => 1,
-        ReduceOp::Max => 2,
-        ReduceOp::Min => 3,
-        ReduceOp::All => 4,
-        ReduceOp::Any => 5,
-        ReduceOp::ArgMax | ReduceOp::ArgMin => -1,
-    }
+    let (p0, p1, flags) = match op {
+        LeakyRelu(p) | Elu(p) | PowScalar(p) | AddScalar(p) | MulScalar(p) => (p, 0.0, 0),
+        Softplus { beta, threshold } => (beta, threshold, 0),
+        Clamp(lo, hi) => (lo.unwrap_or(0.0), hi.unwrap_or(0.0), lo.is_some() as i32 | (hi.is_some() as i32) << 1),
+        _ => (0.0, 0.0, 0),
+    };
+    (op.code(), p0, p1, flags)
 }
 
 /// An integer dtype's value of `v` as tensor-core's `Elem::from_f64` makes it
@@ -234,7 +168,7 @@ impl CudaBackend {
 
     /// `out = a op b` where `out` is described by operand 0 of `g`.
     fn binary_launch(&self, op: BinaryOp, g: Geom, out: u64, a: u64, b: u64, dt: DType) -> Result<()> {
-        let code = binary_code(op);
+        let code = op.code();
         let name = if op.returns_bool() { format!("compare_{}", sfx(dt)) } else { format!("binary_{}", sfx(dt)) };
         let n = g.numel as usize;
         launch!(self, self.func("elementwise", &name)?, self.cfg(n), g, out, a, b, code)
@@ -264,7 +198,7 @@ impl CudaBackend {
         let chunk = r_n.div_ceil(splits).max(1);
         let threads = next_pow2_threads(chunk, 512);
         let partial = self.alloc(DType::U8, o_n * splits * acc_size(dt))?;
-        let code = reduce_code(op);
+        let code = op.code();
         let (xp, pp, op_p) = (self.ptr(x, 0), self.ptr(&partial, 0), self.ptr(&out, 0));
         let (splits_i, chunk_i, o_i) = (splits as i32, chunk as i64, o_n as i64);
         let cfg = cudarc::driver::LaunchConfig {
