@@ -17,8 +17,9 @@ use crate::graph::{record, should_record, SavedVar};
 use crate::var::Var;
 
 impl Var {
-    /// Records a one-input op whose backward needs the input: `f(x, grad)`.
-    pub(crate) fn rec1(
+    /// Records a one-input op whose backward needs the input: `f(x, grad)`. The input
+    /// is saved with its version, so changing it in place fails the backward.
+    pub(crate) fn record_unary(
         &self,
         name: &'static str,
         out: Tensor,
@@ -32,7 +33,7 @@ impl Var {
     }
 
     /// Records a one-input op whose backward needs only the gradient: `f(grad)`.
-    pub(crate) fn rec1_g(
+    pub(crate) fn record_unary_grad_only(
         &self,
         name: &'static str,
         out: Tensor,
@@ -44,9 +45,10 @@ impl Var {
         record(name, out, &[self], move |g, _| Ok(smallvec![Some(f(g)?)]))
     }
 
-    /// Records a two-input op: `f(a, b, grad, needs) -> (grad_a, grad_b)`; gradients
-    /// may come back broadcast (the engine sums them to each input's shape).
-    pub(crate) fn rec2(
+    /// Records a two-input op whose backward needs both inputs:
+    /// `f(a, b, grad, needs) -> (grad_a, grad_b)`; gradients may come back broadcast
+    /// (the engine sums them to each input's shape).
+    pub(crate) fn record_binary(
         &self,
         other: &Var,
         name: &'static str,
@@ -64,8 +66,9 @@ impl Var {
         })
     }
 
-    /// Records a two-input op whose backward needs only the gradient.
-    pub(crate) fn rec2_g(
+    /// Records a two-input op whose backward needs only the gradient:
+    /// `f(grad, needs) -> (grad_a, grad_b)`.
+    pub(crate) fn record_binary_grad_only(
         &self,
         other: &Var,
         name: &'static str,

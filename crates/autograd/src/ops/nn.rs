@@ -63,7 +63,7 @@ impl Var {
     pub fn std(&self, dims: &[isize], correction: f64, keepdim: bool) -> Result<Var> {
         let v = self.var(dims, correction, keepdim)?;
         let out = v.tensor().sqrt()?;
-        Ok(v.rec1("std", out, |x, g| {
+        Ok(v.record_unary("std", out, |x, g| {
             let s = x.sqrt()?;
             let zero = s.tensor().eq_scalar(0.0)?;
             g.div(&s.masked_fill(&zero, 1.0)?.mul_scalar(2.0)?)?.masked_fill(&zero, 0.0)
