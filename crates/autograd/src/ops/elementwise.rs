@@ -24,6 +24,20 @@ macro_rules! unary_ops {
     };
 }
 
+/// Unary ops whose derivative is a function of their output: the backward gets the
+/// saved output `y` (not the input) and never runs the op again.
+macro_rules! output_unary_ops {
+    ($($(#[$m:meta])* $name:ident => |$y:ident, $g:ident| $body:expr;)*) => {
+        $(
+            $(#[$m])*
+            pub fn $name(&self) -> Result<Var> {
+                let out = self.tensor().$name()?;
+                Ok(self.record_unary_saving_output(stringify!($name), out, |$y: &Var, $g: &Var| $body))
+            }
+        )*
+    };
+}
+
 macro_rules! zero_grad_ops {
     ($($(#[$m:meta])* $name:ident;)*) => {
         $(
@@ -62,34 +76,36 @@ impl Var {
         self.mul(&Var::from(t.clone()))
     }
 
-    unary_ops! {
+    output_unary_ops! {
         /// `e^x`.
-        exp => |x, g| g.mul(&x.exp()?);
+        exp => |y, g| g.mul(y);
+        /// `e^x - 1`.
+        expm1 => |y, g| g.mul(&y.add_scalar(1.0)?);
+        /// Square root.
+        sqrt => |y, g| g.div(&y.mul_scalar(2.0)?);
+        /// `1 / sqrt(x)` (derivative `-y^3 / 2`).
+        rsqrt => |y, g| g.mul(&y.pow_scalar(3.0)?.mul_scalar(-0.5)?);
+        /// Tangent (derivative `1 + y^2`).
+        tan => |y, g| g.mul(&y.square()?.add_scalar(1.0)?);
+        /// Hyperbolic tangent (derivative `1 - y^2`).
+        tanh => |y, g| g.mul(&y.square()?.rsub_scalar(1.0)?);
+        /// Logistic sigmoid (derivative `y (1 - y)`).
+        sigmoid => |y, g| g.mul(&y.mul(&y.rsub_scalar(1.0)?)?);
+        /// `max(x, 0)` (the gradient passes where `y > 0`).
+        relu => |y, g| g.mul_t(&mask_f(&y.tensor().gt_scalar(0.0)?, g.dtype())?);
+        /// `1 / x` (derivative `-y^2`).
+        reciprocal => |y, g| g.mul(&y.square()?)?.neg();
+    }
+
+    unary_ops! {
         /// Natural logarithm.
         log => |x, g| g.div(x);
         /// `log(1 + x)`.
         log1p => |x, g| g.div(&x.add_scalar(1.0)?);
-        /// `e^x - 1`.
-        expm1 => |x, g| g.mul(&x.exp()?);
-        /// Square root.
-        sqrt => |x, g| g.div(&x.sqrt()?.mul_scalar(2.0)?);
-        /// `1 / sqrt(x)`.
-        rsqrt => |x, g| g.mul(&x.pow_scalar(-1.5)?.mul_scalar(-0.5)?);
         /// Sine.
         sin => |x, g| g.mul(&x.cos()?);
         /// Cosine.
         cos => |x, g| g.mul(&x.sin()?.neg()?);
-        /// Tangent.
-        tan => |x, g| g.mul(&x.tan()?.square()?.add_scalar(1.0)?);
-        /// Hyperbolic tangent.
-        tanh => |x, g| g.mul(&x.tanh()?.square()?.rsub_scalar(1.0)?);
-        /// Logistic sigmoid.
-        sigmoid => |x, g| {
-            let s = x.sigmoid()?;
-            g.mul(&s.mul(&s.rsub_scalar(1.0)?)?)
-        };
-        /// `max(x, 0)`.
-        relu => |x, g| g.mul_t(&mask_f(&x.tensor().gt_scalar(0.0)?, g.dtype())?);
         /// GELU (exact erf form).
         gelu => |x, g| {
             let cdf = x.mul_scalar(std::f64::consts::FRAC_1_SQRT_2)?.erf()?.add_scalar(1.0)?.mul_scalar(0.5)?;
@@ -112,8 +128,6 @@ impl Var {
             let s = x.sigmoid()?;
             g.mul(&s.mul(&x.mul(&s.rsub_scalar(1.0)?)?.add_scalar(1.0)?)?)
         };
-        /// `1 / x`.
-        reciprocal => |x, g| g.div(&x.square()?)?.neg();
         /// `x * x`.
         square => |x, g| g.mul(&x.mul_scalar(2.0)?);
         /// The error function.
@@ -156,8 +170,19 @@ impl Var {
     }
 
     /// `x` if positive, else `alpha * (e^x - 1)`.
+    ///
+    /// For `alpha >= 0` the backward uses the output (`y > 0` exactly where `x > 0`,
+    /// and the derivative below is `y + alpha`), like PyTorch; a negative `alpha`
+    /// breaks both facts, so the input is saved instead.
     pub fn elu(&self, alpha: f64) -> Result<Var> {
         let out = self.tensor().elu(alpha)?;
+        if alpha >= 0.0 {
+            return Ok(self.record_unary_saving_output("elu", out, move |y, g| {
+                let pos = y.tensor().gt_scalar(0.0)?;
+                let one = Var::from(Tensor::scalar_on(1.0, g.dtype(), g.device())?);
+                g.mul(&Var::where_cond(&pos, &one, &y.add_scalar(alpha)?)?)
+            }));
+        }
         Ok(self.record_unary("elu", out, move |x, g| {
             let pos = Var::from(x.tensor().gt_scalar(0.0)?);
             let neg = x.exp()?.mul_scalar(alpha)?;

@@ -13,7 +13,7 @@ pub mod views;
 use smallvec::smallvec;
 use tensor_core::{Result, Tensor};
 
-use crate::graph::{record, should_record, SavedVar};
+use crate::graph::{record, record_with_output, should_record, SavedVar};
 use crate::var::Var;
 
 impl Var {
@@ -30,6 +30,24 @@ impl Var {
         }
         let x = SavedVar::new(self);
         record(name, out, &[self], move |g, _| Ok(smallvec![Some(f(&x.get()?, g)?)]))
+    }
+
+    /// Records a one-input op whose backward is a function of its output:
+    /// `f(out, grad)` (exp, sigmoid, tanh, softmax, ...). The output is saved instead
+    /// of the input, so the backward neither keeps the input alive nor computes the op
+    /// again; changing the output in place fails the backward. Under `create_graph`
+    /// `out` is linked to this op's node, so the gradient differentiates through the
+    /// op again (the node must then still hold its backward: `retain_graph`).
+    pub(crate) fn record_unary_saving_output(
+        &self,
+        name: &'static str,
+        out: Tensor,
+        f: impl Fn(&Var, &Var) -> Result<Var> + Send + 'static,
+    ) -> Var {
+        if !out.dtype().is_float() {
+            return Var::from(out);
+        }
+        record_with_output(name, out, &[self], move |y| move |g, _| Ok(smallvec![Some(f(&y.get()?, g)?)]))
     }
 
     /// Records a one-input op whose backward needs only the gradient: `f(grad)`.
