@@ -502,7 +502,17 @@ fn gradcheck_more_reductions() {
 
 #[test]
 fn gradgradcheck_prod_and_norm() {
-    let keep = ["prod dim", "prod dims keepdim", "prod one zero", "norm 2", "norm 3", "norm fro keepdim"];
+    let keep = [
+        "prod dim",
+        "prod dims keepdim",
+        "prod one zero",
+        "norm 1",
+        "norm 2",
+        "norm 3",
+        "norm 0.5",
+        "norm inf",
+        "norm fro keepdim",
+    ];
     run_gradgrad(more_reduce_cases().into_iter().filter(|c| keep.contains(&c.name)).collect());
 }
 

@@ -50,6 +50,22 @@ impl Var {
         record_with_output(name, out, &[self], move |y| move |g, _| Ok(smallvec![Some(f(&y.get()?, g)?)]))
     }
 
+    /// Records a one-input op whose backward needs both its input and its output:
+    /// `f(x, out, grad)` (a norm). Both are saved as in [`Var::record_unary`] and
+    /// [`Var::record_unary_saving_output`]; the output is not computed again.
+    pub(crate) fn record_unary_saving_input_and_output(
+        &self,
+        name: &'static str,
+        out: Tensor,
+        f: impl Fn(&Var, &Var, &Var) -> Result<Var> + Send + 'static,
+    ) -> Var {
+        if !should_record(&[self]) || !out.dtype().is_float() {
+            return Var::from(out);
+        }
+        let x = SavedVar::new(self);
+        record_with_output(name, out, &[self], move |y| move |g, _| Ok(smallvec![Some(f(&x.get()?, &y.get()?, g)?)]))
+    }
+
     /// Records a one-input op whose backward needs only the gradient: `f(grad)`.
     pub(crate) fn record_unary_grad_only(
         &self,

@@ -79,31 +79,26 @@ impl Var {
         let ord = ord.into();
         let out = self.tensor().norm(ord, dims, keepdim)?;
         let d = reduced("norm", dims, self.rank())?;
-        let out_keep = Var::from(out.clone()).unsqueeze_dims(&d, keepdim)?.tensor().clone();
-        let saved_out = SavedVar::tensor(&out_keep);
         let dims_v: Vec<isize> = d.iter().map(|&i| i as isize).collect();
-        Ok(self.record_unary("norm", out, move |x, g| {
+        Ok(self.record_unary_saving_input_and_output("norm", out, move |x, y, g| {
             let gk = g.unsqueeze_dims(&d, keepdim)?;
             let sign = x.tensor().sign()?;
-            // The norm again (recorded), with zeros replaced by 1 so a zero vector
-            // gets a zero gradient instead of 0/0.
-            let safe_norm = |p: f64| -> Result<Var> {
-                let n = x.norm(p, &dims_v, true)?;
-                let zero = n.tensor().eq_scalar(0.0)?;
-                n.masked_fill(&zero, 1.0)
-            };
+            // The saved norm with reduced dims kept, and zeros replaced by 1 so a zero
+            // vector gets a zero gradient instead of 0/0.
+            let y = y.unsqueeze_dims(&d, keepdim)?;
+            let safe_norm = || -> Result<Var> { y.masked_fill(&y.tensor().eq_scalar(0.0)?, 1.0) };
             match ord {
                 NormOrd::P(0.0) => x.zeros_like(),
                 NormOrd::P(1.0) => gk.mul_t(&sign),
                 NormOrd::Inf | NormOrd::NegInf => {
-                    let hit = x.tensor().abs()?.eq(&saved_out.tensor_checked()?)?.to_dtype(g.dtype())?;
+                    let hit = x.tensor().abs()?.eq(y.tensor())?.to_dtype(g.dtype())?;
                     let count = hit.sum(&dims_v, true)?;
                     gk.mul_t(&hit.div(&count)?.mul(&sign.to_dtype(g.dtype())?)?)
                 }
-                NormOrd::Fro | NormOrd::P(2.0) => gk.mul(&x.div(&safe_norm(2.0)?)?),
+                NormOrd::Fro | NormOrd::P(2.0) => gk.mul(&x.div(&safe_norm()?)?),
                 NormOrd::P(p) => {
                     let num = x.abs()?.pow_scalar(p - 1.0)?.mul_t(&sign)?;
-                    gk.mul(&num.div(&safe_norm(p)?.pow_scalar(p - 1.0)?)?)
+                    gk.mul(&num.div(&safe_norm()?.pow_scalar(p - 1.0)?)?)
                 }
             }
         }))
@@ -140,7 +135,7 @@ impl Var {
         let d = reduced(name, dims, self.rank())?;
         let dims_i: Vec<isize> = d.iter().map(|&x| x as isize).collect();
         let out_keep = Var::from(out.clone()).unsqueeze_dims(&d, keepdim)?.tensor().clone();
-        let saved_out = crate::graph::SavedVar::tensor(&out_keep);
+        let saved_out = SavedVar::tensor(&out_keep);
         Ok(self.record_unary(name, out, move |x, g| {
             // The gradient is shared evenly between tied extrema (PyTorch's amax rule).
             let m = x.tensor().eq(&saved_out.tensor_checked()?)?.to_dtype(g.dtype())?;
