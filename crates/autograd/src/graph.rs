@@ -256,7 +256,9 @@ impl SavedVar {
         SavedVar { tensor: inner.tensor.clone(), version: inner.tensor.version(), node, leaf }
     }
 
-    /// Saves a plain tensor (an op's own output, a mask): a constant in the backward.
+    /// Saves a plain tensor (indices, a mask, an output used only to build a mask): a
+    /// constant in the backward. An output the backward computes with is a
+    /// [`SavedOutput`] instead, so that it can be differentiated through.
     pub(crate) fn tensor(t: &Tensor) -> Self {
         SavedVar { tensor: t.clone(), version: t.version(), node: None, leaf: None }
     }
