@@ -2,9 +2,10 @@
 //! its inputs, the op's backward closure, and the tensors it saved.
 //!
 //! Ownership only points backward in time (output -> node -> inputs), leaves are
-//! referenced weakly, and saved outputs are never stored as `Var`s, so the graph
-//! has no reference cycles. Dropping goes through a thread-local queue so that a
-//! chain of any length is freed without recursion.
+//! referenced weakly, and an op's saved output ([`SavedOutput`]) keeps only its
+//! tensor and a weak link to its own node, so the graph has no reference cycles.
+//! Dropping goes through a thread-local queue so that a chain of any length is
+//! freed without recursion.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -255,7 +256,9 @@ impl SavedVar {
         SavedVar { tensor: inner.tensor.clone(), version: inner.tensor.version(), node, leaf }
     }
 
-    /// Saves a plain tensor (an op's own output, a mask): a constant in the backward.
+    /// Saves a plain tensor (indices, a mask, an output used only to build a mask): a
+    /// constant in the backward. An output the backward computes with is a
+    /// [`SavedOutput`] instead, so that it can be differentiated through.
     pub(crate) fn tensor(t: &Tensor) -> Self {
         SavedVar { tensor: t.clone(), version: t.version(), node: None, leaf: None }
     }
@@ -288,6 +291,41 @@ impl SavedVar {
     }
 }
 
+/// An op's own output saved for its backward (PyTorch's saved output): the tensor
+/// (sharing the output's storage, so saving costs nothing) and its version, and a
+/// weak link to the node that produced it.
+///
+/// The link is weak because that node owns this value: a strong one would be a
+/// cycle (node -> backward -> saved output -> node) and the graph would never be
+/// freed. It is only followed while the node's backward runs, when the engine holds
+/// the node, so it always resolves then.
+pub(crate) struct SavedOutput {
+    tensor: Tensor,
+    version: u64,
+    node: Weak<Node>,
+}
+
+impl SavedOutput {
+    /// The saved output as a `Var`, or `ModifiedInPlace` if its storage was written
+    /// since it was saved (the engine fills in the op name).
+    ///
+    /// While a graph is being built (`create_graph`), the `Var` is an output of the
+    /// node that produced it, so a backward formula written with it differentiates
+    /// through the op again; otherwise it is a constant.
+    pub(crate) fn get(&self) -> Result<Var> {
+        let now = self.tensor.version();
+        if now != self.version {
+            return Err(Error::ModifiedInPlace { op: String::new(), saved: self.version, now });
+        }
+        if crate::mode::is_grad_enabled() {
+            if let Some(node) = self.node.upgrade() {
+                return Ok(Var::from_node(self.tensor.clone(), NodePtr::new(node)));
+            }
+        }
+        Ok(Var::from(self.tensor.clone()))
+    }
+}
+
 /// True when an op on these inputs must be recorded.
 #[inline]
 pub(crate) fn should_record(inputs: &[&Var]) -> bool {
@@ -305,18 +343,50 @@ pub(crate) fn record(
     if !should_record(inputs) {
         return Var::from(out);
     }
+    let node = new_node(name, &out, inputs, |_| backward);
+    Var::from_node(out, NodePtr::new(node))
+}
+
+/// [`record`] for a backward that needs the op's output: `backward(saved)` builds
+/// the backward function around the saved output.
+pub(crate) fn record_with_output<F>(
+    name: &'static str,
+    out: Tensor,
+    inputs: &[&Var],
+    backward: impl FnOnce(SavedOutput) -> F,
+) -> Var
+where
+    F: Fn(&Var, &[bool]) -> Result<Grads> + Send + 'static,
+{
+    if !should_record(inputs) {
+        return Var::from(out);
+    }
+    let (tensor, version) = (out.clone(), out.version());
+    let node = new_node(name, &out, inputs, |node| backward(SavedOutput { tensor, version, node }));
+    Var::from_node(out, NodePtr::new(node))
+}
+
+/// A node for op `name` on `inputs` with output `out`; `backward` is given a weak
+/// link to the node itself (for [`SavedOutput`]).
+fn new_node<F>(name: &'static str, out: &Tensor, inputs: &[&Var], backward: impl FnOnce(Weak<Node>) -> F) -> Arc<Node>
+where
+    F: Fn(&Var, &[bool]) -> Result<Grads> + Send + 'static,
+{
     let mut edges = SmallVec::with_capacity(inputs.len());
     for v in inputs {
         edges.push(v.edge());
     }
-    let node = Arc::new(Node {
-        name,
-        edges,
-        shape: out.shape().clone(),
-        dtype: out.dtype(),
-        hooks: Hooks::default(),
-        retained: Retained::default(),
-        backward: Mutex::new(Some(backward)),
+    let node = Arc::new_cyclic(|this: &Weak<Node<Mutex<Option<F>>>>| {
+        let this: Weak<Node> = this.clone();
+        Node::<Mutex<Option<F>>> {
+            name,
+            edges,
+            shape: out.shape().clone(),
+            dtype: out.dtype(),
+            hooks: Hooks::default(),
+            retained: Retained::default(),
+            backward: Mutex::new(Some(backward(this))),
+        }
     });
-    Var::from_node(out, NodePtr::new(node))
+    node
 }

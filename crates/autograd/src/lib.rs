@@ -25,6 +25,10 @@
 //! - Grad mode is thread-local: [`no_grad`], [`enable_grad`], [`NoGradGuard`].
 //! - Higher-order gradients: backward closures are written with `Var` ops, so with
 //!   `create_graph` a gradient has a graph of its own ([`grad`]).
+//! - Memory: an op whose derivative is a function of its output (exp, sigmoid, tanh,
+//!   softmax, ...) saves that output, not its input, and its backward does not run
+//!   the op again; under `create_graph` the saved output still differentiates
+//!   through the op (which then needs `retain_graph`, as in PyTorch).
 //! - Safety: modifying a saved tensor in place makes the backward fail with
 //!   `Error::ModifiedInPlace`; a second backward through a freed graph is
 //!   `Error::GraphFreed`; [`detect_anomaly`] names the op that produced a NaN.

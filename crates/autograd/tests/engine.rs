@@ -85,14 +85,146 @@ fn accumulation_reuses_the_grad_buffer_but_never_changes_a_kept_gradient() -> Re
 fn modified_in_place_names_the_op() -> Result<()> {
     let x = Var::param(t(&[1.0, 2.0], &[2]))?;
     let y = x.mul_scalar(1.0)?; // a non-leaf whose values we will clobber
-    let z = y.exp()?.sum(&[], false)?; // exp saves its input y
+    let z = y.sin()?.sum(&[], false)?; // sin saves its input y
     y.tensor().add_scalar_(1.0)?;
     match z.backward() {
         Err(Error::ModifiedInPlace { op, saved, now }) => {
-            assert_eq!(op, "exp");
+            assert_eq!(op, "sin");
             assert!(now > saved);
         }
         other => panic!("expected ModifiedInPlace, got {other:?}"),
+    }
+    Ok(())
+}
+
+/// An op's name, the op, and the profiler names of what its forward runs.
+type OpWithPrims = (&'static str, fn(&Var) -> Result<Var>, &'static [&'static str]);
+
+/// Ops whose derivative is a function of their output, each with the primitives its
+/// forward runs: their backward must not run them again.
+fn output_saving_ops() -> Vec<OpWithPrims> {
+    vec![
+        ("exp", |x| x.exp(), &["unary.exp"]),
+        ("sigmoid", |x| x.sigmoid(), &["unary.sigmoid"]),
+        ("tanh", |x| x.tanh(), &["unary.tanh"]),
+        ("softmax", |x| x.softmax(-1), &["softmax", "fused.softmax"]),
+        ("log_softmax", |x| x.log_softmax(0), &["log_softmax", "fused.log_softmax"]),
+        ("sqrt", |x| x.sqrt(), &["unary.sqrt"]),
+    ]
+}
+
+/// Ops whose backward needs their input too, but reuses their saved output.
+fn input_and_output_saving_ops() -> Vec<OpWithPrims> {
+    vec![("norm", |x| x.norm(2.0, &[-1], false), &["unary.sqrt"])]
+}
+
+#[test]
+fn backward_reuses_the_saved_output_instead_of_running_the_forward_again() -> Result<()> {
+    use tensor_core::profiler::profile;
+    for (name, f, forward_prims) in output_saving_ops().into_iter().chain(input_and_output_saving_ops()) {
+        let x = Var::param(Tensor::rand([3, 4], DType::F32, &Device::cpu())?)?;
+        let (y, fwd) = profile(|| f(&x));
+        let y = y?;
+        assert_eq!(y.grad_fn_name(), Some(name));
+        // The forward does run these (so their absence below means something).
+        for p in forward_prims {
+            assert!(fwd.events().iter().any(|e| e.name == *p), "{name}: forward ran no {p}");
+        }
+        let loss = y.mul(&Var::from(Tensor::rand(y.shape().clone(), DType::F32, &Device::cpu())?))?.sum(&[], false)?;
+        let (r, bwd) = profile(|| loss.backward());
+        r?;
+        assert!(bwd.events().iter().any(|e| e.name == format!("{name}.backward")), "{name}: backward not profiled");
+        for p in forward_prims {
+            assert!(!bwd.events().iter().any(|e| e.name == *p), "{name}: backward ran the forward's {p} again");
+        }
+        assert!(x.grad().is_some());
+    }
+    Ok(())
+}
+
+#[test]
+fn an_op_saving_its_output_does_not_keep_its_input_alive() -> Result<()> {
+    for (name, f, _) in output_saving_ops() {
+        let x = Var::param(Tensor::rand([2, 3], DType::F64, &Device::cpu())?)?;
+        let h = x.mul_scalar(2.0)?;
+        let weak_h = Arc::downgrade(h.tensor().storage());
+        let y = f(&h)?;
+        drop(h);
+        assert!(weak_h.upgrade().is_none(), "{name} kept its input alive");
+        y.sum(&[], false)?.backward()?;
+        assert!(x.grad().is_some());
+    }
+    Ok(())
+}
+
+#[test]
+fn modifying_a_saved_output_in_place_fails_the_backward_naming_the_op() -> Result<()> {
+    for (name, f, _) in output_saving_ops().into_iter().chain(input_and_output_saving_ops()) {
+        let x = Var::param(t(&[0.5, 1.0, 2.0, 3.0], &[2, 2]))?;
+        let y = f(&x)?;
+        let z = y.sum(&[], false)?; // sum saves nothing: only the op saved y
+        y.tensor().mul_scalar_(2.0)?;
+        match z.backward() {
+            Err(Error::ModifiedInPlace { op, saved, now }) => {
+                assert_eq!(op, name);
+                assert!(now > saved);
+            }
+            other => panic!("{name}: expected ModifiedInPlace, got {other:?}"),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_saved_output_is_no_reference_cycle() -> Result<()> {
+    for (name, f, _) in output_saving_ops().into_iter().chain(input_and_output_saving_ops()) {
+        // The graph (and the output it saved) lives as long as something refers to it.
+        let x = Var::param(Tensor::rand([2, 3], DType::F64, &Device::cpu())?)?;
+        let y = f(&x)?;
+        let weak_y = Arc::downgrade(y.tensor().storage());
+        let loss = y.sum(&[], false)?;
+        drop(y);
+        assert!(weak_y.upgrade().is_some(), "{name}: the node saved its output");
+        drop(loss);
+        assert!(weak_y.upgrade().is_none(), "{name}: the output and its node keep each other alive");
+        // A create_graph gradient refers to the node through the saved output (for
+        // second derivatives); dropping the leaf that holds it frees everything.
+        let x = Var::param(Tensor::rand([2, 3], DType::F64, &Device::cpu())?)?;
+        let weak_x = Arc::downgrade(x.tensor().storage());
+        let y = f(&x)?;
+        let weak_y = Arc::downgrade(y.tensor().storage());
+        y.sum(&[], false)?.backward_opts(true, true)?;
+        assert!(x.grad_var().is_some_and(|g| g.requires_grad()), "{name}: create_graph gave a constant gradient");
+        drop(y);
+        drop(x);
+        assert!(weak_x.upgrade().is_none() && weak_y.upgrade().is_none(), "{name}: create_graph made a cycle");
+    }
+    Ok(())
+}
+
+#[test]
+fn second_derivatives_go_through_the_saved_output() -> Result<()> {
+    let xs = [-1.5, 0.25, 2.0];
+    let x = Var::param(t(&xs, &[3]))?;
+    // d/dx exp = exp, d2/dx2 exp = exp; d2/dx2 tanh = -2 tanh (1 - tanh^2).
+    let dy = grad(&[x.exp()?.sum(&[], false)?], &[x.clone()], None, true)?[0].clone().unwrap();
+    let d2 = grad(&[dy.sum(&[], false)?], &[x.clone()], None, false)?[0].clone().unwrap();
+    for (a, v) in vals(d2.tensor()).iter().zip(xs) {
+        assert!((a - v.exp()).abs() < 1e-12, "{a} vs {}", v.exp());
+    }
+    let dy = grad(&[x.tanh()?.sum(&[], false)?], &[x.clone()], None, true)?[0].clone().unwrap();
+    let d2 = grad(&[dy.sum(&[], false)?], &[x.clone()], None, false)?[0].clone().unwrap();
+    for (a, v) in vals(d2.tensor()).iter().zip(xs) {
+        let want = -2.0 * v.tanh() * (1.0 - v.tanh() * v.tanh());
+        assert!((a - want).abs() < 1e-12, "{a} vs {want}");
+    }
+    // Like PyTorch, a gradient built without retain_graph cannot be differentiated
+    // through an op that saved its output: that op's backward is gone.
+    let x = Var::param(t(&xs, &[3]))?;
+    x.exp()?.sum(&[], false)?.backward_opts(false, true)?;
+    match x.grad_var().unwrap().sum(&[], false)?.backward() {
+        Err(Error::GraphFreed { op }) => assert_eq!(op, "exp"),
+        other => panic!("expected GraphFreed, got {other:?}"),
     }
     Ok(())
 }

@@ -67,6 +67,8 @@ fn unary_cases() -> Vec<Case> {
         ("trunc", |x| x.trunc(), false),
         ("leaky_relu", |x| x.leaky_relu(0.1), false),
         ("elu", |x| x.elu(0.7), false),
+        ("elu alpha 0", |x| x.elu(0.0), false),
+        ("elu negative alpha", |x| x.elu(-0.6), false),
         ("softplus", |x| x.softplus(1.5, 2.0), false),
         ("clamp", |x| x.clamp(Some(-1.0), Some(1.0)), false),
         ("clamp_min", |x| x.clamp(Some(-0.5), None), false),
@@ -249,8 +251,8 @@ fn gradcheck_nn() {
 }
 
 #[test]
-fn gradgradcheck_softmax_and_conv2d() {
-    let keep = ["softmax", "log_softmax", "conv2d"];
+fn gradgradcheck_softmax_std_and_conv2d() {
+    let keep = ["softmax", "softmax last transposed", "log_softmax", "log_softmax dim 0", "std", "conv2d"];
     run_gradgrad(nn_cases().into_iter().filter(|c| keep.contains(&c.name)).collect());
 }
 
@@ -500,7 +502,17 @@ fn gradcheck_more_reductions() {
 
 #[test]
 fn gradgradcheck_prod_and_norm() {
-    let keep = ["prod dim", "prod dims keepdim", "prod one zero", "norm 2", "norm 3", "norm fro keepdim"];
+    let keep = [
+        "prod dim",
+        "prod dims keepdim",
+        "prod one zero",
+        "norm 1",
+        "norm 2",
+        "norm 3",
+        "norm 0.5",
+        "norm inf",
+        "norm fro keepdim",
+    ];
     run_gradgrad(more_reduce_cases().into_iter().filter(|c| keep.contains(&c.name)).collect());
 }
 

@@ -154,7 +154,7 @@ impl Var {
         let out = self.tensor().unfold2d(kernel, dilation, padding, stride)?;
         let r = self.rank();
         let size = [self.dims()[r - 2], self.dims()[r - 1]];
-        Ok(self.rec1_g("unfold2d", out, move |g| g.fold2d(size, kernel, dilation, padding, stride)))
+        Ok(self.record_unary_grad_only("unfold2d", out, move |g| g.fold2d(size, kernel, dilation, padding, stride)))
     }
 
     /// Sums sliding blocks into a tensor (col2im, PyTorch's `F.fold`): `[N, C * kh *
@@ -168,7 +168,7 @@ impl Var {
         stride: [usize; 2],
     ) -> Result<Var> {
         let out = self.tensor().fold2d(output_size, kernel, dilation, padding, stride)?;
-        Ok(self.rec1_g("fold2d", out, move |g| g.unfold2d(kernel, dilation, padding, stride)))
+        Ok(self.record_unary_grad_only("fold2d", out, move |g| g.unfold2d(kernel, dilation, padding, stride)))
     }
 
     /// 2-D convolution (cross-correlation) of `[N, C, H, W]` (or `[C, H, W]`) with
@@ -373,7 +373,7 @@ impl Var {
         let (vals, idx) = self.tensor().max_pool2d_with_indices(kernel, stride, padding, dilation, ceil_mode)?;
         let shape = self.dims().to_vec();
         let saved = SavedVar::tensor(&idx);
-        let v = self.rec1_g("max_pool2d", vals, move |g| {
+        let v = self.record_unary_grad_only("max_pool2d", vals, move |g| {
             let r = shape.len();
             let mut zs = shape[..r - 2].to_vec();
             zs.push(shape[r - 2] * shape[r - 1]);
@@ -404,7 +404,7 @@ impl Var {
         let (h, w, oh, ow) = (self.dims()[r - 2], self.dims()[r - 1], out.dims()[r - 2], out.dims()[r - 1]);
         let ah = host(avg_matrix(h, oh, kernel[0], stride[0], padding[0], count_include_pad), [oh, h], self)?;
         let aw = host(avg_matrix(w, ow, kernel[1], stride[1], padding[1], count_include_pad), [ow, w], self)?;
-        Ok(self.rec1_g("avg_pool2d", out, move |g| separable_adjoint(g, &ah, &aw)))
+        Ok(self.record_unary_grad_only("avg_pool2d", out, move |g| separable_adjoint(g, &ah, &aw)))
     }
 
     /// Adaptive 2-D average pooling to `output_size` (PyTorch's windows); the
@@ -417,7 +417,7 @@ impl Var {
         let [oh, ow] = output_size;
         let ah = host(adaptive_matrix(h, oh), [oh, h], self)?;
         let aw = host(adaptive_matrix(w, ow), [ow, w], self)?;
-        Ok(self.rec1_g("adaptive_avg_pool2d", out, move |g| separable_adjoint(g, &ah, &aw)))
+        Ok(self.record_unary_grad_only("adaptive_avg_pool2d", out, move |g| separable_adjoint(g, &ah, &aw)))
     }
 
     /// Pads with `pads` in PyTorch's order (last dim first, `(left, right)` pairs)
@@ -441,7 +441,7 @@ impl Var {
         if let PadMode::Constant(_) = mode {
             let out = self.tensor().pad(pads, mode)?;
             let shape = self.dims().to_vec();
-            return Ok(self.rec1_g("pad", out, move |g| {
+            return Ok(self.record_unary_grad_only("pad", out, move |g| {
                 let mut x = g.clone();
                 for &(d, lo, _) in &per_dim {
                     x = x.narrow(d as isize, lo as isize, shape[d])?;
@@ -523,7 +523,7 @@ impl Var {
             Some(p) => Some(idx.eq_scalar(p as i64)?.reshape_to([n, 1])?),
             None => None,
         };
-        Ok(self.rec1_g("embedding", out, move |g| {
+        Ok(self.record_unary_grad_only("embedding", out, move |g| {
             let mut g2 = g.reshape_to([n, dim])?;
             if let Some(m) = &pad_rows {
                 g2 = g2.masked_fill(m, 0.0)?;

@@ -18,7 +18,21 @@ macro_rules! unary_ops {
             $(#[$m])*
             pub fn $name(&self) -> Result<Var> {
                 let out = self.tensor().$name()?;
-                Ok(self.rec1(stringify!($name), out, |$x: &Var, $g: &Var| $body))
+                Ok(self.record_unary(stringify!($name), out, |$x: &Var, $g: &Var| $body))
+            }
+        )*
+    };
+}
+
+/// Unary ops whose derivative is a function of their output: the backward gets the
+/// saved output `y` (not the input) and never runs the op again.
+macro_rules! output_unary_ops {
+    ($($(#[$m:meta])* $name:ident => |$y:ident, $g:ident| $body:expr;)*) => {
+        $(
+            $(#[$m])*
+            pub fn $name(&self) -> Result<Var> {
+                let out = self.tensor().$name()?;
+                Ok(self.record_unary_saving_output(stringify!($name), out, |$y: &Var, $g: &Var| $body))
             }
         )*
     };
@@ -30,7 +44,7 @@ macro_rules! zero_grad_ops {
             $(#[$m])*
             pub fn $name(&self) -> Result<Var> {
                 let out = self.tensor().$name()?;
-                Ok(self.rec1_g(stringify!($name), out, |g: &Var| g.zeros_like()))
+                Ok(self.record_unary_grad_only(stringify!($name), out, |g: &Var| g.zeros_like()))
             }
         )*
     };
@@ -62,34 +76,36 @@ impl Var {
         self.mul(&Var::from(t.clone()))
     }
 
-    unary_ops! {
+    output_unary_ops! {
         /// `e^x`.
-        exp => |x, g| g.mul(&x.exp()?);
+        exp => |y, g| g.mul(y);
+        /// `e^x - 1`.
+        expm1 => |y, g| g.mul(&y.add_scalar(1.0)?);
+        /// Square root.
+        sqrt => |y, g| g.div(&y.mul_scalar(2.0)?);
+        /// `1 / sqrt(x)` (derivative `-y^3 / 2`).
+        rsqrt => |y, g| g.mul(&y.pow_scalar(3.0)?.mul_scalar(-0.5)?);
+        /// Tangent (derivative `1 + y^2`).
+        tan => |y, g| g.mul(&y.square()?.add_scalar(1.0)?);
+        /// Hyperbolic tangent (derivative `1 - y^2`).
+        tanh => |y, g| g.mul(&y.square()?.rsub_scalar(1.0)?);
+        /// Logistic sigmoid (derivative `y (1 - y)`).
+        sigmoid => |y, g| g.mul(&y.mul(&y.rsub_scalar(1.0)?)?);
+        /// `max(x, 0)` (the gradient passes where `y > 0`).
+        relu => |y, g| g.mul_t(&mask_f(&y.tensor().gt_scalar(0.0)?, g.dtype())?);
+        /// `1 / x` (derivative `-y^2`).
+        reciprocal => |y, g| g.mul(&y.square()?)?.neg();
+    }
+
+    unary_ops! {
         /// Natural logarithm.
         log => |x, g| g.div(x);
         /// `log(1 + x)`.
         log1p => |x, g| g.div(&x.add_scalar(1.0)?);
-        /// `e^x - 1`.
-        expm1 => |x, g| g.mul(&x.exp()?);
-        /// Square root.
-        sqrt => |x, g| g.div(&x.sqrt()?.mul_scalar(2.0)?);
-        /// `1 / sqrt(x)`.
-        rsqrt => |x, g| g.mul(&x.pow_scalar(-1.5)?.mul_scalar(-0.5)?);
         /// Sine.
         sin => |x, g| g.mul(&x.cos()?);
         /// Cosine.
         cos => |x, g| g.mul(&x.sin()?.neg()?);
-        /// Tangent.
-        tan => |x, g| g.mul(&x.tan()?.square()?.add_scalar(1.0)?);
-        /// Hyperbolic tangent.
-        tanh => |x, g| g.mul(&x.tanh()?.square()?.rsub_scalar(1.0)?);
-        /// Logistic sigmoid.
-        sigmoid => |x, g| {
-            let s = x.sigmoid()?;
-            g.mul(&s.mul(&s.rsub_scalar(1.0)?)?)
-        };
-        /// `max(x, 0)`.
-        relu => |x, g| g.mul_t(&mask_f(&x.tensor().gt_scalar(0.0)?, g.dtype())?);
         /// GELU (exact erf form).
         gelu => |x, g| {
             let cdf = x.mul_scalar(std::f64::consts::FRAC_1_SQRT_2)?.erf()?.add_scalar(1.0)?.mul_scalar(0.5)?;
@@ -112,8 +128,6 @@ impl Var {
             let s = x.sigmoid()?;
             g.mul(&s.mul(&x.mul(&s.rsub_scalar(1.0)?)?.add_scalar(1.0)?)?)
         };
-        /// `1 / x`.
-        reciprocal => |x, g| g.div(&x.square()?)?.neg();
         /// `x * x`.
         square => |x, g| g.mul(&x.mul_scalar(2.0)?);
         /// The error function.
@@ -138,13 +152,13 @@ impl Var {
     /// `-x`.
     pub fn neg(&self) -> Result<Var> {
         let out = self.tensor().neg()?;
-        Ok(self.rec1_g("neg", out, |g| g.neg()))
+        Ok(self.record_unary_grad_only("neg", out, |g| g.neg()))
     }
 
     /// `x` if positive, else `slope * x`.
     pub fn leaky_relu(&self, slope: f64) -> Result<Var> {
         let out = self.tensor().leaky_relu(slope)?;
-        Ok(self.rec1("leaky_relu", out, move |x, g| {
+        Ok(self.record_unary("leaky_relu", out, move |x, g| {
             let pos = x.tensor().gt_scalar(0.0)?;
             let d = Tensor::where_cond(
                 &pos,
@@ -156,9 +170,20 @@ impl Var {
     }
 
     /// `x` if positive, else `alpha * (e^x - 1)`.
+    ///
+    /// For `alpha >= 0` the backward uses the output (`y > 0` exactly where `x > 0`,
+    /// and the derivative below is `y + alpha`), like PyTorch; a negative `alpha`
+    /// breaks both facts, so the input is saved instead.
     pub fn elu(&self, alpha: f64) -> Result<Var> {
         let out = self.tensor().elu(alpha)?;
-        Ok(self.rec1("elu", out, move |x, g| {
+        if alpha >= 0.0 {
+            return Ok(self.record_unary_saving_output("elu", out, move |y, g| {
+                let pos = y.tensor().gt_scalar(0.0)?;
+                let one = Var::from(Tensor::scalar_on(1.0, g.dtype(), g.device())?);
+                g.mul(&Var::where_cond(&pos, &one, &y.add_scalar(alpha)?)?)
+            }));
+        }
+        Ok(self.record_unary("elu", out, move |x, g| {
             let pos = Var::from(x.tensor().gt_scalar(0.0)?);
             let neg = x.exp()?.mul_scalar(alpha)?;
             let d = Var::where_cond(pos.tensor(), &Var::from(Tensor::scalar_on(1.0, g.dtype(), g.device())?), &neg)?;
@@ -169,7 +194,7 @@ impl Var {
     /// `log(1 + e^(beta x)) / beta`, linear above `threshold`.
     pub fn softplus(&self, beta: f64, threshold: f64) -> Result<Var> {
         let out = self.tensor().softplus(beta, threshold)?;
-        Ok(self.rec1("softplus", out, move |x, g| {
+        Ok(self.record_unary("softplus", out, move |x, g| {
             let lin = x.tensor().mul_scalar(beta)?.gt_scalar(threshold)?;
             let s = x.mul_scalar(beta)?.sigmoid()?;
             let d = Var::where_cond(&lin, &Var::from(Tensor::scalar_on(1.0, g.dtype(), g.device())?), &s)?;
@@ -180,7 +205,7 @@ impl Var {
     /// Clamps to `[min, max]`; the gradient passes where `min <= x <= max`.
     pub fn clamp(&self, min: Option<f64>, max: Option<f64>) -> Result<Var> {
         let out = self.tensor().clamp(min, max)?;
-        Ok(self.rec1("clamp", out, move |x, g| {
+        Ok(self.record_unary("clamp", out, move |x, g| {
             let t = x.tensor();
             let mut m = t.isnan()?.logical_not()?;
             if let Some(lo) = min {
@@ -198,7 +223,7 @@ impl Var {
         let p = p.into();
         let out = self.tensor().pow_scalar(p)?;
         let pf = p.to_f64();
-        Ok(self.rec1("pow", out, move |x, g| {
+        Ok(self.record_unary("pow", out, move |x, g| {
             if pf == 0.0 {
                 return g.zeros_like();
             }
@@ -209,91 +234,94 @@ impl Var {
     /// `x + s`.
     pub fn add_scalar(&self, s: impl Into<Scalar>) -> Result<Var> {
         let out = self.tensor().add_scalar(s)?;
-        Ok(self.rec1_g("add", out, |g| Ok(g.clone())))
+        Ok(self.record_unary_grad_only("add", out, |g| Ok(g.clone())))
     }
 
     /// `x - s`.
     pub fn sub_scalar(&self, s: impl Into<Scalar>) -> Result<Var> {
         let out = self.tensor().sub_scalar(s)?;
-        Ok(self.rec1_g("sub", out, |g| Ok(g.clone())))
+        Ok(self.record_unary_grad_only("sub", out, |g| Ok(g.clone())))
     }
 
     /// `x * s`.
     pub fn mul_scalar(&self, s: impl Into<Scalar>) -> Result<Var> {
         let s = s.into();
         let out = self.tensor().mul_scalar(s)?;
-        Ok(self.rec1_g("mul", out, move |g| g.mul_scalar(s)))
+        Ok(self.record_unary_grad_only("mul", out, move |g| g.mul_scalar(s)))
     }
 
     /// `x / s`.
     pub fn div_scalar(&self, s: impl Into<Scalar>) -> Result<Var> {
         let s = s.into();
         let out = self.tensor().div_scalar(s)?;
-        Ok(self.rec1_g("div", out, move |g| g.div_scalar(s)))
+        Ok(self.record_unary_grad_only("div", out, move |g| g.div_scalar(s)))
     }
 
     /// `s - x`.
     pub fn rsub_scalar(&self, s: impl Into<Scalar>) -> Result<Var> {
         let out = self.tensor().rsub_scalar(s)?;
-        Ok(self.rec1_g("rsub", out, |g| g.neg()))
+        Ok(self.record_unary_grad_only("rsub", out, |g| g.neg()))
     }
 
     /// `s / x`.
     pub fn rdiv_scalar(&self, s: impl Into<Scalar>) -> Result<Var> {
         let s = s.into();
         let out = self.tensor().rdiv_scalar(s)?;
-        Ok(self.rec1("rdiv", out, move |x, g| g.mul(&x.square()?.reciprocal()?.mul_scalar(-s.to_f64())?)))
+        Ok(self.record_unary("rdiv", out, move |x, g| g.mul(&x.square()?.reciprocal()?.mul_scalar(-s.to_f64())?)))
     }
 
     /// Elementwise `max(x, s)` (ties split the gradient in half, like PyTorch).
     pub fn maximum_scalar(&self, s: impl Into<Scalar>) -> Result<Var> {
         let s = s.into().to_f64();
         let out = self.tensor().maximum_scalar(s)?;
-        Ok(self.rec1("maximum", out, move |x, g| g.mul_t(&tie_mask(x.tensor(), s, true)?.to_dtype(g.dtype())?)))
+        Ok(self.record_unary("maximum", out, move |x, g| g.mul_t(&tie_mask(x.tensor(), s, true)?.to_dtype(g.dtype())?)))
     }
 
     /// Elementwise `min(x, s)`.
     pub fn minimum_scalar(&self, s: impl Into<Scalar>) -> Result<Var> {
         let s = s.into().to_f64();
         let out = self.tensor().minimum_scalar(s)?;
-        Ok(self.rec1("minimum", out, move |x, g| g.mul_t(&tie_mask(x.tensor(), s, false)?.to_dtype(g.dtype())?)))
+        Ok(self
+            .record_unary("minimum", out, move |x, g| g.mul_t(&tie_mask(x.tensor(), s, false)?.to_dtype(g.dtype())?)))
     }
 
     /// Python-style remainder by a scalar (gradient 1).
     pub fn remainder_scalar(&self, s: impl Into<Scalar>) -> Result<Var> {
         let out = self.tensor().remainder_scalar(s)?;
-        Ok(self.rec1_g("remainder", out, |g| Ok(g.clone())))
+        Ok(self.record_unary_grad_only("remainder", out, |g| Ok(g.clone())))
     }
 
     /// `atan2(x, s)`.
     pub fn atan2_scalar(&self, s: impl Into<Scalar>) -> Result<Var> {
         let s = s.into().to_f64();
         let out = self.tensor().atan2_scalar(s)?;
-        Ok(self.rec1("atan2", out, move |x, g| g.mul_scalar(s)?.div(&x.square()?.add_scalar(s * s)?)))
+        Ok(self.record_unary("atan2", out, move |x, g| g.mul_scalar(s)?.div(&x.square()?.add_scalar(s * s)?)))
     }
 
     /// `self + other` with broadcasting.
     pub fn add(&self, other: &Var) -> Result<Var> {
         let out = self.tensor().add(other.tensor())?;
-        Ok(self.rec2_g(other, "add", out, |g, n| Ok((n[0].then(|| g.clone()), n[1].then(|| g.clone())))))
+        Ok(self
+            .record_binary_grad_only(other, "add", out, |g, n| Ok((n[0].then(|| g.clone()), n[1].then(|| g.clone())))))
     }
 
     /// `self - other` with broadcasting.
     pub fn sub(&self, other: &Var) -> Result<Var> {
         let out = self.tensor().sub(other.tensor())?;
-        Ok(self.rec2_g(other, "sub", out, |g, n| Ok((n[0].then(|| g.clone()), opt(n[1], || g.neg())?))))
+        Ok(self
+            .record_binary_grad_only(other, "sub", out, |g, n| Ok((n[0].then(|| g.clone()), opt(n[1], || g.neg())?))))
     }
 
     /// `self * other` with broadcasting.
     pub fn mul(&self, other: &Var) -> Result<Var> {
         let out = self.tensor().mul(other.tensor())?;
-        Ok(self.rec2(other, "mul", out, |a, b, g, n| Ok((opt(n[0], || g.mul(b))?, opt(n[1], || g.mul(a))?))))
+        Ok(self.record_binary(other, "mul", out, |a, b, g, n| Ok((opt(n[0], || g.mul(b))?, opt(n[1], || g.mul(a))?))))
     }
 
     /// `self / other` with broadcasting.
     pub fn div(&self, other: &Var) -> Result<Var> {
         let out = self.tensor().div(other.tensor())?;
-        Ok(self.rec2(other, "div", out, |a, b, g, n| {
+        Ok(self.record_binary(other, "div", out, |a, b, g, n| {
             let ga = opt(n[0], || g.div(b))?;
             let gb = opt(n[1], || g.mul(a)?.div(&b.square()?)?.neg())?;
             Ok((ga, gb))
@@ -303,7 +331,7 @@ impl Var {
     /// `self ^ other` with broadcasting.
     pub fn pow(&self, other: &Var) -> Result<Var> {
         let out = self.tensor().pow(other.tensor())?;
-        Ok(self.rec2(other, "pow", out, |a, b, g, n| {
+        Ok(self.record_binary(other, "pow", out, |a, b, g, n| {
             let ga = opt(n[0], || {
                 let d = b.mul(&a.pow(&b.sub_scalar(1.0)?)?)?;
                 // d/da a^b is 0 where b == 0 (PyTorch's convention, avoids 0 * inf).
@@ -325,19 +353,19 @@ impl Var {
     /// Elementwise maximum (ties split the gradient in half).
     pub fn maximum(&self, other: &Var) -> Result<Var> {
         let out = self.tensor().maximum(other.tensor())?;
-        Ok(self.rec2(other, "maximum", out, |a, b, g, n| minmax_grads(a, b, g, n, true)))
+        Ok(self.record_binary(other, "maximum", out, |a, b, g, n| minmax_grads(a, b, g, n, true)))
     }
 
     /// Elementwise minimum (ties split the gradient in half).
     pub fn minimum(&self, other: &Var) -> Result<Var> {
         let out = self.tensor().minimum(other.tensor())?;
-        Ok(self.rec2(other, "minimum", out, |a, b, g, n| minmax_grads(a, b, g, n, false)))
+        Ok(self.record_binary(other, "minimum", out, |a, b, g, n| minmax_grads(a, b, g, n, false)))
     }
 
     /// `atan2(self, other)`.
     pub fn atan2(&self, other: &Var) -> Result<Var> {
         let out = self.tensor().atan2(other.tensor())?;
-        Ok(self.rec2(other, "atan2", out, |a, b, g, n| {
+        Ok(self.record_binary(other, "atan2", out, |a, b, g, n| {
             let den = a.square()?.add(&b.square()?)?;
             Ok((opt(n[0], || g.mul(b)?.div(&den))?, opt(n[1], || g.mul(a)?.div(&den)?.neg())?))
         }))
@@ -346,7 +374,7 @@ impl Var {
     /// Python-style remainder: `a - b * floor(a / b)`.
     pub fn remainder(&self, other: &Var) -> Result<Var> {
         let out = self.tensor().remainder(other.tensor())?;
-        Ok(self.rec2(other, "remainder", out, |a, b, g, n| {
+        Ok(self.record_binary(other, "remainder", out, |a, b, g, n| {
             let q = a.tensor().div(b.tensor())?.floor()?;
             Ok((n[0].then(|| g.clone()), opt(n[1], || g.mul_t(&q)?.neg())?))
         }))
@@ -356,7 +384,7 @@ impl Var {
     pub fn where_cond(cond: &Tensor, a: &Var, b: &Var) -> Result<Var> {
         let out = Tensor::where_cond(cond, a.tensor(), b.tensor())?;
         let c = cond.clone();
-        Ok(a.rec2_g(b, "where", out, move |g, n| {
+        Ok(a.record_binary_grad_only(b, "where", out, move |g, n| {
             let z = g.zeros_like()?;
             let ga = opt(n[0], || Var::where_cond(&c, g, &z))?;
             let gb = opt(n[1], || Var::where_cond(&c, &z, g))?;
@@ -368,7 +396,7 @@ impl Var {
     pub fn masked_fill(&self, mask: &Tensor, value: impl Into<Scalar>) -> Result<Var> {
         let out = self.tensor().masked_fill(mask, value)?;
         let m = mask.clone();
-        Ok(self.rec1_g("masked_fill", out, move |g| g.masked_fill(&m, 0.0)))
+        Ok(self.record_unary_grad_only("masked_fill", out, move |g| g.masked_fill(&m, 0.0)))
     }
 
     /// Converts to `dtype`; the gradient is cast back.
@@ -377,7 +405,7 @@ impl Var {
             return Ok(self.clone());
         }
         let out = self.tensor().to_dtype(dtype)?;
-        Ok(self.rec1_g("to_dtype", out, |g| Ok(g.clone())))
+        Ok(self.record_unary_grad_only("to_dtype", out, |g| Ok(g.clone())))
     }
 
     compare_ops! {

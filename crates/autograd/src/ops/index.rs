@@ -47,7 +47,7 @@ impl Var {
         let out = self.tensor().gather(dim, index)?;
         let idx = SavedVar::tensor(index);
         let shape = self.dims().to_vec();
-        Ok(self.rec1_g("gather", out, move |g| {
+        Ok(self.record_unary_grad_only("gather", out, move |g| {
             Var::zeros(shape.clone(), g.dtype(), g.device())?.scatter_add(dim, &idx.tensor_checked()?, g)
         }))
     }
@@ -59,7 +59,7 @@ impl Var {
         let out = self.tensor().scatter_add(dim, index, src.tensor())?;
         let idx = SavedVar::tensor(index);
         let src_shape = src.dims().to_vec();
-        Ok(self.rec2_g(src, "scatter_add", out, move |g, n| {
+        Ok(self.record_binary_grad_only(src, "scatter_add", out, move |g, n| {
             let ga = n[0].then(|| g.clone());
             let gb = if n[1] { Some(pad_to(&g.gather(dim, &idx.tensor_checked()?)?, &src_shape)?) } else { None };
             Ok((ga, gb))
@@ -73,7 +73,7 @@ impl Var {
         let out = self.tensor().scatter(dim, index, src.tensor())?;
         let idx = SavedVar::tensor(index);
         let src_shape = src.dims().to_vec();
-        Ok(self.rec2_g(src, "scatter", out, move |g, n| {
+        Ok(self.record_binary_grad_only(src, "scatter", out, move |g, n| {
             let i = idx.tensor_checked()?;
             let ga = if n[0] {
                 Some(g.scatter(dim, &i, &Var::zeros(src_shape.clone(), g.dtype(), g.device())?)?)
@@ -91,7 +91,7 @@ impl Var {
         let out = self.tensor().index_select(dim, index)?;
         let idx = SavedVar::tensor(index);
         let shape = self.dims().to_vec();
-        Ok(self.rec1_g("index_select", out, move |g| {
+        Ok(self.record_unary_grad_only("index_select", out, move |g| {
             Var::zeros(shape.clone(), g.dtype(), g.device())?.index_add(dim, &idx.tensor_checked()?, g, 1.0)
         }))
     }
@@ -103,7 +103,7 @@ impl Var {
         let alpha = alpha.into();
         let out = self.tensor().index_add(dim, index, source.tensor(), alpha)?;
         let idx = SavedVar::tensor(index);
-        Ok(self.rec2_g(source, "index_add", out, move |g, n| {
+        Ok(self.record_binary_grad_only(source, "index_add", out, move |g, n| {
             let ga = n[0].then(|| g.clone());
             let gb = if n[1] {
                 let s = g.index_select(dim, &idx.tensor_checked()?)?;
@@ -265,7 +265,7 @@ impl Var {
     pub fn flip(&self, dims: &[isize]) -> Result<Var> {
         let out = self.tensor().flip(dims)?;
         let d = dims.to_vec();
-        Ok(self.rec1_g("flip", out, move |g| g.flip(&d)))
+        Ok(self.record_unary_grad_only("flip", out, move |g| g.flip(&d)))
     }
 
     /// Rotates along `dims` by `shifts` (flattened when `dims` is empty); the
@@ -274,30 +274,30 @@ impl Var {
         let out = self.tensor().roll(shifts, dims)?;
         let back: Vec<isize> = shifts.iter().map(|s| -s).collect();
         let d = dims.to_vec();
-        Ok(self.rec1_g("roll", out, move |g| g.roll(&back, &d)))
+        Ok(self.record_unary_grad_only("roll", out, move |g| g.roll(&back, &d)))
     }
 
     /// Keeps the lower triangle (`j - i <= diagonal`) of the last two dims.
     pub fn tril(&self, diagonal: i64) -> Result<Var> {
         let out = self.tensor().tril(diagonal)?;
-        Ok(self.rec1_g("tril", out, move |g| g.tril(diagonal)))
+        Ok(self.record_unary_grad_only("tril", out, move |g| g.tril(diagonal)))
     }
 
     /// Keeps the upper triangle (`j - i >= diagonal`) of the last two dims.
     pub fn triu(&self, diagonal: i64) -> Result<Var> {
         let out = self.tensor().triu(diagonal)?;
-        Ok(self.rec1_g("triu", out, move |g| g.triu(diagonal)))
+        Ok(self.record_unary_grad_only("triu", out, move |g| g.triu(diagonal)))
     }
 
     /// Values picked along `dim` by `idx` (an index from sort/topk), recorded with
     /// a scatter-add backward.
     fn take_sorted(&self, name: &'static str, vals: Tensor, idx: &Tensor, dim: isize) -> Result<Var> {
         if normalize_dim_scalar_ok(name, dim, self.rank())?.is_none() {
-            return Ok(self.rec1_g(name, vals, |g| Ok(g.clone())));
+            return Ok(self.record_unary_grad_only(name, vals, |g| Ok(g.clone())));
         }
         let saved = SavedVar::tensor(idx);
         let shape = self.dims().to_vec();
-        Ok(self.rec1_g(name, vals, move |g| {
+        Ok(self.record_unary_grad_only(name, vals, move |g| {
             Var::zeros(shape.clone(), g.dtype(), g.device())?.scatter_add(dim, &saved.tensor_checked()?, g)
         }))
     }

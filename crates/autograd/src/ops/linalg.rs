@@ -45,7 +45,7 @@ fn col_major(v: &Var) -> bool {
 
 impl Var {
     fn matmul_like(&self, other: &Var, name: &'static str, out: Tensor) -> Var {
-        self.rec2(other, name, out, matmul_grads)
+        self.record_binary(other, name, out, matmul_grads)
     }
 
     /// Matrix product with PyTorch's rules (1-D operands, broadcast batch dims).

@@ -1,8 +1,9 @@
 //! Neural-network math on `Var`: softmax/log_softmax, logsumexp, var/std,
 //! layer_norm, dropout, zero padding and the simple losses.
 //!
-//! These are compositions of differentiable `Var` ops, so their gradients (of any
-//! order) follow from the ops they are made of.
+//! Most are compositions of differentiable `Var` ops, so their gradients (of any
+//! order) follow from the ops they are made of; softmax, log_softmax and std are
+//! single ops whose backward uses their saved output.
 
 use tensor_core::{DType, Error, Result, Tensor};
 
@@ -25,7 +26,8 @@ impl Var {
         }
     }
 
-    /// Softmax along `dim`.
+    /// Softmax along `dim`, with tensor-core's fused (numerically stable) kernel.
+    /// The backward uses the saved output: `y * (g - sum(g * y, dim))`.
     ///
     /// ```
     /// use autograd::Var;
@@ -37,16 +39,27 @@ impl Var {
     /// # Ok::<(), tensor_core::Error>(())
     /// ```
     pub fn softmax(&self, dim: isize) -> Result<Var> {
-        self.log_softmax(dim)?.exp()
+        let out = self.tensor().softmax(dim)?;
+        if self.rank() == 0 {
+            // A single element: softmax is the constant 1.
+            return Ok(self.record_unary_grad_only("softmax", out, |g| g.zeros_like()));
+        }
+        Ok(self.record_unary_saving_output("softmax", out, move |y, g| {
+            let gy = g.mul(y)?;
+            gy.sub(&y.mul(&gy.sum(&[dim], true)?)?)
+        }))
     }
 
-    /// Log-softmax along `dim`.
+    /// Log-softmax along `dim`, with tensor-core's fused kernel. The backward uses
+    /// the saved output: `g - exp(y) * sum(g, dim)`.
     pub fn log_softmax(&self, dim: isize) -> Result<Var> {
+        let out = self.tensor().log_softmax(dim)?;
         if self.rank() == 0 {
-            tensor_core::shape::normalize_dim_scalar_ok("log_softmax", dim, 0)?;
-            return self.sub(self);
+            // A single element: log-softmax is the constant 0.
+            return Ok(self.record_unary_grad_only("log_softmax", out, |g| g.zeros_like()));
         }
-        self.sub(&self.logsumexp(&[dim], true)?)
+        Ok(self
+            .record_unary_saving_output("log_softmax", out, move |y, g| g.sub(&y.exp()?.mul(&g.sum(&[dim], true)?)?)))
     }
 
     /// Variance over `dims` with `correction` (1 = unbiased, PyTorch's default).
@@ -63,8 +76,7 @@ impl Var {
     pub fn std(&self, dims: &[isize], correction: f64, keepdim: bool) -> Result<Var> {
         let v = self.var(dims, correction, keepdim)?;
         let out = v.tensor().sqrt()?;
-        Ok(v.rec1("std", out, |x, g| {
-            let s = x.sqrt()?;
+        Ok(v.record_unary_saving_output("std", out, |s, g| {
             let zero = s.tensor().eq_scalar(0.0)?;
             g.div(&s.masked_fill(&zero, 1.0)?.mul_scalar(2.0)?)?.masked_fill(&zero, 0.0)
         }))

@@ -34,7 +34,7 @@ impl Var {
         let d = reduced("sum", dims, self.rank())?;
         let shape: SmallVec<[isize; 6]> = self.dims().iter().map(|&s| s as isize).collect();
         let all = !keepdim && d.len() == shape.len();
-        Ok(self.rec1_g("sum", out, move |g| {
+        Ok(self.record_unary_grad_only("sum", out, move |g| {
             // A sum over everything has a 0-dim gradient, which expands as it is.
             if all {
                 g.expand(&shape)
@@ -63,7 +63,7 @@ impl Var {
     pub fn prod(&self, dims: &[isize], keepdim: bool) -> Result<Var> {
         let out = self.tensor().prod(dims, keepdim)?;
         let d = reduced("prod", dims, self.rank())?;
-        Ok(self.rec1("prod", out, move |x, g| prod_backward(x, g, &d)))
+        Ok(self.record_unary("prod", out, move |x, g| prod_backward(x, g, &d)))
     }
 
     /// Product of all elements.
@@ -79,31 +79,26 @@ impl Var {
         let ord = ord.into();
         let out = self.tensor().norm(ord, dims, keepdim)?;
         let d = reduced("norm", dims, self.rank())?;
-        let out_keep = Var::from(out.clone()).unsqueeze_dims(&d, keepdim)?.tensor().clone();
-        let saved_out = SavedVar::tensor(&out_keep);
         let dims_v: Vec<isize> = d.iter().map(|&i| i as isize).collect();
-        Ok(self.rec1("norm", out, move |x, g| {
+        Ok(self.record_unary_saving_input_and_output("norm", out, move |x, y, g| {
             let gk = g.unsqueeze_dims(&d, keepdim)?;
             let sign = x.tensor().sign()?;
-            // The norm again (recorded), with zeros replaced by 1 so a zero vector
-            // gets a zero gradient instead of 0/0.
-            let safe_norm = |p: f64| -> Result<Var> {
-                let n = x.norm(p, &dims_v, true)?;
-                let zero = n.tensor().eq_scalar(0.0)?;
-                n.masked_fill(&zero, 1.0)
-            };
+            // The saved norm with reduced dims kept, and zeros replaced by 1 so a zero
+            // vector gets a zero gradient instead of 0/0.
+            let y = y.unsqueeze_dims(&d, keepdim)?;
+            let safe_norm = || -> Result<Var> { y.masked_fill(&y.tensor().eq_scalar(0.0)?, 1.0) };
             match ord {
                 NormOrd::P(0.0) => x.zeros_like(),
                 NormOrd::P(1.0) => gk.mul_t(&sign),
                 NormOrd::Inf | NormOrd::NegInf => {
-                    let hit = x.tensor().abs()?.eq(&saved_out.tensor_checked()?)?.to_dtype(g.dtype())?;
+                    let hit = x.tensor().abs()?.eq(y.tensor())?.to_dtype(g.dtype())?;
                     let count = hit.sum(&dims_v, true)?;
                     gk.mul_t(&hit.div(&count)?.mul(&sign.to_dtype(g.dtype())?)?)
                 }
-                NormOrd::Fro | NormOrd::P(2.0) => gk.mul(&x.div(&safe_norm(2.0)?)?),
+                NormOrd::Fro | NormOrd::P(2.0) => gk.mul(&x.div(&safe_norm()?)?),
                 NormOrd::P(p) => {
                     let num = x.abs()?.pow_scalar(p - 1.0)?.mul_t(&sign)?;
-                    gk.mul(&num.div(&safe_norm(p)?.pow_scalar(p - 1.0)?)?)
+                    gk.mul(&num.div(&safe_norm()?.pow_scalar(p - 1.0)?)?)
                 }
             }
         }))
@@ -125,7 +120,9 @@ impl Var {
         let d = reduced("mean", dims, self.rank())?;
         let n: usize = d.iter().map(|&i| self.dims()[i]).product();
         let shape: Vec<isize> = self.dims().iter().map(|&s| s as isize).collect();
-        Ok(self.rec1_g("mean", out, move |g| g.unsqueeze_dims(&d, keepdim)?.expand(&shape)?.div_scalar(n as f64)))
+        Ok(self.record_unary_grad_only("mean", out, move |g| {
+            g.unsqueeze_dims(&d, keepdim)?.expand(&shape)?.div_scalar(n as f64)
+        }))
     }
 
     /// Mean of all elements.
@@ -138,8 +135,8 @@ impl Var {
         let d = reduced(name, dims, self.rank())?;
         let dims_i: Vec<isize> = d.iter().map(|&x| x as isize).collect();
         let out_keep = Var::from(out.clone()).unsqueeze_dims(&d, keepdim)?.tensor().clone();
-        let saved_out = crate::graph::SavedVar::tensor(&out_keep);
-        Ok(self.rec1(name, out, move |x, g| {
+        let saved_out = SavedVar::tensor(&out_keep);
+        Ok(self.record_unary(name, out, move |x, g| {
             // The gradient is shared evenly between tied extrema (PyTorch's amax rule).
             let m = x.tensor().eq(&saved_out.tensor_checked()?)?.to_dtype(g.dtype())?;
             let count = m.sum(&dims_i, true)?;
@@ -171,12 +168,12 @@ impl Var {
         let (vals, idx) =
             if max { self.tensor().max_dim(dim, keepdim)? } else { self.tensor().min_dim(dim, keepdim)? };
         if self.rank() == 0 {
-            return Ok((self.rec1_g(name, vals, |g| Ok(g.clone())), idx));
+            return Ok((self.record_unary_grad_only(name, vals, |g| Ok(g.clone())), idx));
         }
         let d = self.tensor().layout().dim(name, dim)?;
         let idx_keep = if keepdim { idx.clone() } else { idx.unsqueeze(d as isize)? };
         let shape = self.dims().to_vec();
-        let v = self.rec1_g(name, vals, move |g| {
+        let v = self.record_unary_grad_only(name, vals, move |g| {
             // One-hot of the chosen index along `d`, then the gradient where it is set.
             let n = shape[d];
             let mut ar_shape = vec![1usize; shape.len()];
@@ -219,18 +216,18 @@ impl Var {
     pub fn cumsum(&self, dim: isize) -> Result<Var> {
         let out = self.tensor().cumsum(dim)?;
         if self.rank() == 0 {
-            return Ok(self.rec1_g("cumsum", out, |g| Ok(g.clone())));
+            return Ok(self.record_unary_grad_only("cumsum", out, |g| Ok(g.clone())));
         }
-        Ok(self.rec1_g("cumsum", out, move |g| g.rev_cumsum(dim)))
+        Ok(self.record_unary_grad_only("cumsum", out, move |g| g.rev_cumsum(dim)))
     }
 
     /// Cumulative product along `dim` (the gradient is exact with zeros too).
     pub fn cumprod(&self, dim: isize) -> Result<Var> {
         let out = self.tensor().cumprod(dim)?;
         if self.rank() == 0 {
-            return Ok(self.rec1_g("cumprod", out, |g| Ok(g.clone())));
+            return Ok(self.record_unary_grad_only("cumprod", out, |g| Ok(g.clone())));
         }
-        Ok(self.rec1("cumprod", out, move |x, g| cumprod_backward(x, g, dim)))
+        Ok(self.record_unary("cumprod", out, move |x, g| cumprod_backward(x, g, dim)))
     }
 }
 

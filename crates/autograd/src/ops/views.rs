@@ -10,7 +10,7 @@ use crate::var::Var;
 impl Var {
     fn reshape_back(&self, name: &'static str, out: Tensor) -> Var {
         let shape: Vec<usize> = self.dims().to_vec();
-        self.rec1_g(name, out, move |g| g.reshape_to(shape.clone()))
+        self.record_unary_grad_only(name, out, move |g| g.reshape_to(shape.clone()))
     }
 
     /// A view with a new shape (one dim may be `-1`).
@@ -53,13 +53,13 @@ impl Var {
             return Ok(self.clone());
         }
         let out = self.tensor().contiguous()?;
-        Ok(self.rec1_g("contiguous", out, |g| Ok(g.clone())))
+        Ok(self.record_unary_grad_only("contiguous", out, |g| Ok(g.clone())))
     }
 
     /// A fresh copy that shares no storage (PyTorch's `clone()`); gradient 1.
     pub fn copy(&self) -> Result<Var> {
         let out = self.tensor().copy()?;
-        Ok(self.rec1_g("copy", out, |g| Ok(g.clone())))
+        Ok(self.record_unary_grad_only("copy", out, |g| Ok(g.clone())))
     }
 
     /// Reorders dims.
@@ -70,19 +70,19 @@ impl Var {
         for (i, &d) in dims.iter().enumerate() {
             inv[normalize_dim("permute", d, r)?] = i as isize;
         }
-        Ok(self.rec1_g("permute", out, move |g| g.permute(&inv)))
+        Ok(self.record_unary_grad_only("permute", out, move |g| g.permute(&inv)))
     }
 
     /// Swaps two dims.
     pub fn transpose(&self, a: isize, b: isize) -> Result<Var> {
         let out = self.tensor().transpose(a, b)?;
-        Ok(self.rec1_g("transpose", out, move |g| g.transpose(a, b)))
+        Ok(self.record_unary_grad_only("transpose", out, move |g| g.transpose(a, b)))
     }
 
     /// Transpose of a tensor of rank <= 2.
     pub fn t(&self) -> Result<Var> {
         let out = self.tensor().t()?;
-        Ok(self.rec1_g("t", out, |g| g.t()))
+        Ok(self.record_unary_grad_only("t", out, |g| g.t()))
     }
 
     /// Transpose of the last two dims (PyTorch's `mT`).
@@ -97,7 +97,7 @@ impl Var {
         let len = self.dims()[dim];
         let dst = z.slice(dim as isize, Some(start as isize), Some((start + len * step) as isize), step)?;
         dst.copy_(self.tensor())?;
-        Ok(self.rec1_g("slice_backward", z, move |g| {
+        Ok(self.record_unary_grad_only("slice_backward", z, move |g| {
             g.slice(dim as isize, Some(start as isize), Some((start + len * step) as isize), step)
         }))
     }
@@ -109,7 +109,7 @@ impl Var {
         let size = self.dims()[d] as isize;
         let s = if start < 0 { start + size } else { start } as usize;
         let shape = self.dims().to_vec();
-        Ok(self.rec1_g("narrow", out, move |g| g.slice_embed(&shape, d, s, 1)))
+        Ok(self.record_unary_grad_only("narrow", out, move |g| g.slice_embed(&shape, d, s, 1)))
     }
 
     /// Python-style slice `start:end:step` of `dim`.
@@ -120,7 +120,7 @@ impl Var {
         let v = start.unwrap_or(0);
         let s = (if v < 0 { v + size } else { v }).clamp(0, size) as usize;
         let shape = self.dims().to_vec();
-        Ok(self.rec1_g("slice", out, move |g| g.slice_embed(&shape, d, s, step)))
+        Ok(self.record_unary_grad_only("slice", out, move |g| g.slice_embed(&shape, d, s, step)))
     }
 
     /// Removes `dim` by taking entry `index`.
@@ -130,7 +130,7 @@ impl Var {
         let size = self.dims()[d] as isize;
         let i = if index < 0 { index + size } else { index } as usize;
         let shape = self.dims().to_vec();
-        Ok(self.rec1_g("select", out, move |g| g.unsqueeze(d as isize)?.slice_embed(&shape, d, i, 1)))
+        Ok(self.record_unary_grad_only("select", out, move |g| g.unsqueeze(d as isize)?.slice_embed(&shape, d, i, 1)))
     }
 
     /// Inserts a size-1 dim.
@@ -154,13 +154,13 @@ impl Var {
     /// Broadcasts to `shape` without copying (`-1` keeps a size).
     pub fn expand(&self, shape: &[isize]) -> Result<Var> {
         let out = self.tensor().expand(shape)?;
-        Ok(self.rec1_g("expand", out, |g| Ok(g.clone())))
+        Ok(self.record_unary_grad_only("expand", out, |g| Ok(g.clone())))
     }
 
     /// Broadcasts to `shape`.
     pub fn broadcast_to(&self, shape: impl Into<Shape>) -> Result<Var> {
         let out = self.tensor().broadcast_to(shape)?;
-        Ok(self.rec1_g("expand", out, |g| Ok(g.clone())))
+        Ok(self.record_unary_grad_only("expand", out, |g| Ok(g.clone())))
     }
 
     /// Broadcasts to `other`'s shape.
@@ -240,7 +240,7 @@ impl Var {
         let idx = Tensor::from_vec(picked, [n])?.to_device(self.device())?;
         let numel = self.numel();
         let in_shape = self.dims().to_vec();
-        Ok(self.rec1_g("as_strided", out, move |g| {
+        Ok(self.record_unary_grad_only("as_strided", out, move |g| {
             Var::zeros([numel], g.dtype(), g.device())?
                 .scatter_add(0, &idx, &g.reshape_to([n])?)?
                 .reshape_to(in_shape.clone())
