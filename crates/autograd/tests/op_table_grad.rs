@@ -100,6 +100,7 @@ fn unary_fn(name: &str) -> Option<U> {
         "gelu" => |x| x.gelu(),
         "gelu_tanh" => |x| x.gelu_tanh(),
         "silu" => |x| x.silu(),
+        "mish" => |x| x.mish(),
         "sign" => |x| x.sign(),
         "floor" => |x| x.floor(),
         "ceil" => |x| x.ceil(),

@@ -277,7 +277,7 @@ fn sigmoid_ref(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-fn b2f(b: bool) -> f64 {
+fn bool_to_f64(b: bool) -> f64 {
     if b {
         1.0
     } else {
@@ -544,7 +544,7 @@ fn compare_ops() -> Vec<OpInfo> {
                 (ints, ints),
                 |a, b| want(a.$m(b)?, DType::Bool),
                 |a, s| want(a.$ms(s)?, DType::Bool),
-                |a: f64, b: f64| b2f($f(a, b)),
+                |a: f64, b: f64| bool_to_f64($f(a, b)),
                 &[i(0), fl(0.5)],
             )
             .error(ErrorCase::new("broadcast failure", || ints(1, &[2, 3]).$m(&ints(2, &[4])), is_shape))
@@ -560,7 +560,7 @@ fn compare_ops() -> Vec<OpInfo> {
         cmp!("logical_and", "logical_and_scalar", logical_and, logical_and_scalar, |a, b| a != 0.0 && b != 0.0),
         cmp!("logical_or", "logical_or_scalar", logical_or, logical_or_scalar, |a, b| a != 0.0 || b != 0.0),
         cmp!("logical_xor", "logical_xor_scalar", logical_xor, logical_xor_scalar, |a, b| (a != 0.0) != (b != 0.0)),
-        unary("logical_not", ALL, false, ints, |x| want(x.logical_not()?, DType::Bool), |a| b2f(a == 0.0)),
+        unary("logical_not", ALL, false, ints, |x| want(x.logical_not()?, DType::Bool), |a| bool_to_f64(a == 0.0)),
     ]
 }
 
@@ -593,6 +593,7 @@ fn unary_ops() -> Vec<OpInfo> {
         unary("gelu", FLOATS, true, wide, |x| x.gelu(), gelu),
         unary("gelu_tanh", FLOATS, true, wide, |x| x.gelu_tanh(), gelu_tanh),
         unary("silu", FLOATS, true, wide, |x| x.silu(), |a| a * sigmoid_ref(a)),
+        unary("mish", FLOATS, true, wide, |x| x.mish(), |a| a * (if a > 20.0 { a } else { a.exp().ln_1p() }).tanh()),
         unary(
             "sign",
             NUMERIC,
@@ -616,9 +617,16 @@ fn unary_ops() -> Vec<OpInfo> {
         unary("reciprocal", FLOATS, true, away, |x| x.reciprocal(), |a| 1.0 / a),
         unary("square", NUMERIC, true, any, |x| x.square(), |a| a * a),
         unary("erf", FLOATS, true, any, |x| x.erf(), erf_ref),
-        unary("isnan", NUMERIC, false, special, |x| want(x.isnan()?, DType::Bool), |a| b2f(a.is_nan())),
-        unary("isinf", NUMERIC, false, special, |x| want(x.isinf()?, DType::Bool), |a| b2f(a.is_infinite())),
-        unary("isfinite", NUMERIC, false, special, |x| want(x.isfinite()?, DType::Bool), |a| b2f(a.is_finite())),
+        unary("isnan", NUMERIC, false, special, |x| want(x.isnan()?, DType::Bool), |a| bool_to_f64(a.is_nan())),
+        unary("isinf", NUMERIC, false, special, |x| want(x.isinf()?, DType::Bool), |a| bool_to_f64(a.is_infinite())),
+        unary(
+            "isfinite",
+            NUMERIC,
+            false,
+            special,
+            |x| want(x.isfinite()?, DType::Bool),
+            |a| bool_to_f64(a.is_finite()),
+        ),
     ];
     // Parameterised activations: the default parameters with every layout, others on a few.
     let mut leaky =
@@ -710,7 +718,7 @@ fn select_ops() -> Vec<OpInfo> {
                 "cond aliases b (bool)",
                 vec![mask(19, &[2, 3]), any(20, &[2, 3])],
                 |x| Ok(vec![Tensor::where_cond(&x[0], &x[1].to_dtype(DType::Bool)?, &x[0])?]),
-                |r| vec![where_ref(&r[0], &r[1].map(|a| b2f(a != 0.0)), &r[0])],
+                |r| vec![where_ref(&r[0], &r[1].map(|a| bool_to_f64(a != 0.0)), &r[0])],
             )
             .with_cast(vec![false, true]),
         )
@@ -761,7 +769,7 @@ fn cast_ops() -> Vec<OpInfo> {
     for target in ALL_DTYPES {
         let f = move |a: f64| -> f64 {
             if target == DType::Bool {
-                b2f(a != 0.0)
+                bool_to_f64(a != 0.0)
             } else if target.is_float() {
                 a
             } else {

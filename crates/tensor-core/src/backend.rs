@@ -220,6 +220,8 @@ pub enum UnaryOp {
     GeluTanh,
     /// `x * sigmoid(x)`
     Silu,
+    /// `x * tanh(softplus(x))`
+    Mish,
     /// `log(1 + e^(beta x)) / beta`, linear above `threshold`
     Softplus {
         /// beta
@@ -280,6 +282,7 @@ op_names! {
         Gelu => "gelu",
         GeluTanh => "gelu_tanh",
         Silu => "silu",
+        Mish => "mish",
         Softplus => "softplus",
         Sign => "sign",
         Floor => "floor",
@@ -607,17 +610,23 @@ pub trait Backend: Send + Sync + Debug {
 
     /// Applies a binary op; both layouts have the output's shape (broadcast dims
     /// have stride 0) and the same dtype. Contiguous output.
-    fn binary(&self, op: BinaryOp, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout)
-        -> Result<OwnedBuffer>;
+    fn binary(
+        &self,
+        op: BinaryOp,
+        lhs: &dyn Buffer,
+        lhs_layout: &Layout,
+        rhs: &dyn Buffer,
+        rhs_layout: &Layout,
+    ) -> Result<OwnedBuffer>;
 
-    /// `dst = dst op rhs` in place, `rl` already broadcast to `dst_l`'s shape.
+    /// `dst = dst op rhs` in place, `rhs_layout` already broadcast to `dst_l`'s shape.
     fn binary_inplace(
         &self,
         op: BinaryOp,
         dst: &mut dyn Buffer,
         dst_l: &Layout,
         rhs: &dyn Buffer,
-        rl: &Layout,
+        rhs_layout: &Layout,
     ) -> Result<()>;
 
     /// `cond ? a : b`; all three layouts have the output's shape, `cond` is Bool.
@@ -640,12 +649,24 @@ pub trait Backend: Send + Sync + Debug {
 
     /// Batched matrix product: `lhs` is `[b, m, k]`, `rhs` is `[b, k, n]` (any strides,
     /// batch stride may be 0); the output is a contiguous `[b, m, n]`.
-    fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<OwnedBuffer>;
+    fn matmul(
+        &self,
+        lhs: &dyn Buffer,
+        lhs_layout: &Layout,
+        rhs: &dyn Buffer,
+        rhs_layout: &Layout,
+    ) -> Result<OwnedBuffer>;
 
     /// `out[i][j][k] = src[i][index[i][j][k]][k]` for `dim = 1` and likewise for other
     /// dims: the output has `index`'s shape. Indices are I64, already checked in range.
-    fn gather(&self, src: &dyn Buffer, sl: &Layout, index: &dyn Buffer, il: &Layout, dim: usize)
-        -> Result<OwnedBuffer>;
+    fn gather(
+        &self,
+        src: &dyn Buffer,
+        src_layout: &Layout,
+        index: &dyn Buffer,
+        index_layout: &Layout,
+        dim: usize,
+    ) -> Result<OwnedBuffer>;
 
     /// In place: `dst[index[i][j]][j] = src[i][j]` (or `+=` when `accumulate`) for
     /// `dim = 0`, likewise for other dims. `index` and `src` share a shape.
@@ -655,9 +676,9 @@ pub trait Backend: Send + Sync + Debug {
         dst: &mut dyn Buffer,
         dl: &Layout,
         index: &dyn Buffer,
-        il: &Layout,
+        index_layout: &Layout,
         src: &dyn Buffer,
-        sl: &Layout,
+        src_layout: &Layout,
         dim: usize,
         accumulate: bool,
     ) -> Result<()>;

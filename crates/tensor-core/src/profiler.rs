@@ -467,12 +467,12 @@ impl Backend for Profiled {
         &self,
         op: BinaryOp,
         lhs: &dyn Buffer,
-        ll: &Layout,
+        lhs_layout: &Layout,
         rhs: &dyn Buffer,
-        rl: &Layout,
+        rhs_layout: &Layout,
     ) -> Result<OwnedBuffer> {
-        let _s = self.rec(|| lower("binary", op), &[ll, rl]);
-        self.0.binary(op, lhs, ll, rhs, rl)
+        let _s = self.rec(|| lower("binary", op), &[lhs_layout, rhs_layout]);
+        self.0.binary(op, lhs, lhs_layout, rhs, rhs_layout)
     }
     fn binary_inplace(
         &self,
@@ -480,10 +480,10 @@ impl Backend for Profiled {
         dst: &mut dyn Buffer,
         dst_l: &Layout,
         rhs: &dyn Buffer,
-        rl: &Layout,
+        rhs_layout: &Layout,
     ) -> Result<()> {
-        let _s = self.rec(|| format!("{}_", lower("binary", op)), &[dst_l, rl]);
-        self.0.binary_inplace(op, dst, dst_l, rhs, rl)
+        let _s = self.rec(|| format!("{}_", lower("binary", op)), &[dst_l, rhs_layout]);
+        self.0.binary_inplace(op, dst, dst_l, rhs, rhs_layout)
     }
     fn where_cond(
         &self,
@@ -505,34 +505,41 @@ impl Backend for Profiled {
         let _s = self.rec(|| lower("scan", op), &[l]);
         self.0.scan(op, src, l, dim)
     }
-    fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<OwnedBuffer> {
-        let _s = self.rec(|| "matmul".into(), &[ll, rl]);
-        self.0.matmul(lhs, ll, rhs, rl)
+    fn matmul(
+        &self,
+        lhs: &dyn Buffer,
+        lhs_layout: &Layout,
+        rhs: &dyn Buffer,
+        rhs_layout: &Layout,
+    ) -> Result<OwnedBuffer> {
+        let _s = self.rec(|| "matmul".into(), &[lhs_layout, rhs_layout]);
+        self.0.matmul(lhs, lhs_layout, rhs, rhs_layout)
     }
     fn gather(
         &self,
         src: &dyn Buffer,
-        sl: &Layout,
+        src_layout: &Layout,
         index: &dyn Buffer,
-        il: &Layout,
+        index_layout: &Layout,
         dim: usize,
     ) -> Result<OwnedBuffer> {
-        let _s = self.rec(|| "gather".into(), &[sl, il]);
-        self.0.gather(src, sl, index, il, dim)
+        let _s = self.rec(|| "gather".into(), &[src_layout, index_layout]);
+        self.0.gather(src, src_layout, index, index_layout, dim)
     }
     fn scatter(
         &self,
         dst: &mut dyn Buffer,
         dl: &Layout,
         index: &dyn Buffer,
-        il: &Layout,
+        index_layout: &Layout,
         src: &dyn Buffer,
-        sl: &Layout,
+        src_layout: &Layout,
         dim: usize,
         accumulate: bool,
     ) -> Result<()> {
-        let _s = self.rec(|| if accumulate { "scatter_add".into() } else { "scatter".into() }, &[dl, il, sl]);
-        self.0.scatter(dst, dl, index, il, src, sl, dim, accumulate)
+        let _s = self
+            .rec(|| if accumulate { "scatter_add".into() } else { "scatter".into() }, &[dl, index_layout, src_layout]);
+        self.0.scatter(dst, dl, index, index_layout, src, src_layout, dim, accumulate)
     }
     fn sort(&self, src: &dyn Buffer, l: &Layout, dim: usize, descending: bool) -> Result<(OwnedBuffer, OwnedBuffer)> {
         let _s = self.rec(|| "sort".into(), &[l]);

@@ -95,17 +95,23 @@ impl CudaBackend {
         Error::Unsupported { op, dtype, device: self.dev_name() }
     }
 
-    /// Copies the view `(src, sl)` into the view `(dst, dl)` with the copy kernel.
-    pub(crate) fn copy_view(&self, src: &CudaBuffer, sl: &Layout, dst: &mut CudaBuffer, dl: &Layout) -> Result<()> {
-        let n = sl.numel();
+    /// Copies the view `(src, src_layout)` into the view `(dst, dl)` with the copy kernel.
+    pub(crate) fn copy_view(
+        &self,
+        src: &CudaBuffer,
+        src_layout: &Layout,
+        dst: &mut CudaBuffer,
+        dl: &Layout,
+    ) -> Result<()> {
+        let n = src_layout.numel();
         if n == 0 {
             return Ok(());
         }
         let sz = src.dtype.size_in_bytes();
         let g = Geom::new(
             "copy_",
-            sl.dims(),
-            &[(dl.strides().to_vec(), dl.offset()), (sl.strides().to_vec(), sl.offset())],
+            src_layout.dims(),
+            &[(dl.strides().to_vec(), dl.offset()), (src_layout.strides().to_vec(), src_layout.offset())],
         )?;
         let (o, x) = (self.ptr(dst, 0), self.ptr(src, 0));
         launch!(self, self.func("elementwise", &format!("copy_{sz}"))?, self.cfg(n), g, o, x)
@@ -386,22 +392,27 @@ impl Backend for CudaBackend {
         &self,
         op: BinaryOp,
         lhs: &dyn Buffer,
-        ll: &Layout,
+        lhs_layout: &Layout,
         rhs: &dyn Buffer,
-        rl: &Layout,
+        rhs_layout: &Layout,
     ) -> Result<OwnedBuffer> {
         let (a, b) = (self.buf(op.name(), lhs)?, self.buf(op.name(), rhs)?);
         if a.dtype != b.dtype {
             return Err(Error::DTypeMismatch { op: op.name(), expected: a.dtype, got: b.dtype });
         }
-        if ll.dims() != rl.dims() {
-            return Err(Error::shape(op.name(), ll.dims(), rl.dims(), "backend expects broadcast layouts"));
+        if lhs_layout.dims() != rhs_layout.dims() {
+            return Err(Error::shape(
+                op.name(),
+                lhs_layout.dims(),
+                rhs_layout.dims(),
+                "backend expects broadcast layouts",
+            ));
         }
-        let n = ll.numel();
+        let n = lhs_layout.numel();
         let out_dt = if op.returns_bool() { DType::Bool } else { a.dtype };
         let out = self.alloc(out_dt, n)?;
         if n > 0 {
-            let g = Geom::with_output(op.name(), ll.dims(), &[ll, rl])?;
+            let g = Geom::with_output(op.name(), lhs_layout.dims(), &[lhs_layout, rhs_layout])?;
             self.binary_launch(op, g, self.ptr(&out, 0), self.ptr(a, 0), self.ptr(b, 0), a.dtype)?;
         }
         Ok(OwnedBuffer::new(out))
@@ -413,7 +424,7 @@ impl Backend for CudaBackend {
         dst: &mut dyn Buffer,
         dst_l: &Layout,
         rhs: &dyn Buffer,
-        rl: &Layout,
+        rhs_layout: &Layout,
     ) -> Result<()> {
         let b = self.buf(op.name(), rhs)?;
         let d = self.buf_mut(op.name(), dst)?;
@@ -423,14 +434,18 @@ impl Backend for CudaBackend {
         if op.returns_bool() {
             return Err(Error::arg(op.name(), "in-place comparison is not supported; use the out-of-place op"));
         }
-        if dst_l.dims() != rl.dims() {
-            return Err(Error::shape(op.name(), dst_l.dims(), rl.dims(), "backend expects broadcast layouts"));
+        if dst_l.dims() != rhs_layout.dims() {
+            return Err(Error::shape(op.name(), dst_l.dims(), rhs_layout.dims(), "backend expects broadcast layouts"));
         }
         if dst_l.numel() == 0 {
             return Ok(());
         }
         let dop = (dst_l.strides().to_vec(), dst_l.offset());
-        let g = Geom::new(op.name(), dst_l.dims(), &[dop.clone(), dop, (rl.strides().to_vec(), rl.offset())])?;
+        let g = Geom::new(
+            op.name(),
+            dst_l.dims(),
+            &[dop.clone(), dop, (rhs_layout.strides().to_vec(), rhs_layout.offset())],
+        )?;
         let dp = self.ptr(d, 0);
         self.binary_launch(op, g, dp, dp, self.ptr(b, 0), d.dtype)
     }
@@ -499,34 +514,44 @@ impl Backend for CudaBackend {
         Ok(OwnedBuffer::new(out))
     }
 
-    fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<OwnedBuffer> {
+    fn matmul(
+        &self,
+        lhs: &dyn Buffer,
+        lhs_layout: &Layout,
+        rhs: &dyn Buffer,
+        rhs_layout: &Layout,
+    ) -> Result<OwnedBuffer> {
         let (a, b) = (self.buf("matmul", lhs)?, self.buf("matmul", rhs)?);
-        Ok(OwnedBuffer::new(self.matmul_impl(a, ll, b, rl)?))
+        Ok(OwnedBuffer::new(self.matmul_impl(a, lhs_layout, b, rhs_layout)?))
     }
 
     fn gather(
         &self,
         src: &dyn Buffer,
-        sl: &Layout,
+        src_layout: &Layout,
         index: &dyn Buffer,
-        il: &Layout,
+        index_layout: &Layout,
         dim: usize,
     ) -> Result<OwnedBuffer> {
         let (s, i) = (self.buf("gather", src)?, self.buf("gather", index)?);
         if i.dtype != DType::I64 {
             return Err(Error::DTypeMismatch { op: "gather", expected: DType::I64, got: i.dtype });
         }
-        let n = il.numel();
+        let n = index_layout.numel();
         let out = self.alloc(s.dtype, n)?;
         if n > 0 {
-            let mut sv = sl.strides().to_vec();
+            let mut sv = src_layout.strides().to_vec();
             let sd = sv[dim] as i64;
             sv[dim] = 0;
-            let size = sl.dims()[dim] as i64;
+            let size = src_layout.dims()[dim] as i64;
             let g = Geom::new(
                 "gather",
-                il.dims(),
-                &[(contiguous_strides(il.dims()), 0), (il.strides().to_vec(), il.offset()), (sv, sl.offset())],
+                index_layout.dims(),
+                &[
+                    (contiguous_strides(index_layout.dims()), 0),
+                    (index_layout.strides().to_vec(), index_layout.offset()),
+                    (sv, src_layout.offset()),
+                ],
             )?;
             let (o, ip, sp) = (self.ptr(&out, 0), self.ptr(i, 0), self.ptr(s, 0));
             let name = format!("gather_{}", s.dtype.size_in_bytes());
@@ -540,9 +565,9 @@ impl Backend for CudaBackend {
         dst: &mut dyn Buffer,
         dl: &Layout,
         index: &dyn Buffer,
-        il: &Layout,
+        index_layout: &Layout,
         src: &dyn Buffer,
-        sl: &Layout,
+        src_layout: &Layout,
         dim: usize,
         accumulate: bool,
     ) -> Result<()> {
@@ -554,7 +579,7 @@ impl Backend for CudaBackend {
         if d.dtype != s.dtype {
             return Err(Error::DTypeMismatch { op: "scatter", expected: d.dtype, got: s.dtype });
         }
-        let n = il.numel();
+        let n = index_layout.numel();
         if n == 0 {
             return Ok(());
         }
@@ -564,8 +589,12 @@ impl Backend for CudaBackend {
         let size = dl.dims()[dim] as i64;
         let g = Geom::new(
             "scatter",
-            il.dims(),
-            &[(dv, dl.offset()), (il.strides().to_vec(), il.offset()), (sl.strides().to_vec(), sl.offset())],
+            index_layout.dims(),
+            &[
+                (dv, dl.offset()),
+                (index_layout.strides().to_vec(), index_layout.offset()),
+                (src_layout.strides().to_vec(), src_layout.offset()),
+            ],
         )?;
         let (dp, ip, sp) = (self.ptr(d, 0), self.ptr(i, 0), self.ptr(s, 0));
         let name = if accumulate {

@@ -123,6 +123,12 @@ impl Var {
             let right = x.mul_scalar(0.5)?.mul(&t.square()?.rsub_scalar(1.0)?)?.mul(&du)?;
             g.mul(&left.add(&right)?)
         };
+        /// `x * tanh(softplus(x))` (derivative `tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2)`).
+        mish => |x, g| {
+            let t = x.softplus(1.0, 20.0)?.tanh()?;
+            let slope = x.mul(&x.sigmoid()?)?.mul(&t.square()?.rsub_scalar(1.0)?)?;
+            g.mul(&t.add(&slope)?)
+        };
         /// `x * sigmoid(x)`.
         silu => |x, g| {
             let s = x.sigmoid()?;

@@ -29,16 +29,16 @@ pub fn contiguous(b: &HostBuffer, l: &Layout) -> Result<HostBuffer> {
 }
 
 /// Copies view `src` into view `dst` (same dtype and shape).
-pub fn copy_strided(src: &HostBuffer, sl: &Layout, dst: &mut HostBuffer, dl: &Layout) -> Result<()> {
+pub fn copy_strided(src: &HostBuffer, src_layout: &Layout, dst: &mut HostBuffer, dl: &Layout) -> Result<()> {
     if src.dtype() != dst.dtype() {
         return Err(Error::DTypeMismatch { op: "copy_", expected: dst.dtype(), got: src.dtype() });
     }
     with_dtype!(dst, d, T => {
         let s = T::unwrap_ref(src).expect("dtype checked above");
-        if let (Some(dr), Some(sr)) = (dl.contiguous_range(), sl.contiguous_range()) {
+        if let (Some(dr), Some(sr)) = (dl.contiguous_range(), src_layout.contiguous_range()) {
             d[dr].copy_from_slice(&s[sr]);
         } else {
-            zip_inplace(d, dl, s, sl, |o, x| *o = x);
+            zip_inplace(d, dl, s, src_layout, |o, x| *o = x);
         }
     });
     Ok(())
@@ -53,8 +53,8 @@ pub fn fill(dst: &mut HostBuffer, dl: &Layout, value: Scalar) {
         } else {
             // The source is a single element broadcast with stride 0.
             let one = [x];
-            let sl = Layout::new(dl.shape().clone(), smallvec::SmallVec::from_elem(0, dl.rank()), 0);
-            zip_inplace(d, dl, &one, &sl, |o, v| *o = v);
+            let src_layout = Layout::new(dl.shape().clone(), smallvec::SmallVec::from_elem(0, dl.rank()), 0);
+            zip_inplace(d, dl, &one, &src_layout, |o, v| *o = v);
         }
     })
 }
@@ -116,14 +116,14 @@ pub fn cast(b: &HostBuffer, l: &Layout, dtype: DType) -> Result<HostBuffer> {
 }
 
 #[inline(always)]
-fn fmap<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> T + Sync) -> Result<HostBuffer> {
+fn map_same_dtype<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> T + Sync) -> Result<HostBuffer> {
     let mut out = super::alloc::uninit::<T>(l.numel())?;
     map1(v, l, &mut out, f);
     Ok(T::wrap(out))
 }
 
 #[inline(always)]
-fn pmap<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> bool + Sync) -> Result<HostBuffer> {
+fn map_to_bool<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> bool + Sync) -> Result<HostBuffer> {
     let mut out = super::alloc::uninit::<bool>(l.numel())?;
     map1(v, l, &mut out, f);
     Ok(HostBuffer::Bool(out))
@@ -139,75 +139,80 @@ fn float_unary<T: Elem + Arith + Float>(op: UnaryOp, v: &[T], l: &Layout) -> Res
     use UnaryOp::*;
     let c = |x: f64| T::from_f64(x);
     match op {
-        Neg => fmap(v, l, |x| -x),
-        Abs => fmap(v, l, |x| x.abs()),
-        Exp => fmap(v, l, |x| x.exp()),
-        Log => fmap(v, l, |x| x.ln()),
-        Log1p => fmap(v, l, |x| x.ln_1p()),
-        Expm1 => fmap(v, l, |x| x.exp_m1()),
-        Sqrt => fmap(v, l, |x| x.sqrt()),
-        Rsqrt => fmap(v, l, |x| x.sqrt().recip()),
-        Sin => fmap(v, l, |x| x.sin()),
-        Cos => fmap(v, l, |x| x.cos()),
-        Tan => fmap(v, l, |x| x.tan()),
-        Tanh => fmap(v, l, |x| x.tanh()),
+        Neg => map_same_dtype(v, l, |x| -x),
+        Abs => map_same_dtype(v, l, |x| x.abs()),
+        Exp => map_same_dtype(v, l, |x| x.exp()),
+        Log => map_same_dtype(v, l, |x| x.ln()),
+        Log1p => map_same_dtype(v, l, |x| x.ln_1p()),
+        Expm1 => map_same_dtype(v, l, |x| x.exp_m1()),
+        Sqrt => map_same_dtype(v, l, |x| x.sqrt()),
+        Rsqrt => map_same_dtype(v, l, |x| x.sqrt().recip()),
+        Sin => map_same_dtype(v, l, |x| x.sin()),
+        Cos => map_same_dtype(v, l, |x| x.cos()),
+        Tan => map_same_dtype(v, l, |x| x.tan()),
+        Tanh => map_same_dtype(v, l, |x| x.tanh()),
         Sigmoid => {
             let one = <T as num_traits::One>::one();
-            fmap(v, l, move |x| one / (one + (-x).exp()))
+            map_same_dtype(v, l, move |x| one / (one + (-x).exp()))
         }
         Relu => {
             let z = <T as num_traits::Zero>::zero();
-            fmap(v, l, move |x| if x > z || x.is_nan() { x } else { z })
+            map_same_dtype(v, l, move |x| if x > z || x.is_nan() { x } else { z })
         }
         LeakyRelu(s) => {
             let (z, s) = (<T as num_traits::Zero>::zero(), c(s));
-            fmap(v, l, move |x| if x > z { x } else { x * s })
+            map_same_dtype(v, l, move |x| if x > z { x } else { x * s })
         }
         Elu(a) => {
             let (z, a) = (<T as num_traits::Zero>::zero(), c(a));
-            fmap(v, l, move |x| if x > z { x } else { a * x.exp_m1() })
+            map_same_dtype(v, l, move |x| if x > z { x } else { a * x.exp_m1() })
         }
-        Gelu => fmap(v, l, |x| {
+        Gelu => map_same_dtype(v, l, |x| {
             let xf = x.to_f64();
             T::from_f64(0.5 * xf * (1.0 + erf64(xf * std::f64::consts::FRAC_1_SQRT_2)))
         }),
-        GeluTanh => fmap(v, l, |x| {
+        GeluTanh => map_same_dtype(v, l, |x| {
             let xf = x.to_f64();
             let k = (2.0 / std::f64::consts::PI).sqrt();
             T::from_f64(0.5 * xf * (1.0 + (k * (xf + 0.044715 * xf * xf * xf)).tanh()))
         }),
         Silu => {
             let one = <T as num_traits::One>::one();
-            fmap(v, l, move |x| x / (one + (-x).exp()))
+            map_same_dtype(v, l, move |x| x / (one + (-x).exp()))
+        }
+        Mish => {
+            // softplus(x) = log1p(e^x), linear above 20 as PyTorch's.
+            let t = c(20.0);
+            map_same_dtype(v, l, move |x| x * (if x > t { x } else { x.exp().ln_1p() }).tanh())
         }
         Softplus { beta, threshold } => {
             let (b, t) = (c(beta), c(threshold));
-            fmap(v, l, move |x| if x * b > t { x } else { (x * b).exp().ln_1p() / b })
+            map_same_dtype(v, l, move |x| if x * b > t { x } else { (x * b).exp().ln_1p() / b })
         }
-        Sign => fmap(v, l, <T as Arith>::sign),
-        Floor => fmap(v, l, |x| x.floor()),
-        Ceil => fmap(v, l, |x| x.ceil()),
-        Round => fmap(v, l, |x| T::from_f64(x.to_f64().round_ties_even())),
-        Trunc => fmap(v, l, |x| x.trunc()),
-        Recip => fmap(v, l, |x| x.recip()),
-        Square => fmap(v, l, |x| x * x),
-        Erf => fmap(v, l, |x| T::from_f64(erf64(x.to_f64()))),
+        Sign => map_same_dtype(v, l, <T as Arith>::sign),
+        Floor => map_same_dtype(v, l, |x| x.floor()),
+        Ceil => map_same_dtype(v, l, |x| x.ceil()),
+        Round => map_same_dtype(v, l, |x| T::from_f64(x.to_f64().round_ties_even())),
+        Trunc => map_same_dtype(v, l, |x| x.trunc()),
+        Recip => map_same_dtype(v, l, |x| x.recip()),
+        Square => map_same_dtype(v, l, |x| x * x),
+        Erf => map_same_dtype(v, l, |x| T::from_f64(erf64(x.to_f64()))),
         PowScalar(p) => {
             if p == 2.0 {
-                fmap(v, l, |x| x * x)
+                map_same_dtype(v, l, |x| x * x)
             } else if p == 0.5 {
-                fmap(v, l, |x| x.sqrt())
+                map_same_dtype(v, l, |x| x.sqrt())
             } else if p == 1.0 {
-                fmap(v, l, |x| x)
+                map_same_dtype(v, l, |x| x)
             } else {
                 let pt = c(p);
-                fmap(v, l, move |x| x.powf(pt))
+                map_same_dtype(v, l, move |x| x.powf(pt))
             }
         }
         Clamp(lo, hi) => {
             let lo = lo.map(c);
             let hi = hi.map(c);
-            fmap(v, l, move |x| {
+            map_same_dtype(v, l, move |x| {
                 if x.is_nan() {
                     return x;
                 }
@@ -227,35 +232,35 @@ fn float_unary<T: Elem + Arith + Float>(op: UnaryOp, v: &[T], l: &Layout) -> Res
         }
         AddScalar(s) => {
             let s = c(s);
-            fmap(v, l, move |x| x + s)
+            map_same_dtype(v, l, move |x| x + s)
         }
         MulScalar(s) => {
             let s = c(s);
-            fmap(v, l, move |x| x * s)
+            map_same_dtype(v, l, move |x| x * s)
         }
-        IsNan => pmap(v, l, |x| x.is_nan()),
-        IsInf => pmap(v, l, |x| x.is_infinite()),
-        LogicalNot => pmap(v, l, |x| x == <T as num_traits::Zero>::zero()),
+        IsNan => map_to_bool(v, l, |x| x.is_nan()),
+        IsInf => map_to_bool(v, l, |x| x.is_infinite()),
+        LogicalNot => map_to_bool(v, l, |x| x == <T as num_traits::Zero>::zero()),
     }
 }
 
 fn int_unary<T: Elem + Arith>(op: UnaryOp, v: &[T], l: &Layout) -> Result<HostBuffer> {
     use UnaryOp::*;
     match op {
-        Neg => fmap(v, l, T::neg),
-        Abs => fmap(v, l, T::abs),
+        Neg => map_same_dtype(v, l, T::neg),
+        Abs => map_same_dtype(v, l, T::abs),
         Relu => {
             let z = T::vzero();
-            fmap(v, l, move |x| if x > z { x } else { z })
+            map_same_dtype(v, l, move |x| if x > z { x } else { z })
         }
-        Sign => fmap(v, l, T::sign),
-        Square => fmap(v, l, |x| T::mul(x, x)),
-        Floor | Ceil | Round | Trunc => fmap(v, l, |x| x),
+        Sign => map_same_dtype(v, l, T::sign),
+        Square => map_same_dtype(v, l, |x| T::mul(x, x)),
+        Floor | Ceil | Round | Trunc => map_same_dtype(v, l, |x| x),
         Clamp(lo, hi) => {
             // Round the bounds inward so that results always lie within them.
             let lo = lo.map(|v| T::from_f64(v.ceil()));
             let hi = hi.map(|v| T::from_f64(v.floor()));
-            fmap(v, l, move |x| {
+            map_same_dtype(v, l, move |x| {
                 let mut y = x;
                 if let Some(lo) = lo {
                     if y < lo {
@@ -272,14 +277,14 @@ fn int_unary<T: Elem + Arith>(op: UnaryOp, v: &[T], l: &Layout) -> Result<HostBu
         }
         AddScalar(s) => {
             let s = T::from_f64(s);
-            fmap(v, l, move |x| T::add(x, s))
+            map_same_dtype(v, l, move |x| T::add(x, s))
         }
         MulScalar(s) => {
             let s = T::from_f64(s);
-            fmap(v, l, move |x| T::mul(x, s))
+            map_same_dtype(v, l, move |x| T::mul(x, s))
         }
         IsNan | IsInf => Ok(HostBuffer::Bool(super::alloc::filled(l.numel(), false)?)),
-        LogicalNot => pmap(v, l, |x| !T::nonzero(x)),
+        LogicalNot => map_to_bool(v, l, |x| !T::nonzero(x)),
         _ => Err(unsupported(op.name(), T::DTYPE)),
     }
 }
@@ -406,7 +411,13 @@ pub fn binary(op: BinaryOp, a: &HostBuffer, la: &Layout, b: &HostBuffer, lb: &La
 }
 
 /// `dst = dst op rhs` in place.
-pub fn binary_inplace(op: BinaryOp, dst: &mut HostBuffer, dl: &Layout, rhs: &HostBuffer, rl: &Layout) -> Result<()> {
+pub fn binary_inplace(
+    op: BinaryOp,
+    dst: &mut HostBuffer,
+    dl: &Layout,
+    rhs: &HostBuffer,
+    rhs_layout: &Layout,
+) -> Result<()> {
     if dst.dtype() != rhs.dtype() {
         return Err(Error::DTypeMismatch { op: op.name(), expected: dst.dtype(), got: rhs.dtype() });
     }
@@ -418,7 +429,7 @@ pub fn binary_inplace(op: BinaryOp, dst: &mut HostBuffer, dl: &Layout, rhs: &Hos
         // Integer division by zero or a negative power: refuse before writing anything.
         if T::DTYPE.is_int() && matches!(op, BinaryOp::Div | BinaryOp::Remainder | BinaryOp::Pow) {
             let mut bad = false;
-            Plan::new(rl.dims(), [rl]).for_each_run(|[o], [st], n| {
+            Plan::new(rhs_layout.dims(), [rhs_layout]).for_each_run(|[o], [st], n| {
                 bad |= (0..n).any(|j| int_operand_bad(op, s[o + j * st]));
             });
             if bad {
@@ -427,15 +438,15 @@ pub fn binary_inplace(op: BinaryOp, dst: &mut HostBuffer, dl: &Layout, rhs: &Hos
         }
         use BinaryOp::*;
         match op {
-            Add => zip_inplace(d, dl, s, rl, |o, x| *o = T::add(*o, x)),
-            Sub => zip_inplace(d, dl, s, rl, |o, x| *o = T::sub(*o, x)),
-            Mul => zip_inplace(d, dl, s, rl, |o, x| *o = T::mul(*o, x)),
-            Div => zip_inplace(d, dl, s, rl, |o, x| *o = T::div(*o, x)),
-            Pow => zip_inplace(d, dl, s, rl, |o, x| *o = T::vpow(*o, x)),
-            Maximum => zip_inplace(d, dl, s, rl, |o, x| *o = T::vmax(*o, x)),
-            Minimum => zip_inplace(d, dl, s, rl, |o, x| *o = T::vmin(*o, x)),
-            Remainder => zip_inplace(d, dl, s, rl, |o, x| *o = T::rem(*o, x)),
-            Atan2 => zip_inplace(d, dl, s, rl, |o, x| *o = T::from_f64(o.to_f64().atan2(x.to_f64()))),
+            Add => zip_inplace(d, dl, s, rhs_layout, |o, x| *o = T::add(*o, x)),
+            Sub => zip_inplace(d, dl, s, rhs_layout, |o, x| *o = T::sub(*o, x)),
+            Mul => zip_inplace(d, dl, s, rhs_layout, |o, x| *o = T::mul(*o, x)),
+            Div => zip_inplace(d, dl, s, rhs_layout, |o, x| *o = T::div(*o, x)),
+            Pow => zip_inplace(d, dl, s, rhs_layout, |o, x| *o = T::vpow(*o, x)),
+            Maximum => zip_inplace(d, dl, s, rhs_layout, |o, x| *o = T::vmax(*o, x)),
+            Minimum => zip_inplace(d, dl, s, rhs_layout, |o, x| *o = T::vmin(*o, x)),
+            Remainder => zip_inplace(d, dl, s, rhs_layout, |o, x| *o = T::rem(*o, x)),
+            Atan2 => zip_inplace(d, dl, s, rhs_layout, |o, x| *o = T::from_f64(o.to_f64().atan2(x.to_f64()))),
             _ => unreachable!("comparisons rejected above"),
         }
     });

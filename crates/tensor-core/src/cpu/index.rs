@@ -14,20 +14,26 @@ fn indices<'a>(b: &'a HostBuffer, op: &'static str) -> Result<&'a [i64]> {
     }
 }
 
-/// For each element of `il`'s index space, the src offset with `dim`'s coordinate
+/// For each element of `index_layout`'s index space, the src offset with `dim`'s coordinate
 /// replaced by the index value: `out = src[.., index[..], ..]`.
-pub fn gather(src: &HostBuffer, sl: &Layout, index: &HostBuffer, il: &Layout, dim: usize) -> Result<HostBuffer> {
+pub fn gather(
+    src: &HostBuffer,
+    src_layout: &Layout,
+    index: &HostBuffer,
+    index_layout: &Layout,
+    dim: usize,
+) -> Result<HostBuffer> {
     let idx = indices(index, "gather")?;
     // A view of src with index's shape whose `dim` stride is 0; the index value then
     // adds `value * src_stride[dim]`.
-    let mut st: crate::shape::Dims = smallvec::SmallVec::from_slice(sl.strides());
+    let mut st: crate::shape::Dims = smallvec::SmallVec::from_slice(src_layout.strides());
     st[dim] = 0;
-    let sv = Layout::new(il.shape().clone(), st, sl.offset());
-    let sd = sl.strides()[dim];
-    let size = sl.dims()[dim] as i64;
+    let sv = Layout::new(index_layout.shape().clone(), st, src_layout.offset());
+    let sd = src_layout.strides()[dim];
+    let size = src_layout.dims()[dim] as i64;
     with_dtype!(src, v, T => {
-        let mut out = super::alloc::filled(il.numel(), T::default())?;
-        let plan = Plan::new(il.dims(), [il, &sv]);
+        let mut out = super::alloc::filled(index_layout.numel(), T::default())?;
+        let plan = Plan::new(index_layout.dims(), [index_layout, &sv]);
         plan.run(&mut out, |o, [oi, os], [si, ss]| {
             for (j, o) in o.iter_mut().enumerate() {
                 let i = idx[oi + j * si];
@@ -45,9 +51,9 @@ pub fn scatter(
     dst: &mut HostBuffer,
     dl: &Layout,
     index: &HostBuffer,
-    il: &Layout,
+    index_layout: &Layout,
     src: &HostBuffer,
-    sl: &Layout,
+    src_layout: &Layout,
     dim: usize,
     accumulate: bool,
 ) -> Result<()> {
@@ -57,13 +63,13 @@ pub fn scatter(
     }
     let mut st: crate::shape::Dims = smallvec::SmallVec::from_slice(dl.strides());
     st[dim] = 0;
-    let dv = Layout::new(il.shape().clone(), st, dl.offset());
+    let dv = Layout::new(index_layout.shape().clone(), st, dl.offset());
     let dd = dl.strides()[dim];
     let size = dl.dims()[dim] as i64;
     // Sequential: scattered writes may collide, and the order must be deterministic.
     with_dtype!(dst, d, T => {
         let s = T::unwrap_ref(src).expect("dtype checked above");
-        let plan = Plan::new(il.dims(), [il, &dv, sl]);
+        let plan = Plan::new(index_layout.dims(), [index_layout, &dv, src_layout]);
         plan.for_each_run(|[oi, od, os], [si, sd, ss], n| {
             for j in 0..n {
                 let i = idx[oi + j * si];

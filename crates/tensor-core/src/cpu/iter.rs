@@ -302,11 +302,11 @@ pub fn zip_inplace<D: Send, S: Copy + Sync>(
     dst: &mut [D],
     dl: &Layout,
     src: &[S],
-    sl: &Layout,
+    src_layout: &Layout,
     f: impl Fn(&mut D, S) + Sync,
 ) {
-    if let (Some(1), Some(ss)) = (flat_stride(dl), flat_stride(sl)) {
-        let (od, os, n) = (dl.offset(), sl.offset(), dl.numel());
+    if let (Some(1), Some(ss)) = (flat_stride(dl), flat_stride(src_layout)) {
+        let (od, os, n) = (dl.offset(), src_layout.offset(), dl.numel());
         if n == 0 {
             // A zero-size view may carry an offset past the end of its storage.
             return;
@@ -323,12 +323,12 @@ pub fn zip_inplace<D: Send, S: Copy + Sync>(
         }
         return;
     }
-    let plan = Plan::new(dl.dims(), [dl, sl]);
+    let plan = Plan::new(dl.dims(), [dl, src_layout]);
     if plan.numel == 0 {
         return;
     }
     if dl.is_contiguous() && plan.numel >= PAR_THRESHOLD && plan.rows() == 1 {
-        let (o0, s0) = (dl.offset(), sl.offset());
+        let (o0, s0) = (dl.offset(), src_layout.offset());
         let ss = plan.inner_strides[1];
         dst[o0..o0 + plan.numel].par_chunks_mut(1 << 14).enumerate().for_each(|(p, piece)| {
             let sb = s0 + p * (1 << 14) * ss;

@@ -23,18 +23,27 @@ struct Dims {
     rs: [isize; 3],
 }
 
-fn dims(ll: &Layout, rl: &Layout) -> Result<Dims> {
-    if ll.rank() != 3 || rl.rank() != 3 || ll.dims()[0] != rl.dims()[0] || ll.dims()[2] != rl.dims()[1] {
-        return Err(Error::shape("matmul", ll.dims(), rl.dims(), "backend expects [b, m, k] x [b, k, n]"));
+fn dims(lhs_layout: &Layout, rhs_layout: &Layout) -> Result<Dims> {
+    if lhs_layout.rank() != 3
+        || rhs_layout.rank() != 3
+        || lhs_layout.dims()[0] != rhs_layout.dims()[0]
+        || lhs_layout.dims()[2] != rhs_layout.dims()[1]
+    {
+        return Err(Error::shape(
+            "matmul",
+            lhs_layout.dims(),
+            rhs_layout.dims(),
+            "backend expects [b, m, k] x [b, k, n]",
+        ));
     }
     let s = |l: &Layout, i: usize| l.strides()[i] as isize;
     Ok(Dims {
-        b: ll.dims()[0],
-        m: ll.dims()[1],
-        k: ll.dims()[2],
-        n: rl.dims()[2],
-        ls: [s(ll, 0), s(ll, 1), s(ll, 2)],
-        rs: [s(rl, 0), s(rl, 1), s(rl, 2)],
+        b: lhs_layout.dims()[0],
+        m: lhs_layout.dims()[1],
+        k: lhs_layout.dims()[2],
+        n: rhs_layout.dims()[2],
+        ls: [s(lhs_layout, 0), s(lhs_layout, 1), s(lhs_layout, 2)],
+        rs: [s(rhs_layout, 0), s(rhs_layout, 1), s(rhs_layout, 2)],
     })
 }
 

@@ -219,12 +219,12 @@ impl Backend for CpuBackend {
         &self,
         op: BinaryOp,
         lhs: &dyn Buffer,
-        ll: &Layout,
+        lhs_layout: &Layout,
         rhs: &dyn Buffer,
-        rl: &Layout,
+        rhs_layout: &Layout,
     ) -> Result<OwnedBuffer> {
-        let (a, b) = (view(op.name(), lhs, ll)?, view(op.name(), rhs, rl)?);
-        elementwise::binary(op, a, ll, b, rl).map(OwnedBuffer::from)
+        let (a, b) = (view(op.name(), lhs, lhs_layout)?, view(op.name(), rhs, rhs_layout)?);
+        elementwise::binary(op, a, lhs_layout, b, rhs_layout).map(OwnedBuffer::from)
     }
 
     fn binary_inplace(
@@ -233,10 +233,10 @@ impl Backend for CpuBackend {
         dst: &mut dyn Buffer,
         dst_l: &Layout,
         rhs: &dyn Buffer,
-        rl: &Layout,
+        rhs_layout: &Layout,
     ) -> Result<()> {
-        let r = view(op.name(), rhs, rl)?;
-        elementwise::binary_inplace(op, view_mut(op.name(), dst, dst_l)?, dst_l, r, rl)
+        let r = view(op.name(), rhs, rhs_layout)?;
+        elementwise::binary_inplace(op, view_mut(op.name(), dst, dst_l)?, dst_l, r, rhs_layout)
     }
 
     fn where_cond(
@@ -260,19 +260,32 @@ impl Backend for CpuBackend {
         reduce::scan(op, view(op.name(), src, l)?, l, dim).map(OwnedBuffer::from)
     }
 
-    fn matmul(&self, lhs: &dyn Buffer, ll: &Layout, rhs: &dyn Buffer, rl: &Layout) -> Result<OwnedBuffer> {
-        matmul::matmul(cpu(lhs)?, ll, cpu(rhs)?, rl).map(OwnedBuffer::from)
+    fn matmul(
+        &self,
+        lhs: &dyn Buffer,
+        lhs_layout: &Layout,
+        rhs: &dyn Buffer,
+        rhs_layout: &Layout,
+    ) -> Result<OwnedBuffer> {
+        matmul::matmul(cpu(lhs)?, lhs_layout, cpu(rhs)?, rhs_layout).map(OwnedBuffer::from)
     }
 
     fn gather(
         &self,
         src: &dyn Buffer,
-        sl: &Layout,
+        src_layout: &Layout,
         index: &dyn Buffer,
-        il: &Layout,
+        index_layout: &Layout,
         dim: usize,
     ) -> Result<OwnedBuffer> {
-        index::gather(view("gather", src, sl)?, sl, view("gather", index, il)?, il, dim).map(OwnedBuffer::from)
+        index::gather(
+            view("gather", src, src_layout)?,
+            src_layout,
+            view("gather", index, index_layout)?,
+            index_layout,
+            dim,
+        )
+        .map(OwnedBuffer::from)
     }
 
     fn scatter(
@@ -280,14 +293,14 @@ impl Backend for CpuBackend {
         dst: &mut dyn Buffer,
         dl: &Layout,
         index: &dyn Buffer,
-        il: &Layout,
+        index_layout: &Layout,
         src: &dyn Buffer,
-        sl: &Layout,
+        src_layout: &Layout,
         dim: usize,
         accumulate: bool,
     ) -> Result<()> {
-        let (i, s) = (view("scatter", index, il)?, view("scatter", src, sl)?);
-        index::scatter(view_mut("scatter", dst, dl)?, dl, i, il, s, sl, dim, accumulate)
+        let (i, s) = (view("scatter", index, index_layout)?, view("scatter", src, src_layout)?);
+        index::scatter(view_mut("scatter", dst, dl)?, dl, i, index_layout, s, src_layout, dim, accumulate)
     }
 
     fn sort(&self, src: &dyn Buffer, l: &Layout, dim: usize, descending: bool) -> Result<(OwnedBuffer, OwnedBuffer)> {

@@ -61,14 +61,14 @@ fn bases(kept: &Layout) -> Vec<usize> {
 /// Calls `f(offset, stride, len)` for the runs covering logical positions
 /// `start..end` of the plan's index space.
 fn for_range(plan: &Plan<1>, start: usize, end: usize, mut f: impl FnMut(usize, usize, usize)) {
-    let il = plan.inner_len;
-    if il == 0 || start >= end {
+    let inner_len = plan.inner_len;
+    if inner_len == 0 || start >= end {
         return;
     }
     let st = plan.inner_strides[0];
-    plan.for_rows(start / il, (end - 1) / il + 1, |r, [off]| {
-        let lo = start.max(r * il) - r * il;
-        let hi = end.min((r + 1) * il) - r * il;
+    plan.for_rows(start / inner_len, (end - 1) / inner_len + 1, |r, [off]| {
+        let lo = start.max(r * inner_len) - r * inner_len;
+        let hi = end.min((r + 1) * inner_len) - r * inner_len;
         f(off + lo * st, st, hi - lo);
     });
 }

@@ -235,6 +235,8 @@ impl Tensor {
         gelu_tanh => UnaryOp::GeluTanh;
         /// `x * sigmoid(x)` (a.k.a. swish).
         silu => UnaryOp::Silu;
+        /// `x * tanh(softplus(x))` (Mish, Misra 2019).
+        mish => UnaryOp::Mish;
         /// -1, 0 or 1.
         sign => UnaryOp::Sign;
         /// Round toward -inf.

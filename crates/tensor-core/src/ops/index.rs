@@ -74,7 +74,7 @@ impl Tensor {
             return Tensor::zeros(index.shape().clone(), self.dtype(), self.device());
         }
         let shape = index.shape().clone();
-        self.run2(index, shape, |be, b, l, ib, il| be.gather(b, l, ib, il, dim))
+        self.run2(index, shape, |be, b, l, ib, index_layout| be.gather(b, l, ib, index_layout, dim))
     }
 
     /// The backend scatter into `self` in place, on inputs already checked: `index`

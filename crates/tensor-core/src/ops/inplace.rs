@@ -28,7 +28,7 @@ impl Tensor {
             check_result_dtype(op, self.dtype(), self.dtype())?;
             return self.binary_from(op, other, other.layout());
         }
-        let rl = other.layout().broadcast_to(self.dims()).map_err(|_| {
+        let rhs_layout = other.layout().broadcast_to(self.dims()).map_err(|_| {
             Error::shape(
                 name,
                 self.dims(),
@@ -38,20 +38,21 @@ impl Tensor {
         })?;
         check_result_dtype(op, self.dtype(), DType::promote(self.dtype(), other.dtype()))?;
         let mut src = other.to_dtype(self.dtype())?;
-        let mut rl = if src.same_storage(other) { rl } else { src.layout().broadcast_to(self.dims())? };
+        let mut rhs_layout =
+            if src.same_storage(other) { rhs_layout } else { src.layout().broadcast_to(self.dims())? };
         if src.same_storage(self) {
             // Reading and writing one storage: read from a copy.
             src = src.copy()?;
-            rl = src.layout().broadcast_to(self.dims())?;
+            rhs_layout = src.layout().broadcast_to(self.dims())?;
         }
-        self.binary_from(op, &src, &rl)
+        self.binary_from(op, &src, &rhs_layout)
     }
 
-    /// The write of [`Tensor::binary_`]: `src` (viewed through `rl`, which has this
+    /// The write of [`Tensor::binary_`]: `src` (viewed through `rhs_layout`, which has this
     /// tensor's shape) has this tensor's dtype and does not share its storage.
-    fn binary_from(&self, op: BinaryOp, src: &Tensor, rl: &Layout) -> Result<()> {
+    fn binary_from(&self, op: BinaryOp, src: &Tensor, rhs_layout: &Layout) -> Result<()> {
         let (mut d, g) = crate::Storage::write_read(self.storage(), src.storage());
-        self.device().backend().binary_inplace(op, &mut **d, self.layout(), &**g, rl)
+        self.device().backend().binary_inplace(op, &mut **d, self.layout(), &**g, rhs_layout)
     }
 
     /// In-place `self += other`.
@@ -108,7 +109,7 @@ impl Tensor {
         if s.same_storage(self) {
             s = s.copy()?;
         }
-        let sl = s.layout().broadcast_to(self.dims()).map_err(|_| {
+        let src_layout = s.layout().broadcast_to(self.dims()).map_err(|_| {
             Error::shape("copy_", self.dims(), src.dims(), "the source must broadcast to the destination's shape")
         })?;
         if self.numel() == 0 {
@@ -116,7 +117,7 @@ impl Tensor {
             return Ok(());
         }
         let (mut d, g) = crate::Storage::write_read(self.storage(), s.storage());
-        self.device().backend().copy_strided(&**g, &sl, &mut **d, self.layout())
+        self.device().backend().copy_strided(&**g, &src_layout, &mut **d, self.layout())
     }
 
     /// Writes `value` into every element of this view.

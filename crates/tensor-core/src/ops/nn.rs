@@ -218,7 +218,9 @@ impl Tensor {
                     let mut target = cur.dims().to_vec();
                     target[d] = n;
                     let index = index_tensor(idx, &ishape, self)?.broadcast_to(target.clone())?;
-                    cur = cur.run2(&index, target, |be, s, sl, i, il| be.gather(s, sl, i, il, d))?;
+                    cur = cur.run2(&index, target, |be, s, src_layout, i, index_layout| {
+                        be.gather(s, src_layout, i, index_layout, d)
+                    })?;
                 }
                 if cur.same_storage(self) {
                     cur = cur.copy()?;
@@ -272,7 +274,9 @@ impl Tensor {
             }
         }
         let index = idx.reshape_to([n, 1])?.broadcast_to([n, dim])?;
-        let rows = self.run2(&index, [n, dim], |be, s, sl, i, il| be.gather(s, sl, i, il, 0))?;
+        let rows = self.run2(&index, [n, dim], |be, s, src_layout, i, index_layout| {
+            be.gather(s, src_layout, i, index_layout, 0)
+        })?;
         let mut shape = idx.dims().to_vec();
         shape.push(dim);
         rows.reshape_to(shape)

@@ -262,7 +262,9 @@ impl Tensor {
             }
         }
         let table = index_tensor(table, &[oh, ow, kk], self)?.broadcast_to([n, c, oh, ow, kk])?;
-        let idx = table.run2(&tap, [n, c, oh, ow, 1], |be, s, sl, i, il| be.gather(s, sl, i, il, 4))?;
+        let idx = table.run2(&tap, [n, c, oh, ow, 1], |be, s, src_layout, i, index_layout| {
+            be.gather(s, src_layout, i, index_layout, 4)
+        })?;
         let idx = idx.reshape_to([n, c, oh, ow])?;
         Ok((p.finish(values)?, p.finish(idx)?))
     }
