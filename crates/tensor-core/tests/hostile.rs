@@ -210,3 +210,38 @@ fn fill_refuses_values_the_dtype_cannot_hold() {
     h.fill_(f64::INFINITY).unwrap();
     assert!(h.to_vec::<half::f16>().unwrap().iter().all(|x| x.is_infinite()));
 }
+
+#[test]
+fn fused_optimizer_steps_in_opposite_directions_on_two_threads_do_not_deadlock() {
+    use tensor_core::fused::{optimizer_step, OptimizerUpdate, SgdConfig};
+    // Thread 1 updates `a` from `b` (and `a`'s momentum `m`), thread 2 updates `b` from
+    // `a` with the same momentum buffer: three storages locked in opposite roles.
+    finishes_within(120, "optimizer_step in opposite directions", || {
+        let a = Tensor::ones([512], DType::F32, &Device::cpu()).unwrap();
+        let b = Tensor::ones([512], DType::F32, &Device::cpu()).unwrap();
+        let m = Tensor::zeros([512], DType::F32, &Device::cpu()).unwrap();
+        let cfg = SgdConfig {
+            lr: 1e-3,
+            momentum: 0.5,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+            maximize: false,
+            first_step: false,
+        };
+        let update = OptimizerUpdate::Sgd(cfg);
+        let (a2, b2, m2) = (a.clone(), b.clone(), m.clone());
+        let t = thread::spawn(move || {
+            for _ in 0..300 {
+                assert!(optimizer_step(&update, &a2, &b2, &[&m2]).unwrap());
+            }
+        });
+        for _ in 0..300 {
+            assert!(optimizer_step(&update, &b, &a, &[&m]).unwrap());
+        }
+        t.join().unwrap();
+        // Each step moves a parameter down by lr * momentum buffer; both only shrank.
+        let (va, vb) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+        assert!(va.iter().chain(&vb).all(|&x| x.is_finite() && x < 1.0), "{:?} {:?}", &va[..2], &vb[..2]);
+    });
+}
