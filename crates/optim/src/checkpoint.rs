@@ -208,7 +208,7 @@ impl Checkpoint {
 
     /// Reads a checkpoint written by [`Checkpoint::save`]. A truncated or corrupt file
     /// (its content digest, or its length and checksum against the sidecar when there
-    /// is one: see the [module docs](self)), or one that lacks a tensor its metadata
+    /// is one: see the [`Checkpoint`] docs), or one that lacks a tensor its metadata
     /// lists, is an [`Error::Format`] naming the file and what is wrong, with the
     /// expected and the found values; nothing is half-loaded.
     pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint> {

@@ -41,7 +41,7 @@ impl Layout {
     /// A layout from its parts, checked: `strides` must have one entry per dim of
     /// `shape`, and the furthest element must have an index that fits in `usize`.
     /// Whether the view fits a particular storage is checked when it is attached to
-    /// one ([`crate::Tensor::with_layout`], [`crate::Tensor::from_parts`]).
+    /// one ([`crate::Tensor::from_parts`] and the crate-private `with_layout`).
     ///
     /// ```
     /// use tensor_core::Layout;
