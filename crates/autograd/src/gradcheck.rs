@@ -151,9 +151,34 @@ pub fn gradcheck_with(
 /// # Ok::<(), tensor_core::Error>(())
 /// ```
 pub fn gradgradcheck(f: impl Fn(&[Var]) -> Result<Vec<Var>>, inputs: &[Tensor]) -> Result<()> {
+    let wrt: Vec<bool> = inputs.iter().map(|t| t.dtype().is_float()).collect();
+    gradgradcheck_with(f, inputs, &wrt, GradcheckOpts::default())
+}
+
+/// [`gradgradcheck`] with respect to the float inputs where `wrt` is true (the rest
+/// are held constant), with explicit tolerances.
+///
+/// ```
+/// use autograd::{gradgradcheck_with, GradcheckOpts, Var};
+/// use tensor_core::Tensor;
+/// let x = Tensor::from_vec(vec![0.5f64, -1.0], [2])?;
+/// let c = Tensor::from_vec(vec![2.0f64, 3.0], [2])?;
+/// let f = |v: &[Var]| Ok(vec![v[0].exp()?.mul(&v[1])?]);
+/// gradgradcheck_with(f, &[x, c], &[true, false], GradcheckOpts::default())?;
+/// # Ok::<(), tensor_core::Error>(())
+/// ```
+pub fn gradgradcheck_with(
+    f: impl Fn(&[Var]) -> Result<Vec<Var>>,
+    inputs: &[Tensor],
+    wrt: &[bool],
+    opts: GradcheckOpts,
+) -> Result<()> {
+    if wrt.len() != inputs.len() {
+        return Err(Error::arg("gradgradcheck", format!("{} wrt flags for {} inputs", wrt.len(), inputs.len())));
+    }
     let base: Vec<Tensor> = inputs.iter().map(to_f64).collect::<Result<_>>()?;
     let n_in = base.len();
-    let wrt: Vec<bool> = base.iter().map(|t| t.dtype().is_float()).collect();
+    let wrt: Vec<bool> = base.iter().zip(wrt).map(|(t, &w)| w && t.dtype().is_float()).collect();
     // Output shapes, then seeded random output gradients.
     let outs = no_grad(|| f(&base.iter().map(|t| Var::from(t.clone())).collect::<Vec<_>>()))?;
     let mut gen = Generator::new(0x9a9a);
@@ -188,6 +213,7 @@ pub fn gradgradcheck(f: impl Fn(&[Var]) -> Result<Vec<Var>>, inputs: &[Tensor]) 
             Ok(first_order(&vars)?.into_iter().map(|v| v.tensor().clone()).collect())
         })
     };
-    let all_wrt: Vec<bool> = all.iter().map(|t| t.dtype().is_float()).collect();
-    gradcheck_with(first_order, numeric, &all, &all_wrt, GradcheckOpts::default())
+    let all_wrt: Vec<bool> =
+        all.iter().enumerate().map(|(i, t)| if i < n_in { wrt[i] } else { t.dtype().is_float() }).collect();
+    gradcheck_with(first_order, numeric, &all, &all_wrt, opts)
 }

@@ -47,7 +47,7 @@ mod var;
 
 pub use engine::{grad, grad_with};
 pub use function::{apply, Context, Function};
-pub use gradcheck::{gradcheck, gradcheck_with, gradgradcheck, GradcheckOpts};
+pub use gradcheck::{gradcheck, gradcheck_with, gradgradcheck, gradgradcheck_with, GradcheckOpts};
 pub use mode::{
     detect_anomaly, enable_grad, is_anomaly_enabled, is_grad_enabled, no_grad, set_grad_enabled, GradModeGuard,
     NoGradGuard,

@@ -471,8 +471,10 @@ fn minmax_grads(a: &Var, b: &Var, g: &Var, n: &[bool], max: bool) -> Result<(Opt
     Ok((ga, gb))
 }
 
+/// `&Var op &Var`, `Var op Var` and the mixed forms, `var op f64` and `f64 op var`
+/// (`$lfn(rhs, lhs)` computes `lhs op rhs` with the scalar on the left).
 macro_rules! impl_var_op {
-    ($trait:ident, $method:ident, $fn:ident, $sfn:ident) => {
+    ($trait:ident, $method:ident, $fn:ident, $sfn:ident, $lfn:ident) => {
         impl std::ops::$trait<&Var> for &Var {
             type Output = Result<Var>;
             fn $method(self, rhs: &Var) -> Result<Var> {
@@ -509,12 +511,24 @@ macro_rules! impl_var_op {
                 Var::$sfn(&self, rhs)
             }
         }
+        impl std::ops::$trait<&Var> for f64 {
+            type Output = Result<Var>;
+            fn $method(self, rhs: &Var) -> Result<Var> {
+                Var::$lfn(rhs, self)
+            }
+        }
+        impl std::ops::$trait<Var> for f64 {
+            type Output = Result<Var>;
+            fn $method(self, rhs: Var) -> Result<Var> {
+                Var::$lfn(&rhs, self)
+            }
+        }
     };
 }
-impl_var_op!(Add, add, add, add_scalar);
-impl_var_op!(Sub, sub, sub, sub_scalar);
-impl_var_op!(Mul, mul, mul, mul_scalar);
-impl_var_op!(Div, div, div, div_scalar);
+impl_var_op!(Add, add, add, add_scalar, add_scalar);
+impl_var_op!(Sub, sub, sub, sub_scalar, rsub_scalar);
+impl_var_op!(Mul, mul, mul, mul_scalar, mul_scalar);
+impl_var_op!(Div, div, div, div_scalar, rdiv_scalar);
 
 impl std::ops::Neg for &Var {
     type Output = Result<Var>;

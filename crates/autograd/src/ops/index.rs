@@ -7,6 +7,8 @@
 //! gradients of every order are recorded. Integer index tensors are plain
 //! `&Tensor` arguments and get no gradient.
 
+use std::borrow::Borrow;
+
 use tensor_core::shape::{broadcast_shapes, normalize_dim, normalize_dim_scalar_ok};
 use tensor_core::{DType, Error, Result, Scalar, Tensor};
 
@@ -140,7 +142,8 @@ impl Var {
     /// assert_eq!(b.grad().unwrap().to_vec::<f64>()?, vec![6.0]);
     /// # Ok::<(), tensor_core::Error>(())
     /// ```
-    pub fn cat(vars: &[Var], dim: isize) -> Result<Var> {
+    pub fn cat<V: Borrow<Var>>(vars: &[V], dim: isize) -> Result<Var> {
+        let vars: Vec<&Var> = vars.iter().map(Borrow::borrow).collect();
         let ts: Vec<&Tensor> = vars.iter().map(|v| v.tensor()).collect();
         let out = Tensor::cat(&ts, dim)?;
         if !out.dtype().is_float() {
@@ -161,8 +164,7 @@ impl Var {
                 }
             })
             .collect();
-        let inputs: Vec<&Var> = vars.iter().collect();
-        Ok(record("cat", out, &inputs, move |g, needs| {
+        Ok(record("cat", out, &vars, move |g, needs| {
             spans
                 .iter()
                 .zip(needs)
@@ -176,11 +178,11 @@ impl Var {
     }
 
     /// Stacks same-shape variables along a new dim `dim` (`unsqueeze` + `cat`).
-    pub fn stack(vars: &[Var], dim: isize) -> Result<Var> {
-        let first = vars.first().ok_or_else(|| Error::arg("stack", "expected a non-empty list of tensors"))?;
+    pub fn stack<V: Borrow<Var>>(vars: &[V], dim: isize) -> Result<Var> {
+        let first = vars.first().ok_or_else(|| Error::arg("stack", "expected a non-empty list of tensors"))?.borrow();
         let d = normalize_dim("stack", dim, first.rank() + 1)?;
         let mut parts = Vec::with_capacity(vars.len());
-        for (i, v) in vars.iter().enumerate() {
+        for (i, v) in vars.iter().map(Borrow::borrow).enumerate() {
             if v.dims() != first.dims() {
                 return Err(Error::shape(
                     "stack",

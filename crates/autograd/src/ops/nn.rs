@@ -12,7 +12,8 @@ use crate::var::Var;
 impl Var {
     /// `log(sum(exp(x)))` over `dims`, computed stably (shifted by the detached max).
     pub fn logsumexp(&self, dims: &[isize], keepdim: bool) -> Result<Var> {
-        let m = self.detach().amax(dims, true)?;
+        // (An empty input has no max; its sums are 0, so it is shifted by 0.)
+        let m = if self.numel() == 0 { self.detach().sum(dims, true)? } else { self.detach().amax(dims, true)? };
         // An all -inf slice would give nan after the shift; shift by 0 there.
         let m = Var::from(m.tensor().masked_fill(&m.tensor().isinf()?, 0.0)?);
         let s = self.sub(&m)?.exp()?.sum(dims, true)?.log()?.add(&m)?;

@@ -95,10 +95,13 @@ impl Var {
     pub(crate) fn slice_embed(&self, shape: &[usize], dim: usize, start: usize, step: usize) -> Result<Var> {
         let z = Tensor::zeros(shape.to_vec(), self.dtype(), self.device())?;
         let len = self.dims()[dim];
-        let dst = z.slice(dim as isize, Some(start as isize), Some((start + len * step) as isize), step)?;
+        // One past the last element taken (`start + len * step` can overflow when the
+        // step is huge and one element is taken; this bound is inside the dim).
+        let end = if len == 0 { start } else { start + (len - 1) * step + 1 };
+        let dst = z.slice(dim as isize, Some(start as isize), Some(end as isize), step)?;
         dst.copy_(self.tensor())?;
         Ok(self.record_unary_grad_only("slice_backward", z, move |g| {
-            g.slice(dim as isize, Some(start as isize), Some((start + len * step) as isize), step)
+            g.slice(dim as isize, Some(start as isize), Some(end as isize), step)
         }))
     }
 
@@ -145,10 +148,10 @@ impl Var {
         Ok(self.reshape_back("squeeze", out))
     }
 
-    /// Removes every size-1 dim.
-    pub fn squeeze_all(&self) -> Result<Var> {
+    /// Removes every size-1 dim (cannot fail, as [`Tensor::squeeze_all`]).
+    pub fn squeeze_all(&self) -> Var {
         let out = self.tensor().squeeze_all();
-        Ok(self.reshape_back("squeeze", out))
+        self.reshape_back("squeeze", out)
     }
 
     /// Broadcasts to `shape` without copying (`-1` keeps a size).
