@@ -12,6 +12,7 @@ use tensor_core::{DType, Error, Result, Scalar, Tensor, ALL_DTYPES};
 
 use crate::refs::{broadcast, unravel};
 use crate::views::{ref_expand, ref_slice, ref_t};
+use crate::{call, call1, fn1, fn2, fn_s, Fn1, Fn2, FnS, Operand};
 use crate::{data, int_t, rand_t, ErrorCase, OpInfo, RefArray, Sample, ALL, FLOATS, NUMERIC};
 
 /// Floats and the signed integers (ops where `u8` would wrap).
@@ -20,13 +21,20 @@ const SIGNED: &[DType] = &[DType::F32, DType::F64, DType::F16, DType::BF16, DTyp
 const INTS: &[DType] = &[DType::I64, DType::I32, DType::U8];
 
 type Gen = fn(u64, &[usize]) -> Tensor;
-type UOp = Arc<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
 type URef = Arc<dyn Fn(f64) -> f64 + Send + Sync>;
-type BOp = Arc<dyn Fn(&Tensor, &Tensor) -> Result<Tensor> + Send + Sync>;
-type SOp = Arc<dyn Fn(&Tensor, Scalar) -> Result<Tensor> + Send + Sync>;
 type BRef = Arc<dyn Fn(f64, f64) -> f64 + Send + Sync>;
-type View = fn(&Tensor) -> Result<Tensor>;
 type RView = fn(&RefArray) -> RefArray;
+
+/// An op of a record: written once for `Tensor` and `Var` (differentiable records),
+/// or on tensors only (the rest).
+#[derive(Clone)]
+enum Op<Both, TensorOnly> {
+    Both(Both),
+    Tensor(TensorOnly),
+}
+type Op1 = Op<Fn1, Arc<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>>;
+type Op2 = Op<Fn2, Arc<dyn Fn(&Tensor, &Tensor) -> Result<Tensor> + Send + Sync>>;
+type OpS = Op<FnS, Arc<dyn Fn(&Tensor, Scalar) -> Result<Tensor> + Send + Sync>>;
 
 // ---------------------------------------------------------------- input domains
 
@@ -93,23 +101,35 @@ fn t(v: &[f64], shape: &[usize]) -> Tensor {
 
 // ---------------------------------------------------------------- layouts
 
-fn id(x: &Tensor) -> Result<Tensor> {
-    Ok(x.clone())
+/// A view an op applies to an input before its call (on a `Tensor` or a `Var`).
+#[derive(Clone, Copy)]
+enum View {
+    Id,
+    /// `t()`.
+    Tr,
+    /// `[:, 1::2]`.
+    Step,
+    /// `expand([3, 4])`.
+    Exp34,
 }
+use View::{Exp34 as exp34, Id as id, Step as step, Tr as tr};
+
+impl View {
+    fn apply<T: Operand>(self, x: &T) -> Result<T> {
+        match self {
+            View::Id => Ok(x.clone()),
+            View::Tr => x.t(),
+            View::Step => x.slice(1, Some(1), None, 2),
+            View::Exp34 => x.expand(&[3, 4]),
+        }
+    }
+}
+
 fn rid(a: &RefArray) -> RefArray {
     a.clone()
 }
-fn tr(x: &Tensor) -> Result<Tensor> {
-    x.t()
-}
-fn step(x: &Tensor) -> Result<Tensor> {
-    x.slice(1, Some(1), None, 2)
-}
 fn rstep(a: &RefArray) -> RefArray {
     ref_slice(a, 1, 1, 4, 2)
-}
-fn exp34(x: &Tensor) -> Result<Tensor> {
-    x.expand(&[3, 4])
 }
 fn rexp34(a: &RefArray) -> RefArray {
     ref_expand(a, &[3, 4])
@@ -150,58 +170,85 @@ fn binary_layouts() -> Vec<Pair> {
 
 // ---------------------------------------------------------------- sample builders
 
-fn unary_samples(op: &UOp, f: &URef, gen: Gen, full: bool) -> Vec<Sample> {
+/// A sample running `op` on `inputs`: on `Tensor` and `Var` when the op is written
+/// for both, else on tensors only.
+fn sample_of<B: Clone + Send + Sync + 'static, O: Clone + Send + Sync + 'static>(
+    desc: impl Into<String>,
+    inputs: Vec<Tensor>,
+    op: &Op<B, O>,
+    both: impl FnOnce(B) -> crate::Call,
+    tensor_only: impl FnOnce(O) -> crate::OpFn,
+    reference: impl Fn(&[RefArray]) -> Vec<RefArray> + Send + Sync + 'static,
+) -> Sample {
+    match op.clone() {
+        Op::Both(b) => Sample::call(desc, inputs, both(b), reference),
+        Op::Tensor(o) => {
+            let f = tensor_only(o);
+            Sample::new(desc, inputs, move |x| f(x), reference)
+        }
+    }
+}
+
+fn unary_samples(op: &Op1, f: &URef, gen: Gen, full: bool) -> Vec<Sample> {
     let mut out = Vec::new();
     for (k, (desc, shape, view, rview)) in unary_layouts().into_iter().enumerate() {
         if !full && !matches!(k, 0 | 1 | 4) {
             continue;
         }
-        let (op, f) = (op.clone(), f.clone());
-        out.push(Sample::new(
+        let f = f.clone();
+        out.push(sample_of(
             desc,
             vec![gen(k as u64 + 1, &shape)],
-            move |x| Ok(vec![op(&view(&x[0])?)?]),
+            op,
+            |op| call1!([op] | x | op.run(&view.apply(x)?)),
+            |op| Arc::new(move |x| Ok(vec![op(&view.apply(&x[0])?)?])),
             move |r| vec![rview(&r[0]).map(&*f)],
         ));
     }
     out
 }
 
-fn binary_samples(op: &BOp, f: &BRef, ga: Gen, gb: Gen) -> Vec<Sample> {
+fn binary_samples(op: &Op2, f: &BRef, ga: Gen, gb: Gen) -> Vec<Sample> {
     let mut out = Vec::new();
     for (k, (desc, sa, va, ra, sb, vb, rb)) in binary_layouts().into_iter().enumerate() {
-        let (op, f) = (op.clone(), f.clone());
+        let f = f.clone();
         let k = k as u64;
-        out.push(Sample::new(
+        out.push(sample_of(
             desc,
             vec![ga(10 + k, &sa), gb(40 + k, &sb)],
-            move |x| Ok(vec![op(&va(&x[0])?, &vb(&x[1])?)?]),
+            op,
+            |op| call!([op] | x | Ok(vec![op.run(&va.apply(&x[0])?, &vb.apply(&x[1])?)?])),
+            |op| Arc::new(move |x| Ok(vec![op(&va.apply(&x[0])?, &vb.apply(&x[1])?)?])),
             move |r| vec![ra(&r[0]).zip(&rb(&r[1]), &*f)],
         ));
     }
     // Both operands the same tensor (aliasing).
-    let (op2, f2) = (op.clone(), f.clone());
-    out.push(Sample::new(
+    let f2 = f.clone();
+    out.push(sample_of(
         "aliased operands x op x",
         vec![ga(99, &[2, 3])],
-        move |x| Ok(vec![op2(&x[0], &x[0])?]),
+        op,
+        |op| call1!([op] | x | op.run(x, x)),
+        |op| Arc::new(move |x| Ok(vec![op(&x[0], &x[0])?])),
         move |r| vec![r[0].zip(&r[0], &*f2)],
     ));
     out
 }
 
-fn scalar_samples(op: &SOp, f: &BRef, gen: Gen, scalars: &[Scalar]) -> Vec<Sample> {
+fn scalar_samples(op: &OpS, f: &BRef, gen: Gen, scalars: &[Scalar]) -> Vec<Sample> {
     let mut out = Vec::new();
     for (i, &s) in scalars.iter().enumerate() {
         for (k, (desc, shape, view, rview)) in unary_layouts().into_iter().enumerate() {
             if (i > 0 || !matches!(k, 0 | 1 | 2 | 4)) && k != 0 {
                 continue;
             }
-            let (op, f) = (op.clone(), f.clone());
-            out.push(Sample::new(
+            let f = f.clone();
+            out.push(sample_of(
                 format!("scalar {s:?}, {desc}"),
                 vec![gen(70 + k as u64, &shape)],
-                move |x| Ok(vec![op(&view(&x[0])?, s)?]),
+                op,
+                |op| call1!([op] | x | op.run(&view.apply(x)?, s)),
+                |op| Arc::new(move |x| Ok(vec![op(&view.apply(&x[0])?, s)?])),
                 move |r| vec![rview(&r[0]).map(|a| f(a, s.to_f64()))],
             ));
         }
@@ -209,47 +256,65 @@ fn scalar_samples(op: &SOp, f: &BRef, gen: Gen, scalars: &[Scalar]) -> Vec<Sampl
     out
 }
 
-fn uop(f: impl Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static) -> UOp {
-    Arc::new(f)
-}
 fn uref(f: impl Fn(f64) -> f64 + Send + Sync + 'static) -> URef {
     Arc::new(f)
 }
 
-/// A unary record with the full layout battery.
+/// A differentiable unary record with the full layout battery.
 fn unary(
     name: &'static str,
     dtypes: &[DType],
-    diff: bool,
+    gen: Gen,
+    op: Fn1,
+    f: impl Fn(f64) -> f64 + Send + Sync + 'static,
+) -> OpInfo {
+    let mut info = OpInfo::new(name, dtypes, true);
+    info.samples = unary_samples(&Op::Both(op), &uref(f), gen, true);
+    info
+}
+
+/// A unary record without a gradient, on tensors only.
+fn unary_nd(
+    name: &'static str,
+    dtypes: &[DType],
     gen: Gen,
     op: impl Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
     f: impl Fn(f64) -> f64 + Send + Sync + 'static,
 ) -> OpInfo {
-    let mut info = OpInfo::new(name, dtypes, diff);
-    info.samples = unary_samples(&uop(op), &uref(f), gen, true);
+    let mut info = OpInfo::new(name, dtypes, false);
+    info.samples = unary_samples(&Op::Tensor(Arc::new(op)), &uref(f), gen, true);
     info
 }
 
 /// A binary record: tensor-tensor samples, and the scalar form's samples.
-#[allow(clippy::too_many_arguments)]
+/// Differentiable when the ops are written for both `Tensor` and `Var`.
 fn binary(
-    name: &'static str,
-    sname: &'static str,
+    (name, sname): (&'static str, &'static str),
     dtypes: &[DType],
-    diff: bool,
     (ga, gb): (Gen, Gen),
-    op: impl Fn(&Tensor, &Tensor) -> Result<Tensor> + Send + Sync + 'static,
-    sop: impl Fn(&Tensor, Scalar) -> Result<Tensor> + Send + Sync + 'static,
+    (op, sop): (Op2, OpS),
     f: impl Fn(f64, f64) -> f64 + Send + Sync + 'static,
     scalars: &[Scalar],
 ) -> OpInfo {
-    let op: BOp = Arc::new(op);
-    let sop: SOp = Arc::new(sop);
     let f: BRef = Arc::new(f);
+    let diff = matches!(op, Op::Both(_));
     let mut info = OpInfo::new(name, dtypes, diff).covers(&[sname]);
     info.samples = binary_samples(&op, &f, ga, gb);
     info.samples.extend(scalar_samples(&sop, &f, ga, scalars));
     info
+}
+
+/// A binary op and its scalar form, written once for `Tensor` and `Var`.
+fn both2(op: Fn2, sop: FnS) -> (Op2, OpS) {
+    (Op::Both(op), Op::Both(sop))
+}
+
+/// A binary op and its scalar form on tensors only.
+fn tensor2(
+    op: impl Fn(&Tensor, &Tensor) -> Result<Tensor> + Send + Sync + 'static,
+    sop: impl Fn(&Tensor, Scalar) -> Result<Tensor> + Send + Sync + 'static,
+) -> (Op2, OpS) {
+    (Op::Tensor(Arc::new(op)), Op::Tensor(Arc::new(sop)))
 }
 
 // ---------------------------------------------------------------- references
@@ -378,13 +443,10 @@ fn fl(v: f64) -> Scalar {
 fn arith_ops() -> Vec<OpInfo> {
     let mut v = vec![
         binary(
-            "add",
-            "add_scalar",
+            ("add", "add_scalar"),
             NUMERIC,
-            true,
             (any, any),
-            |a, b| a.add(b),
-            |a, s| a.add_scalar(s),
+            both2(fn2!(|a, b| a.add(b)), fn_s!(|a, s| a.add_scalar(s))),
             |a, b| a + b,
             &[i(2), fl(1.5)],
         )
@@ -395,13 +457,10 @@ fn arith_ops() -> Vec<OpInfo> {
             is_shape,
         )),
         binary(
-            "sub",
-            "sub_scalar",
+            ("sub", "sub_scalar"),
             NUMERIC,
-            true,
             (big, nonneg),
-            |a, b| a.sub(b),
-            |a, s| a.sub_scalar(s),
+            both2(fn2!(|a, b| a.sub(b)), fn_s!(|a, s| a.sub_scalar(s))),
             |a, b| a - b,
             &[i(2), fl(0.5)],
         )
@@ -412,106 +471,79 @@ fn arith_ops() -> Vec<OpInfo> {
         ))
         .error(ErrorCase::new("broadcast failure", || any(1, &[2]).sub(&any(2, &[3])), is_shape)),
         binary(
-            "mul",
-            "mul_scalar",
+            ("mul", "mul_scalar"),
             NUMERIC,
-            true,
             (any, any),
-            |a, b| a.mul(b),
-            |a, s| a.mul_scalar(s),
+            both2(fn2!(|a, b| a.mul(b)), fn_s!(|a, s| a.mul_scalar(s))),
             |a, b| a * b,
             &[i(3), fl(0.5)],
         )
         .error(ErrorCase::new("broadcast failure", || any(1, &[2, 3]).mul(&any(2, &[2])), is_shape)),
         binary(
-            "div",
-            "div_scalar",
+            ("div", "div_scalar"),
             FLOATS,
-            true,
             (any, away),
-            |a, b| a.div(b),
-            |a, s| a.div_scalar(s),
+            both2(fn2!(|a, b| a.div(b)), fn_s!(|a, s| a.div_scalar(s))),
             |a, b| a / b,
             &[fl(4.0), fl(-0.3), i(3)],
         )
         .error(ErrorCase::new("broadcast failure", || any(1, &[4]).div(&any(2, &[5])), is_shape)),
         // True division of integers gives f32 (division by zero gives inf/nan).
         binary(
-            "div",
-            "div_scalar",
+            ("div", "div_scalar"),
             INTS,
-            false,
             (ints, ints),
-            |a, b| want(a.div(b)?, DType::F32),
-            |a, s| want(a.div_scalar(s)?, DType::F32),
+            tensor2(|a, b| want(a.div(b)?, DType::F32), |a, s| want(a.div_scalar(s)?, DType::F32)),
             |a, b| a / b,
             &[i(4), fl(2.5)],
         )
         .tol(1.3e-6, 1e-5),
         binary(
-            "pow",
-            "pow_scalar",
+            ("pow", "pow_scalar"),
             FLOATS,
-            true,
             (pos, any),
-            |a, b| a.pow(b),
-            |a, s| a.pow_scalar(s),
+            both2(fn2!(|a, b| a.pow(b)), fn_s!(|a, s| a.pow_scalar(s))),
             f64::powf,
             &[fl(2.0), fl(0.5), fl(-1.5), fl(1.0), i(3)],
         ),
         binary(
-            "pow",
-            "pow_scalar",
+            ("pow", "pow_scalar"),
             INTS,
-            false,
             (base3, exps),
-            |a, b| a.pow(b),
-            |a, s| a.pow_scalar(s),
+            tensor2(|a, b| a.pow(b), |a, s| a.pow_scalar(s)),
             f64::powf,
             &[i(2), i(0)],
         ),
         binary(
-            "maximum",
-            "maximum_scalar",
+            ("maximum", "maximum_scalar"),
             NUMERIC,
-            true,
             (any, any),
-            |a, b| a.maximum(b),
-            |a, s| a.maximum_scalar(s),
+            both2(fn2!(|a, b| a.maximum(b)), fn_s!(|a, s| a.maximum_scalar(s))),
             max_ref,
             &[fl(0.5), i(1)],
         )
         .error(ErrorCase::new("broadcast failure", || any(1, &[2, 3]).maximum(&any(2, &[2])), is_shape)),
         binary(
-            "minimum",
-            "minimum_scalar",
+            ("minimum", "minimum_scalar"),
             NUMERIC,
-            true,
             (any, any),
-            |a, b| a.minimum(b),
-            |a, s| a.minimum_scalar(s),
+            both2(fn2!(|a, b| a.minimum(b)), fn_s!(|a, s| a.minimum_scalar(s))),
             min_ref,
             &[fl(0.5), i(1)],
         ),
         binary(
-            "remainder",
-            "remainder_scalar",
+            ("remainder", "remainder_scalar"),
             SIGNED,
-            true,
             (away1, away1),
-            |a, b| a.remainder(b),
-            |a, s| a.remainder_scalar(s),
+            both2(fn2!(|a, b| a.remainder(b)), fn_s!(|a, s| a.remainder_scalar(s))),
             rem_ref,
             &[fl(1.5), i(-2), i(3)],
         ),
         binary(
-            "atan2",
-            "atan2_scalar",
+            ("atan2", "atan2_scalar"),
             FLOATS,
-            true,
             (any, any),
-            |a, b| a.atan2(b),
-            |a, s| a.atan2_scalar(s),
+            both2(fn2!(|a, b| a.atan2(b)), fn_s!(|a, s| a.atan2_scalar(s))),
             f64::atan2,
             &[fl(0.5), fl(-2.0)],
         ),
@@ -537,13 +569,10 @@ fn compare_ops() -> Vec<OpInfo> {
     macro_rules! cmp {
         ($name:literal, $sname:literal, $m:ident, $ms:ident, $f:expr) => {
             binary(
-                $name,
-                $sname,
+                ($name, $sname),
                 ALL,
-                false,
                 (ints, ints),
-                |a, b| want(a.$m(b)?, DType::Bool),
-                |a, s| want(a.$ms(s)?, DType::Bool),
+                tensor2(|a, b| want(a.$m(b)?, DType::Bool), |a, s| want(a.$ms(s)?, DType::Bool)),
                 |a: f64, b: f64| bool_to_f64($f(a, b)),
                 &[i(0), fl(0.5)],
             )
@@ -560,7 +589,7 @@ fn compare_ops() -> Vec<OpInfo> {
         cmp!("logical_and", "logical_and_scalar", logical_and, logical_and_scalar, |a, b| a != 0.0 && b != 0.0),
         cmp!("logical_or", "logical_or_scalar", logical_or, logical_or_scalar, |a, b| a != 0.0 || b != 0.0),
         cmp!("logical_xor", "logical_xor_scalar", logical_xor, logical_xor_scalar, |a, b| (a != 0.0) != (b != 0.0)),
-        unary("logical_not", ALL, false, ints, |x| want(x.logical_not()?, DType::Bool), |a| bool_to_f64(a == 0.0)),
+        unary_nd("logical_not", ALL, ints, |x| want(x.logical_not()?, DType::Bool), |a| bool_to_f64(a == 0.0)),
     ]
 }
 
@@ -572,32 +601,31 @@ fn unary_ops() -> Vec<OpInfo> {
     };
     let softplus = |x: f64, b: f64, th: f64| if b * x > th { x } else { (1.0 + (b * x).exp()).ln() / b };
     let mut v = vec![
-        unary("neg", SIGNED, true, any, |x| x.neg(), |a| -a).error(ErrorCase::new(
+        unary("neg", SIGNED, any, fn1!(|x| x.neg()), |a| -a).error(ErrorCase::new(
             "neg of bool",
             || ints(1, &[3]).to_dtype(DType::Bool)?.neg(),
             is_unsupported,
         )),
-        unary("abs", NUMERIC, true, any, |x| x.abs(), f64::abs),
-        unary("exp", FLOATS, true, any, |x| x.exp(), f64::exp),
-        unary("log", FLOATS, true, pos, |x| x.log(), f64::ln),
-        unary("log1p", FLOATS, true, gt_m1, |x| x.log1p(), |a| (1.0 + a).ln()),
-        unary("expm1", FLOATS, true, any, |x| x.expm1(), |a| a.exp() - 1.0),
-        unary("sqrt", FLOATS, true, pos, |x| x.sqrt(), f64::sqrt),
-        unary("rsqrt", FLOATS, true, pos, |x| x.rsqrt(), |a| 1.0 / a.sqrt()),
-        unary("sin", FLOATS, true, any, |x| x.sin(), f64::sin),
-        unary("cos", FLOATS, true, any, |x| x.cos(), f64::cos),
-        unary("tan", FLOATS, true, tan_dom, |x| x.tan(), f64::tan),
-        unary("tanh", FLOATS, true, any, |x| x.tanh(), f64::tanh),
-        unary("sigmoid", FLOATS, true, wide, |x| x.sigmoid(), sigmoid_ref),
-        unary("relu", NUMERIC, true, any, |x| x.relu(), |a| if a > 0.0 { a } else { 0.0 }),
-        unary("gelu", FLOATS, true, wide, |x| x.gelu(), gelu),
-        unary("gelu_tanh", FLOATS, true, wide, |x| x.gelu_tanh(), gelu_tanh),
-        unary("silu", FLOATS, true, wide, |x| x.silu(), |a| a * sigmoid_ref(a)),
-        unary("mish", FLOATS, true, wide, |x| x.mish(), |a| a * (if a > 20.0 { a } else { a.exp().ln_1p() }).tanh()),
-        unary(
+        unary("abs", NUMERIC, any, fn1!(|x| x.abs()), f64::abs),
+        unary("exp", FLOATS, any, fn1!(|x| x.exp()), f64::exp),
+        unary("log", FLOATS, pos, fn1!(|x| x.log()), f64::ln),
+        unary("log1p", FLOATS, gt_m1, fn1!(|x| x.log1p()), |a| (1.0 + a).ln()),
+        unary("expm1", FLOATS, any, fn1!(|x| x.expm1()), |a| a.exp() - 1.0),
+        unary("sqrt", FLOATS, pos, fn1!(|x| x.sqrt()), f64::sqrt),
+        unary("rsqrt", FLOATS, pos, fn1!(|x| x.rsqrt()), |a| 1.0 / a.sqrt()),
+        unary("sin", FLOATS, any, fn1!(|x| x.sin()), f64::sin),
+        unary("cos", FLOATS, any, fn1!(|x| x.cos()), f64::cos),
+        unary("tan", FLOATS, tan_dom, fn1!(|x| x.tan()), f64::tan),
+        unary("tanh", FLOATS, any, fn1!(|x| x.tanh()), f64::tanh),
+        unary("sigmoid", FLOATS, wide, fn1!(|x| x.sigmoid()), sigmoid_ref),
+        unary("relu", NUMERIC, any, fn1!(|x| x.relu()), |a| if a > 0.0 { a } else { 0.0 }),
+        unary("gelu", FLOATS, wide, fn1!(|x| x.gelu()), gelu),
+        unary("gelu_tanh", FLOATS, wide, fn1!(|x| x.gelu_tanh()), gelu_tanh),
+        unary("silu", FLOATS, wide, fn1!(|x| x.silu()), |a| a * sigmoid_ref(a)),
+        unary("mish", FLOATS, wide, fn1!(|x| x.mish()), |a| a * (if a > 20.0 { a } else { a.exp().ln_1p() }).tanh()),
+        unary_nd(
             "sign",
             NUMERIC,
-            false,
             any,
             |x| x.sign(),
             |a| {
@@ -610,51 +638,46 @@ fn unary_ops() -> Vec<OpInfo> {
                 }
             },
         ),
-        unary("floor", NUMERIC, false, any, |x| x.floor(), f64::floor),
-        unary("ceil", NUMERIC, false, any, |x| x.ceil(), f64::ceil),
-        unary("round", NUMERIC, false, any, |x| x.round(), f64::round_ties_even),
-        unary("trunc", NUMERIC, false, any, |x| x.trunc(), f64::trunc),
-        unary("reciprocal", FLOATS, true, away, |x| x.reciprocal(), |a| 1.0 / a),
-        unary("square", NUMERIC, true, any, |x| x.square(), |a| a * a),
-        unary("erf", FLOATS, true, any, |x| x.erf(), erf_ref),
-        unary("isnan", NUMERIC, false, special, |x| want(x.isnan()?, DType::Bool), |a| bool_to_f64(a.is_nan())),
-        unary("isinf", NUMERIC, false, special, |x| want(x.isinf()?, DType::Bool), |a| bool_to_f64(a.is_infinite())),
-        unary(
-            "isfinite",
-            NUMERIC,
-            false,
-            special,
-            |x| want(x.isfinite()?, DType::Bool),
-            |a| bool_to_f64(a.is_finite()),
-        ),
+        unary_nd("floor", NUMERIC, any, |x| x.floor(), f64::floor),
+        unary_nd("ceil", NUMERIC, any, |x| x.ceil(), f64::ceil),
+        unary_nd("round", NUMERIC, any, |x| x.round(), f64::round_ties_even),
+        unary_nd("trunc", NUMERIC, any, |x| x.trunc(), f64::trunc),
+        unary("reciprocal", FLOATS, away, fn1!(|x| x.reciprocal()), |a| 1.0 / a),
+        unary("square", NUMERIC, any, fn1!(|x| x.square()), |a| a * a),
+        unary("erf", FLOATS, any, fn1!(|x| x.erf()), erf_ref),
+        unary_nd("isnan", NUMERIC, special, |x| want(x.isnan()?, DType::Bool), |a| bool_to_f64(a.is_nan())),
+        unary_nd("isinf", NUMERIC, special, |x| want(x.isinf()?, DType::Bool), |a| bool_to_f64(a.is_infinite())),
+        unary_nd("isfinite", NUMERIC, special, |x| want(x.isfinite()?, DType::Bool), |a| bool_to_f64(a.is_finite())),
     ];
     // Parameterised activations: the default parameters with every layout, others on a few.
     let mut leaky =
-        unary("leaky_relu", FLOATS, true, any, |x| x.leaky_relu(0.01), |a| if a > 0.0 { a } else { 0.01 * a });
+        unary("leaky_relu", FLOATS, any, fn1!(|x| x.leaky_relu(0.01)), |a| if a > 0.0 { a } else { 0.01 * a });
     leaky.samples.extend(unary_samples(
-        &uop(|x| x.leaky_relu(0.2)),
+        &Op::Both(fn1!(|x| x.leaky_relu(0.2))),
         &uref(|a| if a > 0.0 { a } else { 0.2 * a }),
         any,
         false,
     ));
-    let mut elu = unary("elu", FLOATS, true, any, |x| x.elu(1.0), |a| if a > 0.0 { a } else { a.exp() - 1.0 });
-    elu.samples.extend(unary_samples(
-        &uop(|x| x.elu(0.5)),
-        &uref(|a| if a > 0.0 { a } else { 0.5 * (a.exp() - 1.0) }),
-        any,
-        false,
-    ));
-    let mut sp = unary("softplus", FLOATS, true, wide, |x| x.softplus(1.0, 20.0), move |a| softplus(a, 1.0, 20.0));
+    let mut elu = unary("elu", FLOATS, any, fn1!(|x| x.elu(1.0)), |a| if a > 0.0 { a } else { a.exp() - 1.0 });
+    for alpha in [0.5, 0.0, -0.6] {
+        elu.samples.extend(unary_samples(
+            &Op::Both(fn1!(|x| x.elu(alpha))),
+            &uref(move |a| if a > 0.0 { a } else { alpha * (a.exp() - 1.0) }),
+            any,
+            false,
+        ));
+    }
+    let mut sp = unary("softplus", FLOATS, wide, fn1!(|x| x.softplus(1.0, 20.0)), move |a| softplus(a, 1.0, 20.0));
     sp.samples.extend(unary_samples(
-        &uop(|x| x.softplus(2.0, 1.0)),
+        &Op::Both(fn1!(|x| x.softplus(2.0, 1.0))),
         &uref(move |a| softplus(a, 2.0, 1.0)),
         wide,
         false,
     ));
-    sp.samples.push(Sample::new(
+    sp.samples.push(Sample::call(
         "large inputs stay finite",
         vec![t(&[30.0, 100.0, -100.0], &[3])],
-        |x| Ok(vec![x[0].softplus(1.0, 20.0)?]),
+        call1!(|x| x.softplus(1.0, 20.0)),
         move |r| vec![r[0].map(|a| softplus(a, 1.0, 20.0))],
     ));
     v.extend([leaky, elu, sp]);
@@ -673,17 +696,17 @@ fn unary_ops() -> Vec<OpInfo> {
     let bounds: [(Option<f64>, Option<f64>); 4] =
         [(Some(-1.0), Some(2.0)), (Some(0.0), None), (None, Some(1.0)), (Some(2.0), Some(-1.0))];
     let mut clamp =
-        unary("clamp", SIGNED, true, any, |x| x.clamp(Some(-1.0), Some(2.0)), |a| clamp_ref(a, Some(-1.0), Some(2.0)));
+        unary("clamp", SIGNED, any, fn1!(|x| x.clamp(Some(-1.0), Some(2.0))), |a| clamp_ref(a, Some(-1.0), Some(2.0)));
     for (lo, hi) in bounds.into_iter().skip(1) {
         clamp.samples.extend(unary_samples(
-            &uop(move |x| x.clamp(lo, hi)),
+            &Op::Both(fn1!([lo, hi] | x | x.clamp(lo, hi))),
             &uref(move |a| clamp_ref(a, lo, hi)),
             any,
             false,
         ));
     }
     clamp.samples.extend(unary_samples(
-        &uop(|x| x.clamp(Some(-1.0), Some(1.0))),
+        &Op::Both(fn1!(|x| x.clamp(Some(-1.0), Some(1.0)))),
         &uref(|a| clamp_ref(a, Some(-1.0), Some(1.0))),
         special,
         false,
@@ -698,10 +721,10 @@ fn select_ops() -> Vec<OpInfo> {
         ints(seed, s).gt_scalar(0).expect("comparison of an f64 tensor")
     }
     let wc = |desc: &str, c: Tensor, a: Tensor, b: Tensor, va: View, ra: RView| {
-        Sample::new(
+        Sample::call(
             desc,
             vec![c, a, b],
-            move |x| Ok(vec![Tensor::where_cond(&x[0], &va(&x[1])?, &x[2])?]),
+            call!(|x| Ok(vec![T::where_cond(x[0].tensor(), &va.apply(&x[1])?, &x[2])?])),
             move |r| vec![where_ref(&r[0], &ra(&r[1]), &r[2])],
         )
         .with_cast(vec![false, true, true])
@@ -714,10 +737,10 @@ fn select_ops() -> Vec<OpInfo> {
         .sample(wc("transposed a", mask(13, &[3, 4]), any(14, &[4, 3]), any(15, &[3, 4]), tr, ref_t))
         .sample(wc("expanded a", mask(16, &[3, 4]), any(17, &[3, 1]), any(18, &[3, 4]), exp34, rexp34))
         .sample(
-            Sample::new(
+            Sample::call(
                 "cond aliases b (bool)",
                 vec![mask(19, &[2, 3]), any(20, &[2, 3])],
-                |x| Ok(vec![Tensor::where_cond(&x[0], &x[1].to_dtype(DType::Bool)?, &x[0])?]),
+                call!(|x| Ok(vec![T::where_cond(x[0].tensor(), &x[1].to_dtype(DType::Bool)?, &x[0])?])),
                 |r| vec![where_ref(&r[0], &r[1].map(|a| bool_to_f64(a != 0.0)), &r[0])],
             )
             .with_cast(vec![false, true]),
@@ -734,10 +757,10 @@ fn select_ops() -> Vec<OpInfo> {
         ));
 
     let mf = |desc: &str, x: Tensor, m: Tensor, view: View, rview: RView, value: Scalar| {
-        Sample::new(
+        Sample::call(
             desc,
             vec![x, m],
-            move |x| Ok(vec![view(&x[0])?.masked_fill(&x[1], value)?]),
+            call!(|x| Ok(vec![view.apply(&x[0])?.masked_fill(x[1].tensor(), value)?])),
             move |r| {
                 let x = rview(&r[0]);
                 let shape = x.shape.clone();
@@ -783,7 +806,7 @@ fn cast_ops() -> Vec<OpInfo> {
             info.samples.push(Sample::new(
                 format!("to {target}, {desc}"),
                 vec![halves(k as u64 + 1, &shape)],
-                move |x| Ok(vec![want(view(&x[0])?.to_dtype(target)?, target)?]),
+                move |x| Ok(vec![want(view.apply(&x[0])?.to_dtype(target)?, target)?]),
                 move |r| vec![rview(&r[0]).map(f)],
             ));
         }
@@ -830,43 +853,43 @@ fn cast_ops() -> Vec<OpInfo> {
 fn misc_ops() -> Vec<OpInfo> {
     let mut rsub = OpInfo::new("rsub_scalar", SIGNED, true);
     rsub.samples = scalar_samples(
-        &(Arc::new(|x: &Tensor, s: Scalar| x.rsub_scalar(s)) as SOp),
+        &Op::Both(fn_s!(|x, s| x.rsub_scalar(s))),
         &(Arc::new(|a: f64, s: f64| s - a) as BRef),
         any,
         &[i(2), fl(1.5)],
     );
     let mut rdiv = OpInfo::new("rdiv_scalar", FLOATS, true);
     rdiv.samples = scalar_samples(
-        &(Arc::new(|x: &Tensor, s: Scalar| x.rdiv_scalar(s)) as SOp),
+        &Op::Both(fn_s!(|x, s| x.rdiv_scalar(s))),
         &(Arc::new(|a: f64, s: f64| s / a) as BRef),
         away,
         &[fl(3.0), i(-2)],
     );
 
     // The std::ops operators, through references and by value.
-    let ops2 = |desc: &str, op: fn(Tensor, Tensor) -> Result<Tensor>, f: fn(f64, f64) -> f64| {
-        Sample::new(
+    let ops2 = |desc: &str, op: Fn2, f: fn(f64, f64) -> f64| {
+        Sample::call(
             desc,
             vec![any(1, &[3, 1]), away(2, &[4])],
-            move |x| Ok(vec![op(x[0].clone(), x[1].clone())?]),
+            call!([op] | x | Ok(vec![op.run(&x[0], &x[1])?])),
             move |r| vec![r[0].zip(&r[1], f)],
         )
     };
-    let ops1 = |desc: &str, op: fn(&Tensor) -> Result<Tensor>, f: fn(f64) -> f64| {
-        Sample::new(desc, vec![away(3, &[2, 3])], move |x| Ok(vec![op(&x[0])?]), move |r| vec![r[0].map(f)])
+    let ops1 = |desc: &str, op: Fn1, f: fn(f64) -> f64| {
+        Sample::call(desc, vec![away(3, &[2, 3])], call1!([op] | x | op.run(x)), move |r| vec![r[0].map(f)])
     };
     let operators = OpInfo::new("operators", FLOATS, true)
-        .sample(ops2("&a + &b", |a, b| &a + &b, |a, b| a + b))
-        .sample(ops2("a - b", |a, b| a - b, |a, b| a - b))
-        .sample(ops2("a * &b", |a, b| a * &b, |a, b| a * b))
-        .sample(ops2("&a / &b", |a, b| &a / &b, |a, b| a / b))
-        .sample(ops1("-&a", |a| -a, |a| -a))
-        .sample(ops1("-a", |a| -(a.clone()), |a| -a))
-        .sample(ops1("&a + 2.0", |a| a + 2.0, |a| a + 2.0))
-        .sample(ops1("a * 0.5", |a| a.clone() * 0.5, |a| a * 0.5))
-        .sample(ops1("2.0 - &a", |a| 2.0 - a, |a| 2.0 - a))
-        .sample(ops1("3.0 / &a", |a| 3.0 / a, |a| 3.0 / a))
-        .sample(ops1("&a / 4.0", |a| a / 4.0, |a| a / 4.0))
+        .sample(ops2("&a + &b", fn2!(|a, b| a + b), |a, b| a + b))
+        .sample(ops2("a - b", fn2!(|a, b| a.clone() - b.clone()), |a, b| a - b))
+        .sample(ops2("a * &b", fn2!(|a, b| a.clone() * b), |a, b| a * b))
+        .sample(ops2("&a / &b", fn2!(|a, b| a / b), |a, b| a / b))
+        .sample(ops1("-&a", fn1!(|a| -a), |a| -a))
+        .sample(ops1("-a", fn1!(|a| -(a.clone())), |a| -a))
+        .sample(ops1("&a + 2.0", fn1!(|a| a + 2.0), |a| a + 2.0))
+        .sample(ops1("a * 0.5", fn1!(|a| a.clone() * 0.5), |a| a * 0.5))
+        .sample(ops1("2.0 - &a", fn1!(|a| 2.0 - a), |a| 2.0 - a))
+        .sample(ops1("3.0 / &a", fn1!(|a| 3.0 / a), |a| 3.0 / a))
+        .sample(ops1("&a / 4.0", fn1!(|a| a / 4.0), |a| a / 4.0))
         .error(ErrorCase::new("broadcast failure in +", || &any(1, &[2]) + &any(2, &[3]), is_shape));
 
     // PyTorch's type promotion (inputs keep their own dtypes).

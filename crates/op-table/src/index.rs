@@ -6,10 +6,12 @@
 //! plain loops over [`RefArray`] indices.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use tensor_core::{DType, Error, Result, Tensor};
 
 use crate::refs::unravel;
+use crate::{call, call1, Run};
 use crate::{int_t, non_contiguous, rand_t, ErrorCase, OpInfo, RefArray, Sample, ALL, NUMERIC};
 
 // ---------------------------------------------------------------- references
@@ -259,11 +261,10 @@ fn s_di(
     desc: &str,
     t: Tensor,
     index: Tensor,
-    op: impl Fn(&Tensor, &Tensor) -> Result<Tensor> + Send + Sync + 'static,
+    op: Run,
     r: impl Fn(&RefArray, &RefArray) -> RefArray + Send + Sync + 'static,
 ) -> Sample {
-    Sample::new(desc, vec![t, index], move |x| Ok(vec![op(&x[0], &x[1])?]), move |a| vec![r(&a[0], &a[1])])
-        .with_cast(vec![true, false])
+    Sample::run(desc, vec![t, index], op, move |a| vec![r(&a[0], &a[1])]).with_cast(vec![true, false])
 }
 
 /// A sample of `(self, index, src)` with `self` and `src` cast.
@@ -272,46 +273,89 @@ fn s_dis(
     t: Tensor,
     index: Tensor,
     src: Tensor,
-    op: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync + 'static,
+    op: Run,
     r: impl Fn(&RefArray, &RefArray, &RefArray) -> RefArray + Send + Sync + 'static,
 ) -> Sample {
-    Sample::new(
-        desc,
-        vec![t, index, src],
-        move |x| Ok(vec![op(&x[0], &x[1], &x[2])?]),
-        move |a| vec![r(&a[0], &a[1], &a[2])],
-    )
-    .with_cast(vec![true, false, true])
+    Sample::run(desc, vec![t, index, src], op, move |a| vec![r(&a[0], &a[1], &a[2])]).with_cast(vec![true, false, true])
 }
 
 /// A sample of one data input.
-fn s1(
-    desc: &str,
-    t: Tensor,
-    op: impl Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
-    r: impl Fn(&RefArray) -> RefArray + Send + Sync + 'static,
-) -> Sample {
-    Sample::new(desc, vec![t], move |x| Ok(vec![op(&x[0])?]), move |a| vec![r(&a[0])])
+fn s1(desc: &str, t: Tensor, op: Run, r: impl Fn(&RefArray) -> RefArray + Send + Sync + 'static) -> Sample {
+    Sample::run(desc, vec![t], op, move |a| vec![r(&a[0])])
 }
 
 /// A sample of one data input and several outputs.
-fn s1n(
-    desc: &str,
-    t: Tensor,
-    op: impl Fn(&Tensor) -> Result<Vec<Tensor>> + Send + Sync + 'static,
-    r: impl Fn(&RefArray) -> Vec<RefArray> + Send + Sync + 'static,
-) -> Sample {
-    Sample::new(desc, vec![t], move |x| op(&x[0]), move |a| r(&a[0]))
+fn s1n(desc: &str, t: Tensor, op: Run, r: impl Fn(&RefArray) -> Vec<RefArray> + Send + Sync + 'static) -> Sample {
+    Sample::run(desc, vec![t], op, move |a| r(&a[0]))
 }
 
 /// A sample over a list of data inputs.
-fn sn(
-    desc: &str,
-    ts: Vec<Tensor>,
-    op: impl Fn(&[Tensor]) -> Result<Tensor> + Send + Sync + 'static,
-    r: impl Fn(&[RefArray]) -> RefArray + Send + Sync + 'static,
-) -> Sample {
-    Sample::new(desc, ts, move |x| Ok(vec![op(x)?]), move |a| vec![r(a)])
+fn sn(desc: &str, ts: Vec<Tensor>, op: Run, r: impl Fn(&[RefArray]) -> RefArray + Send + Sync + 'static) -> Sample {
+    Sample::run(desc, ts, op, move |a| vec![r(a)])
+}
+
+/// `|t, i| ...`: a data input and a plain index tensor, one output; written once for
+/// `Tensor` and `Var`.
+macro_rules! di {
+    (|$t:ident, $i:ident| $body:expr) => {
+        Run::Both(call!(|x| {
+            let ($t, $i) = (&x[0], x[1].tensor());
+            Ok(vec![$body?])
+        }))
+    };
+}
+
+/// `|t, i, s|`: self, a plain index tensor and a source.
+macro_rules! dis {
+    (|$t:ident, $i:ident, $s:ident| $body:expr) => {
+        Run::Both(call!(|x| {
+            let ($t, $i, $s) = (&x[0], x[1].tensor(), &x[2]);
+            Ok(vec![$body?])
+        }))
+    };
+}
+
+/// `|t| ...` of one input, one output.
+macro_rules! un {
+    (|$t:ident| $body:expr) => {
+        Run::Both(call1!(|$t| $body))
+    };
+}
+
+/// `|t| ...` of one input returning `Result<Vec<_>>`.
+macro_rules! many {
+    ($([$($cap:ident),*])? |$t:ident| $body:expr) => {
+        Run::Both(call!($([$($cap),*])? |x| {
+            let $t = &x[0];
+            $body
+        }))
+    };
+}
+
+/// `|ts| ...` over all inputs, one output.
+macro_rules! list {
+    (|$t:ident| $body:expr) => {
+        Run::Both(call!(|x| {
+            let $t = x;
+            Ok(vec![$body?])
+        }))
+    };
+}
+
+/// An op without a gradient on `(self, index, src)` tensors.
+fn t_dis(f: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync + 'static) -> Run {
+    Run::Tensor(Arc::new(move |x| Ok(vec![f(&x[0], &x[1], &x[2])?])))
+}
+
+/// An op without a gradient on one tensor.
+fn t_un(f: impl Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static) -> Run {
+    Run::Tensor(Arc::new(move |x| Ok(vec![f(&x[0])?])))
+}
+
+/// Both results of a two-output op (the second may be a plain index tensor).
+fn two<T, U: Into<T>>(t: Result<(T, U)>) -> Result<Vec<T>> {
+    let (a, b) = t?;
+    Ok(vec![a, b.into()])
 }
 
 /// Runs an in-place op on a strided copy of `t` (so the write goes through strides)
@@ -330,28 +374,28 @@ fn gather_ops() -> Vec<OpInfo> {
             "[3,4] dim 1, index [3,2]",
             x(1, &[3, 4]),
             ix(&[0, 3, 1, 1, 2, 0], &[3, 2]),
-            |t, i| t.gather(1, i),
+            di!(|t, i| t.gather(1, i)),
             |a, i| ref_gather(a, 1, i),
         ))
         .sample(s_di(
             "[3,4] dim -2, index [2,4] smaller than input",
             x(2, &[3, 4]),
             ix(&[2, 0, 1, 2, 0, 0, 2, 1], &[2, 4]),
-            |t, i| t.gather(-2, i),
+            di!(|t, i| t.gather(-2, i)),
             |a, i| ref_gather(a, 0, i),
         ))
         .sample(s_di(
             "[2,3,4] dim 2, index [2,2,5] repeats indices",
             x(3, &[2, 3, 4]),
             int_t(4, &[2, 2, 5], 0, 3).to_dtype(DType::I64).expect("cast"),
-            |t, i| t.gather(2, i),
+            di!(|t, i| t.gather(2, i)),
             |a, i| ref_gather(a, 2, i),
         ))
         .sample(s_di(
             "transposed input [4,3].t()",
             x(5, &[4, 3]),
             ix(&[3, 0, 1, 2, 2, 2], &[3, 2]),
-            |t, i| t.t()?.gather(1, i),
+            di!(|t, i| t.t()?.gather(1, i)),
             |a, i| {
                 let at = ref_pick(a, &[3, 4], |m| vec![m[1], m[0]]);
                 ref_gather(&at, 1, i)
@@ -361,20 +405,16 @@ fn gather_ops() -> Vec<OpInfo> {
             "expanded index [1,3] -> [4,3]",
             x(6, &[4, 3]),
             ix(&[2, 0, 1], &[1, 3]),
-            |t, i| t.gather(0, &i.expand(&[4, 3])?),
+            di!(|t, i| t.gather(0, &i.expand(&[4, 3])?)),
             |a, i| {
                 let ie = RefArray::new(vec![4, 3], (0..12).map(|k| i.data[k % 3]).collect());
                 ref_gather(a, 0, &ie)
             },
         ))
-        .sample(s_di("0-dim input and index", x(7, &[]), ix(&[0], &[]), |t, i| t.gather(0, i), |a, _| a.clone()))
-        .sample(s_di(
-            "zero-size index [3,0]",
-            x(8, &[3, 4]),
-            ix(&[], &[3, 0]),
-            |t, i| t.gather(1, i),
-            |_, _| RefArray::new(vec![3, 0], vec![]),
-        ))
+        .sample(s_di("0-dim input and index", x(7, &[]), ix(&[0], &[]), di!(|t, i| t.gather(0, i)), |a, _| a.clone()))
+        .sample(s_di("zero-size index [3,0]", x(8, &[3, 4]), ix(&[], &[3, 0]), di!(|t, i| t.gather(1, i)), |_, _| {
+            RefArray::new(vec![3, 0], vec![])
+        }))
         .error(ErrorCase::new("index out of range", || x(1, &[3, 4]).gather(1, &ix(&[4], &[1, 1])), is_index))
         .error(ErrorCase::new("negative index", || x(1, &[3, 4]).gather(1, &ix(&[-1], &[1, 1])), is_index))
         .error(ErrorCase::new(
@@ -399,7 +439,7 @@ fn gather_ops() -> Vec<OpInfo> {
             x(10, &[3, 4]),
             idx_2x4(),
             x(11, &[2, 4]),
-            |t, i, s| t.scatter(0, i, s),
+            dis!(|t, i, s| t.scatter(0, i, s)),
             ref_sc(false),
         ))
         .sample(s_dis(
@@ -407,7 +447,7 @@ fn gather_ops() -> Vec<OpInfo> {
             x(12, &[3, 4]),
             ix(&[3, 0, 1, 2], &[2, 2]),
             x(13, &[3, 5]),
-            |t, i, s| t.scatter(-1, i, s),
+            dis!(|t, i, s| t.scatter(-1, i, s)),
             |a, i, s| ref_scatter(a, 1, i, s, false),
         ))
         .sample(s_dis(
@@ -415,23 +455,18 @@ fn gather_ops() -> Vec<OpInfo> {
             x(14, &[4, 3]),
             ix(&[2, 0, 1], &[1, 3]),
             x(15, &[1, 3]),
-            |t, i, s| t.t()?.scatter(1, i, s),
+            dis!(|t, i, s| t.t()?.scatter(1, i, s)),
             |a, i, s| ref_scatter(&ref_pick(a, &[3, 4], |m| vec![m[1], m[0]]), 1, i, s, false),
         ))
-        .sample(s_dis(
-            "0-dim",
-            x(16, &[]),
-            ix(&[0], &[]),
-            x(17, &[]),
-            |t, i, s| t.scatter(0, i, s),
-            |_, _, s| s.clone(),
-        ))
+        .sample(s_dis("0-dim", x(16, &[]), ix(&[0], &[]), x(17, &[]), dis!(|t, i, s| t.scatter(0, i, s)), |_, _, s| {
+            s.clone()
+        }))
         .sample(s_dis(
             "zero-size index",
             x(18, &[3, 4]),
             ix(&[], &[0, 4]),
             x(19, &[0, 4]),
-            |t, i, s| t.scatter(0, i, s),
+            dis!(|t, i, s| t.scatter(0, i, s)),
             |a, _, _| a.clone(),
         ))
         .error(ErrorCase::new("index out of range", || x(1, &[3]).scatter(0, &ix(&[3], &[1]), &x(2, &[1])), is_index))
@@ -454,7 +489,7 @@ fn gather_ops() -> Vec<OpInfo> {
             x(20, &[3, 4]),
             idx_2x4(),
             x(21, &[2, 4]),
-            |t, i, s| in_place(t, |d| d.scatter_(0, i, s)),
+            t_dis(|t, i, s| in_place(t, |d| d.scatter_(0, i, s))),
             ref_sc(false),
         ))
         .error(ErrorCase::new(
@@ -470,7 +505,7 @@ fn gather_ops() -> Vec<OpInfo> {
             int_t(30, &[3, 4], 0, 5),
             dup_idx(),
             int_t(31, &[3, 4], 0, 5),
-            |t, i, s| t.scatter_add(0, i, s),
+            dis!(|t, i, s| t.scatter_add(0, i, s)),
             ref_sc(true),
         ))
         .sample(s_dis(
@@ -478,7 +513,7 @@ fn gather_ops() -> Vec<OpInfo> {
             int_t(32, &[2, 5], 0, 5),
             ix(&[4; 6], &[2, 3]),
             int_t(33, &[2, 3], 0, 5),
-            |t, i, s| t.scatter_add(-1, i, s),
+            dis!(|t, i, s| t.scatter_add(-1, i, s)),
             |a, i, s| ref_scatter(a, 1, i, s, true),
         ))
         .sample(s_dis(
@@ -486,7 +521,7 @@ fn gather_ops() -> Vec<OpInfo> {
             int_t(34, &[3, 4], 0, 5),
             dup_idx(),
             int_t(35, &[1, 4], 0, 5),
-            |t, i, s| t.scatter_add(0, i, &s.expand(&[3, 4])?),
+            dis!(|t, i, s| t.scatter_add(0, i, &s.expand(&[3, 4])?)),
             |a, i, s| {
                 let se = RefArray::new(vec![3, 4], (0..12).map(|k| s.data[k % 4]).collect());
                 ref_scatter(a, 0, i, &se, true)
@@ -497,7 +532,7 @@ fn gather_ops() -> Vec<OpInfo> {
             int_t(36, &[0, 3], 0, 5),
             ix(&[], &[0, 3]),
             int_t(37, &[0, 3], 0, 5),
-            |t, i, s| t.scatter_add(0, i, s),
+            dis!(|t, i, s| t.scatter_add(0, i, s)),
             |a, _, _| a.clone(),
         ))
         .error(ErrorCase::new(
@@ -512,7 +547,7 @@ fn gather_ops() -> Vec<OpInfo> {
             int_t(38, &[3, 4], 0, 5),
             dup_idx(),
             int_t(39, &[3, 4], 0, 5),
-            |t, i, s| in_place(t, |d| d.scatter_add_(0, i, s)),
+            t_dis(|t, i, s| in_place(t, |d| d.scatter_add_(0, i, s))),
             ref_sc(true),
         ))
         .sample(s_dis(
@@ -520,7 +555,7 @@ fn gather_ops() -> Vec<OpInfo> {
             int_t(40, &[3, 4], 0, 5),
             dup_idx(),
             int_t(41, &[3, 4], 0, 5),
-            |t, i, _| in_place(t, |d| d.scatter_add_(0, i, d)),
+            t_dis(|t, i, _| in_place(t, |d| d.scatter_add_(0, i, d))),
             |a, i, _| ref_scatter(a, 0, i, a, true),
         ))
         .error(ErrorCase::new(
@@ -538,38 +573,34 @@ fn index_ops() -> Vec<OpInfo> {
             "[4,3] dim 0 with repeats",
             x(50, &[4, 3]),
             ix(&[3, 0, 3, 1], &[4]),
-            |t, i| t.index_select(0, i),
+            di!(|t, i| t.index_select(0, i)),
             |a, i| ref_index_select(a, 0, &i.data),
         ))
         .sample(s_di(
             "[2,3,4] dim -1",
             x(51, &[2, 3, 4]),
             ix(&[1, 3], &[2]),
-            |t, i| t.index_select(-1, i),
+            di!(|t, i| t.index_select(-1, i)),
             |a, i| ref_index_select(a, 2, &i.data),
         ))
         .sample(s_di(
             "transposed input, 0-dim index",
             x(52, &[4, 3]),
             ix(&[2], &[]),
-            |t, i| t.t()?.index_select(1, i),
+            di!(|t, i| t.t()?.index_select(1, i)),
             |a, i| ref_index_select(&ref_pick(a, &[3, 4], |m| vec![m[1], m[0]]), 1, &i.data),
         ))
         .sample(s_di(
             "I32 index",
             x(53, &[5]),
             ix(&[4, 0], &[2]),
-            |t, i| t.index_select(0, &i.to_dtype(DType::I32)?),
+            di!(|t, i| t.index_select(0, &i.to_dtype(DType::I32)?)),
             |a, i| ref_index_select(a, 0, &i.data),
         ))
-        .sample(s_di(
-            "empty index",
-            x(54, &[3, 2]),
-            ix(&[], &[0]),
-            |t, i| t.index_select(0, i),
-            |_, _| RefArray::new(vec![0, 2], vec![]),
-        ))
-        .sample(s_di("0-dim input", x(55, &[]), ix(&[0], &[1]), |t, i| t.index_select(0, i), |a, _| a.clone()))
+        .sample(s_di("empty index", x(54, &[3, 2]), ix(&[], &[0]), di!(|t, i| t.index_select(0, i)), |_, _| {
+            RefArray::new(vec![0, 2], vec![])
+        }))
+        .sample(s_di("0-dim input", x(55, &[]), ix(&[0], &[1]), di!(|t, i| t.index_select(0, i)), |a, _| a.clone()))
         .error(ErrorCase::new("index out of range", || x(1, &[3, 2]).index_select(0, &ix(&[3], &[1])), is_index))
         .error(ErrorCase::new("negative index", || x(1, &[3, 2]).index_select(1, &ix(&[-1], &[1])), is_index))
         .error(ErrorCase::new("2-D index", || x(1, &[3, 2]).index_select(0, &ix(&[0, 1], &[1, 2])), is_shape))
@@ -582,7 +613,7 @@ fn index_ops() -> Vec<OpInfo> {
             int_t(60, &[4, 3], 0, 5),
             ix(&[3, 0, 3, 1, 3], &[5]),
             int_t(61, &[5, 3], 0, 5),
-            |t, i, s| t.index_add(0, i, s, 1i64),
+            dis!(|t, i, s| t.index_add(0, i, s, 1i64)),
             |a, i, s| ref_index_add(a, 0, &i.data, s, 1.0),
         ))
         .sample(s_dis(
@@ -590,7 +621,7 @@ fn index_ops() -> Vec<OpInfo> {
             int_t(62, &[2, 4], 0, 5),
             ix(&[2, 2, 0], &[3]),
             int_t(63, &[2, 3], 0, 5),
-            |t, i, s| t.index_add(-1, i, s, 2i64),
+            dis!(|t, i, s| t.index_add(-1, i, s, 2i64)),
             |a, i, s| ref_index_add(a, 1, &i.data, s, 2.0),
         ))
         .sample(s_dis(
@@ -598,7 +629,7 @@ fn index_ops() -> Vec<OpInfo> {
             int_t(64, &[3, 2], 0, 5),
             ix(&[1, 0, 1], &[3]),
             int_t(65, &[2, 3], 0, 5),
-            |t, i, s| t.index_add(0, i, &s.t()?, 1i64),
+            dis!(|t, i, s| t.index_add(0, i, &s.t()?, 1i64)),
             |a, i, s| ref_index_add(a, 0, &i.data, &ref_pick(s, &[3, 2], |m| vec![m[1], m[0]]), 1.0),
         ))
         .sample(s_dis(
@@ -606,7 +637,7 @@ fn index_ops() -> Vec<OpInfo> {
             int_t(66, &[3, 2], 0, 5),
             ix(&[], &[0]),
             int_t(67, &[0, 2], 0, 5),
-            |t, i, s| t.index_add(0, i, s, 1i64),
+            dis!(|t, i, s| t.index_add(0, i, s, 1i64)),
             |a, _, _| a.clone(),
         ))
         .error(ErrorCase::new(
@@ -631,7 +662,7 @@ fn index_ops() -> Vec<OpInfo> {
             int_t(68, &[4, 3], 0, 5),
             ix(&[3, 0, 3], &[3]),
             int_t(69, &[3, 3], 0, 5),
-            |t, i, s| in_place(t, |d| d.index_add_(0, i, s, 1i64)),
+            t_dis(|t, i, s| in_place(t, |d| d.index_add_(0, i, s, 1i64))),
             |a, i, s| ref_index_add(a, 0, &i.data, s, 1.0),
         ))
         .error(ErrorCase::new(
@@ -645,26 +676,38 @@ fn index_ops() -> Vec<OpInfo> {
             "[2,3] same-shape mask",
             x(70, &[2, 3]),
             mask(&[true, false, true, false, false, true], &[2, 3]),
-            |t, m| t.masked_select(m),
+            di!(|t, m| t.masked_select(m)),
             ref_masked_select,
         ))
         .sample(s_di(
             "broadcast mask [3] over [2,3]",
             x(71, &[2, 3]),
             mask(&[false, true, true], &[3]),
-            |t, m| t.masked_select(m),
+            di!(|t, m| t.masked_select(m)),
             ref_masked_select,
         ))
         .sample(s_di(
             "input [3,1] broadcast with mask [2,1,4]",
             x(72, &[3, 1]),
             mask(&[true, false, false, true, true, true, false, false], &[2, 1, 4]),
-            |t, m| t.masked_select(m),
+            di!(|t, m| t.masked_select(m)),
             ref_masked_select,
         ))
-        .sample(s_di("all false", x(73, &[4]), mask(&[false; 4], &[4]), |t, m| t.masked_select(m), ref_masked_select))
-        .sample(s_di("0-dim", x(74, &[]), mask(&[true], &[]), |t, m| t.masked_select(m), ref_masked_select))
-        .sample(s_di("zero-size", x(75, &[0, 2]), mask(&[], &[0, 2]), |t, m| t.masked_select(m), ref_masked_select))
+        .sample(s_di(
+            "all false",
+            x(73, &[4]),
+            mask(&[false; 4], &[4]),
+            di!(|t, m| t.masked_select(m)),
+            ref_masked_select,
+        ))
+        .sample(s_di("0-dim", x(74, &[]), mask(&[true], &[]), di!(|t, m| t.masked_select(m)), ref_masked_select))
+        .sample(s_di(
+            "zero-size",
+            x(75, &[0, 2]),
+            mask(&[], &[0, 2]),
+            di!(|t, m| t.masked_select(m)),
+            ref_masked_select,
+        ))
         .error(ErrorCase::new("I64 mask", || x(1, &[3]).masked_select(&ix(&[1, 0, 1], &[3])), is_dtype))
         .error(ErrorCase::new("mask shape", || x(1, &[3]).masked_select(&mask(&[true, false], &[2])), is_shape));
 
@@ -678,41 +721,38 @@ fn join_ops() -> Vec<OpInfo> {
         .sample(sn(
             "three along dim 0",
             vec![x(80, &[2, 3]), x(81, &[1, 3]), x(82, &[3, 3])],
-            |t| Tensor::cat(t, 0),
+            list!(|t| T::cat(t, 0)),
             |a| ref_cat(a, 0),
         ))
         .sample(sn(
             "dim -1 with a transposed input",
             vec![x(83, &[2, 3]), x(84, &[4, 2])],
-            |t| Tensor::cat(&[t[0].clone(), t[1].t()?], -1),
+            list!(|t| T::cat(&[t[0].clone(), t[1].t()?], -1)),
             |a| ref_cat(&[a[0].clone(), ref_pick(&a[1], &[2, 4], |m| vec![m[1], m[0]])], 1),
         ))
         .sample(sn(
             "middle dim of 3-D, with a zero-size part",
             vec![x(85, &[2, 1, 2]), x(86, &[2, 0, 2]), x(87, &[2, 2, 2])],
-            |t| Tensor::cat(&[&t[0], &t[1], &t[2]], 1),
+            list!(|t| T::cat(&[&t[0], &t[1], &t[2]], 1)),
             |a| ref_cat(a, 1),
         ))
-        .sample(sn(
-            "legacy empty [0] skipped",
-            vec![x(88, &[2, 2]), x(89, &[0])],
-            |t| Tensor::cat(t, 1),
-            |a| ref_cat(a, 1),
-        ))
-        .sample(sn("single tensor", vec![x(90, &[3])], |t| Tensor::cat(t, 0), |a| ref_cat(a, 0)))
+        .sample(sn("legacy empty [0] skipped", vec![x(88, &[2, 2]), x(89, &[0])], list!(|t| T::cat(t, 1)), |a| {
+            ref_cat(a, 1)
+        }))
+        .sample(sn("single tensor", vec![x(90, &[3])], list!(|t| T::cat(t, 0)), |a| ref_cat(a, 0)))
         .sample(sn(
             "empty views at an offset past their storage",
             vec![x(94, &[0, 3, 2])],
-            |t| {
+            list!(|t| {
                 let v = t[0].transpose(0, 1)?;
-                Tensor::cat(&[v.select(0, 2)?, v.select(0, 1)?], 1)
-            },
+                T::cat(&[v.select(0, 2)?, v.select(0, 1)?], 1)
+            }),
             |_| RefArray::new(vec![0, 4], vec![]),
         ))
         .sample(sn(
             "expanded input",
             vec![x(91, &[1, 3]), x(92, &[1, 3])],
-            |t| Tensor::cat(&[t[0].expand(&[2, 3])?, t[1].clone()], 0),
+            list!(|t| T::cat(&[t[0].expand(&[2, 3])?, t[1].clone()], 0)),
             |a| {
                 let e = RefArray::new(vec![2, 3], (0..6).map(|k| a[0].data[k % 3]).collect());
                 ref_cat(&[e, a[1].clone()], 0)
@@ -722,14 +762,14 @@ fn join_ops() -> Vec<OpInfo> {
             sn(
                 "promotes with an I64 input",
                 vec![x(93, &[2]), ix(&[7, -2], &[2])],
-                |t| {
-                    let c = Tensor::cat(t, 0)?;
+                list!(|t| {
+                    let c = T::cat(t, 0)?;
                     let want = DType::promote(t[0].dtype(), DType::I64);
                     if c.dtype() != want {
                         return Err(Error::DTypeMismatch { op: "cat", expected: want, got: c.dtype() });
                     }
                     Ok(c)
-                },
+                }),
                 |a| ref_cat(a, 0),
             )
             .with_cast(vec![true, false]),
@@ -741,28 +781,22 @@ fn join_ops() -> Vec<OpInfo> {
         .error(ErrorCase::new("dim out of range", || Tensor::cat(&[x(1, &[2]), x(2, &[2])], 1), is_dim));
 
     let stack = OpInfo::new("stack", ALL, true)
-        .sample(sn(
-            "two [2,3] at dim 0",
-            vec![x(100, &[2, 3]), x(101, &[2, 3])],
-            |t| Tensor::stack(t, 0),
-            |a| ref_cat(&[ref_unsqueeze(&a[0], 0), ref_unsqueeze(&a[1], 0)], 0),
-        ))
+        .sample(sn("two [2,3] at dim 0", vec![x(100, &[2, 3]), x(101, &[2, 3])], list!(|t| T::stack(t, 0)), |a| {
+            ref_cat(&[ref_unsqueeze(&a[0], 0), ref_unsqueeze(&a[1], 0)], 0)
+        }))
         .sample(sn(
             "three [2,3] at dim -1 (new last)",
             vec![x(102, &[2, 3]), x(103, &[2, 3]), x(104, &[2, 3])],
-            |t| Tensor::stack(t, -1),
+            list!(|t| T::stack(t, -1)),
             |a| ref_cat(&a.iter().map(|r| ref_unsqueeze(r, 2)).collect::<Vec<_>>(), 2),
         ))
-        .sample(sn(
-            "0-dim inputs",
-            vec![x(105, &[]), x(106, &[])],
-            |t| Tensor::stack(t, 0),
-            |a| RefArray::new(vec![2], vec![a[0].data[0], a[1].data[0]]),
-        ))
+        .sample(sn("0-dim inputs", vec![x(105, &[]), x(106, &[])], list!(|t| T::stack(t, 0)), |a| {
+            RefArray::new(vec![2], vec![a[0].data[0], a[1].data[0]])
+        }))
         .sample(sn(
             "zero-size inputs at dim 1",
             vec![x(107, &[0, 2]), x(108, &[0, 2])],
-            |t| Tensor::stack(t, 1),
+            list!(|t| T::stack(t, 1)),
             |_| RefArray::new(vec![0, 2, 2], vec![]),
         ))
         .error(ErrorCase::new("shapes differ", || Tensor::stack(&[x(1, &[2, 3]), x(2, &[3, 2])], 0), is_shape))
@@ -770,20 +804,14 @@ fn join_ops() -> Vec<OpInfo> {
         .error(ErrorCase::new("empty list", || Tensor::stack(&[] as &[&Tensor], 0), is_arg));
 
     let split = OpInfo::new("split", ALL, true)
-        .sample(s1n(
-            "[5,2] by 2 along dim 0",
-            x(110, &[5, 2]),
-            |t| t.split(2, 0),
-            |a| vec![ref_narrow(a, 0, 0, 2), ref_narrow(a, 0, 2, 2), ref_narrow(a, 0, 4, 1)],
-        ))
-        .sample(s1n(
-            "[2,6] by 3 along dim -1",
-            x(111, &[2, 6]),
-            |t| t.split(3, -1),
-            |a| vec![ref_narrow(a, 1, 0, 3), ref_narrow(a, 1, 3, 3)],
-        ))
-        .sample(s1n("size larger than dim", x(112, &[3]), |t| t.split(10, 0), |a| vec![a.clone()]))
-        .sample(s1n("zero-size dim, size 0", x(113, &[0, 2]), |t| t.split(0, 0), |a| vec![a.clone()]))
+        .sample(s1n("[5,2] by 2 along dim 0", x(110, &[5, 2]), many!(|t| t.split(2, 0)), |a| {
+            vec![ref_narrow(a, 0, 0, 2), ref_narrow(a, 0, 2, 2), ref_narrow(a, 0, 4, 1)]
+        }))
+        .sample(s1n("[2,6] by 3 along dim -1", x(111, &[2, 6]), many!(|t| t.split(3, -1)), |a| {
+            vec![ref_narrow(a, 1, 0, 3), ref_narrow(a, 1, 3, 3)]
+        }))
+        .sample(s1n("size larger than dim", x(112, &[3]), many!(|t| t.split(10, 0)), |a| vec![a.clone()]))
+        .sample(s1n("zero-size dim, size 0", x(113, &[0, 2]), many!(|t| t.split(0, 0)), |a| vec![a.clone()]))
         .error(ErrorCase::new("split size 0", || x(1, &[3]).split(0, 0), is_arg))
         .error(ErrorCase::new("0-dim", || x(1, &[]).split(1, 0), is_dim));
 
@@ -791,13 +819,13 @@ fn join_ops() -> Vec<OpInfo> {
         .sample(s1n(
             "[2,6] into 1,0,5 along dim 1",
             x(115, &[2, 6]),
-            |t| t.split_with_sizes(&[1, 0, 5], 1),
+            many!(|t| t.split_with_sizes(&[1, 0, 5], 1)),
             |a| vec![ref_narrow(a, 1, 0, 1), ref_narrow(a, 1, 1, 0), ref_narrow(a, 1, 1, 5)],
         ))
         .sample(s1n(
             "transposed [3,4].t() into 3,1 along dim 0",
             x(116, &[3, 4]),
-            |t| t.t()?.split_with_sizes(&[3, 1], 0),
+            many!(|t| t.t()?.split_with_sizes(&[3, 1], 0)),
             |a| {
                 let at = ref_pick(a, &[4, 3], |m| vec![m[1], m[0]]);
                 vec![ref_narrow(&at, 0, 0, 3), ref_narrow(&at, 0, 3, 1)]
@@ -806,46 +834,28 @@ fn join_ops() -> Vec<OpInfo> {
         .error(ErrorCase::new("sizes do not add up", || x(1, &[4]).split_with_sizes(&[1, 2], 0), is_arg));
 
     let chunk = OpInfo::new("chunk", ALL, true)
-        .sample(s1n(
-            "6 into 4 chunks gives 3 of 2",
-            x(120, &[6]),
-            |t| t.chunk(4, 0),
-            |a| (0..3).map(|i| ref_narrow(a, 0, 2 * i, 2)).collect(),
-        ))
-        .sample(s1n(
-            "[2,5] into 2 along dim -1",
-            x(121, &[2, 5]),
-            |t| t.chunk(2, -1),
-            |a| vec![ref_narrow(a, 1, 0, 3), ref_narrow(a, 1, 3, 2)],
-        ))
-        .sample(s1n(
-            "more chunks than entries",
-            x(122, &[2]),
-            |t| t.chunk(5, 0),
-            |a| vec![ref_narrow(a, 0, 0, 1), ref_narrow(a, 0, 1, 1)],
-        ))
-        .sample(s1n(
-            "zero-size dim gives empty chunks",
-            x(123, &[0, 3]),
-            |t| t.chunk(2, 0),
-            |a| vec![a.clone(), a.clone()],
-        ))
+        .sample(s1n("6 into 4 chunks gives 3 of 2", x(120, &[6]), many!(|t| t.chunk(4, 0)), |a| {
+            (0..3).map(|i| ref_narrow(a, 0, 2 * i, 2)).collect()
+        }))
+        .sample(s1n("[2,5] into 2 along dim -1", x(121, &[2, 5]), many!(|t| t.chunk(2, -1)), |a| {
+            vec![ref_narrow(a, 1, 0, 3), ref_narrow(a, 1, 3, 2)]
+        }))
+        .sample(s1n("more chunks than entries", x(122, &[2]), many!(|t| t.chunk(5, 0)), |a| {
+            vec![ref_narrow(a, 0, 0, 1), ref_narrow(a, 0, 1, 1)]
+        }))
+        .sample(s1n("zero-size dim gives empty chunks", x(123, &[0, 3]), many!(|t| t.chunk(2, 0)), |a| {
+            vec![a.clone(), a.clone()]
+        }))
         .error(ErrorCase::new("0 chunks", || x(1, &[3]).chunk(0, 0), is_arg))
         .error(ErrorCase::new("dim out of range", || x(1, &[3]).chunk(2, 1), is_dim));
 
     let unbind = OpInfo::new("unbind", ALL, true)
-        .sample(s1n(
-            "[3,2] along dim 0",
-            x(125, &[3, 2]),
-            |t| t.unbind(0),
-            |a| (0..3).map(|i| RefArray::new(vec![2], a.data[2 * i..2 * i + 2].to_vec())).collect(),
-        ))
-        .sample(s1n(
-            "[2,3] along dim -1",
-            x(126, &[2, 3]),
-            |t| t.unbind(-1),
-            |a| (0..3).map(|j| RefArray::new(vec![2], vec![a.data[j], a.data[3 + j]])).collect(),
-        ))
+        .sample(s1n("[3,2] along dim 0", x(125, &[3, 2]), many!(|t| t.unbind(0)), |a| {
+            (0..3).map(|i| RefArray::new(vec![2], a.data[2 * i..2 * i + 2].to_vec())).collect()
+        }))
+        .sample(s1n("[2,3] along dim -1", x(126, &[2, 3]), many!(|t| t.unbind(-1)), |a| {
+            (0..3).map(|j| RefArray::new(vec![2], vec![a.data[j], a.data[3 + j]])).collect()
+        }))
         .error(ErrorCase::new("dim out of range", || x(1, &[3]).unbind(1), is_dim));
 
     vec![cat, stack, split, split_with_sizes, chunk, unbind]
@@ -855,94 +865,72 @@ fn join_ops() -> Vec<OpInfo> {
 
 fn rearrange_ops() -> Vec<OpInfo> {
     let repeat = OpInfo::new("repeat", ALL, true)
-        .sample(s1("[2,3] by [2,1]", x(130, &[2, 3]), |t| t.repeat(&[2, 1]), |a| ref_repeat(a, &[2, 1])))
-        .sample(s1("[3] by [2,2] adds a dim", x(131, &[3]), |t| t.repeat(&[2, 2]), |a| ref_repeat(a, &[2, 2])))
-        .sample(s1("0-dim by [3]", x(132, &[]), |t| t.repeat(&[3]), |a| ref_repeat(a, &[3])))
-        .sample(s1("zero repeat", x(133, &[2]), |t| t.repeat(&[0, 2]), |a| ref_repeat(a, &[0, 2])))
-        .sample(s1(
-            "transposed [3,2].t() by [1,2]",
-            x(134, &[3, 2]),
-            |t| t.t()?.repeat(&[1, 2]),
-            |a| ref_repeat(&ref_pick(a, &[2, 3], |m| vec![m[1], m[0]]), &[1, 2]),
-        ))
-        .sample(s1("all ones copies", x(135, &[2, 2]), |t| t.repeat(&[1, 1]), |a| a.clone()))
+        .sample(s1("[2,3] by [2,1]", x(130, &[2, 3]), un!(|t| t.repeat(&[2, 1])), |a| ref_repeat(a, &[2, 1])))
+        .sample(s1("[3] by [2,2] adds a dim", x(131, &[3]), un!(|t| t.repeat(&[2, 2])), |a| ref_repeat(a, &[2, 2])))
+        .sample(s1("0-dim by [3]", x(132, &[]), un!(|t| t.repeat(&[3])), |a| ref_repeat(a, &[3])))
+        .sample(s1("zero repeat", x(133, &[2]), un!(|t| t.repeat(&[0, 2])), |a| ref_repeat(a, &[0, 2])))
+        .sample(s1("transposed [3,2].t() by [1,2]", x(134, &[3, 2]), un!(|t| t.t()?.repeat(&[1, 2])), |a| {
+            ref_repeat(&ref_pick(a, &[2, 3], |m| vec![m[1], m[0]]), &[1, 2])
+        }))
+        .sample(s1("all ones copies", x(135, &[2, 2]), un!(|t| t.repeat(&[1, 1])), |a| a.clone()))
         .error(ErrorCase::new("fewer repeats than dims", || x(1, &[2, 2]).repeat(&[2]), is_arg));
 
     let flip = OpInfo::new("flip", ALL, true)
-        .sample(s1("[3,4] dim 0", x(140, &[3, 4]), |t| t.flip(&[0]), |a| ref_flip(a, &[0])))
-        .sample(s1("[2,3,4] dims 0,-1", x(141, &[2, 3, 4]), |t| t.flip(&[0, -1]), |a| ref_flip(a, &[0, 2])))
-        .sample(s1("no dims", x(142, &[3]), |t| t.flip(&[]), |a| a.clone()))
-        .sample(s1("0-dim", x(143, &[]), |t| t.flip(&[0]), |a| a.clone()))
-        .sample(s1("zero-size", x(144, &[0, 3]), |t| t.flip(&[0, 1]), |a| ref_flip(a, &[0, 1])))
-        .sample(s1(
-            "expanded [1,3] -> [2,3] dim 1",
-            x(145, &[1, 3]),
-            |t| t.expand(&[2, 3])?.flip(&[1]),
-            |a| {
-                let e = RefArray::new(vec![2, 3], (0..6).map(|k| a.data[k % 3]).collect());
-                ref_flip(&e, &[1])
-            },
-        ))
+        .sample(s1("[3,4] dim 0", x(140, &[3, 4]), un!(|t| t.flip(&[0])), |a| ref_flip(a, &[0])))
+        .sample(s1("[2,3,4] dims 0,-1", x(141, &[2, 3, 4]), un!(|t| t.flip(&[0, -1])), |a| ref_flip(a, &[0, 2])))
+        .sample(s1("no dims", x(142, &[3]), un!(|t| t.flip(&[])), |a| a.clone()))
+        .sample(s1("0-dim", x(143, &[]), un!(|t| t.flip(&[0])), |a| a.clone()))
+        .sample(s1("zero-size", x(144, &[0, 3]), un!(|t| t.flip(&[0, 1])), |a| ref_flip(a, &[0, 1])))
+        .sample(s1("expanded [1,3] -> [2,3] dim 1", x(145, &[1, 3]), un!(|t| t.expand(&[2, 3])?.flip(&[1])), |a| {
+            let e = RefArray::new(vec![2, 3], (0..6).map(|k| a.data[k % 3]).collect());
+            ref_flip(&e, &[1])
+        }))
         .error(ErrorCase::new("repeated dim", || x(1, &[3, 2]).flip(&[0, -2]), is_arg))
         .error(ErrorCase::new("dim out of range", || x(1, &[3, 2]).flip(&[2]), is_dim));
 
     let roll = OpInfo::new("roll", ALL, true)
-        .sample(s1("[5] by 2", x(150, &[5]), |t| t.roll(&[2], &[0]), |a| ref_roll(a, &[2], &[0])))
-        .sample(s1("[5] by -7", x(151, &[5]), |t| t.roll(&[-7], &[0]), |a| ref_roll(a, &[-7], &[0])))
-        .sample(s1(
-            "[3,4] by (1,-1) on (0,1)",
-            x(152, &[3, 4]),
-            |t| t.roll(&[1, -1], &[0, 1]),
-            |a| ref_roll(a, &[1, -1], &[0, 1]),
-        ))
-        .sample(s1(
-            "[3,4] flattened by 5",
-            x(153, &[3, 4]),
-            |t| t.roll(&[5], &[]),
-            |a| {
-                let f = RefArray::new(vec![12], a.data.clone());
-                RefArray::new(vec![3, 4], ref_roll(&f, &[5], &[0]).data)
-            },
-        ))
-        .sample(s1("shift of a full turn", x(154, &[2, 3]), |t| t.roll(&[3], &[-1]), |a| a.clone()))
-        .sample(s1("zero-size", x(155, &[0, 3]), |t| t.roll(&[1], &[0]), |a| a.clone()))
+        .sample(s1("[5] by 2", x(150, &[5]), un!(|t| t.roll(&[2], &[0])), |a| ref_roll(a, &[2], &[0])))
+        .sample(s1("[5] by -7", x(151, &[5]), un!(|t| t.roll(&[-7], &[0])), |a| ref_roll(a, &[-7], &[0])))
+        .sample(s1("[3,4] by (1,-1) on (0,1)", x(152, &[3, 4]), un!(|t| t.roll(&[1, -1], &[0, 1])), |a| {
+            ref_roll(a, &[1, -1], &[0, 1])
+        }))
+        .sample(s1("[3,4] flattened by 5", x(153, &[3, 4]), un!(|t| t.roll(&[5], &[])), |a| {
+            let f = RefArray::new(vec![12], a.data.clone());
+            RefArray::new(vec![3, 4], ref_roll(&f, &[5], &[0]).data)
+        }))
+        .sample(s1("shift of a full turn", x(154, &[2, 3]), un!(|t| t.roll(&[3], &[-1])), |a| a.clone()))
+        .sample(s1("zero-size", x(155, &[0, 3]), un!(|t| t.roll(&[1], &[0])), |a| a.clone()))
         .error(ErrorCase::new("shifts and dims differ", || x(1, &[3, 2]).roll(&[1, 1], &[0]), is_arg))
         .error(ErrorCase::new("two shifts without dims", || x(1, &[3, 2]).roll(&[1, 1], &[]), is_arg))
         .error(ErrorCase::new("dim out of range", || x(1, &[3, 2]).roll(&[1], &[2]), is_dim));
 
     let tril = OpInfo::new("tril", ALL, true)
-        .sample(s1("[3,4] diagonal 0", x(160, &[3, 4]), |t| t.tril(0), |a| ref_tri(a, 0, true)))
-        .sample(s1("[4,3] diagonal -1", x(161, &[4, 3]), |t| t.tril(-1), |a| ref_tri(a, -1, true)))
-        .sample(s1("[2,3,3] batched, diagonal 1", x(162, &[2, 3, 3]), |t| t.tril(1), |a| ref_tri(a, 1, true)))
-        .sample(s1(
-            "transposed",
-            x(163, &[4, 3]),
-            |t| t.t()?.tril(0),
-            |a| ref_tri(&ref_pick(a, &[3, 4], |m| vec![m[1], m[0]]), 0, true),
-        ))
-        .sample(s1("zero-size", x(164, &[0, 3]), |t| t.tril(0), |a| a.clone()))
+        .sample(s1("[3,4] diagonal 0", x(160, &[3, 4]), un!(|t| t.tril(0)), |a| ref_tri(a, 0, true)))
+        .sample(s1("[4,3] diagonal -1", x(161, &[4, 3]), un!(|t| t.tril(-1)), |a| ref_tri(a, -1, true)))
+        .sample(s1("[2,3,3] batched, diagonal 1", x(162, &[2, 3, 3]), un!(|t| t.tril(1)), |a| ref_tri(a, 1, true)))
+        .sample(s1("transposed", x(163, &[4, 3]), un!(|t| t.t()?.tril(0)), |a| {
+            ref_tri(&ref_pick(a, &[3, 4], |m| vec![m[1], m[0]]), 0, true)
+        }))
+        .sample(s1("zero-size", x(164, &[0, 3]), un!(|t| t.tril(0)), |a| a.clone()))
         .error(ErrorCase::new("1-D input", || x(1, &[3]).tril(0), is_arg));
 
     let triu = OpInfo::new("triu", ALL, true)
-        .sample(s1("[3,4] diagonal 0", x(170, &[3, 4]), |t| t.triu(0), |a| ref_tri(a, 0, false)))
-        .sample(s1("[3,4] diagonal 2", x(171, &[3, 4]), |t| t.triu(2), |a| ref_tri(a, 2, false)))
-        .sample(s1("[2,2,3] batched, diagonal -5", x(172, &[2, 2, 3]), |t| t.triu(-5), |a| ref_tri(a, -5, false)))
-        .sample(s1(
-            "expanded",
-            x(173, &[1, 3]),
-            |t| t.expand(&[3, 3])?.triu(0),
-            |a| {
-                let e = RefArray::new(vec![3, 3], (0..9).map(|k| a.data[k % 3]).collect());
-                ref_tri(&e, 0, false)
-            },
-        ))
+        .sample(s1("[3,4] diagonal 0", x(170, &[3, 4]), un!(|t| t.triu(0)), |a| ref_tri(a, 0, false)))
+        .sample(s1("[3,4] diagonal 2", x(171, &[3, 4]), un!(|t| t.triu(2)), |a| ref_tri(a, 2, false)))
+        .sample(s1("[2,2,3] batched, diagonal -5", x(172, &[2, 2, 3]), un!(|t| t.triu(-5)), |a| ref_tri(a, -5, false)))
+        .sample(s1("expanded", x(173, &[1, 3]), un!(|t| t.expand(&[3, 3])?.triu(0)), |a| {
+            let e = RefArray::new(vec![3, 3], (0..9).map(|k| a.data[k % 3]).collect());
+            ref_tri(&e, 0, false)
+        }))
         .error(ErrorCase::new("0-dim input", || x(1, &[]).triu(0), is_arg));
 
     let one_hot = OpInfo::new("one_hot", &[DType::I64], false)
-        .sample(s1("[4] with 3 classes", ix(&[0, 2, 1, 2], &[4]), |t| t.one_hot(3), |a| ref_one_hot(a, 3)))
-        .sample(s1("[2,2] inferred classes", ix(&[1, 4, 0, 1], &[2, 2]), |t| t.one_hot(-1), |a| ref_one_hot(a, 5)))
-        .sample(s1("0-dim", ix(&[1], &[]), |t| t.one_hot(2), |a| ref_one_hot(a, 2)))
-        .sample(s1("zero-size", ix(&[], &[0]), |t| t.one_hot(3), |a| ref_one_hot(a, 3)))
+        .sample(s1("[4] with 3 classes", ix(&[0, 2, 1, 2], &[4]), t_un(|t| t.one_hot(3)), |a| ref_one_hot(a, 3)))
+        .sample(s1("[2,2] inferred classes", ix(&[1, 4, 0, 1], &[2, 2]), t_un(|t| t.one_hot(-1)), |a| {
+            ref_one_hot(a, 5)
+        }))
+        .sample(s1("0-dim", ix(&[1], &[]), t_un(|t| t.one_hot(2)), |a| ref_one_hot(a, 2)))
+        .sample(s1("zero-size", ix(&[], &[0]), t_un(|t| t.one_hot(3)), |a| ref_one_hot(a, 3)))
         .error(ErrorCase::new("value too large", || ix(&[0, 3], &[2]).one_hot(3), is_index))
         .error(ErrorCase::new("negative value", || ix(&[0, -1], &[2]).one_hot(3), is_index))
         .error(ErrorCase::new("F64 input", || x(1, &[2]).one_hot(3), is_dtype))
@@ -960,12 +948,7 @@ fn with_nan_and_ties() -> Tensor {
 }
 
 fn sort_ops() -> Vec<OpInfo> {
-    let sort = |dim: isize, desc: bool| {
-        move |t: &Tensor| -> Result<Vec<Tensor>> {
-            let (v, i) = t.sort(dim, desc)?;
-            Ok(vec![v, i])
-        }
-    };
+    let sort = |dim: isize, desc: bool| many!(|t| two(t.sort(dim, desc)));
     let rsort = |dim: usize, desc: bool| {
         move |a: &RefArray| {
             let (v, i) = ref_sort(a, dim, desc, a.shape[dim]);
@@ -977,38 +960,22 @@ fn sort_ops() -> Vec<OpInfo> {
         .sample(s1n("NaN and ties, dim 0 descending", with_nan_and_ties(), sort(0, true), rsort(0, true)))
         .sample(s1n("[2,3,5] dim 1", x(180, &[2, 3, 5]), sort(1, false), rsort(1, false)))
         .sample(s1n("small integers (many ties) descending", int_t(181, &[20], 0, 3), sort(0, true), rsort(0, true)))
-        .sample(s1n(
-            "transposed",
-            x(182, &[4, 3]),
-            |t| {
-                let (v, i) = t.t()?.sort(1, false)?;
-                Ok(vec![v, i])
-            },
-            |a| {
-                let (v, i) = ref_sort(&ref_pick(a, &[3, 4], |m| vec![m[1], m[0]]), 1, false, 4);
-                vec![v, i]
-            },
-        ))
+        .sample(s1n("transposed", x(182, &[4, 3]), many!(|t| two(t.t()?.sort(1, false))), |a| {
+            let (v, i) = ref_sort(&ref_pick(a, &[3, 4], |m| vec![m[1], m[0]]), 1, false, 4);
+            vec![v, i]
+        }))
         .sample(s1n("0-dim", x(183, &[]), sort(0, false), |a| vec![a.clone(), RefArray::scalar(0.0)]))
         .sample(s1n("zero-size", x(184, &[0, 3]), sort(0, false), |a| vec![a.clone(), a.clone()]))
         .error(ErrorCase::new("dim out of range", || x(1, &[3]).sort(1, false), is_dim));
 
     let argsort = OpInfo::new("argsort", NUMERIC, false)
-        .sample(s1(
-            "NaN and ties descending",
-            with_nan_and_ties(),
-            |t| t.argsort(1, true),
-            |a| ref_sort(a, 1, true, 4).1,
-        ))
-        .sample(s1("[6] ascending", x(185, &[6]), |t| t.argsort(0, false), |a| ref_sort(a, 0, false, 6).1))
+        .sample(s1("NaN and ties descending", with_nan_and_ties(), t_un(|t| t.argsort(1, true)), |a| {
+            ref_sort(a, 1, true, 4).1
+        }))
+        .sample(s1("[6] ascending", x(185, &[6]), t_un(|t| t.argsort(0, false)), |a| ref_sort(a, 0, false, 6).1))
         .error(ErrorCase::new("dim out of range", || x(1, &[3]).argsort(-2, false), is_dim));
 
-    let topk = |k: usize, dim: isize, largest: bool| {
-        move |t: &Tensor| -> Result<Vec<Tensor>> {
-            let (v, i) = t.topk(k, dim, largest, true)?;
-            Ok(vec![v, i])
-        }
-    };
+    let topk = |k: usize, dim: isize, largest: bool| many!(|t| two(t.topk(k, dim, largest, true)));
     let rtopk = |k: usize, dim: usize, largest: bool| {
         move |a: &RefArray| {
             let (v, i) = ref_sort(a, dim, largest, k);

@@ -6,6 +6,11 @@
 //! against the `Error` variant it must produce. tensor-cuda runs the same table on
 //! the GPU against the CPU, and autograd runs gradcheck over the differentiable
 //! records.
+//!
+//! A sample of a differentiable record states its call once, with [`call!`] (or
+//! [`fn1!`]/[`fn2!`] inside the batteries): the macro compiles the same body for
+//! [`Tensor`] and for autograd's [`Var`], so the gradient tests run exactly the call
+//! the forward tests run.
 #![warn(missing_docs)]
 
 pub mod creation;
@@ -20,11 +25,271 @@ pub mod views;
 
 use std::sync::Arc;
 
+#[doc(hidden)]
+pub use autograd::Var;
 pub use refs::RefArray;
-use tensor_core::{DType, Error, Result, Tensor};
+use tensor_core::{DType, Error};
+#[doc(hidden)]
+pub use tensor_core::{Result, Scalar, Tensor};
 
 /// Runs the op on inputs (already cast to the dtype under test).
 pub type OpFn = Arc<dyn Fn(&[Tensor]) -> Result<Vec<Tensor>> + Send + Sync>;
+/// The same call on `Var`s (recorded by autograd).
+pub type VarOpFn = Arc<dyn Fn(&[Var]) -> Result<Vec<Var>> + Send + Sync>;
+
+/// What the op-table's generic helpers need from an operand, implemented by
+/// [`Tensor`] and [`Var`] (each method is the type's own op of the same name).
+pub trait Operand: Clone + From<Tensor> + Send + Sync + 'static {
+    /// The value (a `Var`'s tensor, or the tensor itself).
+    fn tensor(&self) -> &Tensor;
+    /// `t()`.
+    fn t(&self) -> Result<Self>;
+    /// `transpose(d0, d1)`.
+    fn transpose(&self, d0: isize, d1: isize) -> Result<Self>;
+    /// `slice(dim, start, end, step)`.
+    fn slice(&self, dim: isize, start: Option<isize>, end: Option<isize>, step: usize) -> Result<Self>;
+    /// `expand(shape)`.
+    fn expand(&self, shape: &[isize]) -> Result<Self>;
+    /// `embedding(indices)` (a `Var` without a padding index).
+    fn embedding_lookup(&self, indices: &Tensor) -> Result<Self>;
+    /// This type's side of a unary [`Fn1`].
+    fn pick1(f: &Fn1) -> &(dyn Fn(&Self) -> Result<Self> + Send + Sync);
+    /// This type's side of a binary [`Fn2`].
+    fn pick2(f: &Fn2) -> &(dyn Fn(&Self, &Self) -> Result<Self> + Send + Sync);
+    /// This type's side of a tensor-scalar [`FnS`].
+    fn pick_s(f: &FnS) -> &(dyn Fn(&Self, Scalar) -> Result<Self> + Send + Sync);
+}
+
+macro_rules! operand {
+    ($ty:ident, $side:ident, |$s:ident| $as_tensor:expr, |$e:ident, $i:ident| $embedding:expr) => {
+        impl Operand for $ty {
+            fn tensor(&self) -> &Tensor {
+                let $s = self;
+                $as_tensor
+            }
+            fn t(&self) -> Result<Self> {
+                $ty::t(self)
+            }
+            fn transpose(&self, d0: isize, d1: isize) -> Result<Self> {
+                $ty::transpose(self, d0, d1)
+            }
+            fn slice(&self, dim: isize, start: Option<isize>, end: Option<isize>, step: usize) -> Result<Self> {
+                $ty::slice(self, dim, start, end, step)
+            }
+            fn expand(&self, shape: &[isize]) -> Result<Self> {
+                $ty::expand(self, shape)
+            }
+            fn embedding_lookup(&self, indices: &Tensor) -> Result<Self> {
+                let ($e, $i) = (self, indices);
+                $embedding
+            }
+            fn pick1(f: &Fn1) -> &(dyn Fn(&Self) -> Result<Self> + Send + Sync) {
+                &*f.$side
+            }
+            fn pick2(f: &Fn2) -> &(dyn Fn(&Self, &Self) -> Result<Self> + Send + Sync) {
+                &*f.$side
+            }
+            fn pick_s(f: &FnS) -> &(dyn Fn(&Self, Scalar) -> Result<Self> + Send + Sync) {
+                &*f.$side
+            }
+        }
+    };
+}
+operand!(Tensor, tensor, |t| t, |t, i| t.embedding(i));
+operand!(Var, var, |v| v.tensor(), |v, i| v.embedding(i, None));
+
+/// A call on a sample's inputs, written once and compiled for [`Tensor`] and [`Var`]
+/// (made by [`call!`]).
+#[derive(Clone)]
+pub struct Call {
+    /// The tensor form.
+    pub tensor: OpFn,
+    /// The `Var` form.
+    pub var: VarOpFn,
+}
+
+/// How a sample runs its op: written once for `Tensor` and `Var` (the samples of
+/// differentiable records), or on tensors only.
+#[derive(Clone)]
+pub enum Run {
+    /// Both forms, from [`call!`].
+    Both(Call),
+    /// The tensor form only (ops without a gradient).
+    Tensor(OpFn),
+}
+
+/// A unary op on one operand type.
+pub type UnaryFn<T> = Arc<dyn Fn(&T) -> Result<T> + Send + Sync>;
+/// A binary op on one operand type.
+pub type BinaryFn<T> = Arc<dyn Fn(&T, &T) -> Result<T> + Send + Sync>;
+/// A tensor-scalar op on one operand type.
+pub type ScalarFn<T> = Arc<dyn Fn(&T, Scalar) -> Result<T> + Send + Sync>;
+
+/// A unary op written once for both operand types (made by [`fn1!`]).
+#[derive(Clone)]
+pub struct Fn1 {
+    /// The tensor form.
+    pub tensor: UnaryFn<Tensor>,
+    /// The `Var` form.
+    pub var: UnaryFn<Var>,
+}
+
+/// A binary op written once for both operand types (made by [`fn2!`]).
+#[derive(Clone)]
+pub struct Fn2 {
+    /// The tensor form.
+    pub tensor: BinaryFn<Tensor>,
+    /// The `Var` form.
+    pub var: BinaryFn<Var>,
+}
+
+/// A tensor-scalar op written once for both operand types (made by [`fn_s!`]).
+#[derive(Clone)]
+pub struct FnS {
+    /// The tensor form.
+    pub tensor: ScalarFn<Tensor>,
+    /// The `Var` form.
+    pub var: ScalarFn<Var>,
+}
+
+/// A plain tensor as an operand of type `T` (itself, or a `Var` without a gradient):
+/// the index outputs of `max_dim`, `sort`, ... in a body written for both types.
+pub fn lift<T: From<Tensor>>(t: Tensor) -> T {
+    T::from(t)
+}
+
+impl Fn1 {
+    /// Runs the side for `T`.
+    pub fn run<T: Operand>(&self, x: &T) -> Result<T> {
+        T::pick1(self)(x)
+    }
+}
+impl Fn2 {
+    /// Runs the side for `T`.
+    pub fn run<T: Operand>(&self, a: &T, b: &T) -> Result<T> {
+        T::pick2(self)(a, b)
+    }
+}
+impl FnS {
+    /// Runs the side for `T`.
+    pub fn run<T: Operand>(&self, x: &T, s: Scalar) -> Result<T> {
+        T::pick_s(self)(x, s)
+    }
+}
+
+/// A [`Call`] from one body over the inputs `x: &[T]`, returning `Result<Vec<T>>`,
+/// compiled with `T = Tensor` and `T = Var` (write `T::cat`, `lift(index_tensor)`,
+/// and `x[i].tensor()` for an input the op takes as a plain tensor). Variables the
+/// body uses that are not `Copy` are listed first, in brackets, to be cloned into
+/// both forms.
+///
+/// ```
+/// use op_table::call;
+/// let dims = vec![0isize];
+/// let c = call!([dims] |x| Ok(vec![x[0].sum(&dims, false)?, x[0].exp()?]));
+/// let t = tensor_core::Tensor::new(&[1f64, 2.0]);
+/// assert_eq!((c.tensor)(&[t.clone()]).unwrap()[0].to_vec_f64().unwrap(), [3.0]);
+/// let v = op_table::Var::from(t);
+/// assert_eq!((c.var)(&[v]).unwrap()[1].tensor().to_vec_f64().unwrap(), [1f64.exp(), 2f64.exp()]);
+/// ```
+#[macro_export]
+macro_rules! call {
+    ($([$($cap:ident),* $(,)?])? |$x:ident| $body:expr) => {
+        $crate::Call {
+            tensor: {
+                $($(let $cap = $cap.clone();)*)?
+                ::std::sync::Arc::new(move |$x: &[$crate::Tensor]| -> $crate::Result<Vec<$crate::Tensor>> {
+                    #[allow(dead_code)]
+                    type T = $crate::Tensor;
+                    #[allow(unused_imports)]
+                    use $crate::Operand as _;
+                    $body
+                })
+            },
+            var: {
+                $($(let $cap = $cap.clone();)*)?
+                ::std::sync::Arc::new(move |$x: &[$crate::Var]| -> $crate::Result<Vec<$crate::Var>> {
+                    #[allow(dead_code)]
+                    type T = $crate::Var;
+                    #[allow(unused_imports)]
+                    use $crate::Operand as _;
+                    $body
+                })
+            },
+        }
+    };
+}
+
+/// A [`Call`] of one output from one body over the first input `x: &T`, returning
+/// `Result<T>` (the one-input form of [`call!`]).
+#[macro_export]
+macro_rules! call1 {
+    ($([$($cap:ident),* $(,)?])? |$x:ident| $body:expr) => {
+        $crate::call!($([$($cap),*])? |inputs| Ok(vec![{
+            let $x = &inputs[0];
+            $body
+        }?]))
+    };
+}
+
+/// A [`Fn1`] from one body over `x: &T` returning `Result<T>`.
+#[macro_export]
+macro_rules! fn1 {
+    ($([$($cap:ident),* $(,)?])? |$x:ident| $body:expr) => {
+        $crate::Fn1 {
+            tensor: {
+                $($(let $cap = $cap.clone();)*)?
+                ::std::sync::Arc::new(move |$x: &$crate::Tensor| -> $crate::Result<$crate::Tensor> {
+                    #[allow(dead_code)]
+                    type T = $crate::Tensor;
+                    #[allow(unused_imports)]
+                    use $crate::Operand as _;
+                    $body
+                })
+            },
+            var: {
+                $($(let $cap = $cap.clone();)*)?
+                ::std::sync::Arc::new(move |$x: &$crate::Var| -> $crate::Result<$crate::Var> {
+                    #[allow(dead_code)]
+                    type T = $crate::Var;
+                    #[allow(unused_imports)]
+                    use $crate::Operand as _;
+                    $body
+                })
+            },
+        }
+    };
+}
+
+/// A [`Fn2`] from one body over `a: &T, b: &T` returning `Result<T>`.
+#[macro_export]
+macro_rules! fn2 {
+    (|$a:ident, $b:ident| $body:expr) => {
+        $crate::Fn2 {
+            tensor: ::std::sync::Arc::new(
+                move |$a: &$crate::Tensor, $b: &$crate::Tensor| -> $crate::Result<$crate::Tensor> { $body },
+            ),
+            var: ::std::sync::Arc::new(move |$a: &$crate::Var, $b: &$crate::Var| -> $crate::Result<$crate::Var> {
+                $body
+            }),
+        }
+    };
+}
+
+/// A [`FnS`] from one body over `x: &T, s: Scalar` returning `Result<T>`.
+#[macro_export]
+macro_rules! fn_s {
+    (|$x:ident, $s:ident| $body:expr) => {
+        $crate::FnS {
+            tensor: ::std::sync::Arc::new(
+                move |$x: &$crate::Tensor, $s: $crate::Scalar| -> $crate::Result<$crate::Tensor> { $body },
+            ),
+            var: ::std::sync::Arc::new(move |$x: &$crate::Var, $s: $crate::Scalar| -> $crate::Result<$crate::Var> {
+                $body
+            }),
+        }
+    };
+}
 /// Computes the expected outputs from the inputs, in f64.
 pub type RefFn = Arc<dyn Fn(&[RefArray]) -> Vec<RefArray> + Send + Sync>;
 
@@ -38,8 +303,14 @@ pub struct Sample {
     pub inputs: Vec<Tensor>,
     /// Which inputs take the dtype under test.
     pub cast: Vec<bool>,
+    /// Inputs the `Var` form reads as plain tensors (running statistics): the
+    /// gradient tests hold them constant.
+    pub constant: Vec<bool>,
     /// The op.
     pub op: OpFn,
+    /// The same call on `Var`s, for the gradient tests (every gradcheckable sample of
+    /// a differentiable record has one).
+    pub var_op: Option<VarOpFn>,
     /// The f64 reference.
     pub reference: RefFn,
 }
@@ -53,7 +324,57 @@ impl Sample {
         reference: impl Fn(&[RefArray]) -> Vec<RefArray> + Send + Sync + 'static,
     ) -> Self {
         let cast = vec![true; inputs.len()];
-        Sample { desc: desc.into(), inputs, cast, op: Arc::new(op), reference: Arc::new(reference) }
+        let constant = vec![false; inputs.len()];
+        Sample {
+            desc: desc.into(),
+            inputs,
+            cast,
+            constant,
+            op: Arc::new(op),
+            var_op: None,
+            reference: Arc::new(reference),
+        }
+    }
+
+    /// A sample whose call is written once for `Tensor` and `Var` (see [`call!`]).
+    pub fn call(
+        desc: impl Into<String>,
+        inputs: Vec<Tensor>,
+        call: Call,
+        reference: impl Fn(&[RefArray]) -> Vec<RefArray> + Send + Sync + 'static,
+    ) -> Self {
+        let (cast, constant) = (vec![true; inputs.len()], vec![false; inputs.len()]);
+        Sample {
+            desc: desc.into(),
+            inputs,
+            cast,
+            constant,
+            op: call.tensor,
+            var_op: Some(call.var),
+            reference: Arc::new(reference),
+        }
+    }
+
+    /// A sample that runs `run` (written once for both operand types, or on tensors only).
+    pub fn run(
+        desc: impl Into<String>,
+        inputs: Vec<Tensor>,
+        run: Run,
+        reference: impl Fn(&[RefArray]) -> Vec<RefArray> + Send + Sync + 'static,
+    ) -> Self {
+        match run {
+            Run::Both(c) => Sample::call(desc, inputs, c, reference),
+            Run::Tensor(op) => Sample::new(desc, inputs, move |x| op(x), reference),
+        }
+    }
+
+    /// Marks inputs the `Var` form reads as plain tensors (held constant by the
+    /// gradient tests).
+    pub fn with_constants(mut self, inputs: &[usize]) -> Self {
+        for &i in inputs {
+            self.constant[i] = true;
+        }
+        self
     }
 
     /// Marks which inputs take the dtype under test (the rest keep theirs).

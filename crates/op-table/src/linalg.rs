@@ -9,6 +9,7 @@
 use tensor_core::{DType, Error, Result, Tensor};
 
 use crate::refs::{broadcast, unravel};
+use crate::{call, fn2, Fn2, Operand};
 use crate::{int_t, rand_t, ErrorCase, OpInfo, RefArray, Sample, NUMERIC};
 
 /// Dtypes of the products (bool is refused; u8 would wrap on these sums).
@@ -86,13 +87,13 @@ fn stored(seed: u64, shape: &[usize], lay: Lay) -> Tensor {
     }
 }
 
-fn view(t: &Tensor, lay: Lay) -> Result<Tensor> {
+fn view<T: Operand>(t: &T, lay: Lay) -> Result<T> {
     match lay {
         Lay::Plain => Ok(t.clone()),
         Lay::T => t.transpose(-2, -1),
         Lay::Step => t.slice(-2, None, None, 2),
         Lay::Expand(rows) => {
-            let mut s: Vec<isize> = t.dims().iter().map(|&d| d as isize).collect();
+            let mut s: Vec<isize> = t.tensor().dims().iter().map(|&d| d as isize).collect();
             let r = s.len();
             s[r - 2] = rows as isize;
             t.expand(&s)
@@ -124,21 +125,16 @@ fn view_ref(a: &RefArray, lay: Lay) -> RefArray {
     RefArray::new(shape, data)
 }
 
-fn pair(
-    desc: &str,
-    (sa, la): (&[usize], Lay),
-    (sb, lb): (&[usize], Lay),
-    op: fn(&Tensor, &Tensor) -> Result<Tensor>,
-) -> Sample {
-    Sample::new(
+fn pair(desc: &str, (sa, la): (&[usize], Lay), (sb, lb): (&[usize], Lay), op: &Fn2) -> Sample {
+    Sample::call(
         desc,
         vec![stored(1, sa, la), stored(2, sb, lb)],
-        move |x| Ok(vec![op(&view(&x[0], la)?, &view(&x[1], lb)?)?]),
+        call!([op] | x | Ok(vec![op.run(&view(&x[0], la)?, &view(&x[1], lb)?)?])),
         move |x| vec![ref_matmul(&view_ref(&x[0], la), &view_ref(&x[1], lb))],
     )
 }
 
-fn plain(desc: &str, sa: &[usize], sb: &[usize], op: fn(&Tensor, &Tensor) -> Result<Tensor>) -> Sample {
+fn plain(desc: &str, sa: &[usize], sb: &[usize], op: &Fn2) -> Sample {
     pair(desc, (sa, Lay::Plain), (sb, Lay::Plain), op)
 }
 
@@ -151,7 +147,7 @@ fn f(shape: &[usize]) -> Tensor {
 }
 
 fn matmul() -> OpInfo {
-    let mm: fn(&Tensor, &Tensor) -> Result<Tensor> = |a, b| a.matmul(b);
+    let mm = &fn2!(|a, b| a.matmul(b));
     let (p, t, s) = (Lay::Plain, Lay::T, Lay::Step);
     let mut info = OpInfo::new("matmul", MATMUL_DTYPES, true)
         .sample(plain("1-D x 1-D (dot)", &[4], &[4], mm))
@@ -182,10 +178,10 @@ fn matmul() -> OpInfo {
         .sample(plain("many small batches [40,3,4] x [40,4,5]", &[40, 3, 4], &[40, 4, 5], mm))
         .sample(pair("larger transposed [70,50]^T x [70,60]", (&[50, 70], t), (&[70, 60], p), mm));
     // Expanded batch dims (stride 0 in the batch) with a non-mergeable layout.
-    info = info.sample(Sample::new(
+    info = info.sample(Sample::call(
         "expanded batch dims [3,1,2,4] -> [3,2,2,4] x [4,3]",
         vec![int_t(3, &[3, 1, 2, 4], -3, 3), int_t(4, &[4, 3], -3, 3)],
-        |x| Ok(vec![x[0].expand(&[3, 2, 2, 4])?.matmul(&x[1])?]),
+        call!(|x| Ok(vec![x[0].expand(&[3, 2, 2, 4])?.matmul(&x[1])?])),
         |x| {
             let a = &x[0];
             let e = RefArray::new(vec![3, 2, 2, 4], (0..48).map(|i| a.at(&[i / 16, 0, (i / 4) % 2, i % 4])).collect());
@@ -218,10 +214,10 @@ fn matmul() -> OpInfo {
 
 fn others() -> Vec<OpInfo> {
     let (p, t) = (Lay::Plain, Lay::T);
-    let mm: fn(&Tensor, &Tensor) -> Result<Tensor> = |a, b| a.mm(b);
-    let bmm: fn(&Tensor, &Tensor) -> Result<Tensor> = |a, b| a.bmm(b);
-    let mv: fn(&Tensor, &Tensor) -> Result<Tensor> = |a, b| a.mv(b);
-    let dot: fn(&Tensor, &Tensor) -> Result<Tensor> = |a, b| a.dot(b);
+    let mm = &fn2!(|a, b| a.mm(b));
+    let bmm = &fn2!(|a, b| a.bmm(b));
+    let mv = &fn2!(|a, b| a.mv(b));
+    let dot = &fn2!(|a, b| a.dot(b));
     let mut v = vec![
         OpInfo::new("mm", MATMUL_DTYPES, true)
             .sample(plain("[2,3] x [3,4]", &[2, 3], &[3, 4], mm))
@@ -264,10 +260,10 @@ fn others() -> Vec<OpInfo> {
         vec![RefArray::new(vec![a.numel(), b.numel()], data)]
     };
     let outer = |desc: &str, n: usize, m: usize| {
-        Sample::new(
+        Sample::call(
             desc,
             vec![int_t(5, &[n], -3, 3), int_t(6, &[m], -3, 3)],
-            |x| Ok(vec![x[0].outer(&x[1])?]),
+            call!(|x| Ok(vec![x[0].outer(&x[1])?])),
             outer_ref,
         )
     };

@@ -6,6 +6,7 @@ pub mod refs;
 
 use tensor_core::{DType, Error, Generator, PadMode, Tensor};
 
+use crate::call;
 use crate::{int_t, rand_t, ErrorCase, OpInfo, RefArray, Sample, FLOATS, NUMERIC};
 
 fn shape_err(e: &Error) -> bool {
@@ -59,11 +60,15 @@ fn idx_t(v: &[i64], shape: &[usize]) -> Tensor {
 }
 
 fn softmax_record(name: &'static str, log: bool) -> OpInfo {
-    let run = move |x: &Tensor, d: isize| if log { x.log_softmax(d) } else { x.softmax(d) };
     let s = move |desc: &str, x: Tensor, d: isize| {
         let rank = x.rank();
         let dd = if rank == 0 { 0 } else { d.rem_euclid(rank as isize) as usize };
-        Sample::new(desc, vec![x], move |i| Ok(vec![run(&i[0], d)?]), move |a| vec![refs::softmax(&a[0], dd, log)])
+        Sample::call(
+            desc,
+            vec![x],
+            call!(|i| Ok(vec![if log { i[0].log_softmax(d)? } else { i[0].softmax(d)? }])),
+            move |a| vec![refs::softmax(&a[0], dd, log)],
+        )
     };
     OpInfo::new(name, FLOATS, true)
         .sample(s("last dim", r(1, &[3, 5]), -1))
@@ -98,18 +103,13 @@ fn conv2d_sample(
     if bias {
         inputs.push(r(seed + 1, &[w_shape[0]]));
     }
-    Sample::new(
-        desc,
-        inputs,
-        move |i| Ok(vec![i[0].conv2d(&i[1], i.get(2), s, p, d, g)?]),
-        move |a| {
-            if a[0].shape.len() == 3 {
-                vec![unbatch(refs::conv2d(&batch1(&a[0]), &a[1], a.get(2), s, p, d, g))]
-            } else {
-                vec![refs::conv2d(&a[0], &a[1], a.get(2), s, p, d, g)]
-            }
-        },
-    )
+    Sample::call(desc, inputs, call!(|i| Ok(vec![i[0].conv2d(&i[1], i.get(2), s, p, d, g)?])), move |a| {
+        if a[0].shape.len() == 3 {
+            vec![unbatch(refs::conv2d(&batch1(&a[0]), &a[1], a.get(2), s, p, d, g))]
+        } else {
+            vec![refs::conv2d(&a[0], &a[1], a.get(2), s, p, d, g)]
+        }
+    })
 }
 
 fn conv2d_record() -> OpInfo {
@@ -252,18 +252,13 @@ fn conv1d_sample(
     if bias {
         inputs.push(r(41, &[w_shape[0]]));
     }
-    Sample::new(
-        desc,
-        inputs,
-        move |i| Ok(vec![i[0].conv1d(&i[1], i.get(2), s, p, d, g)?]),
-        move |a| {
-            if a[0].shape.len() == 2 {
-                vec![unbatch(refs::conv1d(&batch1(&a[0]), &a[1], a.get(2), s, p, d, g))]
-            } else {
-                vec![refs::conv1d(&a[0], &a[1], a.get(2), s, p, d, g)]
-            }
-        },
-    )
+    Sample::call(desc, inputs, call!(|i| Ok(vec![i[0].conv1d(&i[1], i.get(2), s, p, d, g)?])), move |a| {
+        if a[0].shape.len() == 2 {
+            vec![unbatch(refs::conv1d(&batch1(&a[0]), &a[1], a.get(2), s, p, d, g))]
+        } else {
+            vec![refs::conv1d(&a[0], &a[1], a.get(2), s, p, d, g)]
+        }
+    })
 }
 
 fn conv1d_record() -> OpInfo {
@@ -311,18 +306,13 @@ fn convt_sample(
     if bias {
         inputs.push(r(51, &[w_shape[1] * g]));
     }
-    Sample::new(
-        desc,
-        inputs,
-        move |i| Ok(vec![i[0].conv_transpose2d(&i[1], i.get(2), s, p, op, d, g)?]),
-        move |a| {
-            if a[0].shape.len() == 3 {
-                vec![unbatch(refs::conv_transpose2d(&batch1(&a[0]), &a[1], a.get(2), s, p, op, d, g))]
-            } else {
-                vec![refs::conv_transpose2d(&a[0], &a[1], a.get(2), s, p, op, d, g)]
-            }
-        },
-    )
+    Sample::call(desc, inputs, call!(|i| Ok(vec![i[0].conv_transpose2d(&i[1], i.get(2), s, p, op, d, g)?])), move |a| {
+        if a[0].shape.len() == 3 {
+            vec![unbatch(refs::conv_transpose2d(&batch1(&a[0]), &a[1], a.get(2), s, p, op, d, g))]
+        } else {
+            vec![refs::conv_transpose2d(&a[0], &a[1], a.get(2), s, p, op, d, g)]
+        }
+    })
 }
 
 fn conv_transpose2d_record() -> OpInfo {
@@ -456,12 +446,9 @@ fn max_pool_errors(op: OpInfo, with_indices: bool) -> OpInfo {
 fn max_pool2d_record() -> OpInfo {
     let mut op = OpInfo::new("max_pool2d", FLOATS, true);
     for (desc, x, (k, s, p, d, c)) in max_pool_cases() {
-        op = op.sample(Sample::new(
-            desc,
-            vec![x],
-            move |i| Ok(vec![i[0].max_pool2d(k, s, p, d, c)?]),
-            move |a| pool_ref(&a[0], |x| vec![refs::max_pool2d(x, k, s, p, d, c).0]),
-        ));
+        op = op.sample(Sample::call(desc, vec![x], call!(|i| Ok(vec![i[0].max_pool2d(k, s, p, d, c)?])), move |a| {
+            pool_ref(&a[0], |x| vec![refs::max_pool2d(x, k, s, p, d, c).0])
+        }));
     }
     max_pool_errors(op, false)
 }
@@ -469,13 +456,13 @@ fn max_pool2d_record() -> OpInfo {
 fn max_pool2d_with_indices_record() -> OpInfo {
     let mut op = OpInfo::new("max_pool2d_with_indices", FLOATS, true);
     for (desc, x, (k, s, p, d, c)) in max_pool_cases() {
-        op = op.sample(Sample::new(
+        op = op.sample(Sample::call(
             desc,
             vec![x],
-            move |i| {
+            call!(|i| {
                 let (v, ix) = i[0].max_pool2d_with_indices(k, s, p, d, c)?;
-                Ok(vec![v, ix])
-            },
+                Ok(vec![v, crate::lift(ix)])
+            }),
             move |a| {
                 pool_ref(&a[0], |x| {
                     let (v, ix) = refs::max_pool2d(x, k, s, p, d, c);
@@ -502,12 +489,9 @@ fn avg_pool2d_record() -> OpInfo {
     ];
     let mut op = OpInfo::new("avg_pool2d", FLOATS, true);
     for (desc, x, (k, s, p, c, inc)) in cases {
-        op = op.sample(Sample::new(
-            desc,
-            vec![x],
-            move |i| Ok(vec![i[0].avg_pool2d(k, s, p, c, inc)?]),
-            move |a| pool_ref(&a[0], |x| vec![refs::avg_pool2d(x, k, s, p, c, inc)]),
-        ));
+        op = op.sample(Sample::call(desc, vec![x], call!(|i| Ok(vec![i[0].avg_pool2d(k, s, p, c, inc)?])), move |a| {
+            pool_ref(&a[0], |x| vec![refs::avg_pool2d(x, k, s, p, c, inc)])
+        }));
     }
     op.error(ErrorCase::new(
         "5-D input",
@@ -537,12 +521,9 @@ fn adaptive_avg_pool2d_record() -> OpInfo {
     ];
     let mut op = OpInfo::new("adaptive_avg_pool2d", FLOATS, true);
     for (desc, x, o) in cases {
-        op = op.sample(Sample::new(
-            desc,
-            vec![x],
-            move |i| Ok(vec![i[0].adaptive_avg_pool2d(o)?]),
-            move |a| vec![refs::adaptive_avg_pool2d(&a[0], o)],
-        ));
+        op = op.sample(Sample::call(desc, vec![x], call!(|i| Ok(vec![i[0].adaptive_avg_pool2d(o)?])), move |a| {
+            vec![refs::adaptive_avg_pool2d(&a[0], o)]
+        }));
     }
     op.error(ErrorCase::new("2-D input", || r(1, &[4, 4]).adaptive_avg_pool2d([2, 2]), invalid_shape))
         .error(ErrorCase::new("empty spatial dim", || r(1, &[1, 1, 0, 4]).adaptive_avg_pool2d([2, 2]), invalid_shape))
@@ -594,12 +575,9 @@ fn pad_record() -> OpInfo {
     let mut op = OpInfo::new("pad", NUMERIC, true);
     for (desc, x, pads, mode, rmode) in cases {
         let p2 = pads.clone();
-        op = op.sample(Sample::new(
-            desc,
-            vec![x],
-            move |i| Ok(vec![i[0].pad(&pads, mode)?]),
-            move |a| vec![refs::pad(&a[0], &p2, rmode)],
-        ));
+        op = op.sample(Sample::call(desc, vec![x], call!([pads] | i | Ok(vec![i[0].pad(&pads, mode)?])), move |a| {
+            vec![refs::pad(&a[0], &p2, rmode)]
+        }));
     }
     op.error(ErrorCase::new("odd pad length", || r(1, &[2, 3]).pad(&[1], PadMode::Constant(0.0)), arg_err))
         .error(ErrorCase::new("more pads than dims", || r(1, &[3]).pad(&[1, 1, 1, 1], PadMode::Constant(0.0)), arg_err))
@@ -613,8 +591,10 @@ fn pad_record() -> OpInfo {
 
 fn embedding_record() -> OpInfo {
     let s = |desc: &str, w: Tensor, idx: Tensor| {
-        Sample::new(desc, vec![w, idx], |i| Ok(vec![i[0].embedding(&i[1])?]), |a| vec![refs::embedding(&a[0], &a[1])])
-            .with_cast(vec![true, false])
+        Sample::call(desc, vec![w, idx], call!(|i| Ok(vec![i[0].embedding_lookup(i[1].tensor())?])), |a| {
+            vec![refs::embedding(&a[0], &a[1])]
+        })
+        .with_cast(vec![true, false])
     };
     OpInfo::new("embedding", NUMERIC, true)
         .sample(s("2-D indices", int_t(1, &[5, 3], -9, 9), idx_t(&[0, 4, 2, 2, 1, 3], &[2, 3])))
@@ -639,14 +619,16 @@ fn layer_norm_record() -> OpInfo {
             inputs.push(r(31, &ns));
         }
         let k = ns.len();
-        Sample::new(
+        Sample::call(
             desc,
             inputs,
-            move |i| {
-                let wt = if w { Some(&i[1]) } else { None };
-                let bt = if b { Some(&i[if w { 2 } else { 1 }]) } else { None };
-                Ok(vec![i[0].layer_norm(&ns, wt, bt, 1e-5)?])
-            },
+            call!(
+                [ns] | i | {
+                    let wt = if w { Some(&i[1]) } else { None };
+                    let bt = if b { Some(&i[if w { 2 } else { 1 }]) } else { None };
+                    Ok(vec![i[0].layer_norm(&ns, wt, bt, 1e-5)?])
+                }
+            ),
             move |a| {
                 let wt = if w { Some(&a[1]) } else { None };
                 let bt = if b { Some(&a[if w { 2 } else { 1 }]) } else { None };
@@ -685,21 +667,21 @@ fn bn_sample(desc: &str, x: Tensor, stats: bool, affine: bool, training: bool, r
     }
     let (m, eps) = (0.1, 1e-5);
     let a0 = if stats { 3 } else { 1 };
-    Sample::new(
+    Sample::call(
         desc,
         inputs,
-        move |i| {
-            let rm = if stats { Some(i[1].copy()?) } else { None };
-            let rv = if stats { Some(i[2].copy()?) } else { None };
+        call!(|i| {
+            let rm = if stats { Some(i[1].tensor().copy()?) } else { None };
+            let rv = if stats { Some(i[2].tensor().copy()?) } else { None };
             let (w, b) = if affine { (Some(&i[a0]), Some(&i[a0 + 1])) } else { (None, None) };
             let y = i[0].batch_norm(rm.as_ref(), rv.as_ref(), w, b, training, m, eps)?;
             let mut out = vec![y];
             if return_stats {
-                out.extend(rm);
-                out.extend(rv);
+                out.extend(rm.map(crate::lift));
+                out.extend(rv.map(crate::lift));
             }
             Ok(out)
-        },
+        }),
         move |a| {
             let (w, b) = if affine { (Some(&a[a0]), Some(&a[a0 + 1])) } else { (None, None) };
             let (rm, rv) = if stats { (Some(&a[1]), Some(&a[2])) } else { (None, None) };
@@ -712,6 +694,7 @@ fn bn_sample(desc: &str, x: Tensor, stats: bool, affine: bool, training: bool, r
             out
         },
     )
+    .with_constants(if stats { &[1, 2] } else { &[] })
 }
 
 fn batch_norm_record() -> OpInfo {
@@ -760,12 +743,9 @@ fn batch_norm_stats_record() -> OpInfo {
 
 fn dropout_record() -> OpInfo {
     let s = |desc: &str, p: f64, training: bool, zero: bool| {
-        Sample::new(
-            desc,
-            vec![r(1, &[3, 4])],
-            move |i| Ok(vec![i[0].dropout(p, training)?]),
-            move |a| vec![if zero { a[0].map(|_| 0.0) } else { a[0].clone() }],
-        )
+        Sample::call(desc, vec![r(1, &[3, 4])], call!(|i| Ok(vec![i[0].dropout(p, training)?])), move |a| {
+            vec![if zero { a[0].map(|_| 0.0) } else { a[0].clone() }]
+        })
     };
     OpInfo::new("dropout", FLOATS, true)
         .sample(s("eval is identity", 0.5, false, false))
@@ -824,18 +804,13 @@ type Geometry = ([usize; 2], [usize; 2], [usize; 2], [usize; 2]);
 
 fn unfold2d_sample(desc: &str, x: Tensor, geo: Geometry) -> Sample {
     let (k, d, p, s) = geo;
-    Sample::new(
-        desc,
-        vec![x],
-        move |i| Ok(vec![i[0].unfold2d(k, d, p, s)?]),
-        move |a| {
-            if a[0].shape.len() == 3 {
-                vec![unbatch(refs::unfold2d(&batch1(&a[0]), k, d, p, s))]
-            } else {
-                vec![refs::unfold2d(&a[0], k, d, p, s)]
-            }
-        },
-    )
+    Sample::call(desc, vec![x], call!(|i| Ok(vec![i[0].unfold2d(k, d, p, s)?])), move |a| {
+        if a[0].shape.len() == 3 {
+            vec![unbatch(refs::unfold2d(&batch1(&a[0]), k, d, p, s))]
+        } else {
+            vec![refs::unfold2d(&a[0], k, d, p, s)]
+        }
+    })
 }
 
 fn unfold2d_record() -> OpInfo {
@@ -860,18 +835,13 @@ fn unfold2d_record() -> OpInfo {
 
 fn fold2d_sample(desc: &str, cols: Tensor, size: [usize; 2], geo: Geometry) -> Sample {
     let (k, d, p, s) = geo;
-    Sample::new(
-        desc,
-        vec![cols],
-        move |i| Ok(vec![i[0].fold2d(size, k, d, p, s)?]),
-        move |a| {
-            if a[0].shape.len() == 2 {
-                vec![unbatch(refs::fold2d(&batch1(&a[0]), size, k, d, p, s))]
-            } else {
-                vec![refs::fold2d(&a[0], size, k, d, p, s)]
-            }
-        },
-    )
+    Sample::call(desc, vec![cols], call!(|i| Ok(vec![i[0].fold2d(size, k, d, p, s)?])), move |a| {
+        if a[0].shape.len() == 2 {
+            vec![unbatch(refs::fold2d(&batch1(&a[0]), size, k, d, p, s))]
+        } else {
+            vec![refs::fold2d(&a[0], size, k, d, p, s)]
+        }
+    })
 }
 
 fn fold2d_record() -> OpInfo {

@@ -12,7 +12,7 @@ use tensor_core::ops::reduce::NormOrd;
 use tensor_core::{Error, Result, Tensor};
 
 use crate::refs::unravel;
-use crate::{rand_t, ErrorCase, OpInfo, RefArray, Sample, ALL, FLOATS, NUMERIC};
+use crate::{call, rand_t, ErrorCase, OpInfo, Operand, RefArray, Sample, Var, ALL, FLOATS, NUMERIC};
 
 /// A view applied to the input before reducing, mirrored in the reference.
 #[derive(Clone, Debug)]
@@ -27,12 +27,12 @@ enum View {
 }
 
 impl View {
-    fn apply(&self, t: &Tensor) -> Result<Tensor> {
+    fn apply<T: Operand>(&self, t: &T) -> Result<T> {
         match self {
             View::None => Ok(t.clone()),
             View::T => t.t(),
             View::Step => t.slice(0, None, None, 2),
-            View::Expand(m) => t.expand(&[*m as isize, t.dims()[1] as isize]),
+            View::Expand(m) => t.expand(&[*m as isize, t.tensor().dims()[1] as isize]),
         }
     }
 
@@ -267,37 +267,86 @@ fn r_norm(v: &[f64], ord: NormOrd) -> f64 {
     }
 }
 
-type ReduceFn = Arc<dyn Fn(&Tensor, &[isize], bool) -> Result<Vec<Tensor>> + Send + Sync>;
 type RefReduceFn = Arc<dyn Fn(&RefArray, &[isize], bool) -> Vec<RefArray> + Send + Sync>;
 
+/// A reduction `(input, dims, keepdim)`, written once for `Tensor` and `Var` with
+/// [`red!`] (differentiable records), or on tensors only.
+#[derive(Clone)]
+struct Red {
+    tensor: TensorRed,
+    var: Option<VarRed>,
+}
+
+/// A [`Red`] with both forms from one body.
+macro_rules! red {
+    (|$t:ident, $d:pat_param, $k:pat_param| $body:expr) => {
+        Red {
+            tensor: Arc::new(move |$t: &Tensor, $d: &[isize], $k: bool| -> Result<Vec<Tensor>> { $body }),
+            var: Some(Arc::new(move |$t: &Var, $d: &[isize], $k: bool| -> Result<Vec<Var>> { $body })),
+        }
+    };
+}
+
+/// A [`Red`] on tensors only (the reductions without a gradient).
+fn red_nd(f: impl Fn(&Tensor, &[isize], bool) -> Result<Vec<Tensor>> + Send + Sync + 'static) -> Red {
+    Red { tensor: Arc::new(f), var: None }
+}
+
 /// Samples of one reduction over `cases`.
-fn samples(cases: Vec<Case>, op: ReduceFn, reference: RefReduceFn) -> Vec<Sample> {
+fn samples(cases: Vec<Case>, op: Red, reference: RefReduceFn) -> Vec<Sample> {
     cases
         .into_iter()
         .map(|c| {
-            let (op, reference) = (op.clone(), reference.clone());
+            let reference = reference.clone();
             let (v1, v2, d1, d2) = (c.view.clone(), c.view, c.dims.clone(), c.dims);
             let k = c.keepdim;
-            Sample::new(
-                c.desc,
-                vec![c.input],
-                move |x| op(&v1.apply(&x[0])?, &d1, k),
-                move |x| reference(&v2.apply_ref(&x[0]), &d2, k),
-            )
+            let r = move |x: &[RefArray]| reference(&v2.apply_ref(&x[0]), &d2, k);
+            match &op.var {
+                Some(var) => {
+                    let (tensor, var) = (op.tensor.clone(), var.clone());
+                    Sample::call(
+                        c.desc,
+                        vec![c.input],
+                        call!([v1, d1, tensor, var] | x | T::run_red(&tensor, &var, &v1.apply(&x[0])?, &d1, k)),
+                        r,
+                    )
+                }
+                None => {
+                    let tensor = op.tensor.clone();
+                    Sample::new(c.desc, vec![c.input], move |x| tensor(&v1.apply(&x[0])?, &d1, k), r)
+                }
+            }
         })
         .collect()
+}
+
+type TensorRed = Arc<dyn Fn(&Tensor, &[isize], bool) -> Result<Vec<Tensor>> + Send + Sync>;
+type VarRed = Arc<dyn Fn(&Var, &[isize], bool) -> Result<Vec<Var>> + Send + Sync>;
+
+/// Picks the side of a [`Red`] for the operand type.
+trait RunRed: Sized {
+    fn run_red(t: &TensorRed, v: &VarRed, x: &Self, d: &[isize], k: bool) -> Result<Vec<Self>>;
+}
+impl RunRed for Tensor {
+    fn run_red(t: &TensorRed, _: &VarRed, x: &Self, d: &[isize], k: bool) -> Result<Vec<Self>> {
+        t(x, d, k)
+    }
+}
+impl RunRed for Var {
+    fn run_red(_: &TensorRed, v: &VarRed, x: &Self, d: &[isize], k: bool) -> Result<Vec<Self>> {
+        v(x, d, k)
+    }
 }
 
 fn record(
     name: &'static str,
     dtypes: &[tensor_core::DType],
-    differentiable: bool,
     cases: Vec<Case>,
-    op: impl Fn(&Tensor, &[isize], bool) -> Result<Vec<Tensor>> + Send + Sync + 'static,
+    op: Red,
     reference: impl Fn(&RefArray, &[isize], bool) -> Vec<RefArray> + Send + Sync + 'static,
 ) -> OpInfo {
-    let mut info = OpInfo::new(name, dtypes, differentiable);
-    info.samples = samples(cases, Arc::new(op), Arc::new(reference));
+    let mut info = OpInfo::new(name, dtypes, op.var.is_some());
+    info.samples = samples(cases, op, Arc::new(reference));
     info
 }
 
@@ -328,13 +377,14 @@ fn with_errors(mut info: OpInfo, errors: Vec<ErrorCase>) -> OpInfo {
     info
 }
 
-fn one(t: Result<Tensor>) -> Result<Vec<Tensor>> {
+fn one<T>(t: Result<T>) -> Result<Vec<T>> {
     Ok(vec![t?])
 }
 
-fn two(t: Result<(Tensor, Tensor)>) -> Result<Vec<Tensor>> {
+/// Both results of a two-output op (the second may be a plain index tensor).
+fn two<T, U: Into<T>>(t: Result<(T, U)>) -> Result<Vec<T>> {
     let (a, b) = t?;
-    Ok(vec![a, b])
+    Ok(vec![a, b.into()])
 }
 
 fn int_input() -> Tensor {
@@ -349,55 +399,41 @@ fn sum_like() -> Vec<OpInfo> {
     let prod_opts = Opts { empty: true, large: false, lo: 0.5, hi: 1.5 };
     let mut prod_cases = cases(prod_opts);
     prod_cases.push(case("large [200,100] dim 0", rand_t(30, &[200, 100], 0.97, 1.03), View::None, &[0], false));
+    // Zeros: the gradient of a product with one zero is the product of the others
+    // at the zero and 0 elsewhere; with two zeros it is 0 everywhere.
+    let t23 = |v: Vec<f64>| Tensor::from_vec(v, [2, 3]).expect("shape matches data");
+    prod_cases.push(case(
+        "one zero in a row, dim 1",
+        t23(vec![1.5, 0.0, 2.0, -1.0, 0.5, 3.0]),
+        View::None,
+        &[1],
+        false,
+    ));
+    prod_cases.push(case("two zeros, all dims", t23(vec![0.0, 0.0, 2.0, -1.0, 0.5, 3.0]), View::None, &[], false));
     vec![
         with_errors(
-            record(
-                "sum",
-                ALL,
-                true,
-                cases(STD),
-                |t, d, k| one(t.sum(d, k)),
-                |a, d, k| vec![ref_reduce(a, d, k, r_sum)],
-            )
+            record("sum", ALL, cases(STD), red!(|t, d, k| one(t.sum(d, k))), |a, d, k| {
+                vec![ref_reduce(a, d, k, r_sum)]
+            })
             .covers(&["sum_all"]),
             dim_errors("sum", |t, d| t.sum(d, false)),
         ),
-        record(
-            "sum_all",
-            ALL,
-            true,
-            cases(STD),
-            |t, _, _| one(t.sum_all()),
-            |a, _, _| vec![ref_reduce(a, &[], false, r_sum)],
-        ),
+        record("sum_all", ALL, cases(STD), red!(|t, _, _| one(t.sum_all())), |a, _, _| {
+            vec![ref_reduce(a, &[], false, r_sum)]
+        }),
         with_errors(
-            record(
-                "prod",
-                ALL,
-                true,
-                prod_cases,
-                |t, d, k| one(t.prod(d, k)),
-                |a, d, k| vec![ref_reduce(a, d, k, r_prod)],
-            ),
+            record("prod", ALL, prod_cases, red!(|t, d, k| one(t.prod(d, k))), |a, d, k| {
+                vec![ref_reduce(a, d, k, r_prod)]
+            }),
             dim_errors("prod", |t, d| t.prod(d, false)),
         ),
-        record(
-            "prod_all",
-            ALL,
-            true,
-            cases(prod_opts),
-            |t, _, _| one(t.prod_all()),
-            |a, _, _| vec![ref_reduce(a, &[], false, r_prod)],
-        ),
+        record("prod_all", ALL, cases(prod_opts), red!(|t, _, _| one(t.prod_all())), |a, _, _| {
+            vec![ref_reduce(a, &[], false, r_prod)]
+        }),
         with_errors(
-            record(
-                "mean",
-                FLOATS,
-                true,
-                cases(STD),
-                |t, d, k| one(t.mean(d, k)),
-                |a, d, k| vec![ref_reduce(a, d, k, r_mean)],
-            ),
+            record("mean", FLOATS, cases(STD), red!(|t, d, k| one(t.mean(d, k))), |a, d, k| {
+                vec![ref_reduce(a, d, k, r_mean)]
+            }),
             {
                 let mut e = dim_errors("mean", |t, d| t.mean(d, false));
                 e.push(ErrorCase::new("mean of an i64 tensor", || int_input().mean(&[], false), is_unsupported));
@@ -410,36 +446,21 @@ fn sum_like() -> Vec<OpInfo> {
             },
         ),
         with_errors(
-            record(
-                "mean_all",
-                FLOATS,
-                true,
-                cases(STD),
-                |t, _, _| one(t.mean_all()),
-                |a, _, _| vec![ref_reduce(a, &[], false, r_mean)],
-            ),
+            record("mean_all", FLOATS, cases(STD), red!(|t, _, _| one(t.mean_all())), |a, _, _| {
+                vec![ref_reduce(a, &[], false, r_mean)]
+            }),
             vec![ErrorCase::new("mean_all of an i64 tensor", || int_input().mean_all(), is_unsupported)],
         ),
         with_errors(
-            record(
-                "all",
-                ALL,
-                false,
-                cases(STD),
-                |t, d, k| one(t.all(d, k)),
-                |a, d, k| vec![ref_reduce(a, d, k, |v| v.iter().all(|&x| x != 0.0) as u8 as f64)],
-            ),
+            record("all", ALL, cases(STD), red_nd(|t, d, k| one(t.all(d, k))), |a, d, k| {
+                vec![ref_reduce(a, d, k, |v| v.iter().all(|&x| x != 0.0) as u8 as f64)]
+            }),
             dim_errors("all", |t, d| t.all(d, false)),
         ),
         with_errors(
-            record(
-                "any",
-                ALL,
-                false,
-                cases(STD),
-                |t, d, k| one(t.any(d, k)),
-                |a, d, k| vec![ref_reduce(a, d, k, |v| v.iter().any(|&x| x != 0.0) as u8 as f64)],
-            ),
+            record("any", ALL, cases(STD), red_nd(|t, d, k| one(t.any(d, k))), |a, d, k| {
+                vec![ref_reduce(a, d, k, |v| v.iter().any(|&x| x != 0.0) as u8 as f64)]
+            }),
             dim_errors("any", |t, d| t.any(d, false)),
         ),
     ]
@@ -483,7 +504,7 @@ fn extrema() -> Vec<OpInfo> {
     };
     vec![
         with_errors(
-            record("amax", ALL, true, ext(), |t, d, k| one(t.amax(d, k)), |a, d, k| vec![ref_reduce(a, d, k, r_max)]),
+            record("amax", ALL, ext(), red!(|t, d, k| one(t.amax(d, k))), |a, d, k| vec![ref_reduce(a, d, k, r_max)]),
             {
                 let mut e = dim_errors("amax", |t, d| t.amax(d, false));
                 e.push(empty_err("amax", |t| t.amax(&[0], false)));
@@ -491,7 +512,7 @@ fn extrema() -> Vec<OpInfo> {
             },
         ),
         with_errors(
-            record("amin", ALL, true, ext(), |t, d, k| one(t.amin(d, k)), |a, d, k| vec![ref_reduce(a, d, k, r_min)]),
+            record("amin", ALL, ext(), red!(|t, d, k| one(t.amin(d, k))), |a, d, k| vec![ref_reduce(a, d, k, r_min)]),
             {
                 let mut e = dim_errors("amin", |t, d| t.amin(d, false));
                 e.push(empty_err("amin", |t| t.amin(&[0], true)));
@@ -499,29 +520,19 @@ fn extrema() -> Vec<OpInfo> {
             },
         ),
         with_errors(
-            record(
-                "max_all",
-                ALL,
-                true,
-                ext_all(),
-                |t, _, _| one(t.max_all()),
-                |a, _, _| vec![ref_reduce(a, &[], false, r_max)],
-            ),
+            record("max_all", ALL, ext_all(), red!(|t, _, _| one(t.max_all())), |a, _, _| {
+                vec![ref_reduce(a, &[], false, r_max)]
+            }),
             vec![empty_err("max_all", |t| t.max_all())],
         ),
         with_errors(
-            record(
-                "min_all",
-                ALL,
-                true,
-                ext_all(),
-                |t, _, _| one(t.min_all()),
-                |a, _, _| vec![ref_reduce(a, &[], false, r_min)],
-            ),
+            record("min_all", ALL, ext_all(), red!(|t, _, _| one(t.min_all())), |a, _, _| {
+                vec![ref_reduce(a, &[], false, r_min)]
+            }),
             vec![empty_err("min_all", |t| t.min_all())],
         ),
         with_errors(
-            record("argmax", NUMERIC, false, one_dim(), |t, d, k| one(t.argmax(d[0], k)), arg_ref(true)),
+            record("argmax", NUMERIC, one_dim(), red_nd(|t, d, k| one(t.argmax(d[0], k))), arg_ref(true)),
             vec![
                 empty_err("argmax", |t| t.argmax(0, false)),
                 ErrorCase::new(
@@ -533,7 +544,7 @@ fn extrema() -> Vec<OpInfo> {
             ],
         ),
         with_errors(
-            record("argmin", NUMERIC, false, one_dim(), |t, d, k| one(t.argmin(d[0], k)), arg_ref(false)),
+            record("argmin", NUMERIC, one_dim(), red_nd(|t, d, k| one(t.argmin(d[0], k))), arg_ref(false)),
             vec![
                 empty_err("argmin", |t| t.argmin(0, true)),
                 ErrorCase::new(
@@ -544,33 +555,19 @@ fn extrema() -> Vec<OpInfo> {
             ],
         ),
         with_errors(
-            record(
-                "max_dim",
-                NUMERIC,
-                true,
-                one_dim(),
-                |t, d, k| two(t.max_dim(d[0], k)),
-                move |a, d, k| {
-                    let mut v = vec![ref_reduce(a, d, k, r_max)];
-                    v.extend(arg_ref(true)(a, d, k));
-                    v
-                },
-            ),
+            record("max_dim", NUMERIC, one_dim(), red!(|t, d, k| two(t.max_dim(d[0], k))), move |a, d, k| {
+                let mut v = vec![ref_reduce(a, d, k, r_max)];
+                v.extend(arg_ref(true)(a, d, k));
+                v
+            }),
             vec![empty_err("max_dim", |t| t.max_dim(0, false).map(|p| p.0))],
         ),
         with_errors(
-            record(
-                "min_dim",
-                NUMERIC,
-                true,
-                one_dim(),
-                |t, d, k| two(t.min_dim(d[0], k)),
-                move |a, d, k| {
-                    let mut v = vec![ref_reduce(a, d, k, r_min)];
-                    v.extend(arg_ref(false)(a, d, k));
-                    v
-                },
-            ),
+            record("min_dim", NUMERIC, one_dim(), red!(|t, d, k| two(t.min_dim(d[0], k))), move |a, d, k| {
+                let mut v = vec![ref_reduce(a, d, k, r_min)];
+                v.extend(arg_ref(false)(a, d, k));
+                v
+            }),
             vec![empty_err("min_dim", |t| t.min_dim(0, false).map(|p| p.0))],
         ),
     ]
@@ -595,22 +592,22 @@ fn statistics() -> Vec<OpInfo> {
         let cs: Vec<Case> = var_cases(corr).into_iter().map(|(k, _)| k).collect();
         var.samples.extend(samples(
             cs.clone(),
-            Arc::new(move |t, d, k| one(t.var(d, corr, k))),
+            red!(|t, d, k| one(t.var(d, corr, k))),
             Arc::new(move |a, d, k| vec![ref_reduce(a, d, k, |v| r_var(v, corr))]),
         ));
         std.samples.extend(samples(
             cs.clone(),
-            Arc::new(move |t, d, k| one(t.std(d, corr, k))),
+            red!(|t, d, k| one(t.std(d, corr, k))),
             Arc::new(move |a, d, k| vec![ref_reduce(a, d, k, |v| r_var(v, corr).sqrt())]),
         ));
         var_mean.samples.extend(samples(
             cs.clone(),
-            Arc::new(move |t, d, k| two(t.var_mean(d, corr, k))),
+            red!(|t, d, k| two(t.var_mean(d, corr, k))),
             Arc::new(move |a, d, k| vec![ref_reduce(a, d, k, |v| r_var(v, corr)), ref_reduce(a, d, k, r_mean)]),
         ));
         std_mean.samples.extend(samples(
             cs,
-            Arc::new(move |t, d, k| two(t.std_mean(d, corr, k))),
+            red!(|t, d, k| two(t.std_mean(d, corr, k))),
             Arc::new(move |a, d, k| vec![ref_reduce(a, d, k, |v| r_var(v, corr).sqrt()), ref_reduce(a, d, k, r_mean)]),
         ));
     }
@@ -653,14 +650,9 @@ fn statistics() -> Vec<OpInfo> {
     ));
     lse_cases.push(case("NaN propagates", t(vec![f64::NAN, 1.0, 2.0, 3.0, 4.0, 5.0]), View::None, &[0], false));
     let logsumexp = with_errors(
-        record(
-            "logsumexp",
-            FLOATS,
-            true,
-            lse_cases,
-            |t, d, k| one(t.logsumexp(d, k)),
-            |a, d, k| vec![ref_reduce(a, d, k, r_logsumexp)],
-        ),
+        record("logsumexp", FLOATS, lse_cases, red!(|t, d, k| one(t.logsumexp(d, k))), |a, d, k| {
+            vec![ref_reduce(a, d, k, r_logsumexp)]
+        }),
         dim_errors("logsumexp", |t, d| t.logsumexp(d, false)),
     );
 
@@ -684,21 +676,27 @@ fn statistics() -> Vec<OpInfo> {
             .collect();
         norm.samples.extend(samples(
             cs,
-            Arc::new(move |t, d, k| one(t.norm(ord, d, k))),
+            red!(|t, d, k| one(t.norm(ord, d, k))),
             Arc::new(move |a, d, k| vec![ref_reduce(a, d, k, |v| r_norm(v, ord))]),
         ));
     }
-    norm.samples.push(Sample::new(
+    norm.samples.push(Sample::call(
         "f64 order 2.0 converts to NormOrd::P(2)",
         vec![rand_t(40, &[3, 4], -2.0, 2.0)],
-        |x| one(x[0].norm(2.0, &[1], false)),
+        call!(|x| one(x[0].norm(2.0, &[1], false))),
         |a| vec![ref_reduce(&a[0], &[1], false, |v| r_norm(v, NormOrd::P(2.0)))],
     ));
-    norm.samples.push(Sample::new(
+    norm.samples.push(Sample::call(
         "f64 order INFINITY converts to NormOrd::Inf",
         vec![rand_t(41, &[3, 4], -2.0, 2.0)],
-        |x| one(x[0].norm(f64::INFINITY, &[0], true)),
+        call!(|x| one(x[0].norm(f64::INFINITY, &[0], true))),
         |a| vec![ref_reduce(&a[0], &[0], true, |v| r_norm(v, NormOrd::Inf))],
+    ));
+    norm.samples.push(Sample::call(
+        "p=0.5 of positive values, dim 1",
+        vec![rand_t(42, &[3, 4], 0.5, 2.0)],
+        call!(|x| one(x[0].norm(0.5, &[1], false))),
+        |a| vec![ref_reduce(&a[0], &[1], false, |v| r_norm(v, NormOrd::P(0.5)))],
     ));
     norm.errors = dim_errors("norm", |t, d| t.norm(2.0, d, false));
     norm.errors.push(ErrorCase::new("norm of an i64 tensor", || int_input().norm(1.0, &[], false), is_unsupported));
@@ -759,19 +757,27 @@ fn scans() -> Vec<OpInfo> {
             ("step-2 slice of [6,4] dim 0".into(), r(10, &[6, 4]), View::Step, 0),
             ("expanded [1,4] -> [3,4] dim 0".into(), r(11, &[1, 4]), View::Expand(3), 0),
             ("long [50,3] dim 0".into(), r(12, &[50, 3]), View::None, 0),
+            (
+                "with zeros, dim 1".into(),
+                Tensor::from_vec(vec![1.5, 0.0, 2.0, -1.0, 0.0, 3.0], [2, 3]).expect("shape matches data"),
+                View::None,
+                1,
+            ),
         ]
     };
     let mk = |name: &'static str, sum: bool, lo: f64, hi: f64| {
         let mut info = OpInfo::new(name, ALL, true);
         for (desc, input, view, dim) in scan_cases(lo, hi) {
             let (v1, v2) = (view.clone(), view);
-            info.samples.push(Sample::new(
+            info.samples.push(Sample::call(
                 desc,
                 vec![input],
-                move |x| {
-                    let t = v1.apply(&x[0])?;
-                    one(if sum { t.cumsum(dim) } else { t.cumprod(dim) })
-                },
+                call!(
+                    [v1] | x | {
+                        let t = v1.apply(&x[0])?;
+                        one(if sum { t.cumsum(dim) } else { t.cumprod(dim) })
+                    }
+                ),
                 move |x| vec![ref_scan(&v2.apply_ref(&x[0]), dim, sum)],
             ));
         }
