@@ -4,7 +4,7 @@
 
 pub mod refs;
 
-use tensor_core::{DType, Error, Generator, PadMode, Tensor};
+use tensor_core::{AttentionOpts, DType, Error, Generator, PadMode, Tensor};
 
 use crate::call;
 use crate::{int_t, rand_t, ErrorCase, OpInfo, RefArray, Sample, FLOATS, NUMERIC};
@@ -875,9 +875,207 @@ fn fold2d_record() -> OpInfo {
         ))
 }
 
+/// One attention sample: `(q, k, v)` and an optional mask as a fourth input (a
+/// float mask takes the dtype under test and is a constant for the `Var` form).
+#[allow(clippy::too_many_arguments)]
+fn sdpa_sample(
+    desc: &str,
+    (q, k, v): (Tensor, Tensor, Tensor),
+    mask: Option<Tensor>,
+    dropout_p: f64,
+    is_causal: bool,
+    scale: Option<f64>,
+) -> Sample {
+    let e = q.dims()[q.rank() - 1];
+    let ref_scale = scale.unwrap_or(1.0 / (e as f64).sqrt());
+    let bool_mask = mask.as_ref().map(|m| m.dtype() == DType::Bool);
+    let mut inputs = vec![q, k, v];
+    inputs.extend(mask);
+    let n = inputs.len();
+    let sample = Sample::call(
+        desc,
+        inputs,
+        call!(|x| {
+            let opts = AttentionOpts { attn_mask: x.get(3).map(|m| m.tensor()), dropout_p, is_causal, scale };
+            Ok(vec![T::scaled_dot_product_attention(&x[0], &x[1], &x[2], opts)?])
+        }),
+        move |a| {
+            let (keep, bias) = match bool_mask {
+                Some(true) => (a.get(3), None),
+                Some(false) => (None, a.get(3)),
+                None => (None, None),
+            };
+            let out = refs::attention(&a[0], &a[1], &a[2], keep, bias, is_causal, ref_scale);
+            vec![if dropout_p == 1.0 { out.map(|_| 0.0) } else { out }]
+        },
+    );
+    match bool_mask {
+        Some(true) => sample.with_cast(vec![true, true, true, false]),
+        Some(false) => sample.with_constants(&[n - 1]),
+        None => sample,
+    }
+}
+
+fn bool_t(v: &[bool], shape: &[usize]) -> Tensor {
+    Tensor::from_vec(v.to_vec(), shape.to_vec()).expect("numel matches")
+}
+
+fn sdpa_record() -> OpInfo {
+    let qkv = |seed: u64, q: &[usize], k: &[usize], v: &[usize]| (r(seed, q), r(seed + 1, k), r(seed + 2, v));
+    // Row 1 of this [3,5] mask is all false: that query attends to nothing.
+    let keep = || {
+        bool_t(
+            &[true, false, true, true, false, false, false, false, false, false, true, true, true, true, true],
+            &[3, 5],
+        )
+    };
+    let mut bias = vec![0.0; 2 * 3 * 5];
+    for (i, b) in bias.iter_mut().enumerate() {
+        *b = if i % 7 == 3 { f64::NEG_INFINITY } else { (i as f64 * 0.37).sin() };
+    }
+    let bias = Tensor::from_vec(bias, [2, 1, 3, 5]).expect("numel matches");
+    let s = sdpa_sample;
+    OpInfo::new("scaled_dot_product_attention", FLOATS, true)
+        .covers(&["check_attention"])
+        .sample(s("[2,3,4] x [2,5,4], no mask", qkv(1, &[2, 3, 4], &[2, 5, 4], &[2, 5, 3]), None, 0.0, false, None))
+        .sample(s("heads [2,2,3,4]", qkv(4, &[2, 2, 3, 4], &[2, 2, 3, 4], &[2, 2, 3, 2]), None, 0.0, false, None))
+        .sample(s(
+            "bool mask [3,5] broadcast, one query fully masked (zeros)",
+            qkv(7, &[2, 3, 4], &[2, 5, 4], &[2, 5, 3]),
+            Some(keep()),
+            0.0,
+            false,
+            None,
+        ))
+        .sample(s(
+            "float mask [2,1,3,5] with -inf entries over heads",
+            qkv(10, &[2, 2, 3, 4], &[2, 2, 5, 4], &[2, 2, 5, 3]),
+            Some(bias),
+            0.0,
+            false,
+            None,
+        ))
+        .sample(s("causal, square", qkv(13, &[2, 4, 3], &[2, 4, 3], &[2, 4, 3]), None, 0.0, true, None))
+        .sample(s("causal, more queries than keys", qkv(16, &[5, 3], &[3, 3], &[3, 2]), None, 0.0, true, None))
+        .sample(s(
+            "causal, fewer queries than keys",
+            qkv(19, &[2, 3, 4], &[2, 5, 4], &[2, 5, 4]),
+            None,
+            0.0,
+            true,
+            None,
+        ))
+        .sample(s("explicit scale 0.3", qkv(22, &[3, 4], &[5, 4], &[5, 2]), None, 0.0, false, Some(0.3)))
+        .sample(s(
+            "broadcast leading dims: q [2,3,4], k [1,5,4], v [5,3]",
+            qkv(25, &[2, 3, 4], &[1, 5, 4], &[5, 3]),
+            None,
+            0.0,
+            false,
+            None,
+        ))
+        .sample(s("no keys (S = 0) gives zeros", qkv(28, &[2, 3, 4], &[2, 0, 4], &[2, 0, 3]), None, 0.0, false, None))
+        .sample(s(
+            "transposed (non-contiguous) inputs",
+            (transposed(31, &[2, 4, 3]), transposed(32, &[2, 5, 3]), transposed(33, &[2, 5, 2])),
+            None,
+            0.0,
+            true,
+            None,
+        ))
+        .sample(s("dropout_p = 1 drops every weight", qkv(34, &[3, 4], &[5, 4], &[5, 2]), None, 1.0, false, None))
+        .error(ErrorCase::new(
+            "feature dims differ",
+            || Tensor::scaled_dot_product_attention(&r(1, &[3, 4]), &r(2, &[5, 3]), &r(3, &[5, 2]), Default::default()),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "key and value lengths differ",
+            || Tensor::scaled_dot_product_attention(&r(1, &[3, 4]), &r(2, &[5, 4]), &r(3, &[4, 2]), Default::default()),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "mask with is_causal",
+            || {
+                let m = bool_t(&[true; 15], &[3, 5]);
+                let opts = AttentionOpts { attn_mask: Some(&m), is_causal: true, ..Default::default() };
+                Tensor::scaled_dot_product_attention(&r(1, &[3, 4]), &r(2, &[5, 4]), &r(3, &[5, 2]), opts)
+            },
+            arg_err,
+        ))
+        .error(ErrorCase::new(
+            "integer mask",
+            || {
+                let m = idx_t(&[1; 15], &[3, 5]);
+                let opts = AttentionOpts { attn_mask: Some(&m), ..Default::default() };
+                Tensor::scaled_dot_product_attention(&r(1, &[3, 4]), &r(2, &[5, 4]), &r(3, &[5, 2]), opts)
+            },
+            dtype_err,
+        ))
+        .error(ErrorCase::new(
+            "mask larger than the scores",
+            || {
+                let m = bool_t(&[true; 30], &[2, 3, 5]);
+                let opts = AttentionOpts { attn_mask: Some(&m), ..Default::default() };
+                Tensor::scaled_dot_product_attention(&r(1, &[3, 4]), &r(2, &[5, 4]), &r(3, &[5, 2]), opts)
+            },
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "1-D query",
+            || Tensor::scaled_dot_product_attention(&r(1, &[4]), &r(2, &[5, 4]), &r(3, &[5, 2]), Default::default()),
+            invalid_shape,
+        ))
+        .error(ErrorCase::new(
+            "integer inputs",
+            || {
+                let i = idx_t(&[1; 8], &[2, 4]);
+                Tensor::scaled_dot_product_attention(&i, &i, &i, Default::default())
+            },
+            unsupported,
+        ))
+        .error(ErrorCase::new(
+            "dropout_p 1.5",
+            || {
+                let opts = AttentionOpts { dropout_p: 1.5, ..Default::default() };
+                Tensor::scaled_dot_product_attention(&r(1, &[3, 4]), &r(2, &[5, 4]), &r(3, &[5, 2]), opts)
+            },
+            arg_err,
+        ))
+        .error(ErrorCase::new(
+            "infinite scale",
+            || {
+                let opts = AttentionOpts { scale: Some(f64::INFINITY), ..Default::default() };
+                Tensor::scaled_dot_product_attention(&r(1, &[3, 4]), &r(2, &[5, 4]), &r(3, &[5, 2]), opts)
+            },
+            arg_err,
+        ))
+        .error(ErrorCase::new(
+            "key dtype differs",
+            || {
+                let k = r(2, &[5, 4]).to_dtype(DType::F32)?;
+                Tensor::scaled_dot_product_attention(&r(1, &[3, 4]), &k, &r(3, &[5, 2]), Default::default())
+            },
+            dtype_err,
+        ))
+        .error(ErrorCase::new(
+            "batch dims do not broadcast",
+            || {
+                Tensor::scaled_dot_product_attention(
+                    &r(1, &[2, 3, 4]),
+                    &r(2, &[3, 5, 4]),
+                    &r(3, &[3, 5, 2]),
+                    Default::default(),
+                )
+            },
+            shape_err,
+        ))
+}
+
 /// The records of this family.
 pub fn ops() -> Vec<OpInfo> {
     vec![
+        sdpa_record(),
         softmax_record("softmax", false),
         softmax_record("log_softmax", true),
         conv1d_record(),

@@ -45,6 +45,7 @@ pub use error::{Error, Result};
 pub use fused::{AdamConfig, OptimizerUpdate, Window2d};
 pub use host::{HostBuffer, HostRead};
 pub use layout::Layout;
+pub use ops::attention::AttentionOpts;
 pub use ops::nn::PadMode;
 pub use random::{manual_seed, Generator};
 pub use shape::Shape;

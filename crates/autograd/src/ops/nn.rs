@@ -5,11 +5,50 @@
 //! order) follow from the ops they are made of; softmax, log_softmax and std are
 //! single ops whose backward uses their saved output.
 
+use tensor_core::ops::attention::{check_attention, AttentionOpts};
 use tensor_core::{DType, Error, Result, Tensor};
 
 use crate::var::Var;
 
 impl Var {
+    /// Scaled dot-product attention, `softmax(q kᵀ · scale + mask) v`, with the
+    /// arguments, checks and semantics of [`Tensor::scaled_dot_product_attention`]
+    /// (masks are plain tensors and get no gradient). A query whose keys are all
+    /// masked out gives zeros and a zero gradient, as PyTorch 2.5+.
+    ///
+    /// ```
+    /// use autograd::Var;
+    /// use tensor_core::{AttentionOpts, Tensor};
+    /// let q = Var::param(Tensor::from_vec(vec![0.5f64, -1.0, 2.0, 0.0], [2, 2])?)?;
+    /// let v = Var::from(Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], [2, 2])?);
+    /// let causal = AttentionOpts { is_causal: true, ..Default::default() };
+    /// let out = Var::scaled_dot_product_attention(&q, &q, &v, causal)?;
+    /// out.sum_all()?.backward()?;
+    /// assert_eq!(q.grad().unwrap().dims(), &[2, 2]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn scaled_dot_product_attention(q: &Var, k: &Var, v: &Var, opts: AttentionOpts<'_>) -> Result<Var> {
+        let plan = check_attention(q.tensor(), k.tensor(), v.tensor(), &opts)?;
+        let dt = q.dtype();
+        let c = |t: &Var| t.to_dtype(plan.compute)?.contiguous();
+        let (q, k, v) = (c(q)?, c(k)?, c(v)?);
+        let mut s = q.matmul(&k.transpose(-2, -1)?)?.mul_scalar(plan.scale)?;
+        if let Some(keep) = &plan.keep {
+            s = s.masked_fill(&keep.logical_not()?, f64::NEG_INFINITY)?;
+        }
+        if let Some(b) = &plan.bias {
+            s = s.add(&Var::from(b.clone()))?;
+        }
+        let w = if s.numel() == 0 {
+            s
+        } else {
+            let dead = s.tensor().amax(&[-1], true)?.eq_scalar(f64::NEG_INFINITY)?;
+            s.masked_fill(&dead, 0.0)?.softmax(-1)?.masked_fill(&dead, 0.0)?
+        };
+        let w = w.dropout(opts.dropout_p, true)?;
+        w.matmul(&v)?.to_dtype(dt)
+    }
+
     /// `log(sum(exp(x)))` over `dims`, computed stably (shifted by the detached max).
     pub fn logsumexp(&self, dims: &[isize], keepdim: bool) -> Result<Var> {
         // (An empty input has no max; its sums are 0, so it is shifted by 0.)

@@ -2,7 +2,7 @@
 //! follow the textbook (and PyTorch's documented) definitions, sharing no code with
 //! the library's im2col / strided-window implementations.
 
-use crate::refs::{strides, unravel};
+use crate::refs::{broadcast, strides, unravel};
 use crate::RefArray;
 
 /// Softmax (or log-softmax) along `dim`; a 0-dim input is a single-element row.
@@ -474,4 +474,55 @@ pub fn fold2d(
         }
     }
     RefArray::new(vec![n, c, h, w], out)
+}
+
+/// Scaled dot-product attention by plain loops: `q: [..., L, E]`, `k: [..., S, E]`,
+/// `v: [..., S, Ev]` (leading dims broadcast). `keep` (nonzero = attend) and `bias`
+/// broadcast to `[..., L, S]`; a query with no key kept gives zeros.
+pub fn attention(
+    q: &RefArray,
+    k: &RefArray,
+    v: &RefArray,
+    keep: Option<&RefArray>,
+    bias: Option<&RefArray>,
+    causal: bool,
+    scale: f64,
+) -> RefArray {
+    let (qr, kr, vr) = (q.shape.len(), k.shape.len(), v.shape.len());
+    let (l, e) = (q.shape[qr - 2], q.shape[qr - 1]);
+    let s = k.shape[kr - 2];
+    let ev = v.shape[vr - 1];
+    let batch = broadcast(&broadcast(&q.shape[..qr - 2], &k.shape[..kr - 2]), &v.shape[..vr - 2]);
+    let with = |tail: &[usize]| -> Vec<usize> { batch.iter().chain(tail).copied().collect() };
+    let q = crate::views::ref_expand(q, &with(&[l, e]));
+    let k = crate::views::ref_expand(k, &with(&[s, e]));
+    let v = crate::views::ref_expand(v, &with(&[s, ev]));
+    let keep = keep.map(|m| crate::views::ref_expand(m, &with(&[l, s])));
+    let bias = bias.map(|m| crate::views::ref_expand(m, &with(&[l, s])));
+    let nb: usize = batch.iter().product();
+    let mut out = Vec::with_capacity(nb * l * ev);
+    for b in 0..nb {
+        for i in 0..l {
+            let mut scores = Vec::with_capacity(s);
+            for j in 0..s {
+                let dot: f64 = (0..e).map(|c| q.data[(b * l + i) * e + c] * k.data[(b * s + j) * e + c]).sum();
+                let at = (b * l + i) * s + j;
+                let kept = keep.as_ref().is_none_or(|m| m.data[at] != 0.0) && (!causal || j <= i);
+                let x = dot * scale + bias.as_ref().map_or(0.0, |m| m.data[at]);
+                scores.push(if kept { x } else { f64::NEG_INFINITY });
+            }
+            let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let w: Vec<f64> = if m == f64::NEG_INFINITY {
+                vec![0.0; s]
+            } else {
+                let ex: Vec<f64> = scores.iter().map(|x| (x - m).exp()).collect();
+                let z: f64 = ex.iter().sum();
+                ex.iter().map(|x| x / z).collect()
+            };
+            for c in 0..ev {
+                out.push((0..s).map(|j| w[j] * v.data[(b * s + j) * ev + c]).sum());
+            }
+        }
+    }
+    RefArray::new(with(&[l, ev]), out)
 }

@@ -1,6 +1,7 @@
 //! Tensor ops, one file per family. Each family's methods are inherent methods on
 //! [`crate::Tensor`].
 
+pub mod attention;
 pub mod conv;
 pub mod elementwise;
 pub mod index;
