@@ -40,7 +40,7 @@ pub use layers::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, ConvTranspose
 pub use layers::dropout::Dropout;
 pub use layers::embedding::Embedding;
 pub use layers::linear::{Bilinear, Linear};
-pub use layers::norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormConfig, GroupNorm, LayerNorm};
+pub use layers::norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormConfig, GroupNorm, LayerNorm, RMSNorm};
 pub use layers::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use layers::shape::{Flatten, Identity, Unflatten};
 pub use loss::Reduction;

@@ -1072,10 +1072,56 @@ fn sdpa_record() -> OpInfo {
         ))
 }
 
+fn rms_norm_record() -> OpInfo {
+    let s = |desc: &str, x: Tensor, ns: Vec<usize>, w: bool, eps: Option<f64>| {
+        let mut inputs = vec![x];
+        if w {
+            inputs.push(rand_t(35, &ns, 0.5, 1.5));
+        }
+        let k = ns.len();
+        Sample::call(desc, inputs, call!([ns] | i | Ok(vec![i[0].rms_norm(&ns, i.get(1), eps)?])), move |a| {
+            // The default eps is the machine epsilon of the dtype under test; the
+            // reference runs in f64, where it is negligible next to these inputs.
+            vec![refs::rms_norm(&a[0], k, a.get(1), eps.unwrap_or(0.0))]
+        })
+    };
+    OpInfo::new("rms_norm", FLOATS, true)
+        .covers(&["check_rms_norm", "machine_eps", "compute_dtype"])
+        .sample(s("last dim, weight", r(1, &[2, 3, 4]), vec![4], true, Some(1e-6)))
+        .sample(s("two dims, no weight", r(2, &[2, 3, 4]), vec![3, 4], false, Some(1e-6)))
+        .sample(s(
+            "default eps (inputs large enough for it not to matter)",
+            rand_t(3, &[3, 5], 2.0, 5.0),
+            vec![5],
+            true,
+            None,
+        ))
+        .sample(s("large eps", r(4, &[3, 5]), vec![5], false, Some(0.5)))
+        .sample(s("1-D input", r(5, &[6]), vec![6], true, Some(1e-6)))
+        .sample(s("offset values", rand_t(6, &[3, 8], 50.0, 52.0), vec![8], true, Some(1e-6)))
+        .sample(s("transposed input", transposed(7, &[3, 4]), vec![4], true, Some(1e-6)))
+        .sample(s("zero-size batch", r(8, &[0, 4]), vec![4], true, Some(1e-6)))
+        .error(ErrorCase::new("shape mismatch", || r(1, &[2, 3]).rms_norm(&[4], None, None), shape_err))
+        .error(ErrorCase::new("empty normalized_shape", || r(1, &[2, 3]).rms_norm(&[], None, None), arg_err))
+        .error(ErrorCase::new(
+            "weight of wrong shape",
+            || r(1, &[2, 3]).rms_norm(&[3], Some(&r(2, &[2])), None),
+            shape_err,
+        ))
+        .error(ErrorCase::new("negative eps", || r(1, &[2, 3]).rms_norm(&[3], None, Some(-1.0)), arg_err))
+        .error(ErrorCase::new("integer input", || Tensor::new(&[1i64, 2]).rms_norm(&[2], None, None), unsupported))
+        .error(ErrorCase::new(
+            "weight dtype differs",
+            || r(1, &[2, 3]).rms_norm(&[3], Some(&r(2, &[3]).to_dtype(DType::F32)?), None),
+            dtype_err,
+        ))
+}
+
 /// The records of this family.
 pub fn ops() -> Vec<OpInfo> {
     vec![
         sdpa_record(),
+        rms_norm_record(),
         softmax_record("softmax", false),
         softmax_record("log_softmax", true),
         conv1d_record(),

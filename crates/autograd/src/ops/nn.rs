@@ -6,6 +6,7 @@
 //! single ops whose backward uses their saved output.
 
 use tensor_core::ops::attention::{check_attention, AttentionOpts};
+use tensor_core::ops::nn::{check_rms_norm, compute_dtype};
 use tensor_core::{DType, Error, Result, Tensor};
 
 use crate::var::Var;
@@ -120,6 +121,22 @@ impl Var {
             let zero = s.tensor().eq_scalar(0.0)?;
             g.div(&s.masked_fill(&zero, 1.0)?.mul_scalar(2.0)?)?.masked_fill(&zero, 0.0)
         }))
+    }
+
+    /// RMS normalisation over the trailing `normalized_shape` dims, with the checks
+    /// and semantics of [`Tensor::rms_norm`] (`eps = None` is the dtype's machine
+    /// epsilon).
+    pub fn rms_norm(&self, normalized_shape: &[usize], weight: Option<&Var>, eps: Option<f64>) -> Result<Var> {
+        let eps = check_rms_norm(self.tensor(), normalized_shape, weight.map(|w| w.tensor()), eps)?;
+        let cd = compute_dtype(self.dtype());
+        let x = self.to_dtype(cd)?;
+        let k = normalized_shape.len() as isize;
+        let dims: Vec<isize> = (0..k).map(|i| i - k).collect();
+        let mut y = x.mul(&x.square()?.mean(&dims, true)?.add_scalar(eps)?.rsqrt()?)?;
+        if let Some(w) = weight {
+            y = y.mul(&w.to_dtype(cd)?)?;
+        }
+        y.to_dtype(self.dtype())
     }
 
     /// Layer normalisation over the trailing `normalized_shape` dims, with optional

@@ -270,6 +270,63 @@ batch_norm_layer!(
     &[4]
 );
 
+/// RMS normalisation over the trailing `normalized_shape` dims (PyTorch's
+/// `nn.RMSNorm`): `x / sqrt(mean(x²) + eps) * weight`, the weight starting at 1.
+/// `eps = None` is the input dtype's machine epsilon, as PyTorch's default.
+///
+/// ```
+/// use autograd::Var;
+/// use nn::{Forward, Module, RMSNorm};
+/// use tensor_core::Tensor;
+/// let norm = RMSNorm::new(&[2])?;
+/// let y = norm.forward(&Var::from(Tensor::from_vec(vec![3.0f32, 4.0], [1, 2])?))?;
+/// let rms = 12.5f32.sqrt();
+/// assert!((y.tensor().to_vec::<f32>()?[1] - 4.0 / rms).abs() < 1e-6);
+/// assert_eq!(norm.state_dict().keys(), ["weight"]);
+/// # Ok::<(), tensor_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct RMSNorm {
+    /// Scale, shaped `normalized_shape` (`None` without `elementwise_affine`).
+    pub weight: Option<Param>,
+    /// The trailing dims normalised over.
+    pub normalized_shape: Vec<usize>,
+    /// Added to the mean square (`None`: the dtype's machine epsilon).
+    pub eps: Option<f64>,
+}
+
+impl RMSNorm {
+    /// A layer with the default `eps` and a learnable scale.
+    pub fn new(normalized_shape: &[usize]) -> Result<RMSNorm> {
+        RMSNorm::with_options(normalized_shape, None, true)
+    }
+
+    /// A layer with explicit `eps` and `elementwise_affine`.
+    pub fn with_options(normalized_shape: &[usize], eps: Option<f64>, elementwise_affine: bool) -> Result<RMSNorm> {
+        if normalized_shape.is_empty() {
+            return Err(Error::arg("RMSNorm", "normalized_shape must have at least one dim"));
+        }
+        if let Some(e) = eps {
+            check_eps("RMSNorm", e)?;
+        }
+        let weight = if elementwise_affine { Some(full_param(normalized_shape, 1.0)?) } else { None };
+        Ok(RMSNorm { weight, normalized_shape: normalized_shape.to_vec(), eps })
+    }
+}
+
+impl Module for RMSNorm {
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.opt_param("weight", &self.weight);
+    }
+}
+
+impl Forward for RMSNorm {
+    fn forward(&self, x: &Var) -> Result<Var> {
+        let w = self.weight.as_ref().map(|w| w.var());
+        x.rms_norm(&self.normalized_shape, w.as_ref(), self.eps)
+    }
+}
+
 /// Layer normalisation over the trailing `normalized_shape` dims, with an
 /// elementwise scale (starts at 1) and shift (starts at 0).
 #[derive(Clone, Debug)]

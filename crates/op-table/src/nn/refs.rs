@@ -526,3 +526,19 @@ pub fn attention(
     }
     RefArray::new(with(&[l, ev]), out)
 }
+
+/// RMS normalisation over the last `k` dims: `x / sqrt(mean(x^2) + eps) * w`.
+pub fn rms_norm(x: &RefArray, k: usize, w: Option<&RefArray>, eps: f64) -> RefArray {
+    let inner: usize = x.shape[x.shape.len() - k..].iter().product();
+    let mut out = x.data.clone();
+    if inner > 0 {
+        for row in out.chunks_mut(inner) {
+            let ms = row.iter().map(|v| v * v).sum::<f64>() / inner as f64;
+            let r = 1.0 / (ms + eps).sqrt();
+            for (j, v) in row.iter_mut().enumerate() {
+                *v *= r * w.map_or(1.0, |w| w.data[j]);
+            }
+        }
+    }
+    RefArray::new(x.shape.clone(), out)
+}

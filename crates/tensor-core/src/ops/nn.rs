@@ -21,7 +21,7 @@ pub enum PadMode {
 }
 
 /// The dtype a composite computes in: half types go through f32.
-pub(crate) fn compute_dtype(dt: DType) -> DType {
+pub fn compute_dtype(dt: DType) -> DType {
     match dt {
         DType::F16 | DType::BF16 => DType::F32,
         d => d,
@@ -46,6 +46,52 @@ pub(crate) fn check_param(op: &'static str, what: &str, x: &Tensor, p: Option<&T
         }
     }
     Ok(())
+}
+
+/// PyTorch's default `eps` of `rms_norm`: the machine epsilon of the dtype
+/// (`torch.finfo(dtype).eps`).
+pub fn machine_eps(dtype: DType) -> f64 {
+    match dtype {
+        DType::F64 => f64::EPSILON,
+        DType::F16 => 9.765625e-4,
+        DType::BF16 => 7.8125e-3,
+        _ => f32::EPSILON as f64,
+    }
+}
+
+/// Checks the arguments of `rms_norm` (shared with autograd's `Var` form) and returns
+/// the `eps` to use.
+pub fn check_rms_norm(
+    x: &Tensor,
+    normalized_shape: &[usize],
+    weight: Option<&Tensor>,
+    eps: Option<f64>,
+) -> Result<f64> {
+    let op = "rms_norm";
+    require_float(op, x)?;
+    let (k, r) = (normalized_shape.len(), x.rank());
+    if k == 0 {
+        return Err(Error::arg(op, "expected normalized_shape to be at least 1-dimensional"));
+    }
+    if k > r || &x.dims()[r - k..] != normalized_shape {
+        return Err(Error::shape(
+            op,
+            x.dims(),
+            normalized_shape,
+            "normalized_shape must equal the input's trailing dims",
+        ));
+    }
+    check_param(op, "weight", x, weight, normalized_shape)?;
+    if let Some(w) = weight {
+        if w.dtype() != x.dtype() {
+            return Err(Error::DTypeMismatch { op, expected: x.dtype(), got: w.dtype() });
+        }
+    }
+    match eps {
+        Some(e) if !(e >= 0.0 && e.is_finite()) => Err(Error::arg(op, format!("eps must be finite and >= 0, got {e}"))),
+        Some(e) => Ok(e),
+        None => Ok(machine_eps(x.dtype())),
+    }
 }
 
 /// A host-built I64 tensor moved to `t`'s device.
@@ -280,6 +326,33 @@ impl Tensor {
         let mut shape = idx.dims().to_vec();
         shape.push(dim);
         rows.reshape_to(shape)
+    }
+
+    /// RMS normalisation over the trailing `normalized_shape` dims, PyTorch's
+    /// `F.rms_norm`: `x / sqrt(mean(x², dims) + eps) * weight`. `eps = None` is the
+    /// dtype's machine epsilon, as PyTorch's default.
+    ///
+    /// ```
+    /// use tensor_core::Tensor;
+    /// let x = Tensor::from_vec(vec![3.0f64, 4.0], [1, 2])?;
+    /// let y = x.rms_norm(&[2], None, Some(0.0))?;
+    /// // rms = sqrt((9 + 16) / 2)
+    /// let rms = 12.5f64.sqrt();
+    /// assert_eq!(y.to_vec::<f64>()?, vec![3.0 / rms, 4.0 / rms]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn rms_norm(&self, normalized_shape: &[usize], weight: Option<&Tensor>, eps: Option<f64>) -> Result<Tensor> {
+        let _prof = crate::profiler::scope("rms_norm", &[self]);
+        let eps = check_rms_norm(self, normalized_shape, weight, eps)?;
+        let cd = compute_dtype(self.dtype());
+        let x = self.to_dtype(cd)?;
+        let dims: Vec<isize> =
+            (0..normalized_shape.len() as isize).map(|i| i - normalized_shape.len() as isize).collect();
+        let mut y = x.mul(&x.square()?.mean(&dims, true)?.add_scalar(eps)?.rsqrt()?)?;
+        if let Some(w) = weight {
+            y = y.mul(&w.to_dtype(cd)?)?;
+        }
+        y.to_dtype(self.dtype())
     }
 
     /// Layer normalisation over the trailing dims given by `normalized_shape`:
