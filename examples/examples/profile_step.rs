@@ -1,8 +1,9 @@
-//! Profiles one training step of the digits CNN (batch 32) and prints the op table;
-//! writes a Chrome trace (open it in ui.perfetto.dev or chrome://tracing).
+//! Profiles one training step of the digits CNN (batch 32), or with `--gpt` of the
+//! char_lm GPT (batch 12, context 64), and prints the op table; writes a Chrome trace
+//! (open it in ui.perfetto.dev or chrome://tracing).
 //!
 //! ```sh
-//! cargo run --release --example profile_step -- [--out trace.json]
+//! cargo run --release --example profile_step -- [--gpt] [--out trace.json]
 //! ```
 
 use autograd::Var;
@@ -16,6 +17,9 @@ use tensor_core::{profiler, Result, Tensor};
 fn main() -> Result<()> {
     let out = std::env::args().skip_while(|a| a != "--out").nth(1).unwrap_or_else(|| "runs/profile_step.json".into());
     tensor_core::manual_seed(0);
+    if std::env::args().any(|a| a == "--gpt") {
+        return gpt(&out);
+    }
     let data = digits::load(&digits::default_path())?;
     let net = build(Arch::Cnn)?;
     let mut opt = Adam::new(net.parameters(), AdamOptions { lr: 3e-3, ..Default::default() })?;
@@ -32,14 +36,50 @@ fn main() -> Result<()> {
     for _ in 0..5 {
         step()?;
     }
-    let (r, prof) = profiler::profile(&mut step);
+    report(&mut step, &out)
+}
+
+/// The char_lm GPT's training step on one fixed batch.
+fn gpt(out: &str) -> Result<()> {
+    use examples::char_lm::{self, CharData, Gpt, GptConfig, Split};
+    let data = CharData::load(&char_lm::default_path())?;
+    let cfg = char_lm::LmConfig::default();
+    let model = Gpt::new(GptConfig {
+        vocab_size: data.vocab_size(),
+        block_size: cfg.context,
+        n_layer: cfg.n_layer,
+        n_head: cfg.n_head,
+        n_embd: cfg.n_embd,
+    })?;
+    let (decay, rest) = char_lm::decay_groups(&model);
+    let o = |wd| optim::AdamWOptions { lr: 1e-3, betas: cfg.betas, weight_decay: wd, ..Default::default() };
+    let mut opt = optim::AdamW::with_groups(vec![(decay, o(0.1)), (rest, o(0.0))])?;
+    let params = model.parameters();
+    let (x, y) = data.batch(Split::Train, cfg.batch_size, cfg.context, &mut tensor_core::Generator::new(0))?;
+    let x = Var::from(x);
+    let mut step = || -> Result<()> {
+        opt.zero_grad();
+        char_lm::lm_loss(&model.forward(&x)?, &y)?.backward()?;
+        optim::clip_grad_norm_(&params, 1.0, 2.0, false)?;
+        opt.step()
+    };
+    let t = std::time::Instant::now();
+    for _ in 0..20 {
+        step()?;
+    }
+    println!("{:.2} ms per step (mean of 20, unprofiled)", t.elapsed().as_secs_f64() * 1e3 / 20.0);
+    report(&mut step, out)
+}
+
+fn report(step: &mut dyn FnMut() -> Result<()>, out: &str) -> Result<()> {
+    let (r, prof) = profiler::profile(step);
     r?;
     println!("{}", prof.table());
     if let Some(dir) = std::path::Path::new(&out).parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| tensor_core::Error::Io { path: dir.display().to_string(), source: e })?;
     }
-    prof.save_chrome_trace(&out)?;
+    prof.save_chrome_trace(out)?;
     println!("wrote {out} ({} events)", prof.events().len());
     Ok(())
 }

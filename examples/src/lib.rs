@@ -4,6 +4,7 @@
 //! whose code blocks run as this crate's doctests.
 #![warn(missing_docs)]
 
+pub mod char_lm;
 pub mod digits;
 pub mod metrics;
 pub mod train;
