@@ -1072,6 +1072,130 @@ fn sdpa_record() -> OpInfo {
         ))
 }
 
+/// `Σ g · f(x)` differentiated by central differences in f64: the independent
+/// reference of the backward records.
+fn fd_grad(x: &[f64], h: f64, loss: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    let mut xs = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            xs[i] = x[i] + h;
+            let up = loss(&xs);
+            xs[i] = x[i] - h;
+            let down = loss(&xs);
+            xs[i] = x[i];
+            (up - down) / (2.0 * h)
+        })
+        .collect()
+}
+
+fn layer_norm_backward_record() -> OpInfo {
+    // Inputs: x, grad, then the weight when `w`. The reference differentiates
+    // `Σ grad · layer_norm(x, w, b)` by central differences (w = 1 and b = 0 stand in
+    // for a missing weight or bias: their gradients are defined either way).
+    let s = |desc: &str, x: Tensor, ns: Vec<usize>, w: bool| {
+        let g = r(40, x.dims());
+        let mut inputs = vec![x, g];
+        if w {
+            inputs.push(rand_t(41, &ns, 0.5, 1.5));
+        }
+        let k = ns.len();
+        Sample::new(
+            desc,
+            inputs,
+            move |i| {
+                let (dx, dw, db) = i[0].layer_norm_backward(&i[1], &ns, i.get(2), 1e-5)?;
+                Ok(vec![dx, dw, db])
+            },
+            move |a| {
+                let (x, g) = (&a[0], &a[1]);
+                let cols: usize = x.shape[x.shape.len() - k..].iter().product();
+                let ns_shape = x.shape[x.shape.len() - k..].to_vec();
+                let ones = RefArray::new(ns_shape.clone(), vec![1.0; cols]);
+                let w = a.get(2).unwrap_or(&ones).clone();
+                let zeros = RefArray::new(ns_shape.clone(), vec![0.0; cols]);
+                let dot = |y: &RefArray| y.data.iter().zip(&g.data).map(|(a, b)| a * b).sum::<f64>();
+                let h = 1e-5;
+                // Rows are independent: differentiate each row's share of the sum alone.
+                let mut dx = Vec::with_capacity(x.numel());
+                for (row, gr) in x.data.chunks(cols).zip(g.data.chunks(cols)) {
+                    dx.extend(fd_grad(row, h, |v| {
+                        let y = refs::layer_norm(&RefArray::new(ns_shape.clone(), v.to_vec()), k, Some(&w), None, 1e-5);
+                        y.data.iter().zip(gr).map(|(a, b)| a * b).sum::<f64>()
+                    }));
+                }
+                let dw = fd_grad(&w.data, h, |v| {
+                    dot(&refs::layer_norm(x, k, Some(&RefArray::new(ns_shape.clone(), v.to_vec())), None, 1e-5))
+                });
+                let db = fd_grad(&zeros.data, h, |v| {
+                    dot(&refs::layer_norm(x, k, None, Some(&RefArray::new(ns_shape.clone(), v.to_vec())), 1e-5))
+                });
+                vec![
+                    RefArray::new(x.shape.clone(), dx),
+                    RefArray::new(ns_shape.clone(), dw),
+                    RefArray::new(ns_shape.clone(), db),
+                ]
+            },
+        )
+    };
+    OpInfo::new("layer_norm_backward", FLOATS, false)
+        .sample(s("last dim, weight", r(1, &[2, 3, 4]), vec![4], true))
+        .sample(s("two dims, no weight", r(2, &[2, 3, 4]), vec![3, 4], false))
+        .sample(s("1-D input", r(3, &[6]), vec![6], true))
+        .sample(s("offset values (stability)", rand_t(5, &[3, 8], 50.0, 52.0), vec![8], true))
+        .sample(s("transposed input", transposed(6, &[3, 4]), vec![4], true))
+        .sample(s("many rows (several chunks, threads)", r(7, &[260, 130]), vec![130], true))
+        .error(ErrorCase::new(
+            "grad of another shape",
+            || r(1, &[2, 3]).layer_norm_backward(&r(2, &[3, 2]), &[3], None, 1e-5),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "normalized_shape not trailing",
+            || r(1, &[2, 3]).layer_norm_backward(&r(2, &[2, 3]), &[2], None, 1e-5),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "weight of wrong shape",
+            || r(1, &[2, 3]).layer_norm_backward(&r(2, &[2, 3]), &[3], Some(&r(3, &[2])), 1e-5),
+            shape_err,
+        ))
+}
+
+fn gelu_backward_record() -> OpInfo {
+    let s = |desc: &str, x: Tensor, tanh: bool| {
+        let g = r(50, x.dims());
+        Sample::new(
+            desc,
+            vec![x, g],
+            move |i| Ok(vec![i[0].gelu_backward(&i[1], tanh)?]),
+            move |a| {
+                let gelu = |x: f64| {
+                    if tanh {
+                        let k = (2.0 / std::f64::consts::PI).sqrt();
+                        0.5 * x * (1.0 + (k * (x + 0.044715 * x.powi(3))).tanh())
+                    } else {
+                        0.5 * x * (1.0 + crate::elementwise::erf_ref(x / 2f64.sqrt()))
+                    }
+                };
+                let h = 1e-5;
+                let d = a[0].data.iter().zip(&a[1].data).map(|(&x, &g)| g * (gelu(x + h) - gelu(x - h)) / (2.0 * h));
+                vec![RefArray::new(a[0].shape.clone(), d.collect())]
+            },
+        )
+    };
+    OpInfo::new("gelu_backward", FLOATS, false)
+        .sample(s("erf", rand_t(1, &[3, 70], -4.0, 4.0), false))
+        .sample(s("tanh", rand_t(2, &[3, 70], -4.0, 4.0), true))
+        .sample(s("large (threads)", rand_t(3, &[200, 300], -6.0, 6.0), false))
+        .sample(s("transposed", transposed(4, &[5, 6]), false))
+        .error(ErrorCase::new("grad of another shape", || r(1, &[2, 3]).gelu_backward(&r(2, &[3]), false), shape_err))
+        .error(ErrorCase::new(
+            "integer input",
+            || Tensor::from_vec(vec![1i64], [1])?.gelu_backward(&Tensor::from_vec(vec![1i64], [1])?, false),
+            unsupported,
+        ))
+}
+
 fn rms_norm_record() -> OpInfo {
     let s = |desc: &str, x: Tensor, ns: Vec<usize>, w: bool, eps: Option<f64>| {
         let mut inputs = vec![x];
@@ -1122,6 +1246,8 @@ pub fn ops() -> Vec<OpInfo> {
     vec![
         sdpa_record(),
         rms_norm_record(),
+        layer_norm_backward_record(),
+        gelu_backward_record(),
         softmax_record("softmax", false),
         softmax_record("log_softmax", true),
         conv1d_record(),

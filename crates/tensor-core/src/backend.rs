@@ -488,6 +488,34 @@ pub enum FusedOp<'a> {
         /// added to the variance
         eps: f64,
     },
+    /// The gradients of [`FusedOp::LayerNorm`] from the output's gradient `grad` (same
+    /// layout as `x`), the statistics recomputed from `x`. Outputs: `dx` `[rows, cols]`
+    /// (the input's dtype), and the weight's and bias's gradients `[cols]` (the sums over
+    /// rows of `grad * x_hat` and of `grad`; computed whether or not there is a weight).
+    LayerNormBackward {
+        /// input of the forward
+        x: &'a dyn Buffer,
+        /// its layout (contiguous, rank 2), also `grad`'s
+        layout: &'a Layout,
+        /// gradient of the output
+        grad: &'a dyn Buffer,
+        /// optional scale and its layout
+        weight: Option<(&'a dyn Buffer, &'a Layout)>,
+        /// added to the variance
+        eps: f64,
+    },
+    /// `grad * gelu'(x)` elementwise for `x` and `grad` of one contiguous layout (the
+    /// exact erf GELU, or its tanh approximation). Output: same dtype.
+    GeluBackward {
+        /// input of the forward
+        x: &'a dyn Buffer,
+        /// gradient of the output
+        grad: &'a dyn Buffer,
+        /// their layout (contiguous)
+        layout: &'a Layout,
+        /// the tanh approximation instead of erf
+        tanh: bool,
+    },
     /// Max pooling of contiguous `[planes, h, w]` input. Outputs: the values
     /// `[planes * oh * ow]` and, as I64, the input-plane index of each maximum (the
     /// first maximum wins; NaN counts as the largest value).
@@ -542,6 +570,8 @@ impl FusedOp<'_> {
             FusedOp::Softmax { log: false, .. } => "softmax",
             FusedOp::Softmax { log: true, .. } => "log_softmax",
             FusedOp::LayerNorm { .. } => "layer_norm",
+            FusedOp::LayerNormBackward { .. } => "layer_norm_backward",
+            FusedOp::GeluBackward { .. } => "gelu_backward",
             FusedOp::MaxPool2d { .. } => "max_pool2d",
             FusedOp::Im2col { .. } => "im2col",
             FusedOp::Col2im { .. } => "col2im",
@@ -555,6 +585,8 @@ impl FusedOp<'_> {
         match self {
             FusedOp::Softmax { layout, .. }
             | FusedOp::LayerNorm { layout, .. }
+            | FusedOp::LayerNormBackward { layout, .. }
+            | FusedOp::GeluBackward { layout, .. }
             | FusedOp::MaxPool2d { layout, .. }
             | FusedOp::Im2col { layout, .. }
             | FusedOp::Col2im { layout, .. } => layout.dims().to_vec(),

@@ -106,14 +106,21 @@ impl Var {
         sin => |x, g| g.mul(&x.cos()?);
         /// Cosine.
         cos => |x, g| g.mul(&x.sin()?.neg()?);
-        /// GELU (exact erf form).
+        /// GELU (exact erf form). The backward is [`Tensor::gelu_backward`] (one fused
+        /// pass), or `Var` ops under `create_graph`.
         gelu => |x, g| {
+            if !crate::mode::is_grad_enabled() {
+                return Ok(Var::from(x.tensor().gelu_backward(g.tensor(), false)?));
+            }
             let cdf = x.mul_scalar(std::f64::consts::FRAC_1_SQRT_2)?.erf()?.add_scalar(1.0)?.mul_scalar(0.5)?;
             let pdf = x.square()?.mul_scalar(-0.5)?.exp()?.mul_scalar(1.0 / (2.0 * PI).sqrt())?;
             g.mul(&cdf.add(&x.mul(&pdf)?)?)
         };
-        /// GELU (tanh approximation).
+        /// GELU (tanh approximation); backward as [`Var::gelu`]'s.
         gelu_tanh => |x, g| {
+            if !crate::mode::is_grad_enabled() {
+                return Ok(Var::from(x.tensor().gelu_backward(g.tensor(), true)?));
+            }
             let k = (2.0 / PI).sqrt();
             let x2 = x.square()?;
             let u = x.mul(&x2.mul_scalar(0.044715)?.add_scalar(1.0)?)?.mul_scalar(k)?;

@@ -28,7 +28,19 @@ fn matmul_grads(a: &Var, b: &Var, g: &Var, n: &[bool]) -> Result<(Option<Var>, O
         None
     };
     let gb = if n[1] {
-        let gb = if ra == 2 && rb == 2 && col_major(b) { g2.mt()?.matmul(&a2)?.mt()? } else { a2.mt()?.matmul(&g2)? };
+        // A 2-D `b` broadcast against a batched `a` (a linear layer on `[B, T, K]`): the
+        // batch folds into one GEMM over `B * T` rows, instead of a product per batch
+        // element summed afterwards.
+        let (a2, g2) = if ra >= 3 && rb == 2 {
+            let rows = a2.dims()[..ra - 1].iter().product::<usize>() as isize;
+            let k = a2.dims()[ra - 1] as isize;
+            let nn = g2.dims()[g2.rank() - 1] as isize;
+            (a2.reshape(&[rows, k])?, g2.reshape(&[rows, nn])?)
+        } else {
+            (a2, g2.clone())
+        };
+        let flat = a2.rank() == 2;
+        let gb = if flat && rb == 2 && col_major(b) { g2.mt()?.matmul(&a2)?.mt()? } else { a2.mt()?.matmul(&g2)? };
         Some(if rb == 1 { gb.squeeze(-1)? } else { gb })
     } else {
         None

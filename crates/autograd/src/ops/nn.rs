@@ -9,7 +9,31 @@ use tensor_core::ops::attention::{check_attention, AttentionOpts};
 use tensor_core::ops::nn::{check_rms_norm, compute_dtype};
 use tensor_core::{DType, Error, Result, Tensor};
 
+use smallvec::smallvec;
+
+use crate::graph::{record, should_record, Grads, SavedVar};
+use crate::mode::is_grad_enabled;
 use crate::var::Var;
+
+/// Layer norm's gradients `(dx, dweight, dbias)` written with differentiable `Var` ops
+/// (for `create_graph`): `dx = (d - mean(d) - x̂ mean(d x̂)) / σ` with `d = g w`.
+fn layer_norm_grads(x: &Var, g: &Var, ns: &[usize], w: Option<&Var>, eps: f64) -> Result<(Var, Var, Var)> {
+    let (k, r) = (ns.len(), x.rank());
+    let dims: Vec<isize> = (0..k as isize).map(|i| i - k as isize).collect();
+    let xc = x.sub(&x.mean(&dims, true)?)?;
+    let rstd = xc.square()?.mean(&dims, true)?.add_scalar(eps)?.rsqrt()?;
+    let xhat = xc.mul(&rstd)?;
+    let d = match w {
+        Some(w) => g.mul(&w.to_dtype(x.dtype())?)?,
+        None => g.clone(),
+    };
+    let a = d.mean(&dims, true)?;
+    let b = d.mul(&xhat)?.mean(&dims, true)?;
+    let dx = d.sub(&a)?.sub(&xhat.mul(&b)?)?.mul(&rstd)?;
+    let lead: Vec<isize> = (0..(r - k) as isize).collect();
+    let over_rows = |t: Var| if lead.is_empty() { Ok(t) } else { t.sum(&lead, false) };
+    Ok((dx, over_rows(g.mul(&xhat)?)?, over_rows(g.clone())?))
+}
 
 impl Var {
     /// Scaled dot-product attention, `softmax(q kᵀ · scale + mask) v`, with the
@@ -140,7 +164,10 @@ impl Var {
     }
 
     /// Layer normalisation over the trailing `normalized_shape` dims, with optional
-    /// elementwise affine weight and bias.
+    /// elementwise affine weight and bias: one op, whose forward is
+    /// [`Tensor::layer_norm`] (fused where the backend has a kernel) and whose backward
+    /// is [`Tensor::layer_norm_backward`]; under `create_graph` the backward is written
+    /// with `Var` ops instead, so it can be differentiated again.
     pub fn layer_norm(
         &self,
         normalized_shape: &[usize],
@@ -148,27 +175,37 @@ impl Var {
         bias: Option<&Var>,
         eps: f64,
     ) -> Result<Var> {
-        let k = normalized_shape.len();
-        if k > self.rank() || self.dims()[self.rank() - k..] != *normalized_shape {
-            return Err(Error::shape(
-                "layer_norm",
-                self.dims(),
-                normalized_shape,
-                "input's trailing dims must equal normalized_shape",
-            ));
+        let out =
+            self.tensor().layer_norm(normalized_shape, weight.map(|w| w.tensor()), bias.map(|b| b.tensor()), eps)?;
+        let mut inputs: Vec<&Var> = vec![self];
+        inputs.extend(weight);
+        inputs.extend(bias);
+        if !should_record(&inputs) || !out.dtype().is_float() {
+            return Ok(Var::from(out));
         }
-        let dims: Vec<isize> = (self.rank() - k..self.rank()).map(|d| d as isize).collect();
-        let mu = self.mean(&dims, true)?;
-        let xc = self.sub(&mu)?;
-        let var = xc.square()?.mean(&dims, true)?;
-        let mut y = xc.mul(&var.add_scalar(eps)?.rsqrt()?)?;
-        if let Some(w) = weight {
-            y = y.mul(w)?;
-        }
-        if let Some(b) = bias {
-            y = y.add(b)?;
-        }
-        Ok(y)
+        let x = SavedVar::new(self);
+        let w = weight.map(SavedVar::new);
+        let bias_dtype = bias.map(|b| b.dtype());
+        let ns = normalized_shape.to_vec();
+        Ok(record("layer_norm", out, &inputs, move |g, _| {
+            let x = x.get()?;
+            let w = w.as_ref().map(SavedVar::get).transpose()?;
+            let (dx, dw, db) = if is_grad_enabled() {
+                layer_norm_grads(&x, g, &ns, w.as_ref(), eps)?
+            } else {
+                let (dx, dw, db) =
+                    x.tensor().layer_norm_backward(g.tensor(), &ns, w.as_ref().map(|w| w.tensor()), eps)?;
+                (Var::from(dx), Var::from(dw), Var::from(db))
+            };
+            let mut grads: Grads = smallvec![Some(dx)];
+            if let Some(w) = &w {
+                grads.push(Some(dw.to_dtype(w.dtype())?));
+            }
+            if let Some(dt) = bias_dtype {
+                grads.push(Some(db.to_dtype(dt)?));
+            }
+            Ok(grads)
+        }))
     }
 
     /// Inverted dropout: zeroes each element with probability `p` and scales the rest

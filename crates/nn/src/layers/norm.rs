@@ -381,15 +381,9 @@ impl Forward for LayerNorm {
                 "the input's trailing dims must equal normalized_shape",
             ));
         }
-        let dims: Vec<isize> = (r - k..r).map(|d| d as isize).collect();
-        let (mut y, _, _) = normalize(x, &dims, self.eps)?;
-        if let Some(w) = &self.weight {
-            y = y.mul(&w.var())?;
-        }
-        match &self.bias {
-            Some(b) => y.add(&b.var()),
-            None => Ok(y),
-        }
+        // One op (a fused kernel forward and backward where the backend has one).
+        let (w, b) = (self.weight.as_ref().map(Param::var), self.bias.as_ref().map(Param::var));
+        x.layer_norm(&self.normalized_shape, w.as_ref(), b.as_ref(), self.eps)
     }
 }
 

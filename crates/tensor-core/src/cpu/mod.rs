@@ -7,6 +7,7 @@ mod elementwise;
 mod index;
 pub mod iter;
 mod matmul;
+mod norm;
 mod optim;
 mod reduce;
 pub(crate) mod window;
@@ -170,6 +171,15 @@ fn view<'a>(op: &'static str, b: &'a dyn Buffer, l: &Layout) -> Result<&'a HostB
     let c = cpu(b)?;
     l.check_fits(op, c.len())?;
     Ok(c)
+}
+
+/// [`view`] of an optional parameter.
+#[allow(clippy::type_complexity)]
+fn opt_view<'a>(
+    op: &'static str,
+    p: Option<(&'a dyn Buffer, &'a Layout)>,
+) -> Result<Option<(&'a HostBuffer, &'a Layout)>> {
+    p.map(|(b, l)| view(op, b, l).map(|b| (b, l))).transpose()
 }
 
 /// Mutable variant of [`view`].
@@ -346,8 +356,28 @@ impl Backend for CpuBackend {
             FusedOp::OptimizerStep { update, param, grad, state } => {
                 optim::step(&update, param, grad, state).map(|r| r.map(|()| Vec::new()))
             }
-            // Layer norm runs as its composite on the CPU.
-            _ => None,
+            FusedOp::LayerNorm { x, layout, weight, bias, eps } => {
+                let (b, w, bi) = match (checked(x, layout), opt_view(name, weight), opt_view(name, bias)) {
+                    (Ok(b), Ok(w), Ok(bi)) => (b, w, bi),
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Some(Err(e)),
+                };
+                norm::layer_norm(b, layout, w, bi, eps).map(one)
+            }
+            FusedOp::LayerNormBackward { x, layout, grad, weight, eps } => {
+                let (b, g, w) = match (checked(x, layout), checked(grad, layout), opt_view(name, weight)) {
+                    (Ok(b), Ok(g), Ok(w)) => (b, g, w),
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Some(Err(e)),
+                };
+                norm::layer_norm_backward(b, layout, g, w, eps)
+                    .map(|r| r.map(|v| v.into_iter().map(OwnedBuffer::from).collect()))
+            }
+            FusedOp::GeluBackward { x, grad, layout, tanh } => {
+                let (b, g) = match (checked(x, layout), checked(grad, layout)) {
+                    (Ok(b), Ok(g)) => (b, g),
+                    (Err(e), _) | (_, Err(e)) => return Some(Err(e)),
+                };
+                norm::gelu_backward(b, g, layout, tanh).map(one)
+            }
         }
     }
 }

@@ -485,7 +485,7 @@ fn softmax_rows<T: Elem + Float>(x: &[T], rows: usize, cols: usize, log: bool) -
 /// polynomial for `e^r` (Cephes' coefficients, about 1 ulp) and `2^n` built from the
 /// exponent bits. Below -87.3 (where `e^x` is subnormal) it returns 0; NaN stays NaN.
 #[inline(always)]
-fn exp_neg_f32(x: f32) -> f32 {
+pub(super) fn exp_neg_f32(x: f32) -> f32 {
     const LO: f32 = -87.336_55;
     const MAGIC: f32 = 12_582_912.0;
     // Not `x.max(LO)`: that would turn NaN into LO.

@@ -415,8 +415,10 @@ impl Tensor {
             return None;
         }
         let rows = self.numel() / cols;
+        // Parameters are small: a strided one is copied, so that the layout of a
+        // parameter never changes which kernel (and so which rounding) runs.
         let flat = |t: &Tensor| -> Option<Tensor> {
-            (t.is_contiguous() && t.dtype() == self.dtype()).then(|| t.reshape_to([t.numel()]).ok()).flatten()
+            (t.dtype() == self.dtype()).then(|| t.contiguous().and_then(|t| t.reshape_to([t.numel()])).ok()).flatten()
         };
         let x = self.contiguous().and_then(|x| x.reshape_to([rows, cols])).ok()?;
         let w = weight.map(flat);
@@ -436,6 +438,154 @@ impl Tensor {
         };
         let y = crate::fused::run(self.device(), op, &[&[rows, cols]])?;
         Some(y.and_then(|mut y| y.remove(0).reshape_to(self.shape().clone())))
+    }
+
+    /// The gradients of [`Tensor::layer_norm`] with respect to its input, weight and
+    /// bias, given the output's gradient `grad` (the input's shape and dtype): `(dx,
+    /// dweight, dbias)`, the last two of shape `normalized_shape` (computed whether or not
+    /// the forward had a weight or bias). The statistics are recomputed from `self`. One
+    /// fused pass where the backend has [`FusedOp::LayerNormBackward`], tensor ops
+    /// otherwise. Autograd's `layer_norm` uses it; it is public for custom backwards.
+    ///
+    /// ```
+    /// use tensor_core::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0], [1, 2])?;
+    /// let g = Tensor::from_vec(vec![1.0f64, 0.0], [1, 2])?;
+    /// let (dx, dw, db) = x.layer_norm_backward(&g, &[2], None, 0.0)?;
+    /// // x_hat = [-1, 1]: dx = (g - mean(g) - x_hat mean(g x_hat)) / std = [0, 0]
+    /// assert_eq!(dx.to_vec::<f64>()?, vec![0.0, 0.0]);
+    /// assert_eq!(dw.to_vec::<f64>()?, vec![-1.0, 0.0]);
+    /// assert_eq!(db.to_vec::<f64>()?, vec![1.0, 0.0]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn layer_norm_backward(
+        &self,
+        grad: &Tensor,
+        normalized_shape: &[usize],
+        weight: Option<&Tensor>,
+        eps: f64,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let _prof = crate::profiler::scope("layer_norm_backward", &[self, grad]);
+        let op = "layer_norm_backward";
+        require_float(op, self)?;
+        let k = normalized_shape.len();
+        let r = self.rank();
+        if k == 0 || k > r || &self.dims()[r - k..] != normalized_shape {
+            return Err(Error::shape(
+                op,
+                self.dims(),
+                normalized_shape,
+                "normalized_shape must be non-empty and equal the input's trailing dims",
+            ));
+        }
+        self.same_device(op, grad)?;
+        if grad.dims() != self.dims() || grad.dtype() != self.dtype() {
+            return Err(Error::shape(
+                op,
+                self.dims(),
+                grad.dims(),
+                format!("grad must match the input's shape and dtype ({} vs {})", grad.dtype(), self.dtype()),
+            ));
+        }
+        check_param(op, "weight", self, weight, normalized_shape)?;
+        let cols: usize = normalized_shape.iter().product();
+        if cols > 0 && self.numel() > 0 {
+            let rows = self.numel() / cols;
+            let x = self.contiguous()?.reshape_to([rows, cols])?;
+            let g = grad.contiguous()?.reshape_to([rows, cols])?;
+            let w = match weight {
+                Some(w) if w.dtype() == self.dtype() => Some(w.contiguous()?.reshape_to([cols])?),
+                _ => None,
+            };
+            if weight.is_none() || w.is_some() {
+                let (xg, gg, wg) = (x.storage().read(), g.storage().read(), w.as_ref().map(|t| t.storage().read()));
+                let fused = FusedOp::LayerNormBackward {
+                    x: &**xg,
+                    layout: x.layout(),
+                    grad: &**gg,
+                    weight: wg.as_ref().zip(w.as_ref()).map(|(g, t)| (&***g, t.layout())),
+                    eps,
+                };
+                if let Some(outs) = crate::fused::run(self.device(), fused, &[&[rows, cols], &[cols], &[cols]]) {
+                    let mut outs = outs?.into_iter();
+                    let (Some(dx), Some(dw), Some(db)) = (outs.next(), outs.next(), outs.next()) else {
+                        return Err(Error::arg(op, "the fused kernel returned too few outputs"));
+                    };
+                    let ns = crate::Shape::from(normalized_shape);
+                    return Ok((dx.reshape_to(self.shape().clone())?, dw.reshape_to(ns.clone())?, db.reshape_to(ns)?));
+                }
+            }
+        }
+        // The composite, in the compute dtype.
+        let cd = compute_dtype(self.dtype());
+        let (x, g) = (self.to_dtype(cd)?, grad.to_dtype(cd)?);
+        let dims: Vec<isize> = (0..k as isize).map(|i| i - k as isize).collect();
+        let xc = x.sub(&x.mean(&dims, true)?)?;
+        let rstd = xc.square()?.mean(&dims, true)?.add_scalar(eps)?.rsqrt()?;
+        let xhat = xc.mul(&rstd)?;
+        let d = match weight {
+            Some(w) => g.mul(&w.to_dtype(cd)?)?,
+            None => g.clone(),
+        };
+        let a = d.mean(&dims, true)?;
+        let b = d.mul(&xhat)?.mean(&dims, true)?;
+        let dx = d.sub(&a)?.sub(&xhat.mul(&b)?)?.mul(&rstd)?;
+        let lead: Vec<isize> = (0..(r - k) as isize).collect();
+        let over_rows = |t: Tensor| if lead.is_empty() { Ok(t) } else { t.sum(&lead, false) };
+        let dw = over_rows(g.mul(&xhat)?)?;
+        let db = over_rows(g)?;
+        Ok((dx.to_dtype(self.dtype())?, dw.to_dtype(self.dtype())?, db.to_dtype(self.dtype())?))
+    }
+
+    /// `grad * gelu'(self)`: the gradient of [`Tensor::gelu`] (or, with `tanh`, of
+    /// [`Tensor::gelu_tanh`]) given the output's gradient `grad` (same shape and dtype).
+    /// One fused pass where the backend has [`FusedOp::GeluBackward`], tensor ops
+    /// otherwise.
+    ///
+    /// ```
+    /// use tensor_core::Tensor;
+    /// let x = Tensor::from_vec(vec![0.0f64], [1])?;
+    /// let g = Tensor::from_vec(vec![2.0f64], [1])?;
+    /// // gelu'(0) = 1/2
+    /// assert_eq!(x.gelu_backward(&g, false)?.to_vec::<f64>()?, vec![1.0]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn gelu_backward(&self, grad: &Tensor, tanh: bool) -> Result<Tensor> {
+        let _prof = crate::profiler::scope("gelu_backward", &[self, grad]);
+        let op = "gelu_backward";
+        require_float(op, self)?;
+        self.same_device(op, grad)?;
+        if grad.dims() != self.dims() || grad.dtype() != self.dtype() {
+            return Err(Error::shape(
+                op,
+                self.dims(),
+                grad.dims(),
+                format!("grad must match the input's shape and dtype ({} vs {})", grad.dtype(), self.dtype()),
+            ));
+        }
+        let (x, g) = (self.contiguous()?, grad.contiguous()?);
+        if x.layout() == g.layout() {
+            let (xg, gg) = (x.storage().read(), g.storage().read());
+            let fused = FusedOp::GeluBackward { x: &**xg, grad: &**gg, layout: x.layout(), tanh };
+            if let Some(out) = crate::fused::run(self.device(), fused, &[self.dims()]) {
+                return out?.pop().ok_or_else(|| Error::arg(op, "the fused kernel returned no output"));
+            }
+        }
+        let cd = compute_dtype(self.dtype());
+        let (x, g) = (x.to_dtype(cd)?, g.to_dtype(cd)?);
+        let slope = if tanh {
+            let k = (2.0 / std::f64::consts::PI).sqrt();
+            let x2 = x.square()?;
+            let t = x.mul(&x2.mul_scalar(0.044715)?.add_scalar(1.0)?)?.mul_scalar(k)?.tanh()?;
+            let du = x2.mul_scalar(3.0 * 0.044715)?.add_scalar(1.0)?.mul_scalar(k)?;
+            let left = t.add_scalar(1.0)?.mul_scalar(0.5)?;
+            left.add(&x.mul_scalar(0.5)?.mul(&t.square()?.rsub_scalar(1.0)?)?.mul(&du)?)?
+        } else {
+            let cdf = x.mul_scalar(std::f64::consts::FRAC_1_SQRT_2)?.erf()?.add_scalar(1.0)?.mul_scalar(0.5)?;
+            let pdf = x.square()?.mul_scalar(-0.5)?.exp()?.mul_scalar(1.0 / (2.0 * std::f64::consts::PI).sqrt())?;
+            cdf.add(&x.mul(&pdf)?)?
+        };
+        g.mul(&slope)?.to_dtype(self.dtype())
     }
 
     /// Batch normalisation of an `[N, C, ...]` input per channel `C`.
