@@ -117,6 +117,26 @@ def main():
             opt.step()
 
         emit("W6 CNN SGD step", "ms", timeit(step, a.reps * 3) * 1e3)
+    if want("W8"):
+        # One training step of the char_lm GPT (tools/bench/char_lm_torch.py's model).
+        import os
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from char_lm_torch import GPT
+
+        model = GPT(65)
+        ps = list(model.parameters())
+        opt = torch.optim.AdamW([{"params": [p for p in ps if p.dim() >= 2], "weight_decay": 0.1},
+                                 {"params": [p for p in ps if p.dim() < 2], "weight_decay": 0.0}],
+                                lr=1e-3, betas=(0.9, 0.99))
+        x, y = torch.randint(0, 65, (12, 64)), torch.randint(0, 65, (12, 64))
+
+        def step():
+            opt.zero_grad()
+            F.cross_entropy(model(x).view(-1, 65), y.view(-1)).backward()
+            torch.nn.utils.clip_grad_norm_(ps, 1.0)
+            opt.step()
+
+        emit("W8 GPT AdamW step", "ms", timeit(step, a.reps * 3) * 1e3)
     if want("W7"):
         a_ = torch.randn(4, 4, requires_grad=True)
         b_ = torch.randn(4, 4, requires_grad=True)

@@ -936,7 +936,18 @@ fn sdpa_record() -> OpInfo {
     let bias = Tensor::from_vec(bias, [2, 1, 3, 5]).expect("numel matches");
     let s = sdpa_sample;
     OpInfo::new("scaled_dot_product_attention", FLOATS, true)
-        .covers(&["check_attention"])
+        // The fused forward is what this record's unmasked f32/f64 samples run; its
+        // backward is what the gradcheck of those samples runs (autograd's form), and
+        // autograd's tests compare both with the composite at sizes that go parallel.
+        .covers(&["check_attention", "attention_forward_fused", "attention_backward_fused"])
+        .sample(s(
+            "causal, 8 heads x 40 (fused kernel, threads)",
+            qkv(28, &[2, 4, 40, 16], &[2, 4, 40, 16], &[2, 4, 40, 16]),
+            None,
+            0.0,
+            true,
+            None,
+        ))
         .sample(s("[2,3,4] x [2,5,4], no mask", qkv(1, &[2, 3, 4], &[2, 5, 4], &[2, 5, 3]), None, 0.0, false, None))
         .sample(s("heads [2,2,3,4]", qkv(4, &[2, 2, 3, 4], &[2, 2, 3, 4], &[2, 2, 3, 2]), None, 0.0, false, None))
         .sample(s(

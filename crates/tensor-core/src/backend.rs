@@ -454,6 +454,23 @@ op_names! {
     }
 }
 
+/// The sizes of a fused attention call ([`FusedOp::Attention`]): `bh` independent
+/// slices (batch x heads) of `l` queries and `s` keys, with head dims `e` (queries and
+/// keys) and `ev` (values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionDims {
+    /// batch x heads
+    pub bh: usize,
+    /// queries per slice
+    pub l: usize,
+    /// keys per slice
+    pub s: usize,
+    /// query/key features
+    pub e: usize,
+    /// value features
+    pub ev: usize,
+}
+
 /// A fused fast path a backend may offer through [`Backend::fused`]: the one way
 /// specialised kernels are reached. Each has a composite fallback written with tensor
 /// ops, so returning `None` from [`Backend::fused`] is always correct.
@@ -516,6 +533,32 @@ pub enum FusedOp<'a> {
         /// the tanh approximation instead of erf
         tanh: bool,
     },
+    /// Scaled dot-product attention without a score matrix, over `dims.bh` independent
+    /// slices: contiguous `q [bh, l, e]`, `k [bh, s, e]`, `v [bh, s, ev]`, optional
+    /// top-left causal masking. Outputs: the attention `[bh, l, ev]` and each query's
+    /// log-sum-exp of its scaled scores `[bh, l]` (for the backward).
+    Attention {
+        /// queries, keys and values with their layouts
+        qkv: [(&'a dyn Buffer, &'a Layout); 3],
+        /// the sizes
+        dims: crate::AttentionDims,
+        /// the factor of the scores
+        scale: f64,
+        /// query `i` sees keys `0..=i` only
+        causal: bool,
+    },
+    /// The gradients of [`FusedOp::Attention`] from its inputs, its two outputs and the
+    /// gradient of the attention (`[bh, l, ev]`). Outputs: `dq`, `dk`, `dv`.
+    AttentionBackward {
+        /// queries, keys, values, the attention, its log-sum-exp and its gradient
+        tensors: [(&'a dyn Buffer, &'a Layout); 6],
+        /// the sizes
+        dims: crate::AttentionDims,
+        /// the factor of the scores
+        scale: f64,
+        /// query `i` sees keys `0..=i` only
+        causal: bool,
+    },
     /// Max pooling of contiguous `[planes, h, w]` input. Outputs: the values
     /// `[planes * oh * ow]` and, as I64, the input-plane index of each maximum (the
     /// first maximum wins; NaN counts as the largest value).
@@ -572,6 +615,8 @@ impl FusedOp<'_> {
             FusedOp::LayerNorm { .. } => "layer_norm",
             FusedOp::LayerNormBackward { .. } => "layer_norm_backward",
             FusedOp::GeluBackward { .. } => "gelu_backward",
+            FusedOp::Attention { .. } => "scaled_dot_product_attention",
+            FusedOp::AttentionBackward { .. } => "scaled_dot_product_attention_backward",
             FusedOp::MaxPool2d { .. } => "max_pool2d",
             FusedOp::Im2col { .. } => "im2col",
             FusedOp::Col2im { .. } => "col2im",
@@ -590,6 +635,8 @@ impl FusedOp<'_> {
             | FusedOp::MaxPool2d { layout, .. }
             | FusedOp::Im2col { layout, .. }
             | FusedOp::Col2im { layout, .. } => layout.dims().to_vec(),
+            FusedOp::Attention { qkv, .. } => qkv[0].1.dims().to_vec(),
+            FusedOp::AttentionBackward { tensors, .. } => tensors[0].1.dims().to_vec(),
             FusedOp::OptimizerStep { param, .. } => vec![param.1.len],
         }
     }

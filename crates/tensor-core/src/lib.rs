@@ -37,7 +37,8 @@ mod tensor;
 mod view;
 
 pub use backend::{
-    Backend, BinaryOp, Buffer, DeviceEvent, DeviceLocation, FusedOp, OwnedBuffer, ReduceOp, ScanOp, Span, UnaryOp,
+    AttentionDims, Backend, BinaryOp, Buffer, DeviceEvent, DeviceLocation, FusedOp, OwnedBuffer, ReduceOp, ScanOp,
+    Span, UnaryOp,
 };
 pub use device::{Device, Storage};
 pub use dtype::{DType, Elem, Scalar, ALL_DTYPES};

@@ -15,6 +15,25 @@ use crate::graph::{record, should_record, Grads, SavedVar};
 use crate::mode::is_grad_enabled;
 use crate::var::Var;
 
+/// The gradients of causal or unmasked attention `softmax(q kᵀ · scale) v` written with
+/// differentiable `Var` ops (for `create_graph` through the fused forward):
+/// `dv = pᵀ g`, `ds = p (g vᵀ - rowsum(g vᵀ p))`, `dq = ds k · scale`, `dk = dsᵀ q · scale`.
+fn attention_grads(q: &Var, k: &Var, v: &Var, g: &Var, scale: f64, causal: bool) -> Result<(Var, Var, Var)> {
+    let mut s = q.matmul(&k.transpose(-2, -1)?)?.mul_scalar(scale)?;
+    if causal {
+        let (l, n) = (q.dims()[q.rank() - 2], k.dims()[k.rank() - 2]);
+        let keep = Tensor::ones([l, n], DType::Bool, q.device())?.tril(0)?;
+        s = s.masked_fill(&keep.logical_not()?, f64::NEG_INFINITY)?;
+    }
+    let p = s.softmax(-1)?;
+    let dv = p.transpose(-2, -1)?.matmul(g)?;
+    let dp = g.matmul(&v.transpose(-2, -1)?)?;
+    let ds = p.mul(&dp.sub(&dp.mul(&p)?.sum(&[-1], true)?)?)?;
+    let dq = ds.matmul(k)?.mul_scalar(scale)?;
+    let dk = ds.transpose(-2, -1)?.matmul(q)?.mul_scalar(scale)?;
+    Ok((dq, dk, dv))
+}
+
 /// Layer norm's gradients `(dx, dweight, dbias)` written with differentiable `Var` ops
 /// (for `create_graph`): `dx = (d - mean(d) - x̂ mean(d x̂)) / σ` with `d = g w`.
 fn layer_norm_grads(x: &Var, g: &Var, ns: &[usize], w: Option<&Var>, eps: f64) -> Result<(Var, Var, Var)> {
@@ -54,6 +73,30 @@ impl Var {
     /// ```
     pub fn scaled_dot_product_attention(q: &Var, k: &Var, v: &Var, opts: AttentionOpts<'_>) -> Result<Var> {
         let plan = check_attention(q.tensor(), k.tensor(), v.tensor(), &opts)?;
+        if let Some((out, lse)) = Tensor::attention_forward_fused(q.tensor(), k.tensor(), v.tensor(), opts)? {
+            if !should_record(&[q, k, v]) {
+                return Ok(Var::from(out));
+            }
+            let (qs, ks, vs) = (SavedVar::new(q), SavedVar::new(k), SavedVar::new(v));
+            let saved_out = out.clone();
+            let (scale, causal) = (plan.scale, opts.is_causal);
+            return Ok(record("scaled_dot_product_attention", out, &[q, k, v], move |g, _| {
+                let (q, k, v) = (qs.get()?, ks.get()?, vs.get()?);
+                let (dq, dk, dv) = if is_grad_enabled() {
+                    attention_grads(&q, &k, &v, g, scale, causal)?
+                } else {
+                    let o = AttentionOpts { is_causal: causal, scale: Some(scale), ..Default::default() };
+                    let t = |v: &Var| v.tensor().clone();
+                    let Some((dq, dk, dv)) =
+                        Tensor::attention_backward_fused(&t(&q), &t(&k), &t(&v), &saved_out, &lse, g.tensor(), o)?
+                    else {
+                        return Err(Error::Autograd("the fused attention backward is not available".into()));
+                    };
+                    (Var::from(dq), Var::from(dk), Var::from(dv))
+                };
+                Ok(smallvec![Some(dq), Some(dk), Some(dv)])
+            }));
+        }
         let dt = q.dtype();
         let c = |t: &Var| t.to_dtype(plan.compute)?.contiguous();
         let (q, k, v) = (c(q)?, c(k)?, c(v)?);

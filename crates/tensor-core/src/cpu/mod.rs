@@ -3,6 +3,7 @@
 
 pub mod alloc;
 mod arith;
+mod attention;
 mod elementwise;
 mod index;
 pub mod iter;
@@ -370,6 +371,22 @@ impl Backend for CpuBackend {
                 };
                 norm::layer_norm_backward(b, layout, g, w, eps)
                     .map(|r| r.map(|v| v.into_iter().map(OwnedBuffer::from).collect()))
+            }
+            FusedOp::Attention { qkv, dims, scale, causal } => {
+                let v: Result<Vec<_>> = qkv.iter().map(|&(b, l)| checked(b, l).map(|b| (b, l))).collect();
+                match v {
+                    Ok(v) => attention::forward(v[0], v[1], v[2], dims, scale, causal)
+                        .map(|r| r.map(|v| v.into_iter().map(OwnedBuffer::from).collect())),
+                    Err(e) => Some(Err(e)),
+                }
+            }
+            FusedOp::AttentionBackward { tensors, dims, scale, causal } => {
+                let v: Result<Vec<_>> = tensors.iter().map(|&(b, l)| checked(b, l).map(|b| (b, l))).collect();
+                match v {
+                    Ok(v) => attention::backward(v[0], v[1], v[2], v[3], v[4], v[5], dims, scale, causal)
+                        .map(|r| r.map(|v| v.into_iter().map(OwnedBuffer::from).collect())),
+                    Err(e) => Some(Err(e)),
+                }
             }
             FusedOp::GeluBackward { x, grad, layout, tanh } => {
                 let (b, g) = match (checked(x, layout), checked(grad, layout)) {

@@ -7,8 +7,9 @@
 //! A row of the scores with nothing to attend to (every key masked out) gives zeros,
 //! with zero gradient, as PyTorch 2.5 and later do (`_safe_softmax`), rather than NaN.
 
+use crate::backend::FusedOp;
 use crate::shape::broadcast_shapes;
-use crate::{DType, Error, Result, Tensor};
+use crate::{AttentionDims, DType, Error, Result, Tensor};
 
 use super::nn::compute_dtype;
 
@@ -156,6 +157,9 @@ impl Tensor {
     pub fn scaled_dot_product_attention(q: &Tensor, k: &Tensor, v: &Tensor, opts: AttentionOpts<'_>) -> Result<Tensor> {
         let _prof = crate::profiler::scope(OP, &[q, k, v]);
         let plan = check_attention(q, k, v, &opts)?;
+        if let Some((out, _)) = Tensor::attention_forward_fused(q, k, v, opts)? {
+            return Ok(out);
+        }
         let dt = q.dtype();
         // Contiguous operands: the result then does not depend on the input layouts
         // (GEMM rounds differently for different strides).
@@ -177,5 +181,125 @@ impl Tensor {
         };
         let w = w.dropout(opts.dropout_p, true)?;
         w.matmul(&v)?.to_dtype(dt)
+    }
+}
+
+/// The sizes of a call the fused kernels take, or `None`: no dropout, no explicit mask
+/// (causal is fine), f32 or f64, the same batch dims on `q`, `k` and `v` (no
+/// broadcasting), nothing empty.
+fn fused_dims(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttentionOpts<'_>) -> Option<AttentionDims> {
+    let r = q.rank();
+    if opts.dropout_p != 0.0 || opts.attn_mask.is_some() || !matches!(q.dtype(), DType::F32 | DType::F64) {
+        return None;
+    }
+    if k.rank() != r
+        || v.rank() != r
+        || q.dims()[..r - 2] != k.dims()[..r - 2]
+        || q.dims()[..r - 2] != v.dims()[..r - 2]
+    {
+        return None;
+    }
+    let d = AttentionDims {
+        bh: q.dims()[..r - 2].iter().product(),
+        l: q.dims()[r - 2],
+        s: k.dims()[r - 2],
+        e: q.dims()[r - 1],
+        ev: v.dims()[r - 1],
+    };
+    (d.bh > 0 && d.l > 0 && d.s > 0 && d.e > 0 && d.ev > 0).then_some(d)
+}
+
+impl Tensor {
+    /// The fused kernel of [`Tensor::scaled_dot_product_attention`] (no score matrix:
+    /// memory linear in the sequence length), where the backend has one and the call
+    /// qualifies (no dropout, no explicit mask, f32/f64, equal batch dims): the
+    /// attention and each query's log-sum-exp of its scaled scores (`[..., L]`, for
+    /// [`Tensor::attention_backward_fused`]). `Ok(None)`: use the composite. Autograd's
+    /// form uses it; it is public for custom backwards.
+    pub fn attention_forward_fused(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        opts: AttentionOpts<'_>,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        let plan = check_attention(q, k, v, &opts)?;
+        let Some(d) = fused_dims(q, k, v, &opts) else { return Ok(None) };
+        let c = |t: &Tensor, r: usize, c: usize| t.contiguous()?.reshape_to([d.bh, r, c]);
+        let (q3, k3, v3) = (c(q, d.l, d.e)?, c(k, d.s, d.e)?, c(v, d.s, d.ev)?);
+        let (qg, kg, vg) = (q3.storage().read(), k3.storage().read(), v3.storage().read());
+        let op = FusedOp::Attention {
+            qkv: [(&**qg, q3.layout()), (&**kg, k3.layout()), (&**vg, v3.layout())],
+            dims: d,
+            scale: plan.scale,
+            causal: opts.is_causal,
+        };
+        let Some(outs) = crate::fused::run(q.device(), op, &[&[d.bh, d.l, d.ev], &[d.bh, d.l]]) else {
+            return Ok(None);
+        };
+        let mut outs = outs?.into_iter();
+        let (Some(o), Some(lse)) = (outs.next(), outs.next()) else {
+            return Err(Error::arg(OP, "the fused kernel returned too few outputs"));
+        };
+        let batch = &q.dims()[..q.rank() - 2];
+        let shape = |tail: &[usize]| -> Vec<usize> { batch.iter().chain(tail).copied().collect() };
+        Ok(Some((o.reshape_to(shape(&[d.l, d.ev]))?, lse.reshape_to(shape(&[d.l]))?)))
+    }
+
+    /// The gradients `(dq, dk, dv)` of [`Tensor::attention_forward_fused`] given its
+    /// output `out`, log-sum-exp `lse` and the output's gradient `grad` (probabilities
+    /// recomputed row by row, as FlashAttention's backward). `Ok(None)` where the
+    /// forward would not have been fused.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_backward_fused(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        lse: &Tensor,
+        grad: &Tensor,
+        opts: AttentionOpts<'_>,
+    ) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+        let plan = check_attention(q, k, v, &opts)?;
+        let Some(d) = fused_dims(q, k, v, &opts) else { return Ok(None) };
+        let r = q.rank();
+        let mut want_out: Vec<usize> = q.dims()[..r - 2].to_vec();
+        want_out.extend([d.l, d.ev]);
+        for (what, t, want) in
+            [("out", out, &want_out[..]), ("grad", grad, &want_out[..]), ("lse", lse, &want_out[..r - 1])]
+        {
+            if t.dims() != want || t.dtype() != q.dtype() {
+                return Err(Error::shape(
+                    "attention_backward_fused",
+                    t.dims(),
+                    want,
+                    format!("{what} must be {want:?} of {} (it is {})", q.dtype(), t.dtype()),
+                ));
+            }
+            q.same_device("attention_backward_fused", t)?;
+        }
+        let c = |t: &Tensor, r: usize, c: usize| t.contiguous()?.reshape_to([d.bh, r, c]);
+        let ts = [
+            c(q, d.l, d.e)?,
+            c(k, d.s, d.e)?,
+            c(v, d.s, d.ev)?,
+            c(out, d.l, d.ev)?,
+            c(lse, d.l, 1)?,
+            c(grad, d.l, d.ev)?,
+        ];
+        let guards: Vec<_> = ts.iter().map(|t| t.storage().read()).collect();
+        let tensors: [(&dyn crate::Buffer, &crate::Layout); 6] =
+            std::array::from_fn(|i| (&**guards[i] as &dyn crate::Buffer, ts[i].layout()));
+        let op = FusedOp::AttentionBackward { tensors, dims: d, scale: plan.scale, causal: opts.is_causal };
+        let shapes: [&[usize]; 3] = [&[d.bh, d.l, d.e], &[d.bh, d.s, d.e], &[d.bh, d.s, d.ev]];
+        let Some(outs) = crate::fused::run(q.device(), op, &shapes) else { return Ok(None) };
+        let mut outs = outs?.into_iter();
+        let (Some(dq), Some(dk), Some(dv)) = (outs.next(), outs.next(), outs.next()) else {
+            return Err(Error::arg(OP, "the fused kernel returned too few outputs"));
+        };
+        Ok(Some((
+            dq.reshape_to(q.shape().clone())?,
+            dk.reshape_to(k.shape().clone())?,
+            dv.reshape_to(v.shape().clone())?,
+        )))
     }
 }

@@ -127,7 +127,17 @@ fn matmul_impl(op: &'static str, this: &Tensor, other: &Tensor) -> Result<Tensor
     // are mergeable; otherwise copy that operand.
     let (a3, la3) = collapse_batch(&a2.with_layout(la), nb, m, k)?;
     let (b3, lb3) = collapse_batch(&b2.with_layout(lb), nb, k, n)?;
-    let out = a3.run2(&b3, [nb, m, n], |be, x, _, y, _| be.matmul(x, &la3, y, &lb3))?;
+    // A right operand shared by every batch element (a linear layer's weight against
+    // `[B, T, K]`) with the left's rows evenly spaced across batches: one GEMM over
+    // `nb * m` rows instead of `nb` small ones.
+    let (sa3, sb3) = (la3.strides(), lb3.strides());
+    let out = if nb > 1 && sb3[0] == 0 && m > 0 && sa3[0] == m * sa3[1] {
+        let la1 = la3.as_strided(&[1, nb * m, k], &[0, sa3[1], sa3[2]], la3.offset());
+        let lb1 = lb3.as_strided(&[1, k, n], &[0, sb3[1], sb3[2]], lb3.offset());
+        a3.run2(&b3, [1, nb * m, n], |be, x, _, y, _| be.matmul(x, &la1, y, &lb1))?.reshape_to([nb, m, n])?
+    } else {
+        a3.run2(&b3, [nb, m, n], |be, x, _, y, _| be.matmul(x, &la3, y, &lb3))?
+    };
     let mut final_shape: Vec<usize> = batch.dims().to_vec();
     if ra > 1 {
         final_shape.push(m);
