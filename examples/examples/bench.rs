@@ -190,6 +190,22 @@ fn main() -> Result<()> {
         })?;
         emit("W8 GPT AdamW step", "ms", t * 1e3);
     }
+    if want("W10") {
+        // Causal attention forward + backward, batch 4, 4 heads, head dim 32.
+        for t_len in [64usize, 256, 1024] {
+            let mk = || Var::param(Tensor::randn([4, 4, t_len, 32], f32_, &dev)?);
+            let (q, k, v) = (mk()?, mk()?, mk()?);
+            let g = Var::from(Tensor::randn([4, 4, t_len, 32], f32_, &dev)?);
+            let opts = tensor_core::AttentionOpts { is_causal: true, ..Default::default() };
+            let t = timeit(reps, || {
+                for x in [&q, &k, &v] {
+                    x.zero_grad();
+                }
+                Var::scaled_dot_product_attention(&q, &k, &v, opts)?.mul(&g)?.sum(&[], false)?.backward()
+            })?;
+            emit(&format!("W10 attention fwd+bwd T={t_len}"), "ms", t * 1e3);
+        }
+    }
     if want("W7") {
         let a = Var::param(Tensor::randn([4, 4], f32_, &dev)?)?;
         let b = Var::param(Tensor::randn([4, 4], f32_, &dev)?)?;

@@ -137,6 +137,17 @@ def main():
             opt.step()
 
         emit("W8 GPT AdamW step", "ms", timeit(step, a.reps * 3) * 1e3)
+    if want("W10"):
+        for t_len in [64, 256, 1024]:
+            q, k, v = (torch.randn(4, 4, t_len, 32, requires_grad=True) for _ in range(3))
+            g = torch.randn(4, 4, t_len, 32)
+
+            def fb():
+                for x in (q, k, v):
+                    x.grad = None
+                (F.scaled_dot_product_attention(q, k, v, is_causal=True) * g).sum().backward()
+
+            emit(f"W10 attention fwd+bwd T={t_len}", "ms", timeit(fb, a.reps) * 1e3)
     if want("W7"):
         a_ = torch.randn(4, 4, requires_grad=True)
         b_ = torch.randn(4, 4, requires_grad=True)

@@ -287,7 +287,7 @@ fn goal(workload: &str) -> Goal {
     match workload {
         w if w.starts_with("W1 matmul 1024") || w.starts_with("W1 matmul 2048") => Goal::Ratio(1.0),
         w if w.starts_with("W2") => Goal::Ratio(2.0),
-        w if w.starts_with("W3") || w.starts_with("W4") => Goal::Ratio(1.0),
+        w if w.starts_with("W3") || w.starts_with("W4") || w.starts_with("W10") => Goal::Ratio(1.0),
         w if w.starts_with("W5 peak RSS") => Goal::Ratio(1.0),
         w if w.starts_with("W5") || w.starts_with("W6") || w.starts_with("W8") => Goal::Ratio(1.25),
         w if w.starts_with("W7 graph") => Goal::AtMost(4.0),

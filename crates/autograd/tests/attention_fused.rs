@@ -1,5 +1,6 @@
 //! The fused attention (forward and FlashAttention-style backward) against the
-//! composite it replaces, at sizes where both kernels run on several threads. A mask
+//! composite it replaces, at sizes where it runs on several threads, with both of its
+//! kernels (a query row at a time up to 128 keys, GEMM blocks of 64 queries beyond). A mask
 //! that keeps everything (or the causal triangle, given as a boolean mask) sends the
 //! same call down the composite path.
 
@@ -56,13 +57,20 @@ fn check(dtype: DType, causal: bool, l: usize, s: usize, tol: f64) -> Result<()>
 fn fused_matches_composite_in_f64() -> Result<()> {
     check(DType::F64, true, 70, 70, 1e-12)?;
     check(DType::F64, false, 50, 90, 1e-12)?;
-    check(DType::F64, true, 90, 40, 1e-12)
+    check(DType::F64, true, 90, 40, 1e-12)?;
+    // GEMM blocks: several query blocks, a partial last one, causal both ways.
+    check(DType::F64, true, 150, 150, 1e-12)?;
+    check(DType::F64, false, 70, 200, 1e-12)?;
+    check(DType::F64, true, 200, 140, 1e-12)?;
+    check(DType::F64, true, 100, 300, 1e-12)
 }
 
 #[test]
 fn fused_matches_composite_in_f32() -> Result<()> {
     check(DType::F32, true, 70, 70, 2e-5)?;
-    check(DType::F32, false, 50, 90, 2e-5)
+    check(DType::F32, false, 50, 90, 2e-5)?;
+    check(DType::F32, true, 150, 150, 2e-5)?;
+    check(DType::F32, false, 70, 200, 2e-5)
 }
 
 #[test]

@@ -941,6 +941,14 @@ fn sdpa_record() -> OpInfo {
         // autograd's tests compare both with the composite at sizes that go parallel.
         .covers(&["check_attention", "attention_forward_fused", "attention_backward_fused"])
         .sample(s(
+            "causal, 2 heads x 150 (fused GEMM-block kernel)",
+            qkv(29, &[1, 2, 150, 8], &[1, 2, 150, 8], &[1, 2, 150, 8]),
+            None,
+            0.0,
+            true,
+            None,
+        ))
+        .sample(s(
             "causal, 8 heads x 40 (fused kernel, threads)",
             qkv(28, &[2, 4, 40, 16], &[2, 4, 40, 16], &[2, 4, 40, 16]),
             None,

@@ -248,6 +248,14 @@ pub fn gelu_backward(x: &HostBuffer, grad: &HostBuffer, l: &Layout, tanh: bool) 
 /// 1.5e-7), whose exponential is also the normal density's.
 #[inline(always)]
 pub(super) fn gelu_slope_f32(x: f32) -> f32 {
+    let (cdf, e) = normal_cdf_f32(x);
+    // 1 / sqrt(2π)
+    cdf + x * e * 0.398_942_3
+}
+
+/// `(Φ(x), e^{-x²/2})` in f32 without branches (see [`gelu_slope_f32`]).
+#[inline(always)]
+pub(super) fn normal_cdf_f32(x: f32) -> (f32, f32) {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152_1, 1.061_405_4];
     let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
@@ -256,8 +264,7 @@ pub(super) fn gelu_slope_f32(x: f32) -> f32 {
     let e = super::reduce::exp_neg_f32(-0.5 * x * x);
     let tail = 0.5 * poly * e; // Φ(-|x|)
     let cdf = if x < 0.0 { tail } else { 1.0 - tail };
-    // 1 / sqrt(2π)
-    cdf + x * e * 0.398_942_3
+    (cdf, e)
 }
 
 fn gelu_backward_f32(x: &[f32], g: &[f32]) -> Result<HostBuffer> {
