@@ -174,11 +174,10 @@ fn main() -> Result<()> {
     if want("W8") {
         // One training step of char_lm's default GPT (batch 12, context 64): AdamW with
         // two groups, gradient clipping, as in the example.
-        use examples::char_lm::{decay_groups, lm_loss, Gpt, GptConfig};
-        let model = Gpt::new(GptConfig { vocab_size: 65, block_size: 64, n_layer: 4, n_head: 4, n_embd: 128 })?;
-        let (decay, rest) = decay_groups(&model);
-        let o = |wd| optim::AdamWOptions { lr: 1e-3, betas: (0.9, 0.99), weight_decay: wd, ..Default::default() };
-        let mut opt = optim::AdamW::with_groups(vec![(decay, o(0.1)), (rest, o(0.0))])?;
+        use examples::char_lm::{lm_loss, Gpt, LmConfig};
+        let cfg = LmConfig::default();
+        let model = Gpt::new(cfg.gpt_config(65))?;
+        let mut opt = cfg.adamw(&model)?;
         let params = model.parameters();
         let x = Var::from(Tensor::randint(0, 65, [12, 64], DType::I64, &dev)?);
         let y = Tensor::randint(0, 65, [12, 64], DType::I64, &dev)?;

@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use examples::char_lm::{self, CharData, Gpt, GptConfig, LmConfig, SampleOptions};
+use examples::char_lm::{self, CharData, Gpt, LmConfig, SampleOptions};
 use nn::Module;
 use tensor_core::Generator;
 
@@ -21,20 +21,6 @@ fn usage() -> ExitCode {
         "usage: char_lm [--model gpt] [--iters N] [--seed S] [--eval-interval N] [--out DIR] [--device cpu|cuda|cuda:N]"
     );
     ExitCode::from(2)
-}
-
-/// `cpu`, `cuda` or `cuda:N`.
-fn parse_device(s: &str) -> Result<tensor_core::Device, String> {
-    use tensor_cuda::CudaDeviceExt;
-    let ordinal = match s {
-        "cpu" => return Ok(tensor_core::Device::cpu()),
-        "cuda" => 0,
-        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => n,
-            _ => return Err(format!("unknown device {s:?} (cpu, cuda or cuda:N)")),
-        },
-    };
-    tensor_core::Device::cuda(ordinal).map_err(|e| format!("cannot open {s}: {e}"))
 }
 
 fn main() -> ExitCode {
@@ -52,7 +38,7 @@ fn main() -> ExitCode {
             "--eval-interval" => val("--eval-interval")
                 .and_then(|v| v.parse().map(|x| cfg.eval_interval = x).map_err(|e| format!("{e}"))),
             "--out" => val("--out").map(|v| cfg.out_dir = Some(PathBuf::from(v))),
-            "--device" => val("--device").and_then(|v| parse_device(&v).map(|d| cfg.device = d)),
+            "--device" => val("--device").and_then(|v| examples::parse_device(&v).map(|d| cfg.device = d)),
             "-h" | "--help" => return usage(),
             other => Err(format!("unknown argument {other}")),
         };
@@ -73,13 +59,7 @@ fn main() -> ExitCode {
 fn main_inner(cfg: &LmConfig) -> tensor_core::Result<()> {
     let data = CharData::load(&char_lm::default_path())?;
     tensor_core::manual_seed(cfg.seed);
-    let model = Gpt::new(GptConfig {
-        vocab_size: data.vocab_size(),
-        block_size: cfg.context,
-        n_layer: cfg.n_layer,
-        n_head: cfg.n_head,
-        n_embd: cfg.n_embd,
-    })?;
+    let model = Gpt::new(cfg.gpt_config(data.vocab_size()))?;
     model.to_device(&cfg.device)?;
     println!(
         "char_lm: {} train / {} val tokens, vocab {}, GPT {} layers x {} heads x {} wide ({} parameters), \

@@ -20,20 +20,6 @@ fn usage() -> ExitCode {
     ExitCode::from(2)
 }
 
-/// `cpu`, `cuda` or `cuda:N`.
-fn parse_device(s: &str) -> Result<tensor_core::Device, String> {
-    use tensor_cuda::CudaDeviceExt;
-    let ordinal = match s {
-        "cpu" => return Ok(tensor_core::Device::cpu()),
-        "cuda" => 0,
-        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => n,
-            _ => return Err(format!("unknown device {s:?} (cpu, cuda or cuda:N)")),
-        },
-    };
-    tensor_core::Device::cuda(ordinal).map_err(|e| format!("cannot open {s}: {e}"))
-}
-
 fn main() -> ExitCode {
     let mut cfg = Config { out_dir: Some(PathBuf::from("runs/digits")), progress: true, ..Default::default() };
     let mut args = std::env::args().skip(1);
@@ -55,7 +41,7 @@ fn main() -> ExitCode {
                 val("--batch-size").and_then(|v| v.parse().map(|x| cfg.batch_size = x).map_err(|e| format!("{e}")))
             }
             "--out" => val("--out").map(|v| cfg.out_dir = Some(PathBuf::from(v))),
-            "--device" => val("--device").and_then(|v| parse_device(&v).map(|d| cfg.device = d)),
+            "--device" => val("--device").and_then(|v| examples::parse_device(&v).map(|d| cfg.device = d)),
             "-h" | "--help" => return usage(),
             other => Err(format!("unknown argument {other}")),
         };

@@ -41,19 +41,11 @@ fn main() -> Result<()> {
 
 /// The char_lm GPT's training step on one fixed batch.
 fn gpt(out: &str) -> Result<()> {
-    use examples::char_lm::{self, CharData, Gpt, GptConfig, Split};
+    use examples::char_lm::{self, CharData, Gpt, Split};
     let data = CharData::load(&char_lm::default_path())?;
     let cfg = char_lm::LmConfig::default();
-    let model = Gpt::new(GptConfig {
-        vocab_size: data.vocab_size(),
-        block_size: cfg.context,
-        n_layer: cfg.n_layer,
-        n_head: cfg.n_head,
-        n_embd: cfg.n_embd,
-    })?;
-    let (decay, rest) = char_lm::decay_groups(&model);
-    let o = |wd| optim::AdamWOptions { lr: 1e-3, betas: cfg.betas, weight_decay: wd, ..Default::default() };
-    let mut opt = optim::AdamW::with_groups(vec![(decay, o(0.1)), (rest, o(0.0))])?;
+    let model = Gpt::new(cfg.gpt_config(data.vocab_size()))?;
+    let mut opt = cfg.adamw(&model)?;
     let params = model.parameters();
     let (x, y) = data.batch(Split::Train, cfg.batch_size, cfg.context, &mut tensor_core::Generator::new(0))?;
     let x = Var::from(x);

@@ -426,6 +426,28 @@ impl Default for LmConfig {
     }
 }
 
+impl LmConfig {
+    /// The GPT this run trains, for a vocabulary of `vocab_size` tokens (context
+    /// `self.context`).
+    pub fn gpt_config(&self, vocab_size: usize) -> GptConfig {
+        GptConfig {
+            vocab_size,
+            block_size: self.context,
+            n_layer: self.n_layer,
+            n_head: self.n_head,
+            n_embd: self.n_embd,
+        }
+    }
+
+    /// The recipe's optimiser for `model`: AdamW with weight decay on the matrices only
+    /// ([`decay_groups`]).
+    pub fn adamw(&self, model: &dyn Module) -> Result<AdamW> {
+        let (decay, rest) = decay_groups(model);
+        let opts = |wd| AdamWOptions { lr: self.lr, betas: self.betas, weight_decay: wd, ..Default::default() };
+        AdamW::with_groups(vec![(decay, opts(self.weight_decay)), (rest, opts(0.0))])
+    }
+}
+
 /// What a run measured.
 #[derive(Clone, Debug, Default)]
 pub struct LmHistory {
@@ -477,9 +499,7 @@ pub fn train(model: &dyn Forward, data: &CharData, cfg: &LmConfig) -> Result<LmH
     if cfg.iters == 0 || cfg.batch_size == 0 || cfg.context == 0 || cfg.eval_interval == 0 {
         return Err(Error::arg("char_lm", "iterations, batch size, context and eval interval must be positive"));
     }
-    let (decay, rest) = decay_groups(model);
-    let opts = |wd| AdamWOptions { lr: cfg.lr, betas: cfg.betas, weight_decay: wd, ..Default::default() };
-    let mut opt = AdamW::with_groups(vec![(decay, opts(cfg.weight_decay)), (rest, opts(0.0))])?;
+    let mut opt = cfg.adamw(model)?;
     let params = model.parameters();
     let mut eval_g = Generator::new(cfg.seed.wrapping_add(1));
     let fixed = |split, g: &mut Generator| -> Result<Vec<(Tensor, Tensor)>> {

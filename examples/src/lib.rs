@@ -9,5 +9,19 @@ pub mod digits;
 pub mod metrics;
 pub mod train;
 
+/// A device from the command line: `cpu`, `cuda` or `cuda:N` (the examples' `--device`).
+pub fn parse_device(s: &str) -> Result<tensor_core::Device, String> {
+    use tensor_cuda::CudaDeviceExt;
+    let ordinal = match s {
+        "cpu" => return Ok(tensor_core::Device::cpu()),
+        "cuda" => 0,
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => n,
+            _ => return Err(format!("unknown device {s:?} (cpu, cuda or cuda:N)")),
+        },
+    };
+    tensor_core::Device::cuda(ordinal).map_err(|e| format!("cannot open {s}: {e}"))
+}
+
 #[doc = include_str!("../../docs/guide.md")]
 pub mod guide {}

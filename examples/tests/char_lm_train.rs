@@ -35,13 +35,7 @@ fn short_gpt_run_learns_more_than_unigrams() -> tensor_core::Result<()> {
         ..Default::default()
     };
     tensor_core::manual_seed(cfg.seed);
-    let model = Gpt::new(GptConfig {
-        vocab_size: data.vocab_size(),
-        block_size: cfg.context,
-        n_layer: cfg.n_layer,
-        n_head: cfg.n_head,
-        n_embd: cfg.n_embd,
-    })?;
+    let model = Gpt::new(cfg.gpt_config(data.vocab_size()))?;
     let hist = char_lm::train(&model, &data, &cfg)?;
     let (_, _, first_val) = hist.evals[0];
     let last_val = hist.final_val_loss().expect("an evaluation after the last step");

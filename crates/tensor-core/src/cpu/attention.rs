@@ -151,55 +151,22 @@ pub fn forward(
     scale: f64,
     causal: bool,
 ) -> Option<Result<Vec<HostBuffer>>> {
-    if d.s <= ROWS_MAX_KEYS {
-        return forward_rows(q, k, v, d, scale, causal);
-    }
-    fn run<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) -> Result<Vec<HostBuffer>> {
-        let (q, k, v) = (s[0], s[1], s[2]);
-        let mut out = alloc::uninit::<T>(d.bh * d.l * d.ev)?;
-        let mut lse = alloc::uninit::<T>(d.bh * d.l)?;
-        let scale = T::from_f64(scale);
-        let slice = |sc: &mut Vec<T>, (b, (o, lse)): (usize, (&mut [T], &mut [T]))| {
-            sc.resize(BQ * d.s, T::zero());
-            for i0 in (0..d.l).step_by(BQ) {
-                let rows = BQ.min(d.l - i0);
-                let n = visible_keys(i0, rows, d.s, causal);
-                let qm = Mat { off: (b * d.l + i0) * d.e, rs: d.e, cs: 1 };
-                // Kᵀ: element (c, j) is k[j, c].
-                let ktm = Mat { off: b * d.s * d.e, rs: 1, cs: d.e };
-                mm((rows, n, d.e), sc, d.s, false, scale, q, qm, k, ktm);
-                mask_block(sc, d.s, i0, rows, n, causal);
-                for (r, row) in sc.chunks_mut(d.s).take(rows).enumerate() {
-                    let row = &mut row[..n];
-                    let m = row.iter().fold(T::neg_infinity(), |m, &x| if x > m || x.is_nan() { x } else { m });
-                    let mut sum = T::zero();
-                    for p in row.iter_mut() {
-                        *p = T::exp_nonpos(*p - m);
-                        sum = sum + *p;
-                    }
-                    let inv = sum.recip();
-                    for p in row.iter_mut() {
-                        *p = *p * inv;
-                    }
-                    lse[i0 + r] = m + sum.ln();
-                }
-                let vm = Mat { off: b * d.s * d.ev, rs: d.ev, cs: 1 };
-                let pm = Mat { off: 0, rs: d.s, cs: 1 };
-                mm((rows, d.ev, n), &mut o[i0 * d.ev..], d.ev, false, T::one(), sc, pm, v, vm);
-            }
-        };
-        let work = d.bh * d.l * d.s * (d.e + d.ev);
-        if d.bh > 1 && work >= 1 << 16 {
-            out.par_chunks_mut(d.l * d.ev).zip(lse.par_chunks_mut(d.l)).enumerate().for_each_init(Vec::new, slice);
+    fn run<T: AttnFloat>(
+        bufs: &[(&HostBuffer, &Layout)],
+        d: Dims,
+        scale: f64,
+        causal: bool,
+    ) -> Option<Result<Vec<HostBuffer>>> {
+        let s = slices::<T>(bufs)?;
+        Some(if d.s <= ROWS_MAX_KEYS {
+            forward_rows(&s, d, scale, causal)
         } else {
-            let mut sc = Vec::new();
-            out.chunks_mut(d.l * d.ev).zip(lse.chunks_mut(d.l)).enumerate().for_each(|x| slice(&mut sc, x));
-        }
-        Ok(vec![T::wrap(out), T::wrap(lse)])
+            forward_blocks(&s, d, scale, causal)
+        })
     }
     match q.0 {
-        HostBuffer::F32(_) => Some(run::<f32>(&slices::<f32>(&[q, k, v])?, d, scale, causal)),
-        HostBuffer::F64(_) => Some(run::<f64>(&slices::<f64>(&[q, k, v])?, d, scale, causal)),
+        HostBuffer::F32(_) => run::<f32>(&[q, k, v], d, scale, causal),
+        HostBuffer::F64(_) => run::<f64>(&[q, k, v], d, scale, causal),
         _ => None,
     }
 }
@@ -218,82 +185,23 @@ pub fn backward(
     scale: f64,
     causal: bool,
 ) -> Option<Result<Vec<HostBuffer>>> {
-    if d.s <= ROWS_MAX_KEYS {
-        return backward_rows(q, k, v, out, lse, g, d, scale, causal);
-    }
-    fn run<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) -> Result<Vec<HostBuffer>> {
-        let (q, k, v, o, lse, g) = (s[0], s[1], s[2], s[3], s[4], s[5]);
-        let mut dq = alloc::uninit::<T>(d.bh * d.l * d.e)?;
-        let mut dk = alloc::uninit::<T>(d.bh * d.s * d.e)?;
-        let mut dv = alloc::uninit::<T>(d.bh * d.s * d.ev)?;
-        let scale = T::from_f64(scale);
-        #[allow(clippy::type_complexity)]
-        let slice = |bufs: &mut (Vec<T>, Vec<T>), (b, ((dq, dk), dv)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
-            let (p, ds) = bufs;
-            p.resize(BQ * d.s, T::zero());
-            ds.resize(BQ * d.s, T::zero());
-            dk.fill(T::zero());
-            dv.fill(T::zero());
-            for i0 in (0..d.l).step_by(BQ) {
-                let rows = BQ.min(d.l - i0);
-                let n = visible_keys(i0, rows, d.s, causal);
-                let qm = Mat { off: (b * d.l + i0) * d.e, rs: d.e, cs: 1 };
-                let gm = Mat { off: (b * d.l + i0) * d.ev, rs: d.ev, cs: 1 };
-                let ktm = Mat { off: b * d.s * d.e, rs: 1, cs: d.e };
-                let km = Mat { off: b * d.s * d.e, rs: d.e, cs: 1 };
-                let vtm = Mat { off: b * d.s * d.ev, rs: 1, cs: d.ev };
-                // P = exp(scale q kᵀ - lse), masked entries 0.
-                mm((rows, n, d.e), p, d.s, false, scale, q, qm, k, ktm);
-                mask_block(p, d.s, i0, rows, n, causal);
-                for (r, row) in p.chunks_mut(d.s).take(rows).enumerate() {
-                    let li = lse[b * d.l + i0 + r];
-                    for x in row[..n].iter_mut() {
-                        let y = *x - li;
-                        // p <= 1 up to rounding; the clamp keeps NaN.
-                        *x = T::exp_nonpos(if y > T::zero() { T::zero() } else { y });
-                    }
-                }
-                // dV += Pᵀ dO.
-                let ptm = Mat { off: 0, rs: 1, cs: d.s };
-                mm((n, d.ev, rows), dv, d.ev, true, T::one(), p, ptm, g, gm);
-                // dS = P (dO vᵀ - D) scale.
-                mm((rows, n, d.ev), ds, d.s, false, T::one(), g, gm, v, vtm);
-                for r in 0..rows {
-                    let row0 = (b * d.l + i0 + r) * d.ev;
-                    let (gi, oi) = (&g[row0..row0 + d.ev], &o[row0..row0 + d.ev]);
-                    let di = gi.iter().zip(oi).fold(T::zero(), |a, (&x, &y)| a + x * y);
-                    for (x, &pv) in ds[r * d.s..r * d.s + n].iter_mut().zip(&p[r * d.s..r * d.s + n]) {
-                        *x = pv * (*x - di) * scale;
-                    }
-                }
-                // dQ = dS K; dK += dSᵀ Q.
-                let dsm = Mat { off: 0, rs: d.s, cs: 1 };
-                mm((rows, d.e, n), &mut dq[i0 * d.e..], d.e, false, T::one(), ds, dsm, k, km);
-                let dstm = Mat { off: 0, rs: 1, cs: d.s };
-                mm((n, d.e, rows), dk, d.e, true, T::one(), ds, dstm, q, qm);
-            }
-        };
-        let work = d.bh * d.l * d.s * (d.e + d.ev);
-        if d.bh > 1 && work >= 1 << 16 {
-            dq.par_chunks_mut(d.l * d.e)
-                .zip(dk.par_chunks_mut(d.s * d.e))
-                .zip(dv.par_chunks_mut(d.s * d.ev))
-                .enumerate()
-                .for_each_init(|| (Vec::new(), Vec::new()), slice);
+    fn run<T: AttnFloat>(
+        bufs: &[(&HostBuffer, &Layout)],
+        d: Dims,
+        scale: f64,
+        causal: bool,
+    ) -> Option<Result<Vec<HostBuffer>>> {
+        let s = slices::<T>(bufs)?;
+        Some(if d.s <= ROWS_MAX_KEYS {
+            backward_rows(&s, d, scale, causal)
         } else {
-            let mut bufs = (Vec::new(), Vec::new());
-            dq.chunks_mut(d.l * d.e)
-                .zip(dk.chunks_mut(d.s * d.e))
-                .zip(dv.chunks_mut(d.s * d.ev))
-                .enumerate()
-                .for_each(|x| slice(&mut bufs, x));
-        }
-        Ok(vec![T::wrap(dq), T::wrap(dk), T::wrap(dv)])
+            backward_blocks(&s, d, scale, causal)
+        })
     }
     let bufs = [q, k, v, out, lse, g];
     match q.0 {
-        HostBuffer::F32(_) => Some(run::<f32>(&slices::<f32>(&bufs)?, d, scale, causal)),
-        HostBuffer::F64(_) => Some(run::<f64>(&slices::<f64>(&bufs)?, d, scale, causal)),
+        HostBuffer::F32(_) => run::<f32>(&bufs, d, scale, causal),
+        HostBuffer::F64(_) => run::<f64>(&bufs, d, scale, causal),
         _ => None,
     }
 }
@@ -327,133 +235,206 @@ fn axpy<T: AttnFloat>(y: &mut [T], a: T, x: &[T]) {
     }
 }
 
-/// Keys query `i` may see.
-#[inline(always)]
-fn visible(i: usize, s: usize, causal: bool) -> usize {
-    if causal {
-        (i + 1).min(s)
+/// [`forward`] in GEMM blocks of [`BQ`] queries.
+fn forward_blocks<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) -> Result<Vec<HostBuffer>> {
+    let (q, k, v) = (s[0], s[1], s[2]);
+    let mut out = alloc::uninit::<T>(d.bh * d.l * d.ev)?;
+    let mut lse = alloc::uninit::<T>(d.bh * d.l)?;
+    let scale = T::from_f64(scale);
+    let slice = |sc: &mut Vec<T>, (b, (o, lse)): (usize, (&mut [T], &mut [T]))| {
+        sc.resize(BQ * d.s, T::zero());
+        for i0 in (0..d.l).step_by(BQ) {
+            let rows = BQ.min(d.l - i0);
+            let n = visible_keys(i0, rows, d.s, causal);
+            let qm = Mat { off: (b * d.l + i0) * d.e, rs: d.e, cs: 1 };
+            // Kᵀ: element (c, j) is k[j, c].
+            let ktm = Mat { off: b * d.s * d.e, rs: 1, cs: d.e };
+            mm((rows, n, d.e), sc, d.s, false, scale, q, qm, k, ktm);
+            mask_block(sc, d.s, i0, rows, n, causal);
+            for (r, row) in sc.chunks_mut(d.s).take(rows).enumerate() {
+                let row = &mut row[..n];
+                let m = row.iter().fold(T::neg_infinity(), |m, &x| if x > m || x.is_nan() { x } else { m });
+                let mut sum = T::zero();
+                for p in row.iter_mut() {
+                    *p = T::exp_nonpos(*p - m);
+                    sum = sum + *p;
+                }
+                let inv = sum.recip();
+                for p in row.iter_mut() {
+                    *p = *p * inv;
+                }
+                lse[i0 + r] = m + sum.ln();
+            }
+            let vm = Mat { off: b * d.s * d.ev, rs: d.ev, cs: 1 };
+            let pm = Mat { off: 0, rs: d.s, cs: 1 };
+            mm((rows, d.ev, n), &mut o[i0 * d.ev..], d.ev, false, T::one(), sc, pm, v, vm);
+        }
+    };
+    let work = d.bh * d.l * d.s * (d.e + d.ev);
+    if d.bh > 1 && work >= 1 << 16 {
+        out.par_chunks_mut(d.l * d.ev).zip(lse.par_chunks_mut(d.l)).enumerate().for_each_init(Vec::new, slice);
     } else {
-        s
+        let mut sc = Vec::new();
+        out.chunks_mut(d.l * d.ev).zip(lse.chunks_mut(d.l)).enumerate().for_each(|x| slice(&mut sc, x));
     }
+    Ok(vec![T::wrap(out), T::wrap(lse)])
+}
+
+/// [`backward`] in GEMM blocks of [`BQ`] queries.
+fn backward_blocks<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) -> Result<Vec<HostBuffer>> {
+    let (q, k, v, o, lse, g) = (s[0], s[1], s[2], s[3], s[4], s[5]);
+    let mut dq = alloc::uninit::<T>(d.bh * d.l * d.e)?;
+    let mut dk = alloc::uninit::<T>(d.bh * d.s * d.e)?;
+    let mut dv = alloc::uninit::<T>(d.bh * d.s * d.ev)?;
+    let scale = T::from_f64(scale);
+    #[allow(clippy::type_complexity)]
+    let slice = |bufs: &mut (Vec<T>, Vec<T>), (b, ((dq, dk), dv)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
+        let (p, ds) = bufs;
+        p.resize(BQ * d.s, T::zero());
+        ds.resize(BQ * d.s, T::zero());
+        dk.fill(T::zero());
+        dv.fill(T::zero());
+        for i0 in (0..d.l).step_by(BQ) {
+            let rows = BQ.min(d.l - i0);
+            let n = visible_keys(i0, rows, d.s, causal);
+            let qm = Mat { off: (b * d.l + i0) * d.e, rs: d.e, cs: 1 };
+            let gm = Mat { off: (b * d.l + i0) * d.ev, rs: d.ev, cs: 1 };
+            let ktm = Mat { off: b * d.s * d.e, rs: 1, cs: d.e };
+            let km = Mat { off: b * d.s * d.e, rs: d.e, cs: 1 };
+            let vtm = Mat { off: b * d.s * d.ev, rs: 1, cs: d.ev };
+            // P = exp(scale q kᵀ - lse), masked entries 0.
+            mm((rows, n, d.e), p, d.s, false, scale, q, qm, k, ktm);
+            mask_block(p, d.s, i0, rows, n, causal);
+            for (r, row) in p.chunks_mut(d.s).take(rows).enumerate() {
+                let li = lse[b * d.l + i0 + r];
+                for x in row[..n].iter_mut() {
+                    let y = *x - li;
+                    // p <= 1 up to rounding; the clamp keeps NaN.
+                    *x = T::exp_nonpos(if y > T::zero() { T::zero() } else { y });
+                }
+            }
+            // dV += Pᵀ dO.
+            let ptm = Mat { off: 0, rs: 1, cs: d.s };
+            mm((n, d.ev, rows), dv, d.ev, true, T::one(), p, ptm, g, gm);
+            // dS = P (dO vᵀ - D) scale.
+            mm((rows, n, d.ev), ds, d.s, false, T::one(), g, gm, v, vtm);
+            for r in 0..rows {
+                let row0 = (b * d.l + i0 + r) * d.ev;
+                let (gi, oi) = (&g[row0..row0 + d.ev], &o[row0..row0 + d.ev]);
+                let di = gi.iter().zip(oi).fold(T::zero(), |a, (&x, &y)| a + x * y);
+                for (x, &pv) in ds[r * d.s..r * d.s + n].iter_mut().zip(&p[r * d.s..r * d.s + n]) {
+                    *x = pv * (*x - di) * scale;
+                }
+            }
+            // dQ = dS K; dK += dSᵀ Q.
+            let dsm = Mat { off: 0, rs: d.s, cs: 1 };
+            mm((rows, d.e, n), &mut dq[i0 * d.e..], d.e, false, T::one(), ds, dsm, k, km);
+            let dstm = Mat { off: 0, rs: 1, cs: d.s };
+            mm((n, d.e, rows), dk, d.e, true, T::one(), ds, dstm, q, qm);
+        }
+    };
+    let work = d.bh * d.l * d.s * (d.e + d.ev);
+    if d.bh > 1 && work >= 1 << 16 {
+        dq.par_chunks_mut(d.l * d.e)
+            .zip(dk.par_chunks_mut(d.s * d.e))
+            .zip(dv.par_chunks_mut(d.s * d.ev))
+            .enumerate()
+            .for_each_init(|| (Vec::new(), Vec::new()), slice);
+    } else {
+        let mut bufs = (Vec::new(), Vec::new());
+        dq.chunks_mut(d.l * d.e)
+            .zip(dk.chunks_mut(d.s * d.e))
+            .zip(dv.chunks_mut(d.s * d.ev))
+            .enumerate()
+            .for_each(|x| slice(&mut bufs, x));
+    }
+    Ok(vec![T::wrap(dq), T::wrap(dk), T::wrap(dv)])
 }
 
 /// [`forward`] one query row at a time (for short sequences, where GEMM calls cost more
 /// than they save).
-fn forward_rows(
-    q: (&HostBuffer, &Layout),
-    k: (&HostBuffer, &Layout),
-    v: (&HostBuffer, &Layout),
-    d: Dims,
-    scale: f64,
-    causal: bool,
-) -> Option<Result<Vec<HostBuffer>>> {
-    fn run<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) -> Result<Vec<HostBuffer>> {
-        let (q, k, v) = (s[0], s[1], s[2]);
-        let mut out = alloc::uninit::<T>(d.bh * d.l * d.ev)?;
-        let mut lse = alloc::uninit::<T>(d.bh * d.l)?;
-        let scale = T::from_f64(scale);
-        let row = |scores: &mut Vec<T>, (r, (o, lse)): (usize, (&mut [T], &mut T))| {
-            let (b, i) = (r / d.l, r % d.l);
-            let qi = &q[r * d.e..(r + 1) * d.e];
-            let kb = &k[b * d.s * d.e..(b + 1) * d.s * d.e];
-            let vb = &v[b * d.s * d.ev..(b + 1) * d.s * d.ev];
-            let n = visible(i, d.s, causal);
-            scores.clear();
-            scores.extend(kb.chunks_exact(d.e).take(n).map(|kj| dot(qi, kj) * scale));
-            let m = scores.iter().fold(T::neg_infinity(), |m, &x| if x > m || x.is_nan() { x } else { m });
-            o.fill(T::zero());
-            let mut sum = T::zero();
-            for (p, vj) in scores.iter_mut().zip(vb.chunks_exact(d.ev)) {
-                *p = T::exp_nonpos(*p - m);
-                sum = sum + *p;
-                axpy(o, *p, vj);
-            }
-            let inv = sum.recip();
-            for x in o.iter_mut() {
-                *x = *x * inv;
-            }
-            *lse = m + sum.ln();
-        };
-        if d.bh * d.l * d.s * (d.e + d.ev) >= 1 << 16 {
-            out.par_chunks_mut(d.ev).zip(lse.par_iter_mut()).enumerate().for_each_init(Vec::new, row);
-        } else {
-            let mut scratch = Vec::new();
-            out.chunks_mut(d.ev).zip(lse.iter_mut()).enumerate().for_each(|x| row(&mut scratch, x));
+fn forward_rows<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) -> Result<Vec<HostBuffer>> {
+    let (q, k, v) = (s[0], s[1], s[2]);
+    let mut out = alloc::uninit::<T>(d.bh * d.l * d.ev)?;
+    let mut lse = alloc::uninit::<T>(d.bh * d.l)?;
+    let scale = T::from_f64(scale);
+    let row = |scores: &mut Vec<T>, (r, (o, lse)): (usize, (&mut [T], &mut T))| {
+        let (b, i) = (r / d.l, r % d.l);
+        let qi = &q[r * d.e..(r + 1) * d.e];
+        let kb = &k[b * d.s * d.e..(b + 1) * d.s * d.e];
+        let vb = &v[b * d.s * d.ev..(b + 1) * d.s * d.ev];
+        let n = visible_keys(i, 1, d.s, causal);
+        scores.clear();
+        scores.extend(kb.chunks_exact(d.e).take(n).map(|kj| dot(qi, kj) * scale));
+        let m = scores.iter().fold(T::neg_infinity(), |m, &x| if x > m || x.is_nan() { x } else { m });
+        o.fill(T::zero());
+        let mut sum = T::zero();
+        for (p, vj) in scores.iter_mut().zip(vb.chunks_exact(d.ev)) {
+            *p = T::exp_nonpos(*p - m);
+            sum = sum + *p;
+            axpy(o, *p, vj);
         }
-        Ok(vec![T::wrap(out), T::wrap(lse)])
+        let inv = sum.recip();
+        for x in o.iter_mut() {
+            *x = *x * inv;
+        }
+        *lse = m + sum.ln();
+    };
+    if d.bh * d.l * d.s * (d.e + d.ev) >= 1 << 16 {
+        out.par_chunks_mut(d.ev).zip(lse.par_iter_mut()).enumerate().for_each_init(Vec::new, row);
+    } else {
+        let mut scratch = Vec::new();
+        out.chunks_mut(d.ev).zip(lse.iter_mut()).enumerate().for_each(|x| row(&mut scratch, x));
     }
-    match q.0 {
-        HostBuffer::F32(_) => Some(run::<f32>(&slices::<f32>(&[q, k, v])?, d, scale, causal)),
-        HostBuffer::F64(_) => Some(run::<f64>(&slices::<f64>(&[q, k, v])?, d, scale, causal)),
-        _ => None,
-    }
+    Ok(vec![T::wrap(out), T::wrap(lse)])
 }
 
-/// [`backward`] one query row at a time (short sequences).
-#[allow(clippy::too_many_arguments)]
-fn backward_rows(
-    q: (&HostBuffer, &Layout),
-    k: (&HostBuffer, &Layout),
-    v: (&HostBuffer, &Layout),
-    out: (&HostBuffer, &Layout),
-    lse: (&HostBuffer, &Layout),
-    g: (&HostBuffer, &Layout),
-    d: Dims,
-    scale: f64,
-    causal: bool,
-) -> Option<Result<Vec<HostBuffer>>> {
-    fn run<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) -> Result<Vec<HostBuffer>> {
-        let (q, k, v, o, lse, g) = (s[0], s[1], s[2], s[3], s[4], s[5]);
-        let mut dq = alloc::uninit::<T>(d.bh * d.l * d.e)?;
-        let mut dk = alloc::uninit::<T>(d.bh * d.s * d.e)?;
-        let mut dv = alloc::uninit::<T>(d.bh * d.s * d.ev)?;
-        let scale = T::from_f64(scale);
-        #[allow(clippy::type_complexity)]
-        let slice = |(b, ((dq, dk), dv)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
-            dk.fill(T::zero());
-            dv.fill(T::zero());
-            let kb = &k[b * d.s * d.e..(b + 1) * d.s * d.e];
-            let vb = &v[b * d.s * d.ev..(b + 1) * d.s * d.ev];
-            for (i, dqi) in dq.chunks_exact_mut(d.e).enumerate() {
-                let r = b * d.l + i;
-                let qi = &q[r * d.e..(r + 1) * d.e];
-                let (oi, gi) = (&o[r * d.ev..(r + 1) * d.ev], &g[r * d.ev..(r + 1) * d.ev]);
-                let di = dot(gi, oi);
-                let li = lse[r];
-                dqi.fill(T::zero());
-                let n = visible(i, d.s, causal);
-                for j in 0..n {
-                    let kj = &kb[j * d.e..(j + 1) * d.e];
-                    let vj = &vb[j * d.ev..(j + 1) * d.ev];
-                    // p <= 1 up to rounding; the clamp keeps NaN.
-                    let x = dot(qi, kj) * scale - li;
-                    let p = T::exp_nonpos(if x > T::zero() { T::zero() } else { x });
-                    let ds = p * (dot(gi, vj) - di) * scale;
-                    axpy(dqi, ds, kj);
-                    axpy(&mut dk[j * d.e..(j + 1) * d.e], ds, qi);
-                    axpy(&mut dv[j * d.ev..(j + 1) * d.ev], p, gi);
-                }
+/// [`backward`] one query row at a time.
+fn backward_rows<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) -> Result<Vec<HostBuffer>> {
+    let (q, k, v, o, lse, g) = (s[0], s[1], s[2], s[3], s[4], s[5]);
+    let mut dq = alloc::uninit::<T>(d.bh * d.l * d.e)?;
+    let mut dk = alloc::uninit::<T>(d.bh * d.s * d.e)?;
+    let mut dv = alloc::uninit::<T>(d.bh * d.s * d.ev)?;
+    let scale = T::from_f64(scale);
+    #[allow(clippy::type_complexity)]
+    let slice = |(b, ((dq, dk), dv)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
+        dk.fill(T::zero());
+        dv.fill(T::zero());
+        let kb = &k[b * d.s * d.e..(b + 1) * d.s * d.e];
+        let vb = &v[b * d.s * d.ev..(b + 1) * d.s * d.ev];
+        for (i, dqi) in dq.chunks_exact_mut(d.e).enumerate() {
+            let r = b * d.l + i;
+            let qi = &q[r * d.e..(r + 1) * d.e];
+            let (oi, gi) = (&o[r * d.ev..(r + 1) * d.ev], &g[r * d.ev..(r + 1) * d.ev]);
+            let di = dot(gi, oi);
+            let li = lse[r];
+            dqi.fill(T::zero());
+            let n = visible_keys(i, 1, d.s, causal);
+            for j in 0..n {
+                let kj = &kb[j * d.e..(j + 1) * d.e];
+                let vj = &vb[j * d.ev..(j + 1) * d.ev];
+                // p <= 1 up to rounding; the clamp keeps NaN.
+                let x = dot(qi, kj) * scale - li;
+                let p = T::exp_nonpos(if x > T::zero() { T::zero() } else { x });
+                let ds = p * (dot(gi, vj) - di) * scale;
+                axpy(dqi, ds, kj);
+                axpy(&mut dk[j * d.e..(j + 1) * d.e], ds, qi);
+                axpy(&mut dv[j * d.ev..(j + 1) * d.ev], p, gi);
             }
-        };
-        if d.bh > 1 && d.bh * d.l * d.s * (d.e + d.ev) >= 1 << 16 {
-            dq.par_chunks_mut(d.l * d.e)
-                .zip(dk.par_chunks_mut(d.s * d.e))
-                .zip(dv.par_chunks_mut(d.s * d.ev))
-                .enumerate()
-                .for_each(slice);
-        } else {
-            dq.chunks_mut(d.l * d.e)
-                .zip(dk.chunks_mut(d.s * d.e))
-                .zip(dv.chunks_mut(d.s * d.ev))
-                .enumerate()
-                .for_each(slice);
         }
-        Ok(vec![T::wrap(dq), T::wrap(dk), T::wrap(dv)])
+    };
+    if d.bh > 1 && d.bh * d.l * d.s * (d.e + d.ev) >= 1 << 16 {
+        dq.par_chunks_mut(d.l * d.e)
+            .zip(dk.par_chunks_mut(d.s * d.e))
+            .zip(dv.par_chunks_mut(d.s * d.ev))
+            .enumerate()
+            .for_each(slice);
+    } else {
+        dq.chunks_mut(d.l * d.e)
+            .zip(dk.chunks_mut(d.s * d.e))
+            .zip(dv.chunks_mut(d.s * d.ev))
+            .enumerate()
+            .for_each(slice);
     }
-    let bufs = [q, k, v, out, lse, g];
-    match q.0 {
-        HostBuffer::F32(_) => Some(run::<f32>(&slices::<f32>(&bufs)?, d, scale, causal)),
-        HostBuffer::F64(_) => Some(run::<f64>(&slices::<f64>(&bufs)?, d, scale, causal)),
-        _ => None,
-    }
+    Ok(vec![T::wrap(dq), T::wrap(dk), T::wrap(dv)])
 }

@@ -48,6 +48,21 @@ pub(crate) fn check_param(op: &'static str, what: &str, x: &Tensor, p: Option<&T
     Ok(())
 }
 
+/// Checks that an output gradient `grad` matches the input `x` of a backward op in
+/// shape, dtype and device.
+fn check_grad(op: &'static str, x: &Tensor, grad: &Tensor) -> Result<()> {
+    x.same_device(op, grad)?;
+    if grad.dims() != x.dims() || grad.dtype() != x.dtype() {
+        return Err(Error::shape(
+            op,
+            x.dims(),
+            grad.dims(),
+            format!("grad must match the input's shape and dtype ({} vs {})", grad.dtype(), x.dtype()),
+        ));
+    }
+    Ok(())
+}
+
 /// PyTorch's default `eps` of `rms_norm`: the machine epsilon of the dtype
 /// (`torch.finfo(dtype).eps`).
 pub fn machine_eps(dtype: DType) -> f64 {
@@ -478,15 +493,7 @@ impl Tensor {
                 "normalized_shape must be non-empty and equal the input's trailing dims",
             ));
         }
-        self.same_device(op, grad)?;
-        if grad.dims() != self.dims() || grad.dtype() != self.dtype() {
-            return Err(Error::shape(
-                op,
-                self.dims(),
-                grad.dims(),
-                format!("grad must match the input's shape and dtype ({} vs {})", grad.dtype(), self.dtype()),
-            ));
-        }
+        check_grad(op, self, grad)?;
         check_param(op, "weight", self, weight, normalized_shape)?;
         let cols: usize = normalized_shape.iter().product();
         if cols > 0 && self.numel() > 0 {
@@ -554,15 +561,7 @@ impl Tensor {
         let _prof = crate::profiler::scope("gelu_backward", &[self, grad]);
         let op = "gelu_backward";
         require_float(op, self)?;
-        self.same_device(op, grad)?;
-        if grad.dims() != self.dims() || grad.dtype() != self.dtype() {
-            return Err(Error::shape(
-                op,
-                self.dims(),
-                grad.dims(),
-                format!("grad must match the input's shape and dtype ({} vs {})", grad.dtype(), self.dtype()),
-            ));
-        }
+        check_grad(op, self, grad)?;
         let (x, g) = (self.contiguous()?, grad.contiguous()?);
         if x.layout() == g.layout() {
             let (xg, gg) = (x.storage().read(), g.storage().read());
