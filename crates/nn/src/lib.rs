@@ -35,6 +35,7 @@ mod module;
 mod state;
 
 pub use layers::activation::{LeakyReLU, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Tanh, ELU, GELU};
+pub use layers::attention::{generate_square_subsequent_mask, MhaConfig, MhaOptions, MultiheadAttention};
 pub use layers::container::{ModuleList, Sequential};
 pub use layers::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, ConvTranspose2d};
 pub use layers::dropout::Dropout;
@@ -42,7 +43,12 @@ pub use layers::embedding::Embedding;
 pub use layers::linear::{Bilinear, Linear};
 pub use layers::norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormConfig, GroupNorm, LayerNorm, RMSNorm};
 pub use layers::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+pub use layers::rope::{apply_rotary_emb, RotaryEmbedding};
 pub use layers::shape::{Flatten, Identity, Unflatten};
+pub use layers::transformer::{
+    Activation, DecoderMasks, EncoderMasks, Transformer, TransformerConfig, TransformerDecoder,
+    TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer, TransformerMasks,
+};
 pub use loss::Reduction;
 pub use module::{Buffer, Forward, Module, Param, Training, Visitor};
 pub use state::{write_atomic, IncompatibleKeys, StateDict};

@@ -1,6 +1,7 @@
 //! The built-in layers, one file per family.
 
 pub mod activation;
+pub mod attention;
 pub mod container;
 pub mod conv;
 pub mod dropout;
@@ -8,7 +9,9 @@ pub mod embedding;
 pub mod linear;
 pub mod norm;
 pub mod pool;
+pub mod rope;
 pub mod shape;
+pub mod transformer;
 
 use tensor_core::{DType, Device, Error, Result, Tensor};
 
