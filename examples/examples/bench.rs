@@ -189,6 +189,23 @@ fn main() -> Result<()> {
         })?;
         emit("W8 GPT AdamW step", "ms", t * 1e3);
     }
+    if want("W9") {
+        // One training step of char_lm's LSTM model (batch 12, context 64), same recipe.
+        use examples::char_lm::{lm_loss, LmConfig, LmModel};
+        let cfg = LmConfig { model: LmModel::Lstm, ..Default::default() };
+        let model = cfg.build(65)?;
+        let mut opt = cfg.adamw(model.as_ref())?;
+        let params = model.parameters();
+        let x = Var::from(Tensor::randint(0, 65, [12, 64], DType::I64, &dev)?);
+        let y = Tensor::randint(0, 65, [12, 64], DType::I64, &dev)?;
+        let t = timeit(reps * 3, || {
+            opt.zero_grad();
+            lm_loss(&model.forward(&x)?, &y)?.backward()?;
+            optim::clip_grad_norm_(&params, 1.0, 2.0, false)?;
+            opt.step()
+        })?;
+        emit("W9 LSTM AdamW step", "ms", t * 1e3);
+    }
     if want("W10") {
         // Causal attention forward + backward, batch 4, 4 heads, head dim 32.
         for t_len in [64usize, 256, 1024] {

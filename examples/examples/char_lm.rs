@@ -1,8 +1,8 @@
-//! Trains a character-level GPT on tiny Shakespeare (nanoGPT's CPU recipe) and samples
-//! from it.
+//! Trains a character-level GPT (or, with `--model lstm`, an LSTM) on tiny Shakespeare
+//! (nanoGPT's CPU recipe) and samples from it.
 //!
 //! ```sh
-//! cargo run --release --example char_lm -- [--iters N] [--seed S] [--out DIR] [--device cpu|cuda|cuda:N] [--eval-interval N]
+//! cargo run --release --example char_lm -- [--model gpt|lstm] [--iters N] [--seed S] [--out DIR] [--device cpu|cuda|cuda:N] [--eval-interval N]
 //! ```
 //! Prints a progress bar, the train and validation loss on fixed batches every
 //! `--eval-interval` iterations, the final validation loss, the time per step and a
@@ -12,13 +12,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use examples::char_lm::{self, CharData, Gpt, LmConfig, SampleOptions};
+use examples::char_lm::{self, CharData, LmConfig, LmModel, SampleOptions};
 use nn::Module;
 use tensor_core::Generator;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: char_lm [--model gpt] [--iters N] [--seed S] [--eval-interval N] [--out DIR] [--device cpu|cuda|cuda:N]"
+        "usage: char_lm [--model gpt|lstm] [--iters N] [--seed S] [--eval-interval N] [--out DIR] [--device cpu|cuda|cuda:N]"
     );
     ExitCode::from(2)
 }
@@ -30,8 +30,15 @@ fn main() -> ExitCode {
         let mut val = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         let r: Result<(), String> = match a.as_str() {
             "--model" => val("--model").and_then(|v| match v.as_str() {
-                "gpt" => Ok(()),
-                other => Err(format!("unknown model {other:?} (gpt)")),
+                "gpt" => {
+                    cfg.model = LmModel::Gpt;
+                    Ok(())
+                }
+                "lstm" => {
+                    cfg.model = LmModel::Lstm;
+                    Ok(())
+                }
+                other => Err(format!("unknown model {other:?} (gpt or lstm)")),
             }),
             "--iters" => val("--iters").and_then(|v| v.parse().map(|x| cfg.iters = x).map_err(|e| format!("{e}"))),
             "--seed" => val("--seed").and_then(|v| v.parse().map(|x| cfg.seed = x).map_err(|e| format!("{e}"))),
@@ -59,17 +66,15 @@ fn main() -> ExitCode {
 fn main_inner(cfg: &LmConfig) -> tensor_core::Result<()> {
     let data = CharData::load(&char_lm::default_path())?;
     tensor_core::manual_seed(cfg.seed);
-    let model = Gpt::new(cfg.gpt_config(data.vocab_size()))?;
+    let model = cfg.build(data.vocab_size())?;
     model.to_device(&cfg.device)?;
     println!(
-        "char_lm: {} train / {} val tokens, vocab {}, GPT {} layers x {} heads x {} wide ({} parameters), \
+        "char_lm: {} train / {} val tokens, vocab {}, {} ({} parameters), \
          {} iterations, batch {} x {}, seed {}, on {}",
         data.train.len(),
         data.val.len(),
         data.vocab_size(),
-        cfg.n_layer,
-        cfg.n_head,
-        cfg.n_embd,
+        cfg.describe(),
         model.num_parameters(),
         cfg.iters,
         cfg.batch_size,
@@ -77,7 +82,7 @@ fn main_inner(cfg: &LmConfig) -> tensor_core::Result<()> {
         cfg.seed,
         cfg.device
     );
-    let hist = char_lm::train(&model, &data, cfg)?;
+    let hist = char_lm::train(model.as_ref(), &data, cfg)?;
     let (_, train_loss, val_loss) = hist.evals.last().copied().unwrap_or((0, f64::NAN, f64::NAN));
     println!(
         "final: train loss {train_loss:.4}, val loss {val_loss:.4} ({:.1} s in all, {:.1} ms per step median)",
@@ -87,7 +92,7 @@ fn main_inner(cfg: &LmConfig) -> tensor_core::Result<()> {
     let mut g = Generator::new(cfg.seed.wrapping_add(2));
     let prompt = data.encode("\n")?;
     let toks =
-        char_lm::sample(&model, &prompt, 200, cfg.context, SampleOptions { temperature: 0.8, top_k: 40 }, &mut g)?;
+        char_lm::sample(model.as_ref(), &prompt, 200, cfg.context, SampleOptions { temperature: 0.8, top_k: 40 }, &mut g)?;
     println!("sample (temperature 0.8, top-k 40):\n{}", data.decode(&toks[prompt.len()..]));
     if let Some(dir) = &cfg.out_dir {
         let weights = dir.join("model.safetensors");

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use autograd::{no_grad, Var};
 use nn::loss::{cross_entropy, CrossEntropyOptions};
-use nn::{init, Embedding, Forward, LayerNorm, Linear, Module, Param, Visitor, GELU};
+use nn::{init, Embedding, Forward, LayerNorm, Linear, LstmConfig, Module, Param, Visitor, GELU, LSTM};
 use optim::{clip_grad_norm_, AdamW, AdamWOptions, Optimizer};
 use tensor_core::{AttentionOpts, DType, Device, Error, Generator, Result, Tensor};
 
@@ -334,6 +334,67 @@ impl Forward for Gpt {
     }
 }
 
+/// A recurrent character model of about the GPT's size (PyTorch's
+/// `word_language_model` example): token embedding, a stacked LSTM, a linear decoder.
+/// Names: `encoder.weight`, `rnn.weight_ih_l0`, ..., `decoder.weight`, `decoder.bias`.
+#[derive(Clone, Debug)]
+pub struct LstmLm {
+    /// Token embedding `[vocab, n_embd]`.
+    pub encoder: Embedding,
+    /// The recurrence (`batch_first`).
+    pub rnn: LSTM,
+    /// Hidden state to logits.
+    pub decoder: Linear,
+}
+
+impl LstmLm {
+    /// A model with `n_embd`-wide embeddings and `num_layers` LSTM layers of `hidden`
+    /// units; embedding and decoder weights `U(-0.1, 0.1)`, decoder bias 0, the LSTM
+    /// PyTorch's default (from the global seeded generator).
+    pub fn new(vocab_size: usize, n_embd: usize, hidden: usize, num_layers: usize) -> Result<LstmLm> {
+        let cfg = LstmConfig { num_layers, batch_first: true, ..Default::default() };
+        let m = LstmLm {
+            encoder: Embedding::new(vocab_size, n_embd, None)?,
+            rnn: LSTM::new(n_embd, hidden, cfg)?,
+            decoder: Linear::new(hidden, vocab_size, true)?,
+        };
+        init::uniform_(&m.encoder.weight, -0.1, 0.1)?;
+        init::uniform_(&m.decoder.weight, -0.1, 0.1)?;
+        if let Some(b) = &m.decoder.bias {
+            init::zeros_(b)?;
+        }
+        Ok(m)
+    }
+}
+
+impl Module for LstmLm {
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.module("encoder", &self.encoder);
+        v.module("rnn", &self.rnn);
+        v.module("decoder", &self.decoder);
+    }
+}
+
+impl Forward for LstmLm {
+    /// I64 tokens `[B, T]` to logits `[B, T, vocab_size]` (from a zero state).
+    fn forward(&self, idx: &Var) -> Result<Var> {
+        if idx.rank() != 2 {
+            return Err(Error::arg("LstmLm", format!("expected tokens [B, T], got {:?}", idx.dims())));
+        }
+        self.decoder.forward(&self.rnn.forward(&self.encoder.forward(idx)?)?)
+    }
+}
+
+/// Which model [`LmConfig::build`] makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LmModel {
+    /// The nanoGPT GPT ([`Gpt`]).
+    #[default]
+    Gpt,
+    /// The LSTM model ([`LstmLm`]).
+    Lstm,
+}
+
 /// The parameters weight decay applies to (matrices: dim >= 2) and the others.
 pub fn decay_groups(m: &dyn Module) -> (Vec<Var>, Vec<Var>) {
     let (mut decay, mut rest) = (Vec::new(), Vec::new());
@@ -397,8 +458,14 @@ pub struct LmConfig {
     pub n_layer: usize,
     /// Attention heads.
     pub n_head: usize,
-    /// Residual width.
+    /// Residual width (also the LSTM model's embedding width).
     pub n_embd: usize,
+    /// Which model to train.
+    pub model: LmModel,
+    /// Hidden units per LSTM layer.
+    pub lstm_hidden: usize,
+    /// LSTM layers.
+    pub lstm_layers: usize,
 }
 
 impl Default for LmConfig {
@@ -422,6 +489,9 @@ impl Default for LmConfig {
             n_layer: 4,
             n_head: 4,
             n_embd: 128,
+            model: LmModel::Gpt,
+            lstm_hidden: 256,
+            lstm_layers: 2,
         }
     }
 }
@@ -436,6 +506,25 @@ impl LmConfig {
             n_layer: self.n_layer,
             n_head: self.n_head,
             n_embd: self.n_embd,
+        }
+    }
+
+    /// The model this run trains ([`LmConfig::model`]), for `vocab_size` tokens, on
+    /// the CPU (from the global seeded generator).
+    pub fn build(&self, vocab_size: usize) -> Result<Box<dyn Forward>> {
+        Ok(match self.model {
+            LmModel::Gpt => Box::new(Gpt::new(self.gpt_config(vocab_size))?),
+            LmModel::Lstm => Box::new(LstmLm::new(vocab_size, self.n_embd, self.lstm_hidden, self.lstm_layers)?),
+        })
+    }
+
+    /// One line naming the model's shape.
+    pub fn describe(&self) -> String {
+        match self.model {
+            LmModel::Gpt => format!("GPT {} layers x {} heads x {} wide", self.n_layer, self.n_head, self.n_embd),
+            LmModel::Lstm => {
+                format!("LSTM {} layers x {} hidden, embedding {}", self.lstm_layers, self.lstm_hidden, self.n_embd)
+            }
         }
     }
 

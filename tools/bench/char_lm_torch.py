@@ -14,7 +14,11 @@ wall time (training and evaluations, after the data is loaded), the median/min/m
 training step (batch sampling, forward, backward, clipping, optimiser step) and a 200-character
 sample (temperature 0.8, top-k 40). Everything is float32 on the CPU.
 
-Usage: python3 tools/bench/char_lm_torch.py [--threads 2] [--iters 2000] [--eval-interval 250]
+--model lstm trains the example's LSTM model instead (embedding 128, two LSTM layers of 256
+units, batch_first, a linear decoder; embedding and decoder weights U(-0.1, 0.1), decoder bias
+0, the LSTM's default init) with the same recipe.
+
+Usage: python3 tools/bench/char_lm_torch.py [--model gpt|lstm] [--threads 2] [--iters 2000] [--eval-interval 250]
                                             [--seed 0] [--json PATH]
 """
 import argparse
@@ -33,6 +37,7 @@ import torch.nn.functional as F  # noqa: E402
 N_LAYER, N_HEAD, N_EMBD, BLOCK, BATCH = 4, 4, 128, 64, 12
 LR, MIN_LR, WARMUP, DECAY_ITERS = 1e-3, 1e-4, 100, 2000
 EVAL_BATCHES = 20
+LSTM_HIDDEN, LSTM_LAYERS = 256, 2
 
 
 class Block(nn.Module):
@@ -83,6 +88,22 @@ class GPT(nn.Module):
         return self.ln_f(x) @ self.wte.weight.T  # LM head tied to wte, no bias
 
 
+class LstmLm(nn.Module):
+    """--model lstm: PyTorch's word_language_model shape (embedding, stacked LSTM, linear decoder)."""
+
+    def __init__(self, vocab):
+        super().__init__()
+        self.encoder = nn.Embedding(vocab, N_EMBD)
+        self.rnn = nn.LSTM(N_EMBD, LSTM_HIDDEN, LSTM_LAYERS, batch_first=True)
+        self.decoder = nn.Linear(LSTM_HIDDEN, vocab)
+        nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
+        nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+
+    def forward(self, idx):
+        return self.decoder(self.rnn(self.encoder(idx))[0])
+
+
 def get_lr(it):  # nanoGPT's get_lr: linear warm-up, then cosine decay to MIN_LR
     if it < WARMUP:
         return LR * (it + 1) / (WARMUP + 1)
@@ -98,6 +119,7 @@ def batch(data, gen):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", choices=["gpt", "lstm"], default="gpt")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=2000)
     ap.add_argument("--eval-interval", type=int, default=250)
@@ -114,7 +136,7 @@ def main():
     n = int(0.9 * len(data))
     splits = {"train": data[:n], "val": data[n:]}
 
-    model = GPT(len(chars))
+    model = GPT(len(chars)) if a.model == "gpt" else LstmLm(len(chars))
     n_params = sum(p.numel() for p in model.parameters())  # the tied weight counts once
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},

@@ -289,7 +289,9 @@ fn goal(workload: &str) -> Goal {
         w if w.starts_with("W2") => Goal::Ratio(2.0),
         w if w.starts_with("W3") || w.starts_with("W4") || w.starts_with("W10") => Goal::Ratio(1.0),
         w if w.starts_with("W5 peak RSS") => Goal::Ratio(1.0),
-        w if w.starts_with("W5") || w.starts_with("W6") || w.starts_with("W8") => Goal::Ratio(1.25),
+        w if w.starts_with("W5") || w.starts_with("W6") || w.starts_with("W8") || w.starts_with("W9") => {
+            Goal::Ratio(1.25)
+        }
         w if w.starts_with("W7 graph") => Goal::AtMost(4.0),
         w if w.starts_with("W7 single") => Goal::AtMost(0.2),
         _ => Goal::None,
