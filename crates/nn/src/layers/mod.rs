@@ -8,6 +8,7 @@ pub mod embedding;
 pub mod linear;
 pub mod norm;
 pub mod pool;
+pub mod rnn;
 pub mod shape;
 
 use tensor_core::{DType, Device, Error, Result, Tensor};
