@@ -249,6 +249,20 @@ fn cell_inputs(
     Ok((x, out, unbatched))
 }
 
+/// The slices of `v` along dim 0, taken by halving: the gradient of a slice embeds
+/// it in its parent's shape, so `T` slices of the whole would cost `T^2` in the
+/// backward; halving costs `T log T`.
+fn unbind_halving(v: &Var, out: &mut Vec<Var>) -> Result<()> {
+    let t = v.dims()[0];
+    if t == 1 {
+        out.push(v.select(0, 0)?);
+        return Ok(());
+    }
+    let half = t / 2;
+    unbind_halving(&v.narrow(0, 0, half)?, out)?;
+    unbind_halving(&v.narrow(0, half as isize, t - half)?, out)
+}
+
 /// Removes the batch dim added for an unbatched input.
 fn unbatch(v: Var, unbatched: bool) -> Result<Var> {
     if unbatched {
@@ -775,6 +789,8 @@ impl Stack {
                 let idx = layer * dirs + d;
                 let st = self.cells[idx].prepare(self.kind)?;
                 let gi = st.project(&layer_in)?;
+                let mut gis = Vec::with_capacity(t);
+                unbind_halving(&gi, &mut gis)?;
                 let mut h = match &h0 {
                     Some(h0) => h0.select(0, idx as isize)?,
                     None => Var::zeros([n, h_out], gi.dtype(), gi.device())?,
@@ -788,7 +804,7 @@ impl Stack {
                 let order: Box<dyn Iterator<Item = usize>> =
                     if d == 1 { Box::new((0..t).rev()) } else { Box::new(0..t) };
                 for step in order {
-                    let (h_new, c_new) = st.step(&gi.select(0, step as isize)?, &h, c.as_ref())?;
+                    let (h_new, c_new) = st.step(&gis[step], &h, c.as_ref())?;
                     match &masks[step] {
                         // Finished sequences keep their state and output zeros; the
                         // reverse direction starts from h_0 at each one's last step.
