@@ -212,3 +212,21 @@ fn f32_layers_train() {
         assert!(p.grad().is_some(), "{n}");
     }
 }
+
+#[test]
+fn edge_cases_do_not_panic() {
+    let m = lstm(3, 4, LstmConfig { bidirectional: true, ..Default::default() });
+    // An F32 input into an F64 layer is an error from the op, not a panic.
+    let x32 = Var::from(Tensor::randn([5, 2, 3], DType::F32, &Device::cpu()).unwrap());
+    assert!(m.forward(&x32).is_err());
+    // An empty batch gives empty outputs.
+    let (out, s) = m.forward_with(&randn(&[5, 0, 3]), None, Some(&[])).unwrap();
+    assert_eq!((out.dims(), s.h.dims()), (&[5, 0, 8][..], &[2, 0, 4][..]));
+    // Unbatched input takes one length.
+    let x = randn(&[5, 3]);
+    let (a, sa) = m.forward_with(&x, None, Some(&[3])).unwrap();
+    let (b, sb) = m.forward_with(&x.narrow(0, 0, 3).unwrap(), None, None).unwrap();
+    assert_eq!(vals(&a)[..3 * 8], vals(&b)[..]);
+    assert!(vals(&a)[3 * 8..].iter().all(|&v| v == 0.0));
+    assert_eq!((vals(&sa.h), vals(&sa.c)), (vals(&sb.h), vals(&sb.c)));
+}

@@ -620,10 +620,7 @@ impl Stack {
             return Err(Error::arg(op, "num_layers must be greater than zero"));
         }
         if !(0.0..=1.0).contains(&o.dropout) {
-            return Err(Error::arg(
-                op,
-                format!("dropout should be a number in range [0, 1] representing the probability of an element being zeroed, but got {}", o.dropout),
-            ));
+            return Err(Error::arg(op, format!("dropout must be a probability in [0, 1], got {}", o.dropout)));
         }
         if o.proj_size >= hidden_size && o.proj_size > 0 {
             return Err(Error::arg(
@@ -791,39 +788,17 @@ impl Stack {
                 let gi = st.project(&layer_in)?;
                 let mut gis = Vec::with_capacity(t);
                 unbind_halving(&gi, &mut gis)?;
-                let mut h = match &h0 {
+                let h = match &h0 {
                     Some(h0) => h0.select(0, idx as isize)?,
                     None => Var::zeros([n, h_out], gi.dtype(), gi.device())?,
                 };
-                let mut c = match (&c0, is_lstm) {
+                let c = match (&c0, is_lstm) {
                     (Some(c0), _) => Some(c0.select(0, idx as isize)?),
                     (None, true) => Some(Var::zeros([n, self.hidden_size], gi.dtype(), gi.device())?),
                     (None, false) => None,
                 };
-                let mut seq: Vec<Option<Var>> = vec![None; t];
-                let order: Box<dyn Iterator<Item = usize>> =
-                    if d == 1 { Box::new((0..t).rev()) } else { Box::new(0..t) };
-                for step in order {
-                    let (h_new, c_new) = st.step(&gis[step], &h, c.as_ref())?;
-                    match &masks[step] {
-                        // Finished sequences keep their state and output zeros; the
-                        // reverse direction starts from h_0 at each one's last step.
-                        Some(pad) => {
-                            seq[step] = Some(h_new.masked_fill(pad, 0.0)?);
-                            h = Var::where_cond(pad, &h, &h_new)?;
-                            if let (Some(c_old), Some(c_new)) = (&c, &c_new) {
-                                c = Some(Var::where_cond(pad, c_old, c_new)?);
-                            }
-                        }
-                        None => {
-                            seq[step] = Some(h_new.clone());
-                            h = h_new;
-                            c = c_new;
-                        }
-                    }
-                }
-                let seq: Vec<Var> = seq.into_iter().map(|v| v.expect("every step produced an output")).collect();
-                outs.push(Var::stack(&seq, 0)?);
+                let (seq, h, c) = run_direction(&st, &gis, h, c, &masks, d == 1)?;
+                outs.push(seq);
                 hs.push(h);
                 if let Some(c) = c {
                     cs.push(c);
@@ -843,6 +818,43 @@ impl Stack {
         }
         Ok((out, StackState { h, c }))
     }
+}
+
+/// Runs one direction of one layer over the projected inputs `gis` (one `[N, G]` per
+/// step) from `(h, c)`, backwards when `reverse`; returns the `[T, N, H_out]` outputs
+/// and the final state.
+fn run_direction(
+    st: &Step,
+    gis: &[Var],
+    mut h: Var,
+    mut c: Option<Var>,
+    masks: &[Option<Tensor>],
+    reverse: bool,
+) -> Result<(Var, Var, Option<Var>)> {
+    let t = gis.len();
+    let mut seq: Vec<Option<Var>> = vec![None; t];
+    let order: Box<dyn Iterator<Item = usize>> = if reverse { Box::new((0..t).rev()) } else { Box::new(0..t) };
+    for step in order {
+        let (h_new, c_new) = st.step(&gis[step], &h, c.as_ref())?;
+        match &masks[step] {
+            // Finished sequences keep their state and output zeros; the reverse
+            // direction thus starts from h_0 at each sequence's own last step.
+            Some(pad) => {
+                seq[step] = Some(h_new.masked_fill(pad, 0.0)?);
+                h = Var::where_cond(pad, &h, &h_new)?;
+                if let (Some(c_old), Some(c_new)) = (&c, &c_new) {
+                    c = Some(Var::where_cond(pad, c_old, c_new)?);
+                }
+            }
+            None => {
+                seq[step] = Some(h_new.clone());
+                h = h_new;
+                c = c_new;
+            }
+        }
+    }
+    let seq: Vec<Var> = seq.into_iter().map(|v| v.expect("every step produced an output")).collect();
+    Ok((Var::stack(&seq, 0)?, h, c))
 }
 
 /// Common accessors of the three multi-layer layers.
@@ -921,8 +933,8 @@ impl RNN {
     ///
     /// With `lengths` (one per batch element, each in `[1, T]`), a sequence's steps
     /// past its length leave its state unchanged and output zeros, as PyTorch's
-    /// `pack_padded_sequence` / `pad_packed_sequence` do; `h_n` is each sequence's
-    /// state at its last step.
+    /// `pack_padded_sequence` / `pad_packed_sequence(.., total_length=T)` do;
+    /// `h_n` is each sequence's state at its last step.
     pub fn forward_with(&self, input: &Var, h0: Option<&Var>, lengths: Option<&[usize]>) -> Result<(Var, Var)> {
         let (out, s) = self.core.run(input, h0, None, lengths)?;
         Ok((out, s.h))
@@ -989,8 +1001,9 @@ impl LSTM {
     ///
     /// With `lengths` (one per batch element, each in `[1, T]`), a sequence's steps
     /// past its length leave its state unchanged and output zeros, as PyTorch's
-    /// `pack_padded_sequence` / `pad_packed_sequence` do; `h_n`/`c_n` are each
-    /// sequence's state at its last step, and the reverse direction starts there.
+    /// `pack_padded_sequence` / `pad_packed_sequence(.., total_length=T)` do;
+    /// `h_n`/`c_n` are each sequence's state at its last step, and the reverse
+    /// direction starts there.
     pub fn forward_with(
         &self,
         input: &Var,
@@ -1044,8 +1057,8 @@ impl GRU {
     ///
     /// With `lengths` (one per batch element, each in `[1, T]`), a sequence's steps
     /// past its length leave its state unchanged and output zeros, as PyTorch's
-    /// `pack_padded_sequence` / `pad_packed_sequence` do; `h_n` is each sequence's
-    /// state at its last step.
+    /// `pack_padded_sequence` / `pad_packed_sequence(.., total_length=T)` do;
+    /// `h_n` is each sequence's state at its last step.
     pub fn forward_with(&self, input: &Var, h0: Option<&Var>, lengths: Option<&[usize]>) -> Result<(Var, Var)> {
         let (out, s) = self.core.run(input, h0, None, lengths)?;
         Ok((out, s.h))
