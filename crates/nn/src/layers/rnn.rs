@@ -272,6 +272,32 @@ fn unbatch(v: Var, unbatched: bool) -> Result<Var> {
     }
 }
 
+/// What the three cells share: size accessors and visiting their four parameters.
+macro_rules! cell_common {
+    ($ty:ident) => {
+        impl $ty {
+            /// Number of input features.
+            pub fn input_size(&self) -> usize {
+                self.weight_ih.dims()[1]
+            }
+
+            /// Number of hidden features.
+            pub fn hidden_size(&self) -> usize {
+                self.weight_hh.dims()[1]
+            }
+        }
+
+        impl Module for $ty {
+            fn visit(&self, v: &mut dyn Visitor) {
+                v.param("weight_ih", &self.weight_ih);
+                v.param("weight_hh", &self.weight_hh);
+                v.opt_param("bias_ih", &self.bias_ih);
+                v.opt_param("bias_hh", &self.bias_hh);
+            }
+        }
+    };
+}
+
 /// An Elman RNN cell: `h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)`, with `act` tanh
 /// or ReLU.
 ///
@@ -317,16 +343,6 @@ impl RNNCell {
         })
     }
 
-    /// Number of input features.
-    pub fn input_size(&self) -> usize {
-        self.weight_ih.dims()[1]
-    }
-
-    /// Number of hidden features.
-    pub fn hidden_size(&self) -> usize {
-        self.weight_hh.dims()[1]
-    }
-
     /// One step from state `h` (zeros when `None`); returns the new state.
     pub fn forward_with(&self, input: &Var, h: Option<&Var>) -> Result<Var> {
         let (x, s, unbatched) = cell_inputs("RNNCell", self.input_size(), self.hidden_size(), input, &[("h", h)])?;
@@ -337,14 +353,7 @@ impl RNNCell {
     }
 }
 
-impl Module for RNNCell {
-    fn visit(&self, v: &mut dyn Visitor) {
-        v.param("weight_ih", &self.weight_ih);
-        v.param("weight_hh", &self.weight_hh);
-        v.opt_param("bias_ih", &self.bias_ih);
-        v.opt_param("bias_hh", &self.bias_hh);
-    }
-}
+cell_common!(RNNCell);
 
 impl Forward for RNNCell {
     /// One step from a zero state.
@@ -394,16 +403,6 @@ impl LSTMCell {
         Ok(LSTMCell { weight_ih: w.weight_ih, weight_hh: w.weight_hh, bias_ih: w.bias_ih, bias_hh: w.bias_hh })
     }
 
-    /// Number of input features.
-    pub fn input_size(&self) -> usize {
-        self.weight_ih.dims()[1]
-    }
-
-    /// Number of hidden features.
-    pub fn hidden_size(&self) -> usize {
-        self.weight_hh.dims()[1]
-    }
-
     /// One step from `state` (zeros when `None`); returns the new `(h, c)`.
     pub fn forward_with(&self, input: &Var, state: Option<&LstmState>) -> Result<LstmState> {
         let (h, c) = (state.map(|s| &s.h), state.map(|s| &s.c));
@@ -423,14 +422,7 @@ impl LSTMCell {
     }
 }
 
-impl Module for LSTMCell {
-    fn visit(&self, v: &mut dyn Visitor) {
-        v.param("weight_ih", &self.weight_ih);
-        v.param("weight_hh", &self.weight_hh);
-        v.opt_param("bias_ih", &self.bias_ih);
-        v.opt_param("bias_hh", &self.bias_hh);
-    }
-}
+cell_common!(LSTMCell);
 
 impl Forward for LSTMCell {
     /// One step from a zero state; returns `h`.
@@ -464,16 +456,6 @@ impl GRUCell {
         Ok(GRUCell { weight_ih: w.weight_ih, weight_hh: w.weight_hh, bias_ih: w.bias_ih, bias_hh: w.bias_hh })
     }
 
-    /// Number of input features.
-    pub fn input_size(&self) -> usize {
-        self.weight_ih.dims()[1]
-    }
-
-    /// Number of hidden features.
-    pub fn hidden_size(&self) -> usize {
-        self.weight_hh.dims()[1]
-    }
-
     /// One step from state `h` (zeros when `None`); returns the new state.
     pub fn forward_with(&self, input: &Var, h: Option<&Var>) -> Result<Var> {
         let (x, s, unbatched) = cell_inputs("GRUCell", self.input_size(), self.hidden_size(), input, &[("h", h)])?;
@@ -484,14 +466,7 @@ impl GRUCell {
     }
 }
 
-impl Module for GRUCell {
-    fn visit(&self, v: &mut dyn Visitor) {
-        v.param("weight_ih", &self.weight_ih);
-        v.param("weight_hh", &self.weight_hh);
-        v.opt_param("bias_ih", &self.bias_ih);
-        v.opt_param("bias_hh", &self.bias_hh);
-    }
-}
+cell_common!(GRUCell);
 
 impl Forward for GRUCell {
     /// One step from a zero state.
