@@ -149,6 +149,8 @@ fn bad_configs_are_errors() {
     assert!(LSTM::new(3, usize::MAX / 2, LstmConfig::default()).is_err());
     assert!(GRU::new(usize::MAX / 4, 1 << 40, GruConfig::default()).is_err());
     assert!(LSTMCell::new(3, usize::MAX / 3, true).is_err());
+    let e = err_text(GRU::new(3, 4, GruConfig { num_layers: usize::MAX / 8, ..Default::default() }));
+    assert!(e.contains("GRU") && e.contains("overflow"), "{e}");
 }
 
 #[test]

@@ -14,7 +14,7 @@
 use autograd::Var;
 use tensor_core::{Error, Result, Tensor};
 
-use super::{inv_sqrt, uniform_param};
+use super::{check_size, inv_sqrt, uniform_param};
 use crate::module::{Forward, Module, Param, Training, Visitor};
 
 /// The activation of an [`RNN`] or [`RNNCell`] (PyTorch's `nonlinearity`).
@@ -608,6 +608,18 @@ impl Stack {
         }
         let dirs = if o.bidirectional { 2 } else { 1 };
         let h_out = if o.proj_size > 0 { o.proj_size } else { hidden_size };
+        // All the weights together must fit before any is drawn (an absurd num_layers
+        // is an error, not an allocation loop that runs out of memory).
+        let rows = mul(op, kind.gates(), hidden_size)?;
+        let widest = input_size.max(mul(op, dirs, h_out)?);
+        let per_cell = [widest, h_out, 2]
+            .iter()
+            .try_fold(0usize, |a, &b| a.checked_add(b))
+            .and_then(|w| w.checked_mul(rows))
+            .and_then(|n| n.checked_add(o.proj_size.checked_mul(hidden_size)?))
+            .ok_or_else(|| Error::invalid_shape(op, &[rows, widest], "the layer's size overflows"))?;
+        let total = [o.num_layers, dirs, per_cell];
+        check_size(&total).map_err(|_| Error::invalid_shape(op, &total, "the layer's weights overflow"))?;
         let mut cells = Vec::new();
         for layer in 0..o.num_layers {
             let input = if layer == 0 { input_size } else { mul(op, dirs, h_out)? };
