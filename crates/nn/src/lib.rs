@@ -6,8 +6,9 @@
 //!   from that.
 //! - [`Forward`]: `forward(&self, &Var) -> Result<Var>`, the one method a layer writes.
 //! - [`Param`]: a shared leaf `Var` that requires grad; cloning a module shares them.
-//! - Layers with PyTorch's default initialisation, [`Sequential`], [`ModuleList`],
-//!   [`loss`] functions and [`init`]ialisers.
+//! - Layers with PyTorch's default initialisation (recurrent ones too: [`LSTM`],
+//!   [`GRU`], [`RNN`] and their cells), [`Sequential`], [`ModuleList`], [`loss`]
+//!   functions and [`init`]ialisers.
 //!
 //! ```
 //! use autograd::Var;
@@ -44,6 +45,9 @@ pub use layers::linear::{Bilinear, Linear};
 pub use layers::norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormConfig, GroupNorm, LayerNorm, RMSNorm};
 pub use layers::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use layers::rope::{apply_rotary_emb, RotaryEmbedding};
+pub use layers::rnn::{
+    GRUCell, GruConfig, LSTMCell, LstmConfig, LstmState, Nonlinearity, RNNCell, RnnConfig, GRU, LSTM, RNN,
+};
 pub use layers::shape::{Flatten, Identity, Unflatten};
 pub use layers::transformer::{
     Activation, DecoderMasks, EncoderMasks, Transformer, TransformerConfig, TransformerDecoder,

@@ -10,6 +10,7 @@ pub mod linear;
 pub mod norm;
 pub mod pool;
 pub mod rope;
+pub mod rnn;
 pub mod shape;
 pub mod transformer;
 
