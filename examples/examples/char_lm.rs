@@ -91,8 +91,14 @@ fn main_inner(cfg: &LmConfig) -> tensor_core::Result<()> {
     );
     let mut g = Generator::new(cfg.seed.wrapping_add(2));
     let prompt = data.encode("\n")?;
-    let toks =
-        char_lm::sample(model.as_ref(), &prompt, 200, cfg.context, SampleOptions { temperature: 0.8, top_k: 40 }, &mut g)?;
+    let toks = char_lm::sample(
+        model.as_ref(),
+        &prompt,
+        200,
+        cfg.context,
+        SampleOptions { temperature: 0.8, top_k: 40 },
+        &mut g,
+    )?;
     println!("sample (temperature 0.8, top-k 40):\n{}", data.decode(&toks[prompt.len()..]));
     if let Some(dir) = &cfg.out_dir {
         let weights = dir.join("model.safetensors");

@@ -1,12 +1,13 @@
-//! Profiles one training step of the digits CNN (batch 32), or with `--gpt` of the
-//! char_lm GPT (batch 12, context 64), and prints the op table; writes a Chrome trace
+//! Profiles one training step of the digits CNN (batch 32), or with `--gpt`/`--lstm` of a
+//! char_lm model (batch 12, context 64), and prints the op table; writes a Chrome trace
 //! (open it in ui.perfetto.dev or chrome://tracing).
 //!
 //! ```sh
-//! cargo run --release --example profile_step -- [--gpt] [--out trace.json]
+//! cargo run --release --example profile_step -- [--gpt | --lstm] [--out trace.json]
 //! ```
 
 use autograd::Var;
+use examples::char_lm::LmModel;
 use examples::digits;
 use examples::train::{build, Arch};
 use nn::loss::{cross_entropy, CrossEntropyOptions};
@@ -18,7 +19,10 @@ fn main() -> Result<()> {
     let out = std::env::args().skip_while(|a| a != "--out").nth(1).unwrap_or_else(|| "runs/profile_step.json".into());
     tensor_core::manual_seed(0);
     if std::env::args().any(|a| a == "--gpt") {
-        return gpt(&out);
+        return lm(&out, LmModel::Gpt);
+    }
+    if std::env::args().any(|a| a == "--lstm") {
+        return lm(&out, LmModel::Lstm);
     }
     let data = digits::load(&digits::default_path())?;
     let net = build(Arch::Cnn)?;
@@ -39,13 +43,13 @@ fn main() -> Result<()> {
     report(&mut step, &out)
 }
 
-/// The char_lm GPT's training step on one fixed batch.
-fn gpt(out: &str) -> Result<()> {
-    use examples::char_lm::{self, CharData, Gpt, Split};
+/// A char_lm model's training step on one fixed batch.
+fn lm(out: &str, model: LmModel) -> Result<()> {
+    use examples::char_lm::{self, CharData, Split};
     let data = CharData::load(&char_lm::default_path())?;
-    let cfg = char_lm::LmConfig::default();
-    let model = Gpt::new(cfg.gpt_config(data.vocab_size()))?;
-    let mut opt = cfg.adamw(&model)?;
+    let cfg = char_lm::LmConfig { model, ..Default::default() };
+    let model = cfg.build(data.vocab_size())?;
+    let mut opt = cfg.adamw(model.as_ref())?;
     let params = model.parameters();
     let (x, y) = data.batch(Split::Train, cfg.batch_size, cfg.context, &mut tensor_core::Generator::new(0))?;
     let x = Var::from(x);

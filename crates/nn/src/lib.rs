@@ -44,10 +44,10 @@ pub use layers::embedding::Embedding;
 pub use layers::linear::{Bilinear, Linear};
 pub use layers::norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormConfig, GroupNorm, LayerNorm, RMSNorm};
 pub use layers::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
-pub use layers::rope::{apply_rotary_emb, RotaryEmbedding};
 pub use layers::rnn::{
     GRUCell, GruConfig, LSTMCell, LstmConfig, LstmState, Nonlinearity, RNNCell, RnnConfig, GRU, LSTM, RNN,
 };
+pub use layers::rope::{apply_rotary_emb, RotaryEmbedding};
 pub use layers::shape::{Flatten, Identity, Unflatten};
 pub use layers::transformer::{
     Activation, DecoderMasks, EncoderMasks, Transformer, TransformerConfig, TransformerDecoder,

@@ -232,3 +232,15 @@ fn edge_cases_do_not_panic() {
     assert!(vals(&a)[3 * 8..].iter().all(|&v| v == 0.0));
     assert_eq!((vals(&sa.h), vals(&sa.c)), (vals(&sb.h), vals(&sb.c)));
 }
+
+#[test]
+fn fused_lstm_refuses_create_graph_instead_of_wrong_second_derivatives() {
+    let m = lstm(3, 4, LstmConfig::default());
+    let x = Var::param(Tensor::randn([5, 2, 3], DType::F64, &Device::cpu()).unwrap()).unwrap();
+    let out = m.forward(&x).unwrap().sum_all().unwrap();
+    let Err(e) = out.backward_opts(false, true) else { panic!("create_graph through the fused LSTM must fail") };
+    assert!(e.to_string().contains("create_graph"), "{e}");
+    // A plain backward works and reaches every parameter.
+    m.forward(&x).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(m.named_parameters().iter().all(|(_, p)| p.grad().is_some()));
+}

@@ -7,10 +7,11 @@ pub mod conv;
 pub mod dropout;
 pub mod embedding;
 pub mod linear;
+mod lstm_seq;
 pub mod norm;
 pub mod pool;
-pub mod rope;
 pub mod rnn;
+pub mod rope;
 pub mod shape;
 pub mod transformer;
 

@@ -14,6 +14,7 @@
 use autograd::Var;
 use tensor_core::{Error, Result, Tensor};
 
+use super::lstm_seq::lstm_sequence;
 use super::{check_size, inv_sqrt, uniform_param};
 use crate::module::{Forward, Module, Param, Training, Visitor};
 
@@ -149,7 +150,9 @@ impl Step {
             kind,
             w_ih_t: w_ih.var().t()?,
             b_in,
-            w_hh_t: w_hh.var().t()?,
+            // Contiguous once per forward: every step multiplies by it, and GEMM with
+            // few rows is several times slower on a transposed view.
+            w_hh_t: w_hh.var().t()?.contiguous()?,
             b_hh,
             w_hr_t: w_hr.map(|w| w.var().t()).transpose()?,
         })
@@ -773,8 +776,6 @@ impl Stack {
                 let idx = layer * dirs + d;
                 let st = self.cells[idx].prepare(self.kind)?;
                 let gi = st.project(&layer_in)?;
-                let mut gis = Vec::with_capacity(t);
-                unbind_halving(&gi, &mut gis)?;
                 let h = match &h0 {
                     Some(h0) => h0.select(0, idx as isize)?,
                     None => Var::zeros([n, h_out], gi.dtype(), gi.device())?,
@@ -784,7 +785,18 @@ impl Stack {
                     (None, true) => Some(Var::zeros([n, self.hidden_size], gi.dtype(), gi.device())?),
                     (None, false) => None,
                 };
-                let (seq, h, c) = run_direction(&st, &gis, h, c, &masks, d == 1)?;
+                let (seq, h, c) = match &c {
+                    // The LSTM without projection or lengths: one node for the sequence.
+                    Some(c0) if st.w_hr_t.is_none() && masks.iter().all(Option::is_none) => {
+                        let (seq, h, c) = lstm_sequence(&gi, &st.w_hh_t, &h, c0, d == 1)?;
+                        (seq, h, Some(c))
+                    }
+                    _ => {
+                        let mut gis = Vec::with_capacity(t);
+                        unbind_halving(&gi, &mut gis)?;
+                        run_direction(&st, &gis, h, c, &masks, d == 1)?
+                    }
+                };
                 outs.push(seq);
                 hs.push(h);
                 if let Some(c) = c {
