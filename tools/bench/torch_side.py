@@ -117,13 +117,15 @@ def main():
             opt.step()
 
         emit("W6 CNN SGD step", "ms", timeit(step, a.reps * 3) * 1e3)
-    if want("W8"):
-        # One training step of the char_lm GPT (tools/bench/char_lm_torch.py's model).
+    for w, name, model_name in (("W8", "W8 GPT AdamW step", "GPT"), ("W9", "W9 LSTM AdamW step", "LstmLm")):
+        if not want(w):
+            continue
+        # One training step of a char_lm model (tools/bench/char_lm_torch.py's GPT / LstmLm).
         import os
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from char_lm_torch import GPT
+        import char_lm_torch
 
-        model = GPT(65)
+        model = getattr(char_lm_torch, model_name)(65)
         ps = list(model.parameters())
         opt = torch.optim.AdamW([{"params": [p for p in ps if p.dim() >= 2], "weight_decay": 0.1},
                                  {"params": [p for p in ps if p.dim() < 2], "weight_decay": 0.0}],
@@ -136,27 +138,7 @@ def main():
             torch.nn.utils.clip_grad_norm_(ps, 1.0)
             opt.step()
 
-        emit("W8 GPT AdamW step", "ms", timeit(step, a.reps * 3) * 1e3)
-    if want("W9"):
-        # One training step of the char_lm LSTM model (tools/bench/char_lm_torch.py's LstmLm).
-        import os
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from char_lm_torch import LstmLm
-
-        model = LstmLm(65)
-        ps = list(model.parameters())
-        opt = torch.optim.AdamW([{"params": [p for p in ps if p.dim() >= 2], "weight_decay": 0.1},
-                                 {"params": [p for p in ps if p.dim() < 2], "weight_decay": 0.0}],
-                                lr=1e-3, betas=(0.9, 0.99))
-        x, y = torch.randint(0, 65, (12, 64)), torch.randint(0, 65, (12, 64))
-
-        def step():
-            opt.zero_grad()
-            F.cross_entropy(model(x).view(-1, 65), y.view(-1)).backward()
-            torch.nn.utils.clip_grad_norm_(ps, 1.0)
-            opt.step()
-
-        emit("W9 LSTM AdamW step", "ms", timeit(step, a.reps * 3) * 1e3)
+        emit(name, "ms", timeit(step, a.reps * 3) * 1e3)
     if want("W10"):
         for t_len in [64, 256, 1024]:
             q, k, v = (torch.randn(4, 4, t_len, 32, requires_grad=True) for _ in range(3))
