@@ -37,6 +37,7 @@ __device__ __forceinline__ C float_unary(int op, C x, C p0, C p1, int flags) {
             return (C)(0.5 * xd * (1.0 + tanh(k * (xd + 0.044715 * xd * xd * xd))));
         }
         case U_SILU: return x / (one + m_exp(-x));
+        case U_LOG_SIGMOID: return (x < zero ? x : zero) - m_log1p(m_exp(-m_fabs(x)));
         case U_MISH: return x * m_tanh(x > (C)20 ? x : m_log1p(m_exp(x)));
         case U_SOFTPLUS: return (x * p0 > p1) ? x : m_log1p(m_exp(x * p0)) / p0;
         case U_SIGN: return x > zero ? one : (x < zero ? -one : x * zero);

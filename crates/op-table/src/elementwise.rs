@@ -622,6 +622,7 @@ fn unary_ops() -> Vec<OpInfo> {
         unary("gelu", FLOATS, wide, fn1!(|x| x.gelu()), gelu),
         unary("gelu_tanh", FLOATS, wide, fn1!(|x| x.gelu_tanh()), gelu_tanh),
         unary("silu", FLOATS, wide, fn1!(|x| x.silu()), |a| a * sigmoid_ref(a)),
+        unary("log_sigmoid", FLOATS, wide, fn1!(|x| x.log_sigmoid()), |a| a.min(0.0) - (-a.abs()).exp().ln_1p()),
         unary("mish", FLOATS, wide, fn1!(|x| x.mish()), |a| a * (if a > 20.0 { a } else { a.exp().ln_1p() }).tanh()),
         unary_nd(
             "sign",

@@ -12,6 +12,9 @@ use std::fmt::Debug;
 
 use crate::cpu::{CpuStore, HostBuffer};
 use crate::fused::{OptimizerUpdate, Window2d};
+use num_traits::Float;
+
+use crate::dtype::Elem;
 use crate::{DType, Layout, Result, Scalar};
 
 /// A device's opaque allocation of elements of one dtype.
@@ -220,6 +223,8 @@ pub enum UnaryOp {
     GeluTanh,
     /// `x * sigmoid(x)`
     Silu,
+    /// `log(sigmoid(x))`, as `min(x, 0) - log1p(e^-|x|)` so neither side overflows
+    LogSigmoid,
     /// `x * tanh(softplus(x))`
     Mish,
     /// `log(1 + e^(beta x)) / beta`, linear above `threshold`
@@ -261,6 +266,123 @@ pub enum UnaryOp {
     LogicalNot,
 }
 
+/// Runs one float formula over a whole buffer. The CPU backend implements it with its
+/// elementwise loop; [`UnaryOp::float_formula`] calls it once per op, so each op's loop
+/// is compiled for its own formula (no per-element `match`).
+pub(crate) trait FloatMap<T> {
+    /// What a map returns.
+    type Out;
+    /// Maps every element through `f`.
+    fn map<F: Fn(T) -> T + Sync>(self, f: F) -> Self::Out;
+}
+
+impl UnaryOp {
+    /// The op's formula on floats, the definition every backend's kernel follows: `m`
+    /// runs it over the data. `None` for the Bool predicates (`IsNan`, `IsInf`,
+    /// `LogicalNot`). Half types compute in f32 (PyTorch's "opmath"); scalar parameters
+    /// are rounded to `T` once. A backend may replace single formulas with faster kernels
+    /// of the same accuracy (the CPU backend's f32 `tanh`, `sigmoid` and `gelu`).
+    pub(crate) fn float_formula<T: Elem + Float, M: FloatMap<T>>(self, m: M) -> Option<M::Out> {
+        use UnaryOp::*;
+        let c = |x: f64| T::from_f64(x);
+        let (zero, one) = (T::zero(), T::one());
+        Some(match self {
+            Neg => m.map(|x| -x),
+            Abs => m.map(|x| x.abs()),
+            Exp => m.map(|x| x.exp()),
+            Log => m.map(|x| x.ln()),
+            Log1p => m.map(|x| x.ln_1p()),
+            Expm1 => m.map(|x| x.exp_m1()),
+            Sqrt => m.map(|x| x.sqrt()),
+            Rsqrt => m.map(|x| x.sqrt().recip()),
+            Sin => m.map(|x| x.sin()),
+            Cos => m.map(|x| x.cos()),
+            Tan => m.map(|x| x.tan()),
+            Tanh => m.map(|x| x.tanh()),
+            Sigmoid => m.map(move |x| one / (one + (-x).exp())),
+            Relu => m.map(move |x| if x > zero || x.is_nan() { x } else { zero }),
+            LeakyRelu(s) => {
+                let s = c(s);
+                m.map(move |x| if x > zero { x } else { x * s })
+            }
+            Elu(a) => {
+                let a = c(a);
+                m.map(move |x| if x > zero { x } else { a * x.exp_m1() })
+            }
+            Gelu => m.map(|x| {
+                let xf = x.to_f64();
+                T::from_f64(0.5 * xf * (1.0 + libm::erf(xf * std::f64::consts::FRAC_1_SQRT_2)))
+            }),
+            GeluTanh => m.map(|x| {
+                let xf = x.to_f64();
+                let k = (2.0 / std::f64::consts::PI).sqrt();
+                T::from_f64(0.5 * xf * (1.0 + (k * (xf + 0.044715 * xf * xf * xf)).tanh()))
+            }),
+            Silu => m.map(move |x| x / (one + (-x).exp())),
+            LogSigmoid => m.map(move |x| x.min(zero) - (-x.abs()).exp().ln_1p()),
+            Mish => {
+                // softplus(x) = log1p(e^x), linear above 20 as PyTorch's.
+                let t = c(20.0);
+                m.map(move |x| x * (if x > t { x } else { x.exp().ln_1p() }).tanh())
+            }
+            Softplus { beta, threshold } => {
+                let (b, t) = (c(beta), c(threshold));
+                m.map(move |x| if x * b > t { x } else { (x * b).exp().ln_1p() / b })
+            }
+            // -0.0 and NaN pass through (`x * 0`).
+            Sign => m.map(move |x| {
+                if x > zero {
+                    one
+                } else if x < zero {
+                    -one
+                } else {
+                    x * zero
+                }
+            }),
+            Floor => m.map(|x| x.floor()),
+            Ceil => m.map(|x| x.ceil()),
+            Round => m.map(|x| T::from_f64(x.to_f64().round_ties_even())),
+            Trunc => m.map(|x| x.trunc()),
+            Recip => m.map(|x| x.recip()),
+            Square => m.map(|x| x * x),
+            Erf => m.map(|x| T::from_f64(libm::erf(x.to_f64()))),
+            PowScalar(2.0) => m.map(|x| x * x),
+            PowScalar(0.5) => m.map(|x| x.sqrt()),
+            PowScalar(1.0) => m.map(|x| x),
+            PowScalar(p) => {
+                let p = c(p);
+                m.map(move |x| x.powf(p))
+            }
+            Clamp(lo, hi) => {
+                let (lo, hi) = (lo.map(c), hi.map(c));
+                m.map(move |x| {
+                    let mut y = x;
+                    if let Some(lo) = lo {
+                        if y < lo {
+                            y = lo
+                        }
+                    }
+                    if let Some(hi) = hi {
+                        if y > hi {
+                            y = hi
+                        }
+                    }
+                    y // NaN fails both comparisons and passes through
+                })
+            }
+            AddScalar(s) => {
+                let s = c(s);
+                m.map(move |x| x + s)
+            }
+            MulScalar(s) => {
+                let s = c(s);
+                m.map(move |x| x * s)
+            }
+            IsNan | IsInf | LogicalNot => return None,
+        })
+    }
+}
+
 op_names! {
     UnaryOp, "U" {
         Neg => "neg",
@@ -282,6 +404,7 @@ op_names! {
         Gelu => "gelu",
         GeluTanh => "gelu_tanh",
         Silu => "silu",
+        LogSigmoid => "log_sigmoid",
         Mish => "mish",
         Softplus => "softplus",
         Sign => "sign",

@@ -136,6 +136,8 @@ impl Var {
             let slope = x.mul(&x.sigmoid()?)?.mul(&t.square()?.rsub_scalar(1.0)?)?;
             g.mul(&t.add(&slope)?)
         };
+        /// `log(sigmoid(x))` (derivative `sigmoid(-x)`).
+        log_sigmoid => |x, g| g.mul(&x.neg()?.sigmoid()?);
         /// `x * sigmoid(x)`.
         silu => |x, g| {
             let s = x.sigmoid()?;

@@ -129,118 +129,26 @@ fn map_to_bool<T: Elem>(v: &[T], l: &Layout, f: impl Fn(T) -> bool + Sync) -> Re
     Ok(HostBuffer::Bool(out))
 }
 
-/// erf in f64 (libm); used for the exact GELU.
-#[inline(always)]
-fn erf64(x: f64) -> f64 {
-    libm::erf(x)
+/// The CPU loop [`UnaryOp::float_formula`] runs its formula through.
+struct CpuMap<'a, T> {
+    v: &'a [T],
+    l: &'a Layout,
 }
 
-fn float_unary<T: Elem + Arith + Float>(op: UnaryOp, v: &[T], l: &Layout) -> Result<HostBuffer> {
-    use UnaryOp::*;
-    let c = |x: f64| T::from_f64(x);
+impl<T: Elem> crate::backend::FloatMap<T> for CpuMap<'_, T> {
+    type Out = Result<HostBuffer>;
+    #[inline(always)]
+    fn map<F: Fn(T) -> T + Sync>(self, f: F) -> Result<HostBuffer> {
+        map_same_dtype(self.v, self.l, f)
+    }
+}
+
+fn float_unary<T: Elem + Float>(op: UnaryOp, v: &[T], l: &Layout) -> Result<HostBuffer> {
     match op {
-        Neg => map_same_dtype(v, l, |x| -x),
-        Abs => map_same_dtype(v, l, |x| x.abs()),
-        Exp => map_same_dtype(v, l, |x| x.exp()),
-        Log => map_same_dtype(v, l, |x| x.ln()),
-        Log1p => map_same_dtype(v, l, |x| x.ln_1p()),
-        Expm1 => map_same_dtype(v, l, |x| x.exp_m1()),
-        Sqrt => map_same_dtype(v, l, |x| x.sqrt()),
-        Rsqrt => map_same_dtype(v, l, |x| x.sqrt().recip()),
-        Sin => map_same_dtype(v, l, |x| x.sin()),
-        Cos => map_same_dtype(v, l, |x| x.cos()),
-        Tan => map_same_dtype(v, l, |x| x.tan()),
-        Tanh => map_same_dtype(v, l, |x| x.tanh()),
-        Sigmoid => {
-            let one = <T as num_traits::One>::one();
-            map_same_dtype(v, l, move |x| one / (one + (-x).exp()))
-        }
-        Relu => {
-            let z = <T as num_traits::Zero>::zero();
-            map_same_dtype(v, l, move |x| if x > z || x.is_nan() { x } else { z })
-        }
-        LeakyRelu(s) => {
-            let (z, s) = (<T as num_traits::Zero>::zero(), c(s));
-            map_same_dtype(v, l, move |x| if x > z { x } else { x * s })
-        }
-        Elu(a) => {
-            let (z, a) = (<T as num_traits::Zero>::zero(), c(a));
-            map_same_dtype(v, l, move |x| if x > z { x } else { a * x.exp_m1() })
-        }
-        Gelu => map_same_dtype(v, l, |x| {
-            let xf = x.to_f64();
-            T::from_f64(0.5 * xf * (1.0 + erf64(xf * std::f64::consts::FRAC_1_SQRT_2)))
-        }),
-        GeluTanh => map_same_dtype(v, l, |x| {
-            let xf = x.to_f64();
-            let k = (2.0 / std::f64::consts::PI).sqrt();
-            T::from_f64(0.5 * xf * (1.0 + (k * (xf + 0.044715 * xf * xf * xf)).tanh()))
-        }),
-        Silu => {
-            let one = <T as num_traits::One>::one();
-            map_same_dtype(v, l, move |x| x / (one + (-x).exp()))
-        }
-        Mish => {
-            // softplus(x) = log1p(e^x), linear above 20 as PyTorch's.
-            let t = c(20.0);
-            map_same_dtype(v, l, move |x| x * (if x > t { x } else { x.exp().ln_1p() }).tanh())
-        }
-        Softplus { beta, threshold } => {
-            let (b, t) = (c(beta), c(threshold));
-            map_same_dtype(v, l, move |x| if x * b > t { x } else { (x * b).exp().ln_1p() / b })
-        }
-        Sign => map_same_dtype(v, l, <T as Arith>::sign),
-        Floor => map_same_dtype(v, l, |x| x.floor()),
-        Ceil => map_same_dtype(v, l, |x| x.ceil()),
-        Round => map_same_dtype(v, l, |x| T::from_f64(x.to_f64().round_ties_even())),
-        Trunc => map_same_dtype(v, l, |x| x.trunc()),
-        Recip => map_same_dtype(v, l, |x| x.recip()),
-        Square => map_same_dtype(v, l, |x| x * x),
-        Erf => map_same_dtype(v, l, |x| T::from_f64(erf64(x.to_f64()))),
-        PowScalar(p) => {
-            if p == 2.0 {
-                map_same_dtype(v, l, |x| x * x)
-            } else if p == 0.5 {
-                map_same_dtype(v, l, |x| x.sqrt())
-            } else if p == 1.0 {
-                map_same_dtype(v, l, |x| x)
-            } else {
-                let pt = c(p);
-                map_same_dtype(v, l, move |x| x.powf(pt))
-            }
-        }
-        Clamp(lo, hi) => {
-            let lo = lo.map(c);
-            let hi = hi.map(c);
-            map_same_dtype(v, l, move |x| {
-                if x.is_nan() {
-                    return x;
-                }
-                let mut y = x;
-                if let Some(lo) = lo {
-                    if y < lo {
-                        y = lo
-                    }
-                }
-                if let Some(hi) = hi {
-                    if y > hi {
-                        y = hi
-                    }
-                }
-                y
-            })
-        }
-        AddScalar(s) => {
-            let s = c(s);
-            map_same_dtype(v, l, move |x| x + s)
-        }
-        MulScalar(s) => {
-            let s = c(s);
-            map_same_dtype(v, l, move |x| x * s)
-        }
-        IsNan => map_to_bool(v, l, |x| x.is_nan()),
-        IsInf => map_to_bool(v, l, |x| x.is_infinite()),
-        LogicalNot => map_to_bool(v, l, |x| x == <T as num_traits::Zero>::zero()),
+        UnaryOp::IsNan => map_to_bool(v, l, |x| x.is_nan()),
+        UnaryOp::IsInf => map_to_bool(v, l, |x| x.is_infinite()),
+        UnaryOp::LogicalNot => map_to_bool(v, l, |x| x == T::zero()),
+        _ => op.float_formula(CpuMap { v, l }).unwrap_or_else(|| Err(unsupported(op.name(), T::DTYPE))),
     }
 }
 

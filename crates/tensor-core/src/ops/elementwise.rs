@@ -235,6 +235,8 @@ impl Tensor {
         gelu_tanh => UnaryOp::GeluTanh;
         /// `x * sigmoid(x)` (a.k.a. swish).
         silu => UnaryOp::Silu;
+        /// `log(sigmoid(x))` without overflow for large `|x|` (PyTorch's `F.logsigmoid`).
+        log_sigmoid => UnaryOp::LogSigmoid;
         /// `x * tanh(softplus(x))` (Mish, Misra 2019).
         mish => UnaryOp::Mish;
         /// -1, 0 or 1.
