@@ -1,7 +1,7 @@
 //! Runnable examples for the stack: the digits data set, a small training loop
 //! shared by the `digits` example and its test, training-loop helpers (metrics CSV
-//! and curves, a progress bar), and the guide (`docs/guide.md`),
-//! whose code blocks run as this crate's doctests.
+//! and curves, a progress bar), the guide (`docs/guide.md`) and the README,
+//! whose code blocks run as this crate's doctests against the umbrella crate `torch_rs`.
 #![warn(missing_docs)]
 
 pub mod char_lm;
@@ -25,3 +25,6 @@ pub fn parse_device(s: &str) -> Result<tensor_core::Device, String> {
 
 #[doc = include_str!("../../docs/guide.md")]
 pub mod guide {}
+
+#[doc = include_str!("../../README.md")]
+pub mod readme {}

@@ -3,7 +3,7 @@
 //! harness (`valgrind --tool=callgrind`, `perf record`):
 //!
 //! ```text
-//! cargo run --release -p autograd --example graph_overhead -- 20000
+//! cargo run --release -p torch-rs-autograd --example graph_overhead -- 20000
 //! ```
 //!
 //! Prints the mean time per iteration.
