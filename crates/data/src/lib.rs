@@ -3,7 +3,8 @@
 //! Getting data in and out of tensors:
 //!
 //! - [`npy`]: NumPy `.npy` / `.npz` files, every dtype, C and Fortran order, both
-//!   endiannesses on read.
+//!   endiannesses on read; [`npy::NpzReader`] loads one array of an archive at a
+//!   time, ZIP64 (over 4 GiB) included.
 //! - [`idx`]: the IDX files of MNIST and Fashion-MNIST, plain or gzipped.
 //! - [`Dataset`], [`TensorDataset`], [`Subset`], [`random_split`]: map-style data sets.
 //! - [`DataLoader`]: shuffled, collated minibatches prepared by background workers,
@@ -39,7 +40,7 @@ mod loader;
 #[cfg(feature = "ndarray")]
 pub mod ndarray;
 pub mod npy;
-mod zip;
+mod npz;
 
 pub use dataset::{random_split, Dataset, SplitLengths, Subset, TensorDataset};
 pub use loader::{Batches, Collate, DataLoader, Order};

@@ -27,6 +27,14 @@
 //! 16-bit length), header padded to 64 bytes like NumPy's. Non-contiguous views are
 //! written in their logical (row-major) order.
 //!
+//! # `.npz` archives
+//! [`read_npz`] and [`write_npz`] / [`write_npz_compressed`] handle whole archives
+//! (NumPy's `np.savez` / `np.savez_compressed`); [`NpzReader`] is NumPy's lazy
+//! `np.load`: it lists the arrays and loads one by name without reading the others.
+//! Members are stored or deflated; archives and arrays over 4 GiB (ZIP64) are read
+//! and written, every member carrying ZIP64 sizes as NumPy writes them. Encrypted
+//! members and other compression methods are errors.
+//!
 //! # bfloat16
 //! NumPy has no bfloat16. The `ml_dtypes` package (what JAX and TensorFlow use)
 //! saves its `bfloat16` arrays with the descriptor `'<V2'`, a 2-byte opaque type,
@@ -46,24 +54,23 @@
 //! # Ok::<(), tensor_core::Error>(())
 //! ```
 
-use std::borrow::Borrow;
 use std::path::Path;
 
 use half::{bf16, f16};
 use tensor_core::HostBuffer;
 use tensor_core::{DType, Error, Result, Tensor};
 
-use crate::zip;
+pub use crate::npz::{npz_from_bytes, npz_to_bytes, read_npz, write_npz, write_npz_compressed, NpzReader};
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 /// NumPy pads the preamble plus header to a multiple of this.
 const ALIGN: usize = 64;
 
-fn format_err(name: &str, msg: impl Into<String>) -> Error {
+pub(crate) fn format_err(name: &str, msg: impl Into<String>) -> Error {
     Error::Format { path: name.to_string(), msg: msg.into() }
 }
 
-fn io_err(path: &Path, e: std::io::Error) -> Error {
+pub(crate) fn io_err(path: &Path, e: std::io::Error) -> Error {
     Error::Io { path: path.display().to_string(), source: e }
 }
 
@@ -110,37 +117,125 @@ pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<()> {
 
 /// Parses the bytes of a `.npy` file; `name` is used in error messages.
 pub fn npy_from_bytes(bytes: &[u8], name: &str) -> Result<Tensor> {
-    let (header, data) = split_header(bytes, name)?;
-    let h = parse_header(&header).map_err(|m| format_err(name, format!("bad header {}: {m}", excerpt(&header))))?;
+    let pre = parse_preamble(bytes, name)?;
+    let end = pre.start.saturating_add(pre.header_len);
+    if bytes.len() < end {
+        return Err(pre.header_cut_off(bytes.len(), name));
+    }
+    let layout = parse_layout(&bytes[pre.start..end], pre.utf8, name)?;
+    let data = &bytes[end..];
+    layout.check_data_len(data.len(), name)?;
+    layout.tensor(data)
+}
+
+/// The fixed start of a `.npy` file: where the header text starts, its length and
+/// its encoding.
+pub(crate) struct Preamble {
+    /// The offset of the header text (10 for format 1.0, 12 for 2.0 and 3.0).
+    pub start: usize,
+    /// The length of the header text, padding included.
+    pub header_len: usize,
+    /// Format 3.0: the header is UTF-8 (else latin-1).
+    pub utf8: bool,
+}
+
+impl Preamble {
+    /// The most bytes [`parse_preamble`] looks at.
+    pub const MAX_LEN: usize = 12;
+
+    /// The error for a file of `total` bytes that ends inside the header.
+    pub fn header_cut_off(&self, total: usize, name: &str) -> Error {
+        format_err(
+            name,
+            format!(
+                "truncated: the header needs {} bytes but only {} remain",
+                self.header_len,
+                total.saturating_sub(self.start)
+            ),
+        )
+    }
+}
+
+/// Checks the magic and version at the start of a `.npy` file (`bytes` holds at
+/// least the first [`Preamble::MAX_LEN`] bytes, or the whole file if it is shorter).
+pub(crate) fn parse_preamble(bytes: &[u8], name: &str) -> Result<Preamble> {
+    if bytes.len() < 8 || &bytes[..6] != MAGIC {
+        return Err(format_err(name, "not a .npy file (missing the \\x93NUMPY magic)"));
+    }
+    let (major, minor) = (bytes[6], bytes[7]);
+    let (len_bytes, utf8) = match (major, minor) {
+        (1, 0) => (2, false),
+        (2, 0) => (4, false),
+        (3, 0) => (4, true),
+        _ => return Err(format_err(name, format!("unsupported .npy format version {major}.{minor}"))),
+    };
+    let start = 8 + len_bytes;
+    if bytes.len() < start {
+        return Err(format_err(name, "truncated: the header length is cut off"));
+    }
+    let header_len = if len_bytes == 2 {
+        u16::from_le_bytes([bytes[8], bytes[9]]) as usize
+    } else {
+        u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
+    };
+    Ok(Preamble { start, header_len, utf8 })
+}
+
+/// What a `.npy` header says about the data that follows it.
+pub(crate) struct Layout {
+    header: Header,
+    descr: Descr,
+    /// The exact number of data bytes (checked: fits an `isize`).
+    pub nbytes: usize,
+}
+
+/// Decodes and parses the header text (`raw`, padding included) and sizes the data.
+pub(crate) fn parse_layout(raw: &[u8], utf8: bool, name: &str) -> Result<Layout> {
+    let text = if utf8 {
+        std::str::from_utf8(raw).map_err(|e| format_err(name, format!("header is not UTF-8: {e}")))?.to_string()
+    } else {
+        raw.iter().map(|&b| b as char).collect() // latin-1
+    };
+    let h = parse_header(&text).map_err(|m| format_err(name, format!("bad header {}: {m}", excerpt(&text))))?;
     let descr = Descr::parse(&h.descr).map_err(|m| format_err(name, m))?;
     let too_big = || format_err(name, format!("shape {:?} of '{}' is too big to address", h.shape, h.descr));
     let numel = checked_numel(&h.shape).ok_or_else(too_big)?;
     let nbytes = numel.checked_mul(descr.size).filter(|&b| b <= isize::MAX as usize).ok_or_else(too_big)?;
-    if data.len() < nbytes {
-        return Err(format_err(
-            name,
-            format!(
-                "truncated: shape {:?} of '{}' needs {nbytes} data bytes but the file has {}",
-                h.shape,
-                h.descr,
-                data.len()
-            ),
-        ));
+    Ok(Layout { header: h, descr, nbytes })
+}
+
+impl Layout {
+    /// Checks that `have` data bytes are exactly what the header asks for.
+    pub fn check_data_len(&self, have: usize, name: &str) -> Result<()> {
+        let (shape, descr, nbytes) = (&self.header.shape, &self.header.descr, self.nbytes);
+        if have < nbytes {
+            return Err(format_err(
+                name,
+                format!("truncated: shape {shape:?} of '{descr}' needs {nbytes} data bytes but the file has {have}"),
+            ));
+        }
+        if have > nbytes {
+            return Err(format_err(
+                name,
+                format!("{} unexpected bytes after the data of shape {shape:?} '{descr}'", have - nbytes),
+            ));
+        }
+        Ok(())
     }
-    if data.len() > nbytes {
-        return Err(format_err(
-            name,
-            format!("{} unexpected bytes after the data of shape {:?} '{}'", data.len() - nbytes, h.shape, h.descr),
-        ));
-    }
-    let buf = descr.decode(data);
-    if h.fortran_order && h.shape.len() > 1 {
-        // Column-major data is row-major data of the reversed shape, transposed.
-        let rev: Vec<usize> = h.shape.iter().rev().copied().collect();
-        let perm: Vec<isize> = (0..h.shape.len() as isize).rev().collect();
-        Tensor::from_cpu_buffer(buf, rev)?.permute(&perm)
-    } else {
-        Tensor::from_cpu_buffer(buf, h.shape)
+
+    /// The tensor of exactly [`Layout::nbytes`] bytes of data.
+    pub fn tensor(&self, data: &[u8]) -> Result<Tensor> {
+        debug_assert_eq!(data.len(), self.nbytes);
+        let buf = self.descr.decode(data);
+        let shape = &self.header.shape;
+        if self.header.fortran_order && shape.len() > 1 {
+            // Column-major data is row-major data of the reversed shape, transposed.
+            let rev: Vec<usize> = shape.iter().rev().copied().collect();
+            let perm: Vec<isize> = (0..shape.len() as isize).rev().collect();
+            Tensor::from_cpu_buffer(buf, rev)?.permute(&perm)
+        } else {
+            Tensor::from_cpu_buffer(buf, shape.clone())
+        }
     }
 }
 
@@ -186,74 +281,6 @@ pub fn npy_to_bytes(tensor: &Tensor) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Reads every array of a `.npz` file (stored or deflated), in archive order.
-///
-/// Names lose their `.npy` suffix, as with NumPy's `np.load(...)[name]`.
-///
-/// ```
-/// use data::npy::{read_npz, write_npz};
-/// use tensor_core::Tensor;
-///
-/// let path = std::env::temp_dir().join(format!("read_npz_doc_{}.npz", std::process::id()));
-/// let x = Tensor::from_vec(vec![1.0f32, 2.0], [2])?;
-/// let y = Tensor::from_vec(vec![true, false, true], [3])?;
-/// write_npz(&path, &[("x", &x), ("y", &y)])?;
-/// let arrays = read_npz(&path)?;
-/// assert_eq!(arrays[0].0, "x");
-/// assert_eq!(arrays[1].1.to_vec::<bool>()?, vec![true, false, true]);
-/// # std::fs::remove_file(&path).ok();
-/// # Ok::<(), tensor_core::Error>(())
-/// ```
-pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
-    let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    npz_from_bytes(&bytes, &path.display().to_string())
-}
-
-/// Parses the bytes of a `.npz` archive; `name` is used in error messages.
-pub fn npz_from_bytes(bytes: &[u8], name: &str) -> Result<Vec<(String, Tensor)>> {
-    let members = zip::read_archive(bytes).map_err(|m| format_err(name, m))?;
-    members
-        .into_iter()
-        .map(|m| {
-            let t = npy_from_bytes(&m.data, &format!("{name}:{}", m.name))?;
-            let key = m.name.strip_suffix(".npy").unwrap_or(&m.name).to_string();
-            Ok((key, t))
-        })
-        .collect()
-}
-
-/// Writes named tensors as an uncompressed `.npz` archive (NumPy's `np.savez`).
-///
-/// Each name gets a `.npy` suffix inside the archive. Names must be distinct.
-pub fn write_npz<S: AsRef<str>, T: Borrow<Tensor>>(path: impl AsRef<Path>, arrays: &[(S, T)]) -> Result<()> {
-    write_npz_impl(path.as_ref(), arrays, false)
-}
-
-/// Writes named tensors as a deflate-compressed `.npz` archive (NumPy's
-/// `np.savez_compressed`).
-pub fn write_npz_compressed<S: AsRef<str>, T: Borrow<Tensor>>(path: impl AsRef<Path>, arrays: &[(S, T)]) -> Result<()> {
-    write_npz_impl(path.as_ref(), arrays, true)
-}
-
-/// Serializes named tensors as the bytes of a `.npz` archive.
-pub fn npz_to_bytes<S: AsRef<str>, T: Borrow<Tensor>>(arrays: &[(S, T)], compress: bool) -> Result<Vec<u8>> {
-    let mut members: Vec<(String, Vec<u8>)> = Vec::with_capacity(arrays.len());
-    for (name, t) in arrays {
-        let file = format!("{}.npy", name.as_ref());
-        if members.iter().any(|(n, _)| *n == file) {
-            return Err(Error::arg("write_npz", format!("the name {:?} appears twice", name.as_ref())));
-        }
-        members.push((file, npy_to_bytes(t.borrow())?));
-    }
-    zip::write_archive(&members, compress).map_err(|m| Error::arg("write_npz", m))
-}
-
-fn write_npz_impl<S: AsRef<str>, T: Borrow<Tensor>>(path: &Path, arrays: &[(S, T)], compress: bool) -> Result<()> {
-    let bytes = npz_to_bytes(arrays, compress)?;
-    std::fs::write(path, bytes).map_err(|e| io_err(path, e))
-}
-
 /// The start of a header, quoted, for error messages (a corrupt header may be huge).
 fn excerpt(text: &str) -> String {
     const SHOWN: usize = 200;
@@ -272,43 +299,6 @@ pub(crate) fn checked_numel(shape: &[usize]) -> Option<usize> {
         .filter(|&&d| d != 0)
         .try_fold(1usize, |a, &d| a.checked_mul(d).filter(|&p| p <= isize::MAX as usize))?;
     Some(if shape.contains(&0) { 0 } else { nonzero })
-}
-
-/// Checks the magic and version and returns (header text, data bytes).
-fn split_header<'a>(bytes: &'a [u8], name: &str) -> Result<(String, &'a [u8])> {
-    if bytes.len() < 8 || &bytes[..6] != MAGIC {
-        return Err(format_err(name, "not a .npy file (missing the \\x93NUMPY magic)"));
-    }
-    let (major, minor) = (bytes[6], bytes[7]);
-    let (len_bytes, utf8) = match (major, minor) {
-        (1, 0) => (2, false),
-        (2, 0) => (4, false),
-        (3, 0) => (4, true),
-        _ => return Err(format_err(name, format!("unsupported .npy format version {major}.{minor}"))),
-    };
-    let start = 8 + len_bytes;
-    if bytes.len() < start {
-        return Err(format_err(name, "truncated: the header length is cut off"));
-    }
-    let hlen = if len_bytes == 2 {
-        u16::from_le_bytes([bytes[8], bytes[9]]) as usize
-    } else {
-        u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
-    };
-    let end = start.saturating_add(hlen);
-    if bytes.len() < end {
-        return Err(format_err(
-            name,
-            format!("truncated: the header needs {hlen} bytes but only {} remain", bytes.len() - start),
-        ));
-    }
-    let raw = &bytes[start..end];
-    let text = if utf8 {
-        std::str::from_utf8(raw).map_err(|e| format_err(name, format!("header is not UTF-8: {e}")))?.to_string()
-    } else {
-        raw.iter().map(|&b| b as char).collect() // latin-1
-    };
-    Ok((text, &bytes[end..]))
 }
 
 /// The three keys of a `.npy` header.

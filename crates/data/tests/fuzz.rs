@@ -147,3 +147,48 @@ fn fuzz_idx() {
     );
     assert!(t.loaded > 0 && t.errors > 0, "{t:?}");
 }
+
+#[test]
+fn npz_deflate_bomb_reads_only_what_the_npy_header_declares() {
+    use std::io::Cursor;
+    // A member whose .npy header and directory entry both say 64 data bytes, but
+    // whose deflate stream goes on to inflate to 64 MiB more.
+    let npy = npy_to_bytes(&sample(DType::U8, &[64])).unwrap();
+    let mut payload = npy.clone();
+    payload.resize(npy.len() + (64 << 20), 0);
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::DEFAULT.compression_method(zip::CompressionMethod::Deflated);
+    w.start_file("t.npy", options).unwrap();
+    w.write_all(&payload).unwrap();
+    let mut z = w.finish().unwrap().into_inner();
+    drop(payload);
+    // Patch the central entry's uncompressed size (no ZIP64 here) to the honest .npy length.
+    let eocd = z.len() - 22;
+    let cd = u32::from_le_bytes(z[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
+    z[cd + 24..cd + 28].copy_from_slice(&(npy.len() as u32).to_le_bytes());
+    assert!(z.len() < 1 << 20, "the bomb is small: {} bytes", z.len());
+
+    let (r, peak, took) = fuzz_support::measure(|| npz_from_bytes(&z, "bomb.npz").map(|v| v.len()));
+    match r {
+        Err(Error::Format { path, msg }) => {
+            assert!(path == "bomb.npz" && msg.contains("member \"t.npy\"") && msg.contains("runs past"), "{msg}")
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    // The reader stops at the declared end: no allocation near the 64 MiB it would inflate to.
+    assert!(peak < 2 << 20, "largest allocation {peak} bytes");
+    assert!(took < MAX_TIME, "took {took:?}");
+
+    // The same member with its true size declared but a .npy header of 64 bytes:
+    // refused from the header, before the data is inflated.
+    let mut z2 = z.clone();
+    z2[cd + 24..cd + 28].copy_from_slice(&((npy.len() + (64 << 20)) as u32).to_le_bytes());
+    let (r, peak, _) = fuzz_support::measure(|| npz_from_bytes(&z2, "bomb2.npz").map(|v| v.len()));
+    match r {
+        Err(Error::Format { path, msg }) => {
+            assert!(path == "bomb2.npz:t.npy" && msg.contains("unexpected bytes"), "{msg}")
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert!(peak < 2 << 20, "largest allocation {peak} bytes");
+}

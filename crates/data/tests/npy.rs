@@ -1,11 +1,12 @@
 //! `.npy` / `.npz`: round trips for every dtype and odd shapes, NumPy-written fixtures
 //! (see tools/fixtures/make_npy_fixtures.py), and corrupt or truncated input.
 
+use std::io::{Cursor, Write};
 use std::path::PathBuf;
 
 use data::npy::{
     npy_from_bytes, npy_to_bytes, npz_from_bytes, npz_to_bytes, read_npy, read_npz, write_npy, write_npz,
-    write_npz_compressed,
+    write_npz_compressed, NpzReader,
 };
 use tensor_core::{DType, Device, Error, Tensor, ALL_DTYPES};
 
@@ -191,6 +192,9 @@ fn npz_round_trip_both_ways() {
     }
     let dup = npz_to_bytes(&[("a", &a), ("a", &b)], false);
     assert!(matches!(dup, Err(Error::InvalidArgument { .. })));
+    let p = tmp("dup.npz");
+    assert!(matches!(write_npz(&p, &[("a", &a), ("a", &b)]), Err(Error::InvalidArgument { .. })));
+    assert!(!p.exists(), "no file is left for a refused archive");
 }
 
 fn format_msg(r: Result<Tensor, Error>) -> String {
@@ -255,8 +259,7 @@ fn corrupt_npz_is_an_error_naming_the_file_and_member() {
     }
     // Flip a byte inside the member's data: the CRC check catches it.
     let mut flipped = good.clone();
-    let at = good.len() - 22 - 46 - 5 - 3; // inside the last data bytes, before the directory
-    flipped[at] ^= 1;
+    flipped[central_directory_offset(&good) - 3] ^= 1; // inside the last data bytes
     match npz_from_bytes(&flipped, "f.npz") {
         Err(Error::Format { path, msg }) => assert!(path == "f.npz" && msg.contains("CRC"), "{path}: {msg}"),
         other => panic!("expected a CRC error, got {:?}", other.map(|v| v.len())),
@@ -350,17 +353,48 @@ fn a_huge_corrupt_header_is_quoted_only_in_part() {
     assert!(m.contains("unexpected key \"junk\"") && m.len() < 1000, "{} bytes: {}", m.len(), &m[..300]);
 }
 
-/// The offsets of the central directory entries of a zip archive written by
-/// `npz_to_bytes` (no archive comment, no ZIP64).
-fn central_entries(z: &[u8]) -> Vec<usize> {
+fn u16_at(z: &[u8], at: usize) -> usize {
+    u16::from_le_bytes([z[at], z[at + 1]]) as usize
+}
+
+fn u64_at(z: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(z[at..at + 8].try_into().unwrap())
+}
+
+/// Where the central directory of an archive without a comment starts.
+fn central_directory_offset(z: &[u8]) -> usize {
     let eocd = z.len() - 22;
-    let count = u16::from_le_bytes([z[eocd + 10], z[eocd + 11]]) as usize;
-    let mut at = u32::from_le_bytes(z[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
+    assert_eq!(&z[eocd..eocd + 4], b"PK\x05\x06");
+    u32::from_le_bytes(z[eocd + 16..eocd + 20].try_into().unwrap()) as usize
+}
+
+/// A central directory entry of an archive written by `npz_to_bytes`.
+struct Central {
+    /// Where the entry starts.
+    at: usize,
+    /// Where the body of its ZIP64 extra field starts: the uncompressed size (u64),
+    /// then the compressed size (u64). `npz_to_bytes` writes one on every member.
+    zip64: usize,
+}
+
+/// The central directory entries of an archive without a comment.
+fn central_entries(z: &[u8]) -> Vec<Central> {
+    let count = u16_at(z, z.len() - 22 + 10);
+    let mut at = central_directory_offset(z);
     let mut out = Vec::new();
     for _ in 0..count {
-        out.push(at);
-        let name_len = u16::from_le_bytes([z[at + 28], z[at + 29]]) as usize;
-        at += 46 + name_len;
+        assert_eq!(&z[at..at + 4], b"PK\x01\x02");
+        let (name_len, extra_len, comment_len) = (u16_at(z, at + 28), u16_at(z, at + 30), u16_at(z, at + 32));
+        let extra = at + 46 + name_len;
+        let (mut e, mut zip64) = (extra, None);
+        while e + 4 <= extra + extra_len {
+            if u16_at(z, e) == 1 {
+                zip64 = Some(e + 4);
+            }
+            e += 4 + u16_at(z, e + 2);
+        }
+        out.push(Central { at, zip64: zip64.expect("a ZIP64 extra field") });
+        at = extra + extra_len + comment_len;
     }
     out
 }
@@ -373,9 +407,11 @@ fn npz_members_sharing_bytes_are_an_error() {
     let t = sample(DType::F32, &[64]);
     let mut z = npz_to_bytes(&[("a", &t), ("b", &t)], true).unwrap();
     let e = central_entries(&z);
-    let first = z[e[0] + 16..e[0] + 28].to_vec(); // CRC, compressed and uncompressed sizes
-    z[e[1] + 16..e[1] + 28].copy_from_slice(&first);
-    z[e[1] + 42..e[1] + 46].copy_from_slice(&0u32.to_le_bytes()); // local header offset
+    let crc = z[e[0].at + 16..e[0].at + 20].to_vec();
+    let sizes = z[e[0].zip64..e[0].zip64 + 16].to_vec(); // the ZIP64 sizes
+    z[e[1].at + 16..e[1].at + 20].copy_from_slice(&crc);
+    z[e[1].zip64..e[1].zip64 + 16].copy_from_slice(&sizes);
+    z[e[1].at + 42..e[1].at + 46].copy_from_slice(&0u32.to_le_bytes()); // local header offset
     match npz_from_bytes(&z, "bomb.npz") {
         Err(Error::Format { msg, .. }) => assert!(msg.contains("overlaps member \"a.npy\""), "{msg}"),
         other => panic!("expected an overlap error, got {:?}", other.map(|v| v.len())),
@@ -386,14 +422,245 @@ fn npz_members_sharing_bytes_are_an_error() {
 fn npz_declared_sizes_deflate_cannot_reach_are_errors_before_inflating() {
     let t = sample(DType::U8, &[100]);
     let mut z = npz_to_bytes(&[("a", &t)], true).unwrap();
-    let e = central_entries(&z)[0];
-    let csize = u32::from_le_bytes(z[e + 20..e + 24].try_into().unwrap()) as u64;
-    z[e + 24..e + 28].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    let e = &central_entries(&z)[0];
+    let csize = u64_at(&z, e.zip64 + 8);
+    // A ZIP64 size of 1 TiB: no buffer of that size is asked for.
+    z[e.zip64..e.zip64 + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     match npz_from_bytes(&z, "big.npz") {
-        Err(Error::Format { msg, .. }) => {
+        Err(Error::Format { path, msg }) => {
             let want = format!("cannot come from {csize} bytes of deflate data");
-            assert!(msg.contains("declared size 4294967280") && msg.contains(&want), "{msg}")
+            assert!(path == "big.npz" && msg.contains("member \"a.npy\""), "{path}: {msg}");
+            assert!(msg.contains("declared size 1099511627776") && msg.contains(&want), "{msg}")
         }
         other => panic!("expected a size error, got {:?}", other.map(|v| v.len())),
+    }
+}
+
+fn member_names(r: &NpzReader<impl std::io::Read + std::io::Seek>) -> Vec<&str> {
+    r.names().iter().map(String::as_str).collect()
+}
+
+#[test]
+fn npz_round_trip_every_dtype_lazy_and_full() {
+    let shapes: [&[usize]; 4] = [&[], &[0, 2], &[5], &[2, 3, 4]];
+    let mut arrays: Vec<(String, Tensor)> = Vec::new();
+    for dtype in ALL_DTYPES {
+        for (i, shape) in shapes.iter().enumerate() {
+            arrays.push((format!("{dtype:?}_{i}"), sample(dtype, shape)));
+        }
+    }
+    for compress in [false, true] {
+        let z = npz_to_bytes(&arrays, compress).unwrap();
+        let mut npz = NpzReader::new(Cursor::new(&z), "rt.npz").unwrap();
+        assert_eq!(npz.len(), arrays.len());
+        assert_eq!(member_names(&npz), arrays.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>());
+        // One member at a time, in reverse order, by array name and by stored name.
+        for (name, t) in arrays.iter().rev() {
+            assert!(npz.contains(name) && npz.contains(&format!("{name}.npy")));
+            assert_same(t, &npz.load(name).unwrap());
+            assert_same(t, &npz.load(&format!("{name}.npy")).unwrap());
+        }
+        // Every array loaded lazily equals the same array from the full load.
+        let all = npz.load_all().unwrap();
+        let full = npz_from_bytes(&z, "rt.npz").unwrap();
+        for (((name, t), (an, at)), (fname, ft)) in arrays.iter().zip(&all).zip(&full) {
+            assert_eq!((name, name), (an, fname));
+            assert_same(t, at);
+            assert_same(&npz.load(name).unwrap(), ft);
+        }
+    }
+}
+
+#[test]
+fn npz_reader_opens_files_and_reads_only_the_member_it_loads() {
+    let a = sample(DType::F32, &[3, 4]);
+    let b = sample(DType::I64, &[50]);
+    let p = tmp("lazy.npz");
+    write_npz(&p, &[("a", &a), ("b", &b)]).unwrap();
+    let mut npz = NpzReader::open(&p).unwrap();
+    assert_eq!(member_names(&npz), ["a", "b"]);
+    assert_same(&b, &npz.load("b").unwrap());
+
+    // Corrupt b's data: a still loads (b's bytes are never read), b and the full
+    // load fail on b's CRC.
+    let mut z = std::fs::read(&p).unwrap();
+    let at = central_directory_offset(&z) - 5;
+    z[at] ^= 0x40;
+    std::fs::write(&p, &z).unwrap();
+    let mut npz = NpzReader::open(&p).unwrap();
+    assert_same(&a, &npz.load("a").unwrap());
+    let path = p.display().to_string();
+    for r in [npz.load("b").map(|_| ()), read_npz(&p).map(|_| ())] {
+        match r {
+            Err(Error::Format { path: at, msg }) => {
+                assert!(at == path && msg.contains("member \"b.npy\"") && msg.contains("CRC mismatch"), "{at}: {msg}")
+            }
+            other => panic!("expected a CRC error, got {other:?}"),
+        }
+    }
+    std::fs::remove_file(&p).ok();
+}
+
+#[test]
+fn npz_reader_unknown_name_is_an_error_naming_the_archive() {
+    let z = npz_to_bytes(&[("x", sample(DType::U8, &[2])), ("y.npy", sample(DType::U8, &[1]))], false).unwrap();
+    let mut npz = NpzReader::new(Cursor::new(z), "named.npz").unwrap();
+    assert_eq!(member_names(&npz), ["x", "y.npy"]); // only one ".npy" comes off, as in NumPy
+    assert!(npz.load("y.npy").is_ok() && npz.load("y.npy.npy").is_ok());
+    for missing in ["z", "X", "x.np", ""] {
+        match npz.load(missing) {
+            Err(Error::InvalidArgument { op, msg }) => {
+                assert_eq!(op, "NpzReader::load");
+                let want = format!("named.npz has no array named {missing:?}");
+                assert!(msg.contains(&want) && msg.contains("[\"x\", \"y.npy\"]"), "{msg}");
+            }
+            other => panic!("expected an unknown-name error, got {other:?}"),
+        }
+    }
+    assert!(!npz.contains("z"));
+    let io = NpzReader::open(tmp("no_such.npz"));
+    assert!(matches!(io, Err(Error::Io { ref path, .. }) if path.ends_with("no_such.npz")));
+}
+
+#[test]
+fn numpy_npz_loaded_one_array_at_a_time() {
+    let mut npz = NpzReader::open(fixture("two_compressed.npz")).unwrap();
+    assert_eq!(member_names(&npz), ["x", "y", "big"]);
+    assert_eq!(npz.load("big").unwrap().to_vec::<i32>().unwrap(), (0..1000).map(|i| i % 7).collect::<Vec<i32>>());
+    assert_eq!(npz.load("y").unwrap().to_vec::<i64>().unwrap(), vec![1, 2, 3]);
+    let mut npz = NpzReader::open(fixture("two.npz")).unwrap();
+    assert_eq!(member_names(&npz), ["x", "y"]);
+    assert_eq!(npz.load("x").unwrap().to_vec2::<f32>().unwrap(), vec![vec![0.0, 1.0, 2.0], vec![3.0, 4.0, 5.0]]);
+    // A member that is not a .npy file is listed, and loading it names it.
+    let mut bad = NpzReader::open(fixture("bad_member.npz")).unwrap();
+    assert_eq!(member_names(&bad), ["bad"]);
+    match bad.load("bad") {
+        Err(Error::Format { path, msg }) => assert!(path.ends_with("bad_member.npz:bad.npy") && msg.contains("magic")),
+        other => panic!("expected a format error, got {other:?}"),
+    }
+}
+
+#[test]
+fn python_zip64_npz_with_zip64_end_records() {
+    // zip64.npz (tools/fixtures/make_npy_fixtures.py): ZIP64 sizes and offsets in
+    // every header, a ZIP64 end record and locator; one stored, one deflated member.
+    let bytes = std::fs::read(fixture("zip64.npz")).unwrap();
+    assert!(bytes.windows(4).any(|w| w == b"PK\x06\x06") && bytes.windows(4).any(|w| w == b"PK\x06\x07"));
+    let a_want: Vec<f64> = (0..6).map(|i| i as f64 * 1.5 - 2.0).collect();
+    let b_want: Vec<i32> = (0..300).map(|i| (i * 37) % 1000 - 500).collect();
+    let mut npz = NpzReader::open(fixture("zip64.npz")).unwrap();
+    assert_eq!(member_names(&npz), ["a", "b"]);
+    let b = npz.load("b").unwrap();
+    assert_eq!((b.dtype(), b.to_vec::<i32>().unwrap()), (DType::I32, b_want)); // i2 widens to I32
+    let all = npz_from_bytes(&bytes, "zip64.npz").unwrap();
+    assert_eq!((all[0].1.dims(), all[0].1.to_vec_f64().unwrap()), (&[2usize, 3][..], a_want));
+    assert_same(&all[1].1, &b);
+    for n in 0..bytes.len() {
+        let r = npz_from_bytes(&bytes[..n], "cut.npz");
+        assert!(matches!(r, Err(Error::Format { ref path, .. }) if path.starts_with("cut.npz")), "cut at {n}");
+    }
+}
+
+#[test]
+fn npz_writes_zip64_sizes_like_numpy() {
+    // Every member carries ZIP64 sizes (NumPy's force_zip64), in its local header
+    // and its central entry, so no array is too big for the format.
+    let a = sample(DType::F64, &[7, 3]);
+    let b = sample(DType::Bool, &[0]);
+    for compress in [false, true] {
+        let z = npz_to_bytes(&[("a", &a), ("b", &b)], compress).unwrap();
+        for (e, t) in central_entries(&z).iter().zip([&a, &b]) {
+            assert_eq!(u16_at(&z, e.at + 6), 45, "version needed to extract: 4.5, ZIP64");
+            assert_eq!(&z[e.at + 20..e.at + 28], &[0xFF; 8], "both 32-bit sizes defer to the ZIP64 field");
+            assert_eq!(u64_at(&z, e.zip64), npy_to_bytes(t).unwrap().len() as u64);
+            let local = u32::from_le_bytes(z[e.at + 42..e.at + 46].try_into().unwrap()) as usize;
+            assert_eq!(&z[local..local + 4], b"PK\x03\x04");
+            let name_len = u16_at(&z, local + 26);
+            assert_eq!(u16_at(&z, local + 30 + name_len), 1, "a ZIP64 field in the local header too");
+        }
+        let back = npz_from_bytes(&z, "z64.npz").unwrap();
+        assert_same(&a, &back[0].1);
+        assert_same(&b, &back[1].1);
+    }
+}
+
+#[test]
+fn npz_flipped_bytes_and_cuts_are_errors_stored_and_deflated() {
+    let t = sample(DType::U8, &[200]);
+    for compress in [false, true] {
+        let good = npz_to_bytes(&[("t", &t)], compress).unwrap();
+        let data_end = central_directory_offset(&good);
+        // Every byte of the member's data (past the local header) flipped in turn.
+        for at in data_end - 40..data_end {
+            let mut z = good.clone();
+            z[at] ^= 0x55;
+            let r = npz_from_bytes(&z, "flip.npz");
+            assert!(matches!(r, Err(Error::Format { ref path, .. }) if path.starts_with("flip.npz")), "byte {at}");
+        }
+        for n in 0..good.len() {
+            let r = npz_from_bytes(&good[..n], "cut.npz");
+            assert!(matches!(r, Err(Error::Format { ref path, .. }) if path.starts_with("cut.npz")), "cut at {n}");
+        }
+    }
+}
+
+/// An archive of one member named `name` holding `bytes` as they are.
+fn zip_of(name: &str, bytes: &[u8], method: zip::CompressionMethod) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    w.start_file(name, zip::write::SimpleFileOptions::DEFAULT.compression_method(method)).unwrap();
+    w.write_all(bytes).unwrap();
+    w.finish().unwrap().into_inner()
+}
+
+#[test]
+fn npz_member_whose_size_disagrees_with_its_npy_header_is_an_error() {
+    let npy = npy_to_bytes(&sample(DType::I32, &[4])).unwrap(); // 16 data bytes
+    for method in [zip::CompressionMethod::Stored, zip::CompressionMethod::Deflated] {
+        let short = zip_of("t.npy", &npy[..npy.len() - 4], method);
+        let mut npz = NpzReader::new(Cursor::new(short), "s.npz").unwrap();
+        match npz.load("t") {
+            Err(Error::Format { path, msg }) => {
+                assert!(path == "s.npz:t.npy" && msg.contains("needs 16 data bytes but the file has 12"), "{msg}")
+            }
+            other => panic!("expected a truncation error, got {other:?}"),
+        }
+        let mut long = npy.clone();
+        long.extend_from_slice(&[0; 3]);
+        let mut npz = NpzReader::new(Cursor::new(zip_of("t.npy", &long, method)), "l.npz").unwrap();
+        match npz.load("t") {
+            Err(Error::Format { path, msg }) => assert!(path == "l.npz:t.npy" && msg.contains("3 unexpected bytes")),
+            other => panic!("expected a trailing-bytes error, got {other:?}"),
+        }
+        // A format 1.0 header of 0 bytes: the 12 bytes read for the preamble reach
+        // into the data (found by fuzz_npz).
+        let tiny = zip_of("t.npy", b"\x93NUMPY\x01\x00\x00\x00ab", method);
+        match NpzReader::new(Cursor::new(tiny), "t.npz").unwrap().load("t") {
+            Err(Error::Format { path, msg }) => assert!(path == "t.npz:t.npy" && msg.contains("bad header"), "{msg}"),
+            other => panic!("expected a header error, got {other:?}"),
+        }
+        // A header length past the member's end.
+        let mut npz = NpzReader::new(Cursor::new(zip_of("t.npy", &npy[..40], method)), "h.npz").unwrap();
+        match npz.load("t") {
+            Err(Error::Format { path, msg }) => {
+                assert!(path == "h.npz:t.npy" && msg.contains("truncated: the header needs"), "{msg}")
+            }
+            other => panic!("expected a header error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn npz_stored_member_claiming_more_bytes_than_the_file_is_an_error_on_open() {
+    let t = sample(DType::U8, &[8]);
+    let mut z = npz_to_bytes(&[("t", &t)], false).unwrap();
+    let e = &central_entries(&z)[0];
+    for v in [e.zip64, e.zip64 + 8] {
+        z[v..v + 8].copy_from_slice(&(1u64 << 40).to_le_bytes()); // both sizes: 1 TiB
+    }
+    match NpzReader::new(Cursor::new(&z), "huge.npz") {
+        Err(Error::Format { path, msg }) => {
+            assert!(path == "huge.npz" && msg.contains("member \"t.npy\"") && msg.contains("past the end"), "{msg}")
+        }
+        other => panic!("expected a size error, got {other:?}"),
     }
 }
