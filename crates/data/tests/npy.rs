@@ -280,7 +280,7 @@ fn corrupt_npz_is_an_error_naming_the_file_and_member() {
 fn npy_with_header(version: u8, header: &[u8], data: &[u8]) -> Vec<u8> {
     let mut h = header.to_vec();
     let preamble = if version == 1 { 10 } else { 12 };
-    while (preamble + h.len() + 1) % 64 != 0 {
+    while !(preamble + h.len() + 1).is_multiple_of(64) {
         h.push(b' ');
     }
     h.push(b'\n');

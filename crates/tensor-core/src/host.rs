@@ -106,7 +106,7 @@ impl HostBuffer {
     /// the dtype.
     pub fn from_bytes(dtype: DType, bytes: &[u8]) -> Option<HostBuffer> {
         let sz = dtype.size_in_bytes();
-        if bytes.len() % sz != 0 {
+        if !bytes.len().is_multiple_of(sz) {
             return None;
         }
         fn pod<T: bytemuck::Pod>(b: &[u8]) -> Vec<T> {

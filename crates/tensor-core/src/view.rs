@@ -26,7 +26,7 @@ fn infer_shape(op: &'static str, from: &[usize], shape: &[isize]) -> Result<Vec<
         out.iter().enumerate().filter(|&(i, _)| Some(i) != infer).try_fold(1usize, |acc, (_, &d)| acc.checked_mul(d))
     };
     match (infer, known) {
-        (Some(i), Some(k)) if k != 0 && numel % k == 0 => out[i] = numel / k,
+        (Some(i), Some(k)) if k != 0 && numel.is_multiple_of(k) => out[i] = numel / k,
         (None, Some(k)) if k == numel => {}
         _ => return Err(Error::shape(op, from, &out, format!("shape {shape:?} is invalid for input of size {numel}"))),
     }

@@ -270,7 +270,7 @@ impl Var {
     /// Zero padding of the last `pads.len() / 2` dims, PyTorch's `F.pad` order
     /// (`[left, right, top, bottom, ...]`, last dim first).
     pub fn pad_zeros(&self, pads: &[usize]) -> Result<Var> {
-        if pads.len() % 2 != 0 || pads.len() / 2 > self.rank() {
+        if !pads.len().is_multiple_of(2) || pads.len() / 2 > self.rank() {
             return Err(Error::arg(
                 "pad",
                 format!("padding length {} is invalid for rank {}", pads.len(), self.rank()),

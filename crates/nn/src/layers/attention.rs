@@ -151,7 +151,7 @@ impl MultiheadAttention {
     /// the output projection a default [`Linear`] with a zero bias, Xavier-normal
     /// `bias_k`/`bias_v`.
     pub fn new(embed_dim: usize, num_heads: usize, cfg: MhaConfig) -> Result<MultiheadAttention> {
-        if embed_dim == 0 || num_heads == 0 || embed_dim % num_heads != 0 {
+        if embed_dim == 0 || num_heads == 0 || !embed_dim.is_multiple_of(num_heads) {
             return Err(Error::arg(
                 OP,
                 format!("embed_dim ({embed_dim}) must be positive and divisible by num_heads ({num_heads})"),

@@ -58,7 +58,7 @@ impl Default for Conv2dConfig {
 }
 
 fn check_groups(op: &'static str, cin: usize, cout: usize, groups: usize) -> Result<()> {
-    if groups == 0 || cin % groups != 0 || cout % groups != 0 {
+    if groups == 0 || !cin.is_multiple_of(groups) || !cout.is_multiple_of(groups) {
         return Err(Error::arg(
             op,
             format!("in_channels ({cin}) and out_channels ({cout}) must both be divisible by groups ({groups})"),

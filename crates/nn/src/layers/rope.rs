@@ -30,7 +30,7 @@ const OP: &str = "rotary_embedding";
 /// ```
 pub fn apply_rotary_emb(x: &Var, cos: &Tensor, sin: &Tensor) -> Result<Var> {
     let r = x.rank();
-    if r < 2 || x.dims()[r - 1] % 2 != 0 {
+    if r < 2 || !x.dims()[r - 1].is_multiple_of(2) {
         return Err(Error::invalid_shape(OP, x.dims(), "expected [..., T, D] with an even head dim D"));
     }
     let (t, d) = (x.dims()[r - 2], x.dims()[r - 1]);
@@ -64,7 +64,7 @@ pub struct RotaryEmbedding {
 impl RotaryEmbedding {
     /// The table for head dim `dim` (even) and `max_seq_len` positions.
     pub fn new(dim: usize, max_seq_len: usize, base: f64) -> Result<RotaryEmbedding> {
-        if dim == 0 || dim % 2 != 0 {
+        if dim == 0 || !dim.is_multiple_of(2) {
             return Err(Error::arg("RotaryEmbedding", format!("dim must be even and positive, got {dim}")));
         }
         if !(base.is_finite() && base > 0.0) {

@@ -145,7 +145,7 @@ impl<'f, T: Copy, F: Fold<T>> BlockAcc<'f, F, T> {
         let mut i = 0;
         while i < n {
             if self.pos < self.full {
-                if stride == 1 && self.pos % LANES == 0 {
+                if stride == 1 && self.pos.is_multiple_of(LANES) {
                     let m = (self.full - self.pos).min(n - i) / LANES * LANES;
                     if m > 0 {
                         let mut lanes = self.lanes;

@@ -198,7 +198,7 @@ impl Tensor {
     /// ```
     pub fn pad(&self, pads: &[usize], mode: PadMode) -> Result<Tensor> {
         let r = self.rank();
-        if pads.len() % 2 != 0 || pads.len() > 2 * r {
+        if !pads.len().is_multiple_of(2) || pads.len() > 2 * r {
             return Err(Error::arg(
                 "pad",
                 format!(
