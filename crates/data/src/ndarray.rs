@@ -1,4 +1,4 @@
-//! Conversions between [`Tensor`] and [`ndarray`](::ndarray) arrays (feature `ndarray`).
+//! Conversions between [`Tensor`] and [`ndarray`] arrays (feature `ndarray`).
 //!
 //! - [`array_view`] borrows a CPU tensor's buffer as an [`ArrayViewD`] without
 //!   copying, for any strided layout except broadcast (stride-0) ones.
