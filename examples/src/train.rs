@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use autograd::{no_grad, Var};
 use nn::loss::{cross_entropy, CrossEntropyOptions};
 use nn::{Conv2d, Conv2dConfig, Flatten, Forward, Linear, MaxPool2d, Module, ReLU, Sequential};
-use optim::{Adam, AdamOptions, CosineAnnealingLR, LrScheduler, Optimizer};
+use optim::{Adam, AdamOptions, CosineAnnealingLR, CosineAnnealingLROptions, LrScheduler, Optimizer};
 use tensor_core::{Device, Error, Generator, Result, Tensor};
 
 use crate::digits::Digits;
@@ -122,7 +122,8 @@ pub fn run(data: &Digits, cfg: &Config) -> Result<(Sequential, History)> {
     let params: Vec<Var> = net.parameters();
     let mut opt = Adam::new(params, AdamOptions { lr: cfg.lr, ..Default::default() })?;
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
-    let mut sched = CosineAnnealingLR::new(&mut opt, cfg.epochs * steps_per_epoch, 0.0)?;
+    let mut sched =
+        CosineAnnealingLR::new(&mut opt, cfg.epochs * steps_per_epoch, CosineAnnealingLROptions::default())?;
     let mut shuffle = Generator::new(cfg.seed ^ 0x5157);
     let mut hist = History::default();
     let ce = CrossEntropyOptions::default();

@@ -23,7 +23,7 @@
 //! let w = Var::param(Tensor::new(&[0.0f64]))?;
 //! let opts = SgdOptions { lr: 0.1, momentum: 0.5, ..Default::default() };
 //! let mut opt = Sgd::new(vec![w.clone()], opts)?;
-//! let mut sched = CosineAnnealingLR::new(&mut opt, 100, 0.0)?;
+//! let mut sched = CosineAnnealingLR::new(&mut opt, 100, CosineAnnealingLROptions::default())?;
 //! for _ in 0..100 {
 //!     opt.zero_grad();
 //!     let loss = w.sub_scalar(3.0)?.square()?.sum(&[], false)?;
@@ -56,10 +56,11 @@ pub use clip::{clip_grad_norm_, clip_grad_value_};
 pub use optimizer::{GroupOptions, Optim, Optimizer, ParamGroup, Rule};
 pub use rmsprop::{RmsProp, RmsPropOptions, RmsPropRule, RmsPropState};
 pub use scheduler::{
-    AnnealStrategy, ChainedScheduler, ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts, CyclicLR, CyclicMode,
-    CyclicOptions, ExponentialLR, LambdaLR, LinearLR, LrScheduler, MultiStepLR, MultiplicativeLR, OneCycleLR,
-    OneCycleOptions, PlateauMode, PolynomialLR, ReduceLROnPlateau, ReduceLROnPlateauOptions, SchedulerState,
-    SequentialLR, StepLR, ThresholdMode,
+    AnnealStrategy, ChainedScheduler, ConstantLR, ConstantLROptions, CosineAnnealingLR, CosineAnnealingLROptions,
+    CosineAnnealingWarmRestarts, CosineAnnealingWarmRestartsOptions, CyclicLR, CyclicMode, CyclicOptions,
+    ExponentialLR, LambdaLR, LinearLR, LinearLROptions, LrScheduler, MultiStepLR, MultiStepLROptions, MultiplicativeLR,
+    OneCycleLR, OneCycleOptions, PlateauMode, PolynomialLR, PolynomialLROptions, ReduceLROnPlateau,
+    ReduceLROnPlateauOptions, SchedulerState, SequentialLR, StepLR, StepLROptions, ThresholdMode,
 };
 pub use sgd::{Sgd, SgdOptions, SgdRule, SgdState};
 pub use state::{GroupState, Hyper, OptimizerState, ParamState, StateValue};

@@ -420,12 +420,17 @@ fn momentum_setters() {
 fn scheduler_errors() {
     let (w, _) = params(DType::F64);
     let mut opt = Sgd::new(vec![w.clone()], SgdOptions { lr: 0.1, ..Default::default() }).unwrap();
-    assert!(StepLR::new(&mut opt, 0, 0.5).is_err());
-    assert!(LinearLR::new(&mut opt, 0.0, 1.0, 5).is_err());
-    assert!(ConstantLR::new(&mut opt, 1.5, 5).is_err());
-    assert!(CosineAnnealingWarmRestarts::new(&mut opt, 0, 1, 0.0).is_err());
-    assert!(ReduceLROnPlateau::new(&opt, ReduceLROnPlateauOptions { factor: 1.0, ..Default::default() }).is_err());
-    let a = StepLR::new(&mut opt, 3, 0.5).unwrap();
+    assert!(StepLR::new(&mut opt, 0, StepLROptions { gamma: 0.5 }).is_err());
+    assert!(LinearLR::new(&mut opt, LinearLROptions { start_factor: 0.0, end_factor: 1.0, total_iters: 5 }).is_err());
+    assert!(ConstantLR::new(&mut opt, ConstantLROptions { factor: 1.5, total_iters: 5 }).is_err());
+    assert!(CosineAnnealingWarmRestarts::new(
+        &mut opt,
+        0,
+        CosineAnnealingWarmRestartsOptions { t_mult: 1, eta_min: 0.0 }
+    )
+    .is_err());
+    assert!(ReduceLROnPlateau::new(&mut opt, ReduceLROnPlateauOptions { factor: 1.0, ..Default::default() }).is_err());
+    let a = StepLR::new(&mut opt, 3, StepLROptions { gamma: 0.5 }).unwrap();
     assert!(SequentialLR::new(&mut opt, vec![Box::new(a)], &[3]).is_err());
     // OneCycleLR refuses to step past total_steps.
     let mut one = OneCycleLR::new(&mut opt, 1.0, 3, OneCycleOptions::default()).unwrap();
@@ -435,7 +440,7 @@ fn scheduler_errors() {
     let e = one.step(&mut opt).unwrap_err();
     assert!(e.to_string().contains("total steps"), "{e}");
     // A state for another scheduler kind is refused.
-    let mut s = StepLR::new(&mut opt, 3, 0.5).unwrap();
+    let mut s = StepLR::new(&mut opt, 3, StepLROptions { gamma: 0.5 }).unwrap();
     let e = s.load_state_dict(&one.state_dict()).unwrap_err();
     assert!(e.to_string().contains("OneCycleLR"), "{e}");
 }

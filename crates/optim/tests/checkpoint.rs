@@ -5,7 +5,7 @@
 use autograd::Var;
 use nn::loss::{cross_entropy, CrossEntropyOptions};
 use nn::{Dropout, Forward, Linear, Module, ReLU, Sequential, StateDict};
-use optim::{Adam, AdamOptions, Checkpoint, LrScheduler, Optimizer, StepLR};
+use optim::{Adam, AdamOptions, Checkpoint, LrScheduler, Optimizer, StepLR, StepLROptions};
 use tensor_core::{Device, Error, Tensor};
 
 type Res<T> = Result<T, Error>;
@@ -31,7 +31,7 @@ fn build(hidden: usize) -> Res<Run> {
         .add(Dropout::new(0.2)?)
         .add(Linear::new(hidden, 3, true)?);
     let mut opt = Adam::new(model.parameters(), AdamOptions { lr: 0.01, amsgrad: true, ..Default::default() })?;
-    let sched = StepLR::new(&mut opt, 4, 0.5)?;
+    let sched = StepLR::new(&mut opt, 4, StepLROptions { gamma: 0.5 })?;
     Ok(Run { model, opt, sched })
 }
 

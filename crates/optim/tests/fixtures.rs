@@ -243,20 +243,39 @@ fn make_scheduler(name: &str, cfg: &Value, opt: &mut dyn Optimizer) -> R<Sched> 
     let g = |k: &str| cfg[k].as_f64().unwrap_or_else(|| panic!("config {k}"));
     let e = |s: Box<dyn LrScheduler>| Ok(Sched::Epoch(s));
     match name {
-        "step" => e(Box::new(StepLR::new(opt, u(cfg, "step_size"), g("gamma"))?)),
+        "step" => e(Box::new(StepLR::new(opt, u(cfg, "step_size"), StepLROptions { gamma: g("gamma") })?)),
         "multistep" => {
             let m: Vec<usize> =
                 cfg["milestones"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
-            e(Box::new(MultiStepLR::new(opt, &m, g("gamma"))?))
+            e(Box::new(MultiStepLR::new(opt, &m, MultiStepLROptions { gamma: g("gamma") })?))
         }
         "exponential" => e(Box::new(ExponentialLR::new(opt, g("gamma"))?)),
-        "constant" => e(Box::new(ConstantLR::new(opt, g("factor"), u(cfg, "total_iters"))?)),
-        "linear" => e(Box::new(LinearLR::new(opt, g("start_factor"), g("end_factor"), u(cfg, "total_iters"))?)),
-        "polynomial" => e(Box::new(PolynomialLR::new(opt, u(cfg, "total_iters"), g("power"))?)),
-        "cosine" => e(Box::new(CosineAnnealingLR::new(opt, u(cfg, "t_max"), g("eta_min"))?)),
-        "cosine_warm_restarts" => {
-            e(Box::new(CosineAnnealingWarmRestarts::new(opt, u(cfg, "t_0"), u(cfg, "t_mult"), g("eta_min"))?))
-        }
+        "constant" => e(Box::new(ConstantLR::new(
+            opt,
+            ConstantLROptions { factor: g("factor"), total_iters: u(cfg, "total_iters") },
+        )?)),
+        "linear" => e(Box::new(LinearLR::new(
+            opt,
+            LinearLROptions {
+                start_factor: g("start_factor"),
+                end_factor: g("end_factor"),
+                total_iters: u(cfg, "total_iters"),
+            },
+        )?)),
+        "polynomial" => e(Box::new(PolynomialLR::new(
+            opt,
+            PolynomialLROptions { total_iters: u(cfg, "total_iters"), power: g("power") },
+        )?)),
+        "cosine" => e(Box::new(CosineAnnealingLR::new(
+            opt,
+            u(cfg, "t_max"),
+            CosineAnnealingLROptions { eta_min: g("eta_min") },
+        )?)),
+        "cosine_warm_restarts" => e(Box::new(CosineAnnealingWarmRestarts::new(
+            opt,
+            u(cfg, "t_0"),
+            CosineAnnealingWarmRestartsOptions { t_mult: u(cfg, "t_mult"), eta_min: g("eta_min") },
+        )?)),
         n if n.starts_with("onecycle") => {
             let o = OneCycleOptions {
                 pct_start: g("pct_start"),
@@ -296,12 +315,20 @@ fn make_scheduler(name: &str, cfg: &Value, opt: &mut dyn Optimizer) -> R<Sched> 
             e(Box::new(MultiplicativeLR::new(opt, move |_| k)?))
         }
         "sequential" => {
-            let a = LinearLR::new(opt, g("start_factor"), 1.0, u(cfg, "total_iters"))?;
+            let a = LinearLR::new(
+                opt,
+                LinearLROptions {
+                    start_factor: g("start_factor"),
+                    end_factor: 1.0,
+                    total_iters: u(cfg, "total_iters"),
+                },
+            )?;
             let b = ExponentialLR::new(opt, g("gamma"))?;
             e(Box::new(SequentialLR::new(opt, vec![Box::new(a), Box::new(b)], &[u(cfg, "milestone")])?))
         }
         "chained" => {
-            let a = ConstantLR::new(opt, g("factor"), u(cfg, "total_iters"))?;
+            let a =
+                ConstantLR::new(opt, ConstantLROptions { factor: g("factor"), total_iters: u(cfg, "total_iters") })?;
             let b = ExponentialLR::new(opt, g("gamma"))?;
             e(Box::new(ChainedScheduler::new(opt, vec![Box::new(a), Box::new(b)])?))
         }
@@ -375,7 +402,7 @@ fn run_schedule(case: &Value, resume_at: Option<usize>) -> (Vec<f64>, Vec<f64>) 
         opt.step().unwrap();
         match &mut sched {
             Sched::Epoch(s) => s.step(&mut *opt).unwrap(),
-            Sched::Plateau(p) => p.step(&mut *opt, metrics.as_ref().unwrap()[i]).unwrap(),
+            Sched::Plateau(p) => p.step_with_metric(&mut *opt, metrics.as_ref().unwrap()[i]).unwrap(),
         }
     }
     (lrs, moms)

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use autograd::Var;
 use nn::{Forward, Linear, Module, ReLU, Sequential};
-use optim::{Adam, AdamOptions, Checkpoint, LrScheduler, Optimizer, Sgd, SgdOptions, StateValue, StepLR};
+use optim::{
+    Adam, AdamOptions, Checkpoint, LrScheduler, Optimizer, Sgd, SgdOptions, StateValue, StepLR, StepLROptions,
+};
 use tensor_core::{DType, Device, Error, Tensor};
 
 #[global_allocator]
@@ -69,7 +71,7 @@ fn fuzz_checkpoint() {
     // Two runs: Adam (amsgrad) with a StepLR scheduler, and SGD with momentum without one.
     let m1 = model();
     let mut adam = Adam::new(m1.parameters(), AdamOptions { lr: 0.01, amsgrad: true, ..Default::default() }).unwrap();
-    let mut sched = StepLR::new(&mut adam, 2, 0.5).unwrap();
+    let mut sched = StepLR::new(&mut adam, 2, StepLROptions { gamma: 0.5 }).unwrap();
     for _ in 0..2 {
         step(&m1, &mut adam);
         sched.step(&mut adam).unwrap();

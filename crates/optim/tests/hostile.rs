@@ -33,7 +33,7 @@ fn build(seed: u64) -> Res<Run> {
     tensor_core::manual_seed(seed);
     let model = Linear::new(4, 3, true)?;
     let mut opt = Sgd::new(model.parameters(), SgdOptions { lr: 0.1, momentum: 0.9, ..Default::default() })?;
-    let sched = StepLR::new(&mut opt, 2, 0.5)?;
+    let sched = StepLR::new(&mut opt, 2, StepLROptions { gamma: 0.5 })?;
     Ok(Run { model, opt, sched })
 }
 
@@ -259,7 +259,7 @@ fn op_of(e: &Error) -> &'static str {
 #[test]
 fn stepping_past_the_largest_epoch_is_an_error_not_an_overflow() {
     let mut opt = sgd(0.1);
-    let mut s = StepLR::new(&mut opt, 3, 0.5).unwrap();
+    let mut s = StepLR::new(&mut opt, 3, StepLROptions { gamma: 0.5 }).unwrap();
     s.step_to(&mut opt, i64::MAX).unwrap();
     let e = s.step(&mut opt).unwrap_err();
     assert_eq!(op_of(&e), "StepLR");
@@ -275,7 +275,9 @@ fn stepping_past_the_largest_epoch_is_an_error_not_an_overflow() {
     assert_eq!(op_of(&e), "SequentialLR");
 
     let mut opt = sgd(0.1);
-    let mut c = CosineAnnealingWarmRestarts::new(&mut opt, 2, 1, 0.0).unwrap();
+    let mut c =
+        CosineAnnealingWarmRestarts::new(&mut opt, 2, CosineAnnealingWarmRestartsOptions { t_mult: 1, eta_min: 0.0 })
+            .unwrap();
     c.step_to(&mut opt, i64::MAX).unwrap();
     assert!(c.step(&mut opt).is_err());
 }
@@ -283,7 +285,7 @@ fn stepping_past_the_largest_epoch_is_an_error_not_an_overflow() {
 #[test]
 fn loading_an_epoch_that_no_integer_holds_is_an_error() {
     let mut opt = sgd(0.1);
-    let mut s = StepLR::new(&mut opt, 3, 0.5).unwrap();
+    let mut s = StepLR::new(&mut opt, 3, StepLROptions { gamma: 0.5 }).unwrap();
     s.step(&mut opt).unwrap();
     let good = s.state_dict();
     for bad_epoch in ["1e300", "-1e300", "2.5", "\"nan\"", "\"inf\"", "9007199254740994"] {
@@ -314,7 +316,9 @@ fn loading_an_epoch_that_no_integer_holds_is_an_error() {
 #[test]
 fn other_schedulers_refuse_out_of_range_counters_in_their_state() {
     let mut opt = sgd(0.1);
-    let mut c = CosineAnnealingWarmRestarts::new(&mut opt, 2, 2, 0.0).unwrap();
+    let mut c =
+        CosineAnnealingWarmRestarts::new(&mut opt, 2, CosineAnnealingWarmRestartsOptions { t_mult: 2, eta_min: 0.0 })
+            .unwrap();
     let mut bad = c.state_dict();
     bad.values.insert("T_i".into(), vec![1e300]);
     assert!(c.load_state_dict(&bad).unwrap_err().to_string().contains("T_i"));
@@ -322,7 +326,7 @@ fn other_schedulers_refuse_out_of_range_counters_in_their_state() {
     bad.values.insert("T_cur".into(), vec![f64::NAN]);
     assert!(c.load_state_dict(&bad).unwrap_err().to_string().contains("T_cur"));
 
-    let mut p = ReduceLROnPlateau::new(&opt, ReduceLROnPlateauOptions::default()).unwrap();
+    let mut p = ReduceLROnPlateau::new(&mut opt, ReduceLROnPlateauOptions::default()).unwrap();
     for key in ["num_bad_epochs", "cooldown_counter", "last_epoch"] {
         let mut bad = p.state_dict();
         bad.values.insert(key.into(), vec![1e300]);
@@ -333,7 +337,7 @@ fn other_schedulers_refuse_out_of_range_counters_in_their_state() {
     ok.values.insert("num_bad_epochs".into(), vec![9007199254740992.0]);
     ok.values.insert("best".into(), vec![0.0]);
     p.load_state_dict(&ok).unwrap();
-    p.step(&mut opt, 1.0).unwrap(); // a bad epoch on top of 2^53 of them: no overflow
+    p.step_with_metric(&mut opt, 1.0).unwrap(); // a bad epoch on top of 2^53 of them: no overflow
     assert_eq!(opt.lr(), 0.1 * 0.1);
 
     let a = ExponentialLR::new(&mut opt, 0.9).unwrap();
@@ -354,7 +358,7 @@ fn sizes_beyond_i64_do_not_wrap() {
     // which decayed every epoch).
     for step_size in [usize::MAX, i64::MAX as usize + 1, i64::MAX as usize] {
         let mut opt = sgd(0.1);
-        let mut s = StepLR::new(&mut opt, step_size, 0.5).unwrap();
+        let mut s = StepLR::new(&mut opt, step_size, StepLROptions { gamma: 0.5 }).unwrap();
         for _ in 0..3 {
             s.step(&mut opt).unwrap();
         }
@@ -364,29 +368,31 @@ fn sizes_beyond_i64_do_not_wrap() {
     }
     // MultiStepLR: a milestone beyond i64::MAX never fires.
     let mut opt = sgd(0.1);
-    let mut m = MultiStepLR::new(&mut opt, &[usize::MAX, 2], 0.5).unwrap();
+    let mut m = MultiStepLR::new(&mut opt, &[usize::MAX, 2], MultiStepLROptions { gamma: 0.5 }).unwrap();
     m.step_to(&mut opt, i64::MAX).unwrap();
     assert_eq!(opt.lr(), 0.05);
     // ConstantLR: the factor holds until a total_iters that is never reached.
     let mut opt = sgd(0.1);
-    let mut c = ConstantLR::new(&mut opt, 0.5, usize::MAX).unwrap();
+    let mut c = ConstantLR::new(&mut opt, ConstantLROptions { factor: 0.5, total_iters: usize::MAX }).unwrap();
     c.step(&mut opt).unwrap();
     assert_eq!(opt.lr(), 0.05);
     c.step_to(&mut opt, 1000).unwrap();
     assert_eq!(opt.lr(), 0.05);
     // LinearLR and PolynomialLR over an enormous horizon barely move.
     let mut opt = sgd(0.1);
-    let mut l = LinearLR::new(&mut opt, 0.5, 1.0, usize::MAX).unwrap();
+    let mut l =
+        LinearLR::new(&mut opt, LinearLROptions { start_factor: 0.5, end_factor: 1.0, total_iters: usize::MAX })
+            .unwrap();
     l.step(&mut opt).unwrap();
     assert!((opt.lr() - 0.05).abs() < 1e-15, "{}", opt.lr());
     let mut opt = sgd(0.1);
-    let mut p = PolynomialLR::new(&mut opt, usize::MAX, 2.0).unwrap();
+    let mut p = PolynomialLR::new(&mut opt, PolynomialLROptions { total_iters: usize::MAX, power: 2.0 }).unwrap();
     p.step(&mut opt).unwrap();
     assert!((opt.lr() - 0.1).abs() < 1e-15, "{}", opt.lr());
     // CosineAnnealingLR with a half period beyond i64::MAX / 2 (2 * T_max overflowed).
     for t_max in [usize::MAX, i64::MAX as usize] {
         let mut opt = sgd(0.1);
-        let mut c = CosineAnnealingLR::new(&mut opt, t_max, 0.0).unwrap();
+        let mut c = CosineAnnealingLR::new(&mut opt, t_max, CosineAnnealingLROptions::default()).unwrap();
         for _ in 0..3 {
             c.step(&mut opt).unwrap();
         }
@@ -394,11 +400,21 @@ fn sizes_beyond_i64_do_not_wrap() {
     }
     // Warm restarts: a period that outgrows 64 bits is an error, not a wrap.
     let mut opt = sgd(0.1);
-    let mut w = CosineAnnealingWarmRestarts::new(&mut opt, 1, 1 << 40, 0.0).unwrap();
+    let mut w = CosineAnnealingWarmRestarts::new(
+        &mut opt,
+        1,
+        CosineAnnealingWarmRestartsOptions { t_mult: 1 << 40, eta_min: 0.0 },
+    )
+    .unwrap();
     let e = w.step_to(&mut opt, i64::MAX).unwrap_err();
     assert_eq!(op_of(&e), "CosineAnnealingWarmRestarts");
     assert!(e.to_string().contains("overflow"), "{e}");
-    let mut w = CosineAnnealingWarmRestarts::new(&mut opt, usize::MAX, 2, 0.0).unwrap();
+    let mut w = CosineAnnealingWarmRestarts::new(
+        &mut opt,
+        usize::MAX,
+        CosineAnnealingWarmRestartsOptions { t_mult: 2, eta_min: 0.0 },
+    )
+    .unwrap();
     w.step(&mut opt).unwrap();
     assert!((opt.lr() - 0.1).abs() < 1e-15, "{}", opt.lr());
     // OneCycleLR over usize::MAX steps starts at max_lr / div_factor.
@@ -434,17 +450,55 @@ fn nonsensical_scheduler_parameters_are_refused_by_the_scheduler() {
         assert_eq!(op_of(&e), op, "{e}");
         assert!(e.to_string().contains(word), "{e}");
     };
-    check(StepLR::new(&mut opt, 2, f64::NAN).unwrap_err(), "StepLR", "gamma");
-    check(MultiStepLR::new(&mut opt, &[1], f64::INFINITY).unwrap_err(), "MultiStepLR", "gamma");
+    check(StepLR::new(&mut opt, 2, StepLROptions { gamma: f64::NAN }).unwrap_err(), "StepLR", "gamma");
+    check(
+        MultiStepLR::new(&mut opt, &[1], MultiStepLROptions { gamma: f64::INFINITY }).unwrap_err(),
+        "MultiStepLR",
+        "gamma",
+    );
     check(ExponentialLR::new(&mut opt, f64::NAN).unwrap_err(), "ExponentialLR", "gamma");
-    check(ConstantLR::new(&mut opt, 0.0, 3).unwrap_err(), "ConstantLR", "factor");
-    check(ConstantLR::new(&mut opt, f64::NAN, 3).unwrap_err(), "ConstantLR", "factor");
-    check(LinearLR::new(&mut opt, 0.5, f64::NAN, 3).unwrap_err(), "LinearLR", "ending");
-    check(PolynomialLR::new(&mut opt, 3, -1.0).unwrap_err(), "PolynomialLR", "power");
-    check(PolynomialLR::new(&mut opt, 3, f64::NAN).unwrap_err(), "PolynomialLR", "power");
-    check(CosineAnnealingLR::new(&mut opt, 0, 0.0).unwrap_err(), "CosineAnnealingLR", "T_max");
-    check(CosineAnnealingLR::new(&mut opt, 5, f64::NAN).unwrap_err(), "CosineAnnealingLR", "eta_min");
-    check(CosineAnnealingWarmRestarts::new(&mut opt, 2, 0, 0.0).unwrap_err(), "CosineAnnealingWarmRestarts", "T_mult");
+    check(
+        ConstantLR::new(&mut opt, ConstantLROptions { factor: 0.0, total_iters: 3 }).unwrap_err(),
+        "ConstantLR",
+        "factor",
+    );
+    check(
+        ConstantLR::new(&mut opt, ConstantLROptions { factor: f64::NAN, total_iters: 3 }).unwrap_err(),
+        "ConstantLR",
+        "factor",
+    );
+    check(
+        LinearLR::new(&mut opt, LinearLROptions { start_factor: 0.5, end_factor: f64::NAN, total_iters: 3 })
+            .unwrap_err(),
+        "LinearLR",
+        "ending",
+    );
+    check(
+        PolynomialLR::new(&mut opt, PolynomialLROptions { total_iters: 3, power: -1.0 }).unwrap_err(),
+        "PolynomialLR",
+        "power",
+    );
+    check(
+        PolynomialLR::new(&mut opt, PolynomialLROptions { total_iters: 3, power: f64::NAN }).unwrap_err(),
+        "PolynomialLR",
+        "power",
+    );
+    check(
+        CosineAnnealingLR::new(&mut opt, 0, CosineAnnealingLROptions::default()).unwrap_err(),
+        "CosineAnnealingLR",
+        "T_max",
+    );
+    check(
+        CosineAnnealingLR::new(&mut opt, 5, CosineAnnealingLROptions { eta_min: f64::NAN }).unwrap_err(),
+        "CosineAnnealingLR",
+        "eta_min",
+    );
+    check(
+        CosineAnnealingWarmRestarts::new(&mut opt, 2, CosineAnnealingWarmRestartsOptions { t_mult: 0, eta_min: 0.0 })
+            .unwrap_err(),
+        "CosineAnnealingWarmRestarts",
+        "T_mult",
+    );
     let cyc =
         |o: CyclicOptions, base: f64, max: f64, opt: &mut Sgd| CyclicLR::new(opt, &[base], &[max], o).unwrap_err();
     check(cyc(CyclicOptions::default(), f64::NAN, 0.1, &mut opt), "CyclicLR", "base_lr");
@@ -461,7 +515,7 @@ fn nonsensical_scheduler_parameters_are_refused_by_the_scheduler() {
     );
     check(one(OneCycleOptions { pct_start: f64::NAN, ..Default::default() }, 1.0, &mut opt), "OneCycleLR", "pct_start");
     check(OneCycleLR::new(&mut opt, 1.0, 0, OneCycleOptions::default()).unwrap_err(), "OneCycleLR", "total_steps");
-    let plateau = |o: ReduceLROnPlateauOptions| ReduceLROnPlateau::new(&opt, o).unwrap_err();
+    let mut plateau = |o: ReduceLROnPlateauOptions| ReduceLROnPlateau::new(&mut opt, o).unwrap_err();
     let d = ReduceLROnPlateauOptions::default;
     check(plateau(ReduceLROnPlateauOptions { factor: -0.5, ..d() }), "ReduceLROnPlateau", "factor");
     check(plateau(ReduceLROnPlateauOptions { factor: f64::NAN, ..d() }), "ReduceLROnPlateau", "factor");

@@ -10,6 +10,19 @@ fn cur(opt: &dyn Optimizer) -> Vec<f64> {
     opt.lrs()
 }
 
+/// Options of [`StepLR`] (PyTorch's defaults via `Default`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepLROptions {
+    /// The factor applied every `step_size` epochs (0.1).
+    pub gamma: f64,
+}
+
+impl Default for StepLROptions {
+    fn default() -> Self {
+        StepLROptions { gamma: 0.1 }
+    }
+}
+
 /// Multiplies the rate by `gamma` every `step_size` epochs (PyTorch's `StepLR`).
 #[derive(Clone, Debug)]
 pub struct StepLR {
@@ -20,7 +33,8 @@ pub struct StepLR {
 
 impl StepLR {
     /// A step schedule on `opt` (performs the epoch-0 step).
-    pub fn new(opt: &mut dyn Optimizer, step_size: usize, gamma: f64) -> Result<Self> {
+    pub fn new(opt: &mut dyn Optimizer, step_size: usize, o: StepLROptions) -> Result<Self> {
+        let gamma = o.gamma;
         if step_size == 0 {
             return Err(Error::arg("StepLR", "step_size must be positive"));
         }
@@ -55,6 +69,19 @@ impl Formula for StepLR {
 }
 impl_scheduler!(StepLR);
 
+/// Options of [`MultiStepLR`] (PyTorch's defaults via `Default`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MultiStepLROptions {
+    /// The factor applied at each milestone (0.1).
+    pub gamma: f64,
+}
+
+impl Default for MultiStepLROptions {
+    fn default() -> Self {
+        MultiStepLROptions { gamma: 0.1 }
+    }
+}
+
 /// Multiplies the rate by `gamma` at each milestone epoch (PyTorch's `MultiStepLR`;
 /// a milestone listed twice multiplies twice).
 #[derive(Clone, Debug)]
@@ -67,7 +94,8 @@ pub struct MultiStepLR {
 
 impl MultiStepLR {
     /// A multi-step schedule on `opt` (performs the epoch-0 step).
-    pub fn new(opt: &mut dyn Optimizer, milestones: &[usize], gamma: f64) -> Result<Self> {
+    pub fn new(opt: &mut dyn Optimizer, milestones: &[usize], o: MultiStepLROptions) -> Result<Self> {
+        let gamma = o.gamma;
         check_finite("MultiStepLR", "gamma", gamma)?;
         let mut m: Vec<i128> = milestones.iter().map(|&x| x as i128).collect();
         m.sort_unstable();
@@ -101,6 +129,21 @@ impl Formula for MultiStepLR {
 }
 impl_scheduler!(MultiStepLR);
 
+/// Options of [`ConstantLR`] (PyTorch's defaults via `Default`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConstantLROptions {
+    /// The factor applied until `total_iters`, in `(0, 1]` (1/3).
+    pub factor: f64,
+    /// The epoch at which the factor is lifted (5).
+    pub total_iters: usize,
+}
+
+impl Default for ConstantLROptions {
+    fn default() -> Self {
+        ConstantLROptions { factor: 1.0 / 3.0, total_iters: 5 }
+    }
+}
+
 /// Multiplies the rate by `factor` until epoch `total_iters` (PyTorch's `ConstantLR`).
 #[derive(Clone, Debug)]
 pub struct ConstantLR {
@@ -111,10 +154,11 @@ pub struct ConstantLR {
 }
 
 impl ConstantLR {
-    /// A constant-factor warm-up on `opt`; `factor` in `(0, 1]` (PyTorch's defaults
-    /// are `1/3` and `5`). A factor of 0 is refused: the rate could never be scaled
-    /// back up at `total_iters` (PyTorch divides by zero there).
-    pub fn new(opt: &mut dyn Optimizer, factor: f64, total_iters: usize) -> Result<Self> {
+    /// A constant-factor warm-up on `opt`; `factor` in `(0, 1]`. A factor of 0 is
+    /// refused: the rate could never be scaled back up at `total_iters` (PyTorch
+    /// divides by zero there).
+    pub fn new(opt: &mut dyn Optimizer, o: ConstantLROptions) -> Result<Self> {
+        let ConstantLROptions { factor, total_iters } = o;
         if !(factor > 0.0 && factor <= 1.0) {
             return Err(Error::arg("ConstantLR", format!("constant multiplicative factor {factor} not in (0, 1]")));
         }
@@ -150,8 +194,44 @@ impl Formula for ConstantLR {
 }
 impl_scheduler!(ConstantLR);
 
+/// Options of [`LinearLR`] (PyTorch's defaults via `Default`: a warm-up from a third
+/// of the rate to the full rate over 5 epochs). A decay names its factors:
+/// `LinearLROptions { start_factor: 1.0, end_factor: 0.1, total_iters: 10 }`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinearLROptions {
+    /// The factor at epoch 0, in `(0, 1]` (1/3).
+    pub start_factor: f64,
+    /// The factor from `total_iters` on, in `[0, 1]` (1.0).
+    pub end_factor: f64,
+    /// Epochs over which the factor moves (5).
+    pub total_iters: usize,
+}
+
+impl Default for LinearLROptions {
+    fn default() -> Self {
+        LinearLROptions { start_factor: 1.0 / 3.0, end_factor: 1.0, total_iters: 5 }
+    }
+}
+
 /// Scales the rate linearly from `start_factor` to `end_factor` over `total_iters`
 /// epochs (PyTorch's `LinearLR`).
+///
+/// ```
+/// use autograd::Var;
+/// use optim::{LinearLR, LinearLROptions, LrScheduler, Optimizer, Sgd, SgdOptions};
+/// use tensor_core::Tensor;
+///
+/// let w = Var::param(Tensor::new(&[1.0f64]))?;
+/// let mut opt = Sgd::new(vec![w], SgdOptions { lr: 0.3, ..Default::default() })?;
+/// // PyTorch's default: warm up from lr / 3 to lr over 5 epochs.
+/// let mut sched = LinearLR::new(&mut opt, LinearLROptions::default())?;
+/// assert!((opt.lr() - 0.1).abs() < 1e-12);
+/// for _ in 0..5 {
+///     sched.step(&mut opt)?;
+/// }
+/// assert!((opt.lr() - 0.3).abs() < 1e-12);
+/// # Ok::<(), tensor_core::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct LinearLR {
     base: Base,
@@ -163,8 +243,9 @@ pub struct LinearLR {
 
 impl LinearLR {
     /// A linear warm-up (or decay) on `opt`; `start_factor` in `(0, 1]`, `end_factor`
-    /// in `[0, 1]` (PyTorch's defaults are `1/3`, `1` and `5`).
-    pub fn new(opt: &mut dyn Optimizer, start_factor: f64, end_factor: f64, total_iters: usize) -> Result<Self> {
+    /// in `[0, 1]`, `total_iters` positive.
+    pub fn new(opt: &mut dyn Optimizer, o: LinearLROptions) -> Result<Self> {
+        let LinearLROptions { start_factor, end_factor, total_iters } = o;
         if !(start_factor > 0.0 && start_factor <= 1.0) {
             return Err(Error::arg("LinearLR", format!("starting multiplicative factor {start_factor} not in (0, 1]")));
         }
@@ -217,7 +298,8 @@ pub struct ExponentialLR {
 }
 
 impl ExponentialLR {
-    /// An exponential decay on `opt`.
+    /// An exponential decay on `opt` by `gamma` per epoch (required in PyTorch too,
+    /// which has no other option, so there is no options struct).
     pub fn new(opt: &mut dyn Optimizer, gamma: f64) -> Result<Self> {
         check_finite("ExponentialLR", "gamma", gamma)?;
         let mut s = ExponentialLR { base: Base::new(opt)?, gamma };
@@ -248,6 +330,21 @@ impl Formula for ExponentialLR {
 }
 impl_scheduler!(ExponentialLR);
 
+/// Options of [`PolynomialLR`] (PyTorch's defaults via `Default`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PolynomialLROptions {
+    /// Epochs until the rate reaches 0 (5).
+    pub total_iters: usize,
+    /// The polynomial's power (1.0, a linear decay).
+    pub power: f64,
+}
+
+impl Default for PolynomialLROptions {
+    fn default() -> Self {
+        PolynomialLROptions { total_iters: 5, power: 1.0 }
+    }
+}
+
 /// Decays the rate as `(1 - t / total_iters)^power` (PyTorch's `PolynomialLR`).
 #[derive(Clone, Debug)]
 pub struct PolynomialLR {
@@ -258,8 +355,9 @@ pub struct PolynomialLR {
 }
 
 impl PolynomialLR {
-    /// A polynomial decay on `opt` (PyTorch's defaults are `5` and `1.0`).
-    pub fn new(opt: &mut dyn Optimizer, total_iters: usize, power: f64) -> Result<Self> {
+    /// A polynomial decay on `opt`.
+    pub fn new(opt: &mut dyn Optimizer, o: PolynomialLROptions) -> Result<Self> {
+        let PolynomialLROptions { total_iters, power } = o;
         if total_iters == 0 {
             return Err(Error::arg("PolynomialLR", "total_iters must be positive"));
         }

@@ -7,17 +7,19 @@ use super::{next_epoch, LrScheduler, SchedulerState};
 use crate::Optimizer;
 
 /// Runs schedulers one after another, switching at the milestone epochs (PyTorch's
-/// `SequentialLR`). The schedulers must have been created on the same optimizer.
+/// `SequentialLR`). The schedulers must have been created on the same optimizer;
+/// like PyTorch, it refuses [`ReduceLROnPlateau`](crate::ReduceLROnPlateau), whose
+/// steps need a metric.
 ///
 /// ```
 /// use autograd::Var;
-/// use optim::{ExponentialLR, LinearLR, LrScheduler, Optimizer, SequentialLR, Sgd, SgdOptions};
+/// use optim::{ExponentialLR, LinearLR, LinearLROptions, LrScheduler, Optimizer, SequentialLR, Sgd, SgdOptions};
 /// use tensor_core::Tensor;
 ///
 /// let w = Var::param(Tensor::new(&[1.0f64]))?;
 /// let mut opt = Sgd::new(vec![w], SgdOptions { lr: 1.0, ..Default::default() })?;
 /// // Linear warm-up for 2 epochs, then exponential decay.
-/// let warm = LinearLR::new(&mut opt, 0.5, 1.0, 2)?;
+/// let warm = LinearLR::new(&mut opt, LinearLROptions { start_factor: 0.5, end_factor: 1.0, total_iters: 2 })?;
 /// let decay = ExponentialLR::new(&mut opt, 0.5)?;
 /// let mut sched = SequentialLR::new(&mut opt, vec![Box::new(warm), Box::new(decay)], &[2])?;
 /// let mut lrs = vec![];
@@ -56,6 +58,7 @@ impl SequentialLR {
         if schedulers.is_empty() {
             return Err(Error::arg("SequentialLR", "expects at least one scheduler"));
         }
+        refuse_metric_schedulers("SequentialLR", &schedulers)?;
         if milestones.len() + 1 != schedulers.len() {
             return Err(Error::arg(
                 "SequentialLR",
@@ -151,6 +154,18 @@ impl LrScheduler for SequentialLR {
     }
 }
 
+/// PyTorch's refusal of `ReduceLROnPlateau` in the composite schedulers: they step
+/// their children without a metric.
+fn refuse_metric_schedulers(kind: &'static str, schedulers: &[Box<dyn LrScheduler>]) -> Result<()> {
+    match schedulers.iter().position(|s| s.requires_metric()) {
+        Some(i) => Err(Error::arg(
+            kind,
+            format!("does not support ReduceLROnPlateau (or another scheduler that steps on a metric), got one at index {i}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn load_children(kind: &str, children: &mut [Box<dyn LrScheduler>], state: &SchedulerState) -> Result<()> {
     state.check_kind(kind)?;
     if state.children.len() != children.len() {
@@ -175,7 +190,8 @@ fn load_children(kind: &str, children: &mut [Box<dyn LrScheduler>], state: &Sche
 
 /// Steps every scheduler at each step, so their factors compose (PyTorch's
 /// `ChainedScheduler`). The schedulers must have been created on the same optimizer,
-/// in this order.
+/// in this order; like PyTorch, it refuses
+/// [`ReduceLROnPlateau`](crate::ReduceLROnPlateau).
 pub struct ChainedScheduler {
     schedulers: Vec<Box<dyn LrScheduler>>,
     last_lr: Vec<f64>,
@@ -189,10 +205,11 @@ impl std::fmt::Debug for ChainedScheduler {
 
 impl ChainedScheduler {
     /// Chains `schedulers`; `opt` gives the starting rates.
-    pub fn new(opt: &dyn Optimizer, schedulers: Vec<Box<dyn LrScheduler>>) -> Result<Self> {
+    pub fn new(opt: &mut dyn Optimizer, schedulers: Vec<Box<dyn LrScheduler>>) -> Result<Self> {
         if schedulers.is_empty() {
             return Err(Error::arg("ChainedScheduler", "expects at least one scheduler"));
         }
+        refuse_metric_schedulers("ChainedScheduler", &schedulers)?;
         Ok(ChainedScheduler { schedulers, last_lr: opt.lrs() })
     }
 }

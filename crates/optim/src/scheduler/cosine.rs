@@ -7,6 +7,13 @@ use tensor_core::{Error, Result};
 use super::{check_finite, impl_scheduler, next_epoch, Base, Formula, SchedulerState};
 use crate::Optimizer;
 
+/// Options of [`CosineAnnealingLR`] (PyTorch's defaults via `Default`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CosineAnnealingLROptions {
+    /// The lowest rate (0.0).
+    pub eta_min: f64,
+}
+
 /// Cosine annealing from the base rate to `eta_min` over `t_max` epochs, back up over
 /// the next `t_max`, and so on (PyTorch's `CosineAnnealingLR`, in its recursive form,
 /// so it composes with other schedulers the same way).
@@ -20,7 +27,8 @@ pub struct CosineAnnealingLR {
 
 impl CosineAnnealingLR {
     /// A cosine schedule on `opt` with half-period `t_max` epochs.
-    pub fn new(opt: &mut dyn Optimizer, t_max: usize, eta_min: f64) -> Result<Self> {
+    pub fn new(opt: &mut dyn Optimizer, t_max: usize, o: CosineAnnealingLROptions) -> Result<Self> {
+        let eta_min = o.eta_min;
         if t_max == 0 {
             return Err(Error::arg("CosineAnnealingLR", "T_max must be positive"));
         }
@@ -71,6 +79,21 @@ impl Formula for CosineAnnealingLR {
 }
 impl_scheduler!(CosineAnnealingLR);
 
+/// Options of [`CosineAnnealingWarmRestarts`] (PyTorch's defaults via `Default`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CosineAnnealingWarmRestartsOptions {
+    /// The factor by which the period grows after each restart, `>= 1` (1).
+    pub t_mult: usize,
+    /// The lowest rate (0.0).
+    pub eta_min: f64,
+}
+
+impl Default for CosineAnnealingWarmRestartsOptions {
+    fn default() -> Self {
+        CosineAnnealingWarmRestartsOptions { t_mult: 1, eta_min: 0.0 }
+    }
+}
+
 /// Cosine annealing with warm restarts (SGDR): the period starts at `t_0` epochs and
 /// is multiplied by `t_mult` after each restart (PyTorch's
 /// `CosineAnnealingWarmRestarts`).
@@ -86,8 +109,9 @@ pub struct CosineAnnealingWarmRestarts {
 }
 
 impl CosineAnnealingWarmRestarts {
-    /// SGDR on `opt`: `t_0 >= 1`, `t_mult >= 1`.
-    pub fn new(opt: &mut dyn Optimizer, t_0: usize, t_mult: usize, eta_min: f64) -> Result<Self> {
+    /// SGDR on `opt` with a first period of `t_0 >= 1` epochs.
+    pub fn new(opt: &mut dyn Optimizer, t_0: usize, o: CosineAnnealingWarmRestartsOptions) -> Result<Self> {
+        let CosineAnnealingWarmRestartsOptions { t_mult, eta_min } = o;
         if t_0 == 0 {
             return Err(Error::arg("CosineAnnealingWarmRestarts", "T_0 must be a positive integer"));
         }

@@ -4,18 +4,25 @@
 //! [`Optimizer::set_lrs`] (and [`Optimizer::set_momentums`] for the ones that cycle
 //! momentum). Values match PyTorch's `torch.optim.lr_scheduler` step for step.
 //!
+//! Constructors are uniform: `X::new(&mut opt, required..., XOptions)`, where the
+//! options struct holds every optional PyTorch argument and its `Default` is
+//! PyTorch's defaults (`LinearLR::new(&mut opt, LinearLROptions::default())` is
+//! PyTorch's `LinearLR(opt)`, a warm-up from a third of the rate).
+//!
 //! As in PyTorch, creating a scheduler performs its first step (epoch 0), which may
 //! change the learning rate; call [`LrScheduler::step`] once per epoch (or batch)
-//! after `optimizer.step()`.
+//! after `optimizer.step()`, or [`LrScheduler::step_with_metric`] with the
+//! validation metric, which every scheduler accepts and [`ReduceLROnPlateau`]
+//! needs.
 //!
 //! ```
 //! use autograd::Var;
-//! use optim::{LrScheduler, Optimizer, Sgd, SgdOptions, StepLR};
+//! use optim::{LrScheduler, Optimizer, Sgd, SgdOptions, StepLR, StepLROptions};
 //! use tensor_core::Tensor;
 //!
 //! let w = Var::param(Tensor::new(&[1.0f32]))?;
 //! let mut opt = Sgd::new(vec![w], SgdOptions { lr: 0.1, ..Default::default() })?;
-//! let mut sched = StepLR::new(&mut opt, 2, 0.5)?;
+//! let mut sched = StepLR::new(&mut opt, 2, StepLROptions { gamma: 0.5 })?;
 //! let mut lrs = vec![];
 //! for _epoch in 0..5 {
 //!     lrs.push(opt.lr());
@@ -37,19 +44,68 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 use tensor_core::{Error, Result};
 
-pub use basic::{ConstantLR, ExponentialLR, LambdaLR, LinearLR, MultiStepLR, MultiplicativeLR, PolynomialLR, StepLR};
+pub use basic::{
+    ConstantLR, ConstantLROptions, ExponentialLR, LambdaLR, LinearLR, LinearLROptions, MultiStepLR, MultiStepLROptions,
+    MultiplicativeLR, PolynomialLR, PolynomialLROptions, StepLR, StepLROptions,
+};
 pub use compose::{ChainedScheduler, SequentialLR};
-pub use cosine::{CosineAnnealingLR, CosineAnnealingWarmRestarts};
+pub use cosine::{
+    CosineAnnealingLR, CosineAnnealingLROptions, CosineAnnealingWarmRestarts, CosineAnnealingWarmRestartsOptions,
+};
 pub use cyclic::{AnnealStrategy, CyclicLR, CyclicMode, CyclicOptions, OneCycleLR, OneCycleOptions};
 pub use plateau::{PlateauMode, ReduceLROnPlateau, ReduceLROnPlateauOptions, ThresholdMode};
 
 use crate::Optimizer;
 
-/// A learning-rate schedule driven by epoch (or batch) counts.
+/// A learning-rate schedule driven by epoch (or batch) counts, or by a metric
+/// ([`ReduceLROnPlateau`]).
+///
+/// Every scheduler is one, so a training loop can hold `Box<dyn LrScheduler>` and
+/// drive any of them with [`LrScheduler::step_with_metric`], which the epoch-driven
+/// ones accept and ignore the metric of:
+///
+/// ```
+/// use autograd::Var;
+/// use optim::{LrScheduler, Optimizer, ReduceLROnPlateau, ReduceLROnPlateauOptions, Sgd, SgdOptions, StepLR, StepLROptions};
+/// use tensor_core::Tensor;
+///
+/// // One end-of-epoch hook for every kind of scheduler.
+/// fn epoch_end(s: &mut dyn LrScheduler, opt: &mut dyn Optimizer, val_loss: f64) -> tensor_core::Result<()> {
+///     s.step_with_metric(opt, val_loss)
+/// }
+/// let w = Var::param(Tensor::new(&[1.0f64]))?;
+/// let mut opt = Sgd::new(vec![w], SgdOptions { lr: 1.0, ..Default::default() })?;
+/// let o = ReduceLROnPlateauOptions { patience: 0, ..Default::default() };
+/// let mut plateau = ReduceLROnPlateau::new(&mut opt, o)?;
+/// for val_loss in [1.0, 1.0] {
+///     epoch_end(&mut plateau, &mut opt, val_loss)?;
+/// }
+/// assert!((opt.lr() - 0.1).abs() < 1e-12); // no improvement on the second epoch
+/// let mut step = StepLR::new(&mut opt, 1, StepLROptions { gamma: 0.5 })?;
+/// epoch_end(&mut step, &mut opt, 1.0)?; // the metric is ignored
+/// assert!((opt.lr() - 0.05).abs() < 1e-12);
+/// # Ok::<(), tensor_core::Error>(())
+/// ```
 pub trait LrScheduler {
     /// Advances one epoch and sets the optimizer's learning rates (PyTorch's
-    /// `scheduler.step()`).
+    /// `scheduler.step()`). An error for [`ReduceLROnPlateau`], which needs the
+    /// metric ([`LrScheduler::step_with_metric`]).
     fn step(&mut self, opt: &mut dyn Optimizer) -> Result<()>;
+
+    /// Advances one epoch given this epoch's `metric` (PyTorch's
+    /// `scheduler.step(metric)`, for [`ReduceLROnPlateau`]); schedulers driven by
+    /// epoch counts ignore the metric and [`LrScheduler::step`].
+    fn step_with_metric(&mut self, opt: &mut dyn Optimizer, metric: f64) -> Result<()> {
+        let _ = metric;
+        self.step(opt)
+    }
+
+    /// Whether the schedule needs a metric to step ([`ReduceLROnPlateau`]); such a
+    /// scheduler cannot go in a [`SequentialLR`] or a [`ChainedScheduler`], as in
+    /// PyTorch.
+    fn requires_metric(&self) -> bool {
+        false
+    }
 
     /// Jumps to `epoch` (PyTorch's deprecated `scheduler.step(epoch)`): uses the
     /// closed form where the schedule has one. [`SequentialLR`] uses it at milestones.

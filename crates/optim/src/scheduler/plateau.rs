@@ -2,7 +2,7 @@
 
 use tensor_core::{Error, Result};
 
-use super::{next_epoch, per_group, SchedulerState};
+use super::{next_epoch, per_group, LrScheduler, SchedulerState};
 use crate::Optimizer;
 
 /// Whether a lower or a higher metric is better.
@@ -60,20 +60,29 @@ impl Default for ReduceLROnPlateauOptions {
 }
 
 /// Reduces the learning rate by `factor` when the metric has not improved for
-/// `patience` epochs (PyTorch's `ReduceLROnPlateau`). Its step takes the metric.
+/// `patience` epochs (PyTorch's `ReduceLROnPlateau`).
+///
+/// It is an [`LrScheduler`] driven by [`LrScheduler::step_with_metric`] (PyTorch's
+/// `scheduler.step(metric)`); its plain [`LrScheduler::step`] is an error, since
+/// there is nothing to decide without the metric. As in PyTorch, [`SequentialLR`]
+/// and [`ChainedScheduler`] refuse it.
+///
+/// [`SequentialLR`]: crate::SequentialLR
+/// [`ChainedScheduler`]: crate::ChainedScheduler
 ///
 /// ```
 /// use autograd::Var;
-/// use optim::{Optimizer, ReduceLROnPlateau, ReduceLROnPlateauOptions, Sgd, SgdOptions};
+/// use optim::{LrScheduler, Optimizer, ReduceLROnPlateau, ReduceLROnPlateauOptions, Sgd, SgdOptions};
 /// use tensor_core::Tensor;
 ///
 /// let w = Var::param(Tensor::new(&[1.0f64]))?;
 /// let mut opt = Sgd::new(vec![w], SgdOptions { lr: 1.0, ..Default::default() })?;
 /// let o = ReduceLROnPlateauOptions { factor: 0.5, patience: 1, ..Default::default() };
-/// let mut sched = ReduceLROnPlateau::new(&opt, o)?;
+/// let mut sched = ReduceLROnPlateau::new(&mut opt, o)?;
 /// for loss in [1.0, 0.9, 0.95, 0.95, 0.95] {
-///     sched.step(&mut opt, loss)?;
+///     sched.step_with_metric(&mut opt, loss)?;
 /// }
+/// assert!(sched.step(&mut opt).is_err()); // no metric, no decision
 /// assert_eq!(opt.lr(), 0.5); // two epochs without improvement after 0.9 halve it once
 /// # Ok::<(), tensor_core::Error>(())
 /// ```
@@ -89,8 +98,9 @@ pub struct ReduceLROnPlateau {
 }
 
 impl ReduceLROnPlateau {
-    /// A plateau scheduler for `opt`.
-    pub fn new(opt: &dyn Optimizer, o: ReduceLROnPlateauOptions) -> Result<Self> {
+    /// A plateau scheduler for `opt` (unlike the epoch schedulers, creating it
+    /// changes no rate, as in PyTorch).
+    pub fn new(opt: &mut dyn Optimizer, o: ReduceLROnPlateauOptions) -> Result<Self> {
         const OP: &str = "ReduceLROnPlateau";
         if !(o.factor < 1.0) || o.factor.is_nan() {
             return Err(Error::arg(OP, format!("factor should be < 1.0, got {}", o.factor)));
@@ -133,8 +143,13 @@ impl ReduceLROnPlateau {
         }
     }
 
+    /// The best metric so far.
+    pub fn best(&self) -> f64 {
+        self.best
+    }
+
     /// Records this epoch's `metric` and reduces the rates if it has plateaued.
-    pub fn step(&mut self, opt: &mut dyn Optimizer, metric: f64) -> Result<()> {
+    fn record(&mut self, opt: &mut dyn Optimizer, metric: f64) -> Result<()> {
         if opt.num_param_groups() != self.min_lrs.len() {
             return Err(Error::arg(
                 "ReduceLROnPlateau",
@@ -177,24 +192,49 @@ impl ReduceLROnPlateau {
         self.last_lr = opt.lrs();
         Ok(())
     }
+}
+
+/// The error of a plateau step without a metric.
+fn needs_metric(what: &str) -> Error {
+    Error::arg(
+        "ReduceLROnPlateau",
+        format!("{what} needs the metric: call step_with_metric(opt, metric) (PyTorch's scheduler.step(metric))"),
+    )
+}
+
+impl LrScheduler for ReduceLROnPlateau {
+    /// An error: the plateau decision needs the metric
+    /// ([`LrScheduler::step_with_metric`]).
+    fn step(&mut self, _opt: &mut dyn Optimizer) -> Result<()> {
+        Err(needs_metric("step"))
+    }
+
+    /// Records this epoch's `metric` and reduces the rates if it has plateaued.
+    fn step_with_metric(&mut self, opt: &mut dyn Optimizer, metric: f64) -> Result<()> {
+        self.record(opt, metric)
+    }
+
+    /// An error: jumping to an epoch needs the metric too.
+    fn step_to(&mut self, _opt: &mut dyn Optimizer, _epoch: i64) -> Result<()> {
+        Err(needs_metric("step_to"))
+    }
+
+    fn requires_metric(&self) -> bool {
+        true
+    }
 
     /// The learning rates after the last step.
-    pub fn last_lr(&self) -> Vec<f64> {
+    fn last_lr(&self) -> Vec<f64> {
         self.last_lr.clone()
     }
 
-    /// The best metric so far.
-    pub fn best(&self) -> f64 {
-        self.best
-    }
-
     /// Number of epochs counted.
-    pub fn last_epoch(&self) -> i64 {
+    fn last_epoch(&self) -> i64 {
         self.last_epoch
     }
 
     /// The counters, for checkpointing.
-    pub fn state_dict(&self) -> SchedulerState {
+    fn state_dict(&self) -> SchedulerState {
         let mut s = SchedulerState { scheduler: "ReduceLROnPlateau".into(), ..Default::default() };
         s.values.insert("best".into(), vec![self.best]);
         s.values.insert("num_bad_epochs".into(), vec![self.num_bad_epochs as f64]);
@@ -204,8 +244,8 @@ impl ReduceLROnPlateau {
         s
     }
 
-    /// Restores counters saved by [`ReduceLROnPlateau::state_dict`].
-    pub fn load_state_dict(&mut self, s: &SchedulerState) -> Result<()> {
+    /// Restores counters saved by [`LrScheduler::state_dict`].
+    fn load_state_dict(&mut self, s: &SchedulerState) -> Result<()> {
         s.check_kind("ReduceLROnPlateau")?;
         let best = s.get1("best")?;
         if best.is_nan() {
@@ -221,5 +261,15 @@ impl ReduceLROnPlateau {
         self.last_epoch = epoch;
         self.last_lr = last_lr;
         Ok(())
+    }
+
+    fn rewind(&mut self) {
+        self.last_epoch = self.last_epoch.saturating_sub(1);
+    }
+
+    /// An error, like [`LrScheduler::step`]: creating the scheduler already set
+    /// everything up, and a step needs the metric.
+    fn initial_step(&mut self, _opt: &mut dyn Optimizer) -> Result<()> {
+        Err(needs_metric("initial_step"))
     }
 }
