@@ -11,7 +11,10 @@ use examples::train::{build, run, Arch, Config};
 use nn::loss::{cross_entropy, CrossEntropyOptions};
 use nn::{Forward, Module};
 use optim::{Adam, AdamOptions, AdamW, AdamWOptions, Optimizer};
-use tensor_core::{DType, Device, Generator, PadMode, Result, Tensor};
+use tensor_core::{
+    AvgPool2dOptions, Conv1dOptions, Conv2dOptions, ConvTranspose2dOptions, DType, Device, Generator, MaxPool2dOptions,
+    PadMode, Result, Tensor,
+};
 use tensor_cuda::cuda_device;
 
 /// The GPU, or `None` (after printing why) when there is none and `REQUIRE_GPU` is unset.
@@ -120,20 +123,35 @@ fn cases() -> Vec<Case> {
         }),
         case("tril", &[&[4, 4]], |v, _| v[0].tril(0)),
         case("conv2d", &[&[2, 3, 7, 6], &[4, 3, 3, 3], &[4]], |v, _| {
-            v[0].conv2d(&v[1], Some(&v[2]), [1, 1], [1, 1], [1, 1], 1)
+            v[0].conv2d(&v[1], Some(&v[2]), Conv2dOptions { padding: [1, 1], ..Default::default() })
         }),
         case("conv2d strided grouped", &[&[2, 4, 9, 8], &[6, 2, 3, 2]], |v, _| {
-            v[0].conv2d(&v[1], None, [2, 1], [0, 1], [1, 2], 2)
+            v[0].conv2d(&v[1], None, Conv2dOptions { stride: [2, 1], padding: [0, 1], dilation: [1, 2], groups: 2 })
         }),
-        case("conv1d", &[&[2, 3, 11], &[5, 3, 4]], |v, _| v[0].conv1d(&v[1], None, 2, 1, 1, 1)),
+        case("conv1d", &[&[2, 3, 11], &[5, 3, 4]], |v, _| {
+            v[0].conv1d(&v[1], None, Conv1dOptions { stride: 2, padding: 1, ..Default::default() })
+        }),
         case("conv_transpose2d", &[&[2, 4, 5, 5], &[4, 3, 3, 3], &[3]], |v, _| {
-            v[0].conv_transpose2d(&v[1], Some(&v[2]), [2, 2], [1, 1], [1, 0], [1, 1], 1)
+            v[0].conv_transpose2d(
+                &v[1],
+                Some(&v[2]),
+                ConvTranspose2dOptions {
+                    stride: [2, 2],
+                    padding: [1, 1],
+                    output_padding: [1, 0],
+                    ..Default::default()
+                },
+            )
         }),
-        case("max_pool2d", &[&[2, 3, 8, 7]], |v, _| v[0].max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], true)),
+        case("max_pool2d", &[&[2, 3, 8, 7]], |v, _| {
+            v[0].max_pool2d([2, 2], MaxPool2dOptions { stride: Some([2, 2]), ceil_mode: true, ..Default::default() })
+        }),
         case("max_pool2d overlapping padded", &[&[1, 2, 7, 7]], |v, _| {
-            v[0].max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
+            v[0].max_pool2d([3, 3], MaxPool2dOptions { stride: Some([2, 2]), padding: [1, 1], ..Default::default() })
         }),
-        case("avg_pool2d", &[&[2, 3, 8, 8]], |v, _| v[0].avg_pool2d([3, 3], [2, 2], [1, 1], false, true)),
+        case("avg_pool2d", &[&[2, 3, 8, 8]], |v, _| {
+            v[0].avg_pool2d([3, 3], AvgPool2dOptions { stride: Some([2, 2]), padding: [1, 1], ..Default::default() })
+        }),
         case("adaptive_avg_pool2d", &[&[2, 3, 7, 9]], |v, _| v[0].adaptive_avg_pool2d([3, 4])),
         case("pad modes", &[&[1, 2, 4, 5]], |v, _| {
             v[0].pad(&[1, 2, 2, 1], PadMode::Reflect)?

@@ -7,7 +7,7 @@
 
 use autograd::{gradcheck, gradgradcheck, Var};
 use op_table::{rand_t, RefArray};
-use tensor_core::{PadMode, Result, Tensor};
+use tensor_core::{Conv1dOptions, Conv2dOptions, ConvTranspose2dOptions, MaxPool2dOptions, PadMode, Result, Tensor};
 
 type VarFn = Box<dyn Fn(&[Var]) -> Result<Vec<Var>>>;
 
@@ -87,7 +87,11 @@ fn conv2d_matches_a_naive_reference() -> Result<()> {
 
 fn conv2d_case(xd: [usize; 4], wdims: [usize; 4], s: [usize; 2], p: [usize; 2], d: [usize; 2], g: usize) -> Result<()> {
     let (x, w) = (r(1100, &xd), r(1101, &wdims));
-    let y = Var::from(x.clone()).conv2d(&Var::from(w.clone()), None, s, p, d, g)?;
+    let y = Var::from(x.clone()).conv2d(
+        &Var::from(w.clone()),
+        None,
+        Conv2dOptions { stride: s, padding: p, dilation: d, groups: g },
+    )?;
     let (xv, wv) = (x.to_vec_f64()?, w.to_vec_f64()?);
     let [n, c, h, wd] = xd;
     let [o, cg, kh, kw] = wdims;
@@ -122,7 +126,9 @@ fn conv2d_case(xd: [usize; 4], wdims: [usize; 4], s: [usize; 2], p: [usize; 2], 
             }
         }
     }
-    let f = move |v: &[Var]| Ok(vec![v[0].conv2d(&v[1], None, s, p, d, g)?]);
+    let f = move |v: &[Var]| {
+        Ok(vec![v[0].conv2d(&v[1], None, Conv2dOptions { stride: s, padding: p, dilation: d, groups: g })?])
+    };
     gradcheck(f, &[x, w]).map_err(|e| tensor_core::Error::Autograd(format!("{xd:?} * {wdims:?}: {e}")))
 }
 
@@ -140,9 +146,16 @@ fn norm_of_a_zero_vector_has_a_zero_gradient() -> Result<()> {
 fn conv_and_pool_forwards_match_tensor_core() -> Result<()> {
     let (x, w, b) = (r(1700, &[2, 4, 3, 5]), r(1701, &[4, 3, 3, 2]), r(1702, &[6]));
     let (s, pd, op, d, g) = ([2usize, 1], [1usize, 0], [1usize, 0], [1usize, 2], 2usize);
-    let y =
-        Var::from(x.clone()).conv_transpose2d(&Var::from(w.clone()), Some(&Var::from(b.clone())), s, pd, op, d, g)?;
-    let want = x.conv_transpose2d(&w, Some(&b), s, pd, op, d, g)?;
+    let y = Var::from(x.clone()).conv_transpose2d(
+        &Var::from(w.clone()),
+        Some(&Var::from(b.clone())),
+        ConvTranspose2dOptions { stride: s, padding: pd, output_padding: op, groups: g, dilation: d },
+    )?;
+    let want = x.conv_transpose2d(
+        &w,
+        Some(&b),
+        ConvTranspose2dOptions { stride: s, padding: pd, output_padding: op, groups: g, dilation: d },
+    )?;
     assert!(y.tensor().allclose(&want, 1e-12, 1e-12, false)?);
     let naive = op_table::nn::refs::conv_transpose2d(
         &RefArray::from_tensor(&x),
@@ -157,10 +170,25 @@ fn conv_and_pool_forwards_match_tensor_core() -> Result<()> {
     assert!(op_table::compare(y.tensor(), &naive, 1e-12, 1e-12).is_ok());
     let x2 = tr(1703, &[2, 4, 6, 5]);
     let w2 = r(1704, &[6, 2, 3, 2]);
-    let y2 = Var::from(x2.clone()).conv2d(&Var::from(w2.clone()), None, [2, 1], [1, 2], [1, 2], 2)?;
-    assert!(y2.tensor().allclose(&x2.conv2d(&w2, None, [2, 1], [1, 2], [1, 2], 2)?, 1e-12, 1e-12, false)?);
-    let y3 = Var::from(x2.clone()).max_pool2d([3, 2], [2, 2], [1, 1], [1, 1], true)?;
-    assert!(y3.tensor().equal(&x2.max_pool2d([3, 2], [2, 2], [1, 1], [1, 1], true)?)?);
+    let y2 = Var::from(x2.clone()).conv2d(
+        &Var::from(w2.clone()),
+        None,
+        Conv2dOptions { stride: [2, 1], padding: [1, 2], dilation: [1, 2], groups: 2 },
+    )?;
+    assert!(y2.tensor().allclose(
+        &x2.conv2d(&w2, None, Conv2dOptions { stride: [2, 1], padding: [1, 2], dilation: [1, 2], groups: 2 })?,
+        1e-12,
+        1e-12,
+        false
+    )?);
+    let y3 = Var::from(x2.clone()).max_pool2d(
+        [3, 2],
+        MaxPool2dOptions { stride: Some([2, 2]), padding: [1, 1], ceil_mode: true, ..Default::default() },
+    )?;
+    assert!(y3.tensor().equal(&x2.max_pool2d(
+        [3, 2],
+        MaxPool2dOptions { stride: Some([2, 2]), padding: [1, 1], ceil_mode: true, ..Default::default() }
+    )?)?);
     Ok(())
 }
 
@@ -180,7 +208,8 @@ fn fold2d_is_the_adjoint_of_unfold2d() -> Result<()> {
 #[test]
 fn max_pool2d_routes_the_gradient_to_the_argmax() -> Result<()> {
     let x = Var::param(Tensor::from_vec(vec![1.0f64, 5.0, 2.0, 0.0, 3.0, 4.0, 9.0, 8.0, 7.0], [1, 1, 3, 3])?)?;
-    let (y, idx) = x.max_pool2d_with_indices([2, 2], [1, 1], [0, 0], [1, 1], false)?;
+    let (y, idx) =
+        x.max_pool2d_with_indices([2, 2], MaxPool2dOptions { stride: Some([1, 1]), ..Default::default() })?;
     assert_eq!(idx.to_vec::<i64>()?, vec![1, 1, 6, 7]);
     y.backward_with(&Tensor::from_vec(vec![1.0f64, 10.0, 100.0, 1000.0], [1, 1, 2, 2])?)?;
     assert_eq!(x.grad().unwrap().to_vec::<f64>()?, vec![0.0, 11.0, 0.0, 0.0, 0.0, 0.0, 100.0, 1000.0, 0.0]);
@@ -224,19 +253,26 @@ fn err_names(r: Result<Var>, op: &str) {
 #[test]
 fn new_ops_report_bad_shapes_naming_the_op() {
     let x = || Var::from(r(1800, &[1, 2, 5, 5]));
-    err_names(x().conv2d(&Var::from(r(1801, &[3, 3, 2, 2])), None, [1, 1], [0, 0], [1, 1], 1), "conv2d");
-    err_names(x().conv2d(&Var::from(r(1801, &[3, 2, 7, 2])), None, [1, 1], [0, 0], [1, 1], 1), "conv2d");
+    err_names(x().conv2d(&Var::from(r(1801, &[3, 3, 2, 2])), None, Conv2dOptions::default()), "conv2d");
+    err_names(x().conv2d(&Var::from(r(1801, &[3, 2, 7, 2])), None, Conv2dOptions::default()), "conv2d");
     err_names(
-        x().conv2d(&Var::from(r(1801, &[3, 2, 2, 2])), Some(&Var::from(r(1802, &[2]))), [1, 1], [0, 0], [1, 1], 1),
+        x().conv2d(&Var::from(r(1801, &[3, 2, 2, 2])), Some(&Var::from(r(1802, &[2]))), Conv2dOptions::default()),
         "conv2d",
     );
-    err_names(Var::from(r(1803, &[1, 2, 5])).conv1d(&Var::from(r(1804, &[1, 3, 2])), None, 1, 0, 1, 1), "conv1d");
     err_names(
-        x().conv_transpose2d(&Var::from(r(1805, &[3, 1, 2, 2])), None, [1, 1], [0, 0], [0, 0], [1, 1], 1),
+        Var::from(r(1803, &[1, 2, 5])).conv1d(&Var::from(r(1804, &[1, 3, 2])), None, Conv1dOptions::default()),
+        "conv1d",
+    );
+    err_names(
+        x().conv_transpose2d(&Var::from(r(1805, &[3, 1, 2, 2])), None, ConvTranspose2dOptions::default()),
         "conv_transpose2d",
     );
     err_names(
-        x().conv_transpose2d(&Var::from(r(1805, &[2, 1, 2, 2])), None, [1, 1], [0, 0], [1, 0], [1, 1], 1),
+        x().conv_transpose2d(
+            &Var::from(r(1805, &[2, 1, 2, 2])),
+            None,
+            ConvTranspose2dOptions { output_padding: [1, 0], ..Default::default() },
+        ),
         "conv_transpose2d",
     );
     err_names(Var::cat(&[Var::from(r(1806, &[2, 3])), Var::from(r(1807, &[3, 2]))], 0), "cat");
@@ -247,7 +283,10 @@ fn new_ops_report_bad_shapes_naming_the_op() {
     );
     err_names(Var::from(r(1810, &[4, 3])).gather(1, &ix(&[3], &[1, 1])), "gather");
     err_names(Var::from(r(1811, &[4])).embedding(&ix(&[0], &[1]), None), "embedding");
-    err_names(Var::from(r(1812, &[4, 4])).max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false), "max_pool2d");
+    err_names(
+        Var::from(r(1812, &[4, 4])).max_pool2d([2, 2], MaxPool2dOptions { stride: Some([2, 2]), ..Default::default() }),
+        "max_pool2d",
+    );
     err_names(Var::from(r(1813, &[1, 8, 5])).fold2d([3, 3], [2, 2], [1, 1], [0, 0], [1, 1]), "fold2d");
     err_names(x().unfold2d([6, 1], [1, 1], [0, 0], [1, 1]), "unfold2d");
     err_names(x().pad(&[5, 0], PadMode::Reflect), "pad");
@@ -267,9 +306,9 @@ fn integer_inputs_get_no_gradient() -> Result<()> {
     assert_eq!(y.tensor().to_vec::<i64>()?, vec![3, 1]);
     let xf = Var::param(r(1820, &[1, 1, 3, 3]))?;
     let wi = Var::from(Tensor::ones([1, 1, 2, 2], tensor_core::DType::I64, &Default::default())?);
-    assert!(xf.conv2d(&wi, None, [1, 1], [0, 0], [1, 1], 1).is_err());
+    assert!(xf.conv2d(&wi, None, Conv2dOptions::default()).is_err());
     let xi4 = Var::from(Tensor::ones([1, 1, 3, 3], tensor_core::DType::I64, &Default::default())?);
-    assert!(xi4.conv2d(&wi, None, [1, 1], [0, 0], [1, 1], 1).is_err());
+    assert!(xi4.conv2d(&wi, None, Conv2dOptions::default()).is_err());
     assert!(autograd::grad(&[y.to_dtype(tensor_core::DType::F64)?.sum_all()?], &[Var::from(xi)], None, false).is_err());
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! fit its variable).
 
 use autograd::Var;
-use tensor_core::{DType, Device, Error, Result, Tensor};
+use tensor_core::{Conv1dOptions, Conv2dOptions, ConvTranspose2dOptions, DType, Device, Error, Result, Tensor};
 
 fn ones(shape: &[usize]) -> Tensor {
     Tensor::ones(shape.to_vec(), DType::F64, &Device::cpu()).unwrap()
@@ -26,20 +26,20 @@ fn op_of(e: &Error) -> &'static str {
 fn an_empty_kernel_is_an_error_in_every_convolution() {
     let x = param(&[1, 1, 4, 4]);
     for w in [[1, 1, 0, 0], [1, 1, 0, 3], [1, 1, 3, 0]] {
-        let e = x.conv2d(&param(&w), None, [1, 1], [0, 0], [1, 1], 1).unwrap_err();
+        let e = x.conv2d(&param(&w), None, Conv2dOptions::default()).unwrap_err();
         assert_eq!(op_of(&e), "conv2d", "{e}");
         assert!(e.to_string().contains("kernel size"), "{e}");
-        let e = x.conv_transpose2d(&param(&w), None, [1, 1], [0, 0], [0, 0], [1, 1], 1).unwrap_err();
+        let e = x.conv_transpose2d(&param(&w), None, ConvTranspose2dOptions::default()).unwrap_err();
         assert_eq!(op_of(&e), "conv_transpose2d", "{e}");
         // Unbatched input too.
-        let e = param(&[1, 4, 4]).conv2d(&param(&w), None, [1, 1], [0, 0], [1, 1], 1).unwrap_err();
+        let e = param(&[1, 4, 4]).conv2d(&param(&w), None, Conv2dOptions::default()).unwrap_err();
         assert_eq!(op_of(&e), "conv2d", "{e}");
     }
-    let e = param(&[1, 1, 5]).conv1d(&param(&[1, 1, 0]), None, 1, 0, 1, 1).unwrap_err();
+    let e = param(&[1, 1, 5]).conv1d(&param(&[1, 1, 0]), None, Conv1dOptions::default()).unwrap_err();
     assert_eq!(op_of(&e), "conv1d", "{e}");
     assert!(e.to_string().contains("kernel size"), "{e}");
     // Padding does not make an empty kernel valid.
-    assert!(x.conv2d(&param(&[1, 1, 0, 0]), None, [1, 1], [2, 2], [1, 1], 1).is_err());
+    assert!(x.conv2d(&param(&[1, 1, 0, 0]), None, Conv2dOptions { padding: [2, 2], ..Default::default() }).is_err());
 }
 
 #[test]
@@ -47,13 +47,24 @@ fn zero_stride_or_dilation_is_an_error() {
     let x = param(&[1, 1, 4, 4]);
     let w = param(&[1, 1, 2, 2]);
     for (stride, dilation) in [([0, 1], [1, 1]), ([1, 1], [1, 0])] {
-        let e = x.conv2d(&w, None, stride, [0, 0], dilation, 1).unwrap_err();
+        let e =
+            x.conv2d(&w, None, Conv2dOptions { stride: stride, dilation: dilation, ..Default::default() }).unwrap_err();
         assert_eq!(op_of(&e), "conv2d", "{e}");
-        let e = x.conv_transpose2d(&w, None, stride, [0, 0], [0, 0], dilation, 1).unwrap_err();
+        let e = x
+            .conv_transpose2d(
+                &w,
+                None,
+                ConvTranspose2dOptions { stride: stride, dilation: dilation, ..Default::default() },
+            )
+            .unwrap_err();
         assert_eq!(op_of(&e), "conv_transpose2d", "{e}");
     }
-    assert!(param(&[1, 1, 5]).conv1d(&param(&[1, 1, 2]), None, 0, 0, 1, 1).is_err());
-    assert!(param(&[1, 1, 5]).conv1d(&param(&[1, 1, 2]), None, 1, 0, 0, 1).is_err());
+    assert!(param(&[1, 1, 5])
+        .conv1d(&param(&[1, 1, 2]), None, Conv1dOptions { stride: 0, ..Default::default() })
+        .is_err());
+    assert!(param(&[1, 1, 5])
+        .conv1d(&param(&[1, 1, 2]), None, Conv1dOptions { dilation: 0, ..Default::default() })
+        .is_err());
 }
 
 #[test]
@@ -61,19 +72,25 @@ fn sizes_that_overflow_are_errors() {
     let x = param(&[1, 1, 4, 4]);
     let w = param(&[1, 1, 2, 2]);
     // Padding and dilation whose arithmetic leaves usize.
-    let e = x.conv2d(&w, None, [1, 1], [usize::MAX / 2 + 1, 0], [1, 1], 1).unwrap_err();
+    let e = x.conv2d(&w, None, Conv2dOptions { padding: [usize::MAX / 2 + 1, 0], ..Default::default() }).unwrap_err();
     assert_eq!(op_of(&e), "conv2d", "{e}");
-    let e = x.conv2d(&w, None, [1, 1], [0, 0], [usize::MAX, 1], 1).unwrap_err();
+    let e = x.conv2d(&w, None, Conv2dOptions { dilation: [usize::MAX, 1], ..Default::default() }).unwrap_err();
     assert_eq!(op_of(&e), "conv2d", "{e}");
     // A stride or dilation that makes the transposed output size overflow.
-    let e = x.conv_transpose2d(&w, None, [usize::MAX, 1], [0, 0], [0, 0], [1, 1], 1).unwrap_err();
+    let e = x
+        .conv_transpose2d(&w, None, ConvTranspose2dOptions { stride: [usize::MAX, 1], ..Default::default() })
+        .unwrap_err();
     assert_eq!(op_of(&e), "conv_transpose2d", "{e}");
-    let e = x.conv_transpose2d(&w, None, [1, 1], [0, 0], [0, 0], [usize::MAX, 1], 1).unwrap_err();
+    let e = x
+        .conv_transpose2d(&w, None, ConvTranspose2dOptions { dilation: [usize::MAX, 1], ..Default::default() })
+        .unwrap_err();
     assert_eq!(op_of(&e), "conv_transpose2d", "{e}");
-    let e = x.conv_transpose2d(&w, None, [1, 1], [usize::MAX, 0], [0, 0], [1, 1], 1).unwrap_err();
+    let e = x
+        .conv_transpose2d(&w, None, ConvTranspose2dOptions { padding: [usize::MAX, 0], ..Default::default() })
+        .unwrap_err();
     assert_eq!(op_of(&e), "conv_transpose2d", "{e}");
     // A large but representable stride still works: one window.
-    let y = x.conv2d(&w, None, [usize::MAX, usize::MAX], [0, 0], [1, 1], 1).unwrap();
+    let y = x.conv2d(&w, None, Conv2dOptions { stride: [usize::MAX, usize::MAX], ..Default::default() }).unwrap();
     assert_eq!(y.dims(), &[1, 1, 1, 1]);
     assert_eq!(y.tensor().to_vec::<f64>().unwrap(), vec![4.0]);
 }

@@ -11,7 +11,10 @@
 //!
 //! `tests/hostile.rs` walks [`cases`] with each case under `catch_unwind`.
 
-use tensor_core::{BinaryOp, DType, Device, Error, PadMode, Result, Tensor};
+use tensor_core::{
+    AvgPool2dOptions, BinaryOp, Conv1dOptions, Conv2dOptions, ConvTranspose2dOptions, DType, Device, Error,
+    MaxPool2dOptions, PadMode, Result, Tensor,
+};
 
 /// One hostile call and the error it must produce.
 pub struct HostileCase {
@@ -229,50 +232,70 @@ fn padding_and_windows() -> Vec<HostileCase> {
         }),
         named("pad", "reflect pad by usize::MAX", either, || ones(&[3])?.pad(&[usize::MAX, 0], PadMode::Reflect)),
         named("conv2d", "conv2d padding near usize::MAX", arg, || {
-            image([1, 1, 3, 3])?.conv2d(&image([1, 1, 2, 2])?, None, [1, 1], [HALF, 0], [1, 1], 1)
+            image([1, 1, 3, 3])?.conv2d(
+                &image([1, 1, 2, 2])?,
+                None,
+                Conv2dOptions { padding: [HALF, 0], ..Default::default() },
+            )
         }),
         named("conv2d", "conv2d output numel past usize::MAX", bad, || {
-            image([1, 1, 3, 3])?.conv2d(&image([1, 1, 2, 2])?, None, [1, 1], [BIG, BIG], [1, 1], 1)
+            image([1, 1, 3, 3])?.conv2d(
+                &image([1, 1, 2, 2])?,
+                None,
+                Conv2dOptions { padding: [BIG, BIG], ..Default::default() },
+            )
         }),
         named("conv2d", "conv2d dilation * (k - 1) overflows", mis, || {
-            image([1, 1, 3, 3])?.conv2d(&image([1, 1, 3, 3])?, None, [1, 1], [0, 0], [usize::MAX, 1], 1)
+            image([1, 1, 3, 3])?.conv2d(
+                &image([1, 1, 3, 3])?,
+                None,
+                Conv2dOptions { dilation: [usize::MAX, 1], ..Default::default() },
+            )
         }),
         named("conv2d", "conv2d stride 0", arg, || {
-            image([1, 1, 3, 3])?.conv2d(&image([1, 1, 2, 2])?, None, [0, 1], [0, 0], [1, 1], 1)
+            image([1, 1, 3, 3])?.conv2d(
+                &image([1, 1, 2, 2])?,
+                None,
+                Conv2dOptions { stride: [0, 1], ..Default::default() },
+            )
         }),
         named("conv2d", "conv2d zero-size kernel", mis, || {
-            image([1, 1, 3, 3])?.conv2d(&image([1, 1, 0, 2])?, None, [1, 1], [0, 0], [1, 1], 1)
+            image([1, 1, 3, 3])?.conv2d(&image([1, 1, 0, 2])?, None, Conv2dOptions::default())
         }),
         named("conv1d", "conv1d padding usize::MAX", arg, || {
-            ones(&[1, 1, 4])?.conv1d(&ones(&[1, 1, 2])?, None, 1, usize::MAX, 1, 1)
+            ones(&[1, 1, 4])?.conv1d(
+                &ones(&[1, 1, 2])?,
+                None,
+                Conv1dOptions { padding: usize::MAX, ..Default::default() },
+            )
         }),
         named("conv1d", "conv1d dilation usize::MAX", mis, || {
-            ones(&[1, 1, 4])?.conv1d(&ones(&[1, 1, 2])?, None, 1, 0, usize::MAX, 1)
+            ones(&[1, 1, 4])?.conv1d(
+                &ones(&[1, 1, 2])?,
+                None,
+                Conv1dOptions { dilation: usize::MAX, ..Default::default() },
+            )
         }),
         named("conv_transpose2d", "conv_transpose2d stride usize::MAX", arg, || {
             image([1, 1, 2, 2])?.conv_transpose2d(
                 &image([1, 1, 2, 2])?,
                 None,
-                [usize::MAX, 1],
-                [0, 0],
-                [0, 0],
-                [1, 1],
-                1,
+                ConvTranspose2dOptions { stride: [usize::MAX, 1], ..Default::default() },
             )
         }),
         named("conv_transpose2d", "conv_transpose2d dilation usize::MAX", arg, || {
             image([1, 1, 2, 2])?.conv_transpose2d(
                 &image([1, 1, 2, 2])?,
                 None,
-                [1, 1],
-                [0, 0],
-                [0, 0],
-                [usize::MAX, 1],
-                1,
+                ConvTranspose2dOptions { dilation: [usize::MAX, 1], ..Default::default() },
             )
         }),
         named("conv_transpose2d", "conv_transpose2d output numel past usize::MAX", bad, || {
-            image([1, 1, 2, 2])?.conv_transpose2d(&image([1, 1, 2, 2])?, None, [BIG, BIG], [0, 0], [0, 0], [1, 1], 1)
+            image([1, 1, 2, 2])?.conv_transpose2d(
+                &image([1, 1, 2, 2])?,
+                None,
+                ConvTranspose2dOptions { stride: [BIG, BIG], ..Default::default() },
+            )
         }),
         named("unfold2d", "unfold2d padding usize::MAX", arg, || {
             image([1, 1, 3, 3])?.unfold2d([2, 2], [1, 1], [usize::MAX, 0], [1, 1])
@@ -294,32 +317,58 @@ fn padding_and_windows() -> Vec<HostileCase> {
             ones(&[1, 4, 4])?.fold2d([3, 3], [2, 2], [1, 1], [BIG, BIG], [1, 1])
         }),
         named("max_pool2d", "max_pool2d dilation usize::MAX", bad, || {
-            image([1, 1, 4, 4])?.max_pool2d([2, 2], [1, 1], [0, 0], [usize::MAX, 1], false)
+            image([1, 1, 4, 4])?.max_pool2d(
+                [2, 2],
+                MaxPool2dOptions { stride: Some([1, 1]), dilation: [usize::MAX, 1], ..Default::default() },
+            )
         }),
         named("max_pool2d", "max_pool2d kernel usize::MAX", bad, || {
-            image([1, 1, 4, 4])?.max_pool2d([usize::MAX, 2], [1, 1], [0, 0], [1, 1], false)
+            image([1, 1, 4, 4])?
+                .max_pool2d([usize::MAX, 2], MaxPool2dOptions { stride: Some([1, 1]), ..Default::default() })
         }),
         named("max_pool2d", "f16 max_pool2d padded numel past usize::MAX", bad, || {
             let x = image([1, 1, 1, 1])?.to_dtype(DType::F16)?;
-            x.max_pool2d([2 * BIG, 2 * BIG], [1, 1], [BIG, BIG], [1, 1], false)
+            x.max_pool2d(
+                [2 * BIG, 2 * BIG],
+                MaxPool2dOptions { stride: Some([1, 1]), padding: [BIG, BIG], ..Default::default() },
+            )
         }),
         named("max_pool2d", "max_pool2d stride 0", arg, || {
-            image([1, 1, 4, 4])?.max_pool2d([2, 2], [0, 1], [0, 0], [1, 1], false)
+            image([1, 1, 4, 4])?.max_pool2d([2, 2], MaxPool2dOptions { stride: Some([0, 1]), ..Default::default() })
         }),
         named("max_pool2d", "max_pool2d zero-size kernel", arg, || {
-            image([1, 1, 4, 4])?.max_pool2d([0, 2], [1, 1], [0, 0], [1, 1], false)
+            image([1, 1, 4, 4])?.max_pool2d([0, 2], MaxPool2dOptions { stride: Some([1, 1]), ..Default::default() })
         }),
         named("max_pool2d_with_indices", "max_pool2d_with_indices dilation usize::MAX", bad, || {
-            image([1, 1, 4, 4])?.max_pool2d_with_indices([2, 2], [1, 1], [0, 0], [1, usize::MAX], true)
+            image([1, 1, 4, 4])?.max_pool2d_with_indices(
+                [2, 2],
+                MaxPool2dOptions {
+                    stride: Some([1, 1]),
+                    dilation: [1, usize::MAX],
+                    ceil_mode: true,
+                    ..Default::default()
+                },
+            )
         }),
         named("avg_pool2d", "avg_pool2d padded numel past usize::MAX", bad, || {
-            image([1, 1, 1, 1])?.avg_pool2d([2 * BIG, 2 * BIG], [1, 1], [BIG, BIG], false, true)
+            image([1, 1, 1, 1])?.avg_pool2d(
+                [2 * BIG, 2 * BIG],
+                AvgPool2dOptions { stride: Some([1, 1]), padding: [BIG, BIG], ..Default::default() },
+            )
         }),
         named("avg_pool2d", "avg_pool2d padded plane of usize::MAX rows", bad, || {
-            image([1, 1, 1, 1])?.avg_pool2d([usize::MAX, 1], [usize::MAX, 1], [HALF, 0], true, true)
+            image([1, 1, 1, 1])?.avg_pool2d(
+                [usize::MAX, 1],
+                AvgPool2dOptions {
+                    stride: Some([usize::MAX, 1]),
+                    padding: [HALF, 0],
+                    ceil_mode: true,
+                    ..Default::default()
+                },
+            )
         }),
         named("avg_pool2d", "avg_pool2d zero-size kernel", arg, || {
-            image([1, 1, 4, 4])?.avg_pool2d([2, 0], [1, 1], [0, 0], false, true)
+            image([1, 1, 4, 4])?.avg_pool2d([2, 0], AvgPool2dOptions { stride: Some([1, 1]), ..Default::default() })
         }),
         named("adaptive_avg_pool2d", "adaptive_avg_pool2d output usize::MAX", bad, || {
             image([1, 1, 4, 4])?.adaptive_avg_pool2d([usize::MAX, 2])

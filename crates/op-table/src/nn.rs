@@ -4,7 +4,10 @@
 
 pub mod refs;
 
-use tensor_core::{AttentionOpts, DType, Error, Generator, PadMode, Tensor};
+use tensor_core::{
+    AttentionOpts, AvgPool2dOptions, Conv1dOptions, Conv2dOptions, ConvTranspose2dOptions, DType, Error, Generator,
+    MaxPool2dOptions, PadMode, Tensor,
+};
 
 use crate::call;
 use crate::{int_t, rand_t, ErrorCase, OpInfo, RefArray, Sample, FLOATS, NUMERIC};
@@ -103,13 +106,22 @@ fn conv2d_sample(
     if bias {
         inputs.push(r(seed + 1, &[w_shape[0]]));
     }
-    Sample::call(desc, inputs, call!(|i| Ok(vec![i[0].conv2d(&i[1], i.get(2), s, p, d, g)?])), move |a| {
-        if a[0].shape.len() == 3 {
-            vec![unbatch(refs::conv2d(&batch1(&a[0]), &a[1], a.get(2), s, p, d, g))]
-        } else {
-            vec![refs::conv2d(&a[0], &a[1], a.get(2), s, p, d, g)]
-        }
-    })
+    Sample::call(
+        desc,
+        inputs,
+        call!(|i| Ok(vec![i[0].conv2d(
+            &i[1],
+            i.get(2),
+            Conv2dOptions { stride: s, padding: p, dilation: d, groups: g }
+        )?])),
+        move |a| {
+            if a[0].shape.len() == 3 {
+                vec![unbatch(refs::conv2d(&batch1(&a[0]), &a[1], a.get(2), s, p, d, g))]
+            } else {
+                vec![refs::conv2d(&a[0], &a[1], a.get(2), s, p, d, g)]
+            }
+        },
+    )
 }
 
 fn conv2d_record() -> OpInfo {
@@ -187,52 +199,76 @@ fn conv2d_record() -> OpInfo {
         .sample(conv2d_sample("batch 0", x(10, &[0, 2, 4, 4]), &[3, 2, 3, 3], true, [1, 1], [0, 0], [1, 1], 1, 20))
         .error(ErrorCase::new(
             "2-D input",
-            || r(1, &[4, 4]).conv2d(&r(2, &[1, 1, 2, 2]), None, [1, 1], [0, 0], [1, 1], 1),
+            || r(1, &[4, 4]).conv2d(&r(2, &[1, 1, 2, 2]), None, Conv2dOptions::default()),
             shape_err,
         ))
         .error(ErrorCase::new(
             "3-D weight",
-            || r(1, &[1, 1, 4, 4]).conv2d(&r(2, &[1, 1, 2]), None, [1, 1], [0, 0], [1, 1], 1),
+            || r(1, &[1, 1, 4, 4]).conv2d(&r(2, &[1, 1, 2]), None, Conv2dOptions::default()),
             shape_err,
         ))
         .error(ErrorCase::new(
             "channel mismatch",
-            || r(1, &[1, 3, 4, 4]).conv2d(&r(2, &[2, 2, 2, 2]), None, [1, 1], [0, 0], [1, 1], 1),
+            || r(1, &[1, 3, 4, 4]).conv2d(&r(2, &[2, 2, 2, 2]), None, Conv2dOptions::default()),
             shape_err,
         ))
         .error(ErrorCase::new(
             "groups do not divide the output channels",
-            || r(1, &[1, 4, 4, 4]).conv2d(&r(2, &[3, 2, 2, 2]), None, [1, 1], [0, 0], [1, 1], 2),
+            || {
+                r(1, &[1, 4, 4, 4]).conv2d(
+                    &r(2, &[3, 2, 2, 2]),
+                    None,
+                    Conv2dOptions { groups: 2, ..Default::default() },
+                )
+            },
             shape_err,
         ))
         .error(ErrorCase::new(
             "kernel larger than padded input",
-            || r(1, &[1, 1, 3, 3]).conv2d(&r(2, &[1, 1, 4, 4]), None, [1, 1], [0, 0], [1, 1], 1),
+            || r(1, &[1, 1, 3, 3]).conv2d(&r(2, &[1, 1, 4, 4]), None, Conv2dOptions::default()),
             shape_err,
         ))
         .error(ErrorCase::new(
             "dilated kernel larger than padded input",
-            || r(1, &[1, 1, 4, 4]).conv2d(&r(2, &[1, 1, 3, 3]), None, [1, 1], [0, 0], [2, 2], 1),
+            || {
+                r(1, &[1, 1, 4, 4]).conv2d(
+                    &r(2, &[1, 1, 3, 3]),
+                    None,
+                    Conv2dOptions { dilation: [2, 2], ..Default::default() },
+                )
+            },
             shape_err,
         ))
         .error(ErrorCase::new(
             "bias of wrong size",
-            || r(1, &[1, 1, 4, 4]).conv2d(&r(2, &[2, 1, 2, 2]), Some(&r(3, &[3])), [1, 1], [0, 0], [1, 1], 1),
+            || r(1, &[1, 1, 4, 4]).conv2d(&r(2, &[2, 1, 2, 2]), Some(&r(3, &[3])), Conv2dOptions::default()),
             shape_err,
         ))
         .error(ErrorCase::new(
             "zero stride",
-            || r(1, &[1, 1, 4, 4]).conv2d(&r(2, &[1, 1, 2, 2]), None, [0, 1], [0, 0], [1, 1], 1),
+            || {
+                r(1, &[1, 1, 4, 4]).conv2d(
+                    &r(2, &[1, 1, 2, 2]),
+                    None,
+                    Conv2dOptions { stride: [0, 1], ..Default::default() },
+                )
+            },
             arg_err,
         ))
         .error(ErrorCase::new(
             "zero groups",
-            || r(1, &[1, 1, 4, 4]).conv2d(&r(2, &[1, 1, 2, 2]), None, [1, 1], [0, 0], [1, 1], 0),
+            || {
+                r(1, &[1, 1, 4, 4]).conv2d(
+                    &r(2, &[1, 1, 2, 2]),
+                    None,
+                    Conv2dOptions { groups: 0, ..Default::default() },
+                )
+            },
             arg_err,
         ))
         .error(ErrorCase::new(
             "dtype mismatch",
-            || r(1, &[1, 1, 4, 4]).conv2d(&r(2, &[1, 1, 2, 2]).to_dtype(DType::F32)?, None, [1, 1], [0, 0], [1, 1], 1),
+            || r(1, &[1, 1, 4, 4]).conv2d(&r(2, &[1, 1, 2, 2]).to_dtype(DType::F32)?, None, Conv2dOptions::default()),
             dtype_err,
         ))
 }
@@ -252,13 +288,22 @@ fn conv1d_sample(
     if bias {
         inputs.push(r(41, &[w_shape[0]]));
     }
-    Sample::call(desc, inputs, call!(|i| Ok(vec![i[0].conv1d(&i[1], i.get(2), s, p, d, g)?])), move |a| {
-        if a[0].shape.len() == 2 {
-            vec![unbatch(refs::conv1d(&batch1(&a[0]), &a[1], a.get(2), s, p, d, g))]
-        } else {
-            vec![refs::conv1d(&a[0], &a[1], a.get(2), s, p, d, g)]
-        }
-    })
+    Sample::call(
+        desc,
+        inputs,
+        call!(|i| Ok(vec![i[0].conv1d(
+            &i[1],
+            i.get(2),
+            Conv1dOptions { stride: s, padding: p, dilation: d, groups: g }
+        )?])),
+        move |a| {
+            if a[0].shape.len() == 2 {
+                vec![unbatch(refs::conv1d(&batch1(&a[0]), &a[1], a.get(2), s, p, d, g))]
+            } else {
+                vec![refs::conv1d(&a[0], &a[1], a.get(2), s, p, d, g)]
+            }
+        },
+    )
 }
 
 fn conv1d_record() -> OpInfo {
@@ -270,22 +315,22 @@ fn conv1d_record() -> OpInfo {
         .sample(conv1d_sample("transposed input", transposed(5, &[2, 3, 6]), &[2, 3, 2], false, 1, 0, 1, 1))
         .error(ErrorCase::new(
             "4-D input",
-            || r(1, &[1, 1, 1, 4]).conv1d(&r(2, &[1, 1, 2]), None, 1, 0, 1, 1),
+            || r(1, &[1, 1, 1, 4]).conv1d(&r(2, &[1, 1, 2]), None, Conv1dOptions::default()),
             shape_err,
         ))
         .error(ErrorCase::new(
             "channel mismatch",
-            || r(1, &[1, 2, 5]).conv1d(&r(2, &[1, 3, 2]), None, 1, 0, 1, 1),
+            || r(1, &[1, 2, 5]).conv1d(&r(2, &[1, 3, 2]), None, Conv1dOptions::default()),
             shape_err,
         ))
         .error(ErrorCase::new(
             "kernel larger than padded input",
-            || r(1, &[1, 1, 3]).conv1d(&r(2, &[1, 1, 6]), None, 1, 1, 1, 1),
+            || r(1, &[1, 1, 3]).conv1d(&r(2, &[1, 1, 6]), None, Conv1dOptions { padding: 1, ..Default::default() }),
             shape_err,
         ))
         .error(ErrorCase::new(
             "zero dilation",
-            || r(1, &[1, 1, 5]).conv1d(&r(2, &[1, 1, 2]), None, 1, 0, 0, 1),
+            || r(1, &[1, 1, 5]).conv1d(&r(2, &[1, 1, 2]), None, Conv1dOptions { dilation: 0, ..Default::default() }),
             arg_err,
         ))
 }
@@ -306,13 +351,22 @@ fn convt_sample(
     if bias {
         inputs.push(r(51, &[w_shape[1] * g]));
     }
-    Sample::call(desc, inputs, call!(|i| Ok(vec![i[0].conv_transpose2d(&i[1], i.get(2), s, p, op, d, g)?])), move |a| {
-        if a[0].shape.len() == 3 {
-            vec![unbatch(refs::conv_transpose2d(&batch1(&a[0]), &a[1], a.get(2), s, p, op, d, g))]
-        } else {
-            vec![refs::conv_transpose2d(&a[0], &a[1], a.get(2), s, p, op, d, g)]
-        }
-    })
+    Sample::call(
+        desc,
+        inputs,
+        call!(|i| Ok(vec![i[0].conv_transpose2d(
+            &i[1],
+            i.get(2),
+            ConvTranspose2dOptions { stride: s, padding: p, output_padding: op, groups: g, dilation: d }
+        )?])),
+        move |a| {
+            if a[0].shape.len() == 3 {
+                vec![unbatch(refs::conv_transpose2d(&batch1(&a[0]), &a[1], a.get(2), s, p, op, d, g))]
+            } else {
+                vec![refs::conv_transpose2d(&a[0], &a[1], a.get(2), s, p, op, d, g)]
+            }
+        },
+    )
 }
 
 fn conv_transpose2d_record() -> OpInfo {
@@ -365,22 +419,34 @@ fn conv_transpose2d_record() -> OpInfo {
         ))
         .error(ErrorCase::new(
             "weight in-channels mismatch",
-            || r(1, &[1, 3, 4, 4]).conv_transpose2d(&r(2, &[2, 2, 3, 3]), None, [1, 1], [0, 0], [0, 0], [1, 1], 1),
+            || r(1, &[1, 3, 4, 4]).conv_transpose2d(&r(2, &[2, 2, 3, 3]), None, ConvTranspose2dOptions::default()),
             shape_err,
         ))
         .error(ErrorCase::new(
             "2-D input",
-            || r(1, &[4, 4]).conv_transpose2d(&r(2, &[1, 1, 3, 3]), None, [1, 1], [0, 0], [0, 0], [1, 1], 1),
+            || r(1, &[4, 4]).conv_transpose2d(&r(2, &[1, 1, 3, 3]), None, ConvTranspose2dOptions::default()),
             shape_err,
         ))
         .error(ErrorCase::new(
             "output_padding not smaller than stride or dilation",
-            || r(1, &[1, 1, 4, 4]).conv_transpose2d(&r(2, &[1, 1, 3, 3]), None, [2, 2], [0, 0], [2, 0], [1, 1], 1),
+            || {
+                r(1, &[1, 1, 4, 4]).conv_transpose2d(
+                    &r(2, &[1, 1, 3, 3]),
+                    None,
+                    ConvTranspose2dOptions { stride: [2, 2], output_padding: [2, 0], ..Default::default() },
+                )
+            },
             arg_err,
         ))
         .error(ErrorCase::new(
             "padding leaves nothing",
-            || r(1, &[1, 1, 1, 1]).conv_transpose2d(&r(2, &[1, 1, 1, 1]), None, [1, 1], [1, 1], [0, 0], [1, 1], 1),
+            || {
+                r(1, &[1, 1, 1, 1]).conv_transpose2d(
+                    &r(2, &[1, 1, 1, 1]),
+                    None,
+                    ConvTranspose2dOptions { padding: [1, 1], ..Default::default() },
+                )
+            },
             shape_err,
         ))
 }
@@ -411,9 +477,14 @@ fn pool_ref(a: &RefArray, f: impl Fn(&RefArray) -> Vec<RefArray>) -> Vec<RefArra
 fn max_pool_errors(op: OpInfo, with_indices: bool) -> OpInfo {
     let run = move |x: Tensor, k: [usize; 2], s: [usize; 2], p: [usize; 2], d: [usize; 2]| {
         if with_indices {
-            x.max_pool2d_with_indices(k, s, p, d, false).map(|_| ())
+            x.max_pool2d_with_indices(
+                k,
+                MaxPool2dOptions { stride: Some(s), padding: p, dilation: d, ..Default::default() },
+            )
+            .map(|_| ())
         } else {
-            x.max_pool2d(k, s, p, d, false).map(|_| ())
+            x.max_pool2d(k, MaxPool2dOptions { stride: Some(s), padding: p, dilation: d, ..Default::default() })
+                .map(|_| ())
         }
     };
     op.error(ErrorCase::new("2-D input", move || run(r(1, &[4, 4]), [2, 2], [2, 2], [0, 0], [1, 1]), invalid_shape))
@@ -446,9 +517,14 @@ fn max_pool_errors(op: OpInfo, with_indices: bool) -> OpInfo {
 fn max_pool2d_record() -> OpInfo {
     let mut op = OpInfo::new("max_pool2d", FLOATS, true);
     for (desc, x, (k, s, p, d, c)) in max_pool_cases() {
-        op = op.sample(Sample::call(desc, vec![x], call!(|i| Ok(vec![i[0].max_pool2d(k, s, p, d, c)?])), move |a| {
-            pool_ref(&a[0], |x| vec![refs::max_pool2d(x, k, s, p, d, c).0])
-        }));
+        op = op.sample(Sample::call(
+            desc,
+            vec![x],
+            call!(|i| Ok(vec![
+                i[0].max_pool2d(k, MaxPool2dOptions { stride: Some(s), padding: p, dilation: d, ceil_mode: c })?
+            ])),
+            move |a| pool_ref(&a[0], |x| vec![refs::max_pool2d(x, k, s, p, d, c).0]),
+        ));
     }
     max_pool_errors(op, false)
 }
@@ -460,7 +536,10 @@ fn max_pool2d_with_indices_record() -> OpInfo {
             desc,
             vec![x],
             call!(|i| {
-                let (v, ix) = i[0].max_pool2d_with_indices(k, s, p, d, c)?;
+                let (v, ix) = i[0].max_pool2d_with_indices(
+                    k,
+                    MaxPool2dOptions { stride: Some(s), padding: p, dilation: d, ceil_mode: c },
+                )?;
                 Ok(vec![v, crate::lift(ix)])
             }),
             move |a| {
@@ -475,37 +554,61 @@ fn max_pool2d_with_indices_record() -> OpInfo {
 }
 
 fn avg_pool2d_record() -> OpInfo {
-    type Args = ([usize; 2], [usize; 2], [usize; 2], bool, bool);
+    type Args = ([usize; 2], [usize; 2], [usize; 2], bool, bool, Option<usize>);
     let cases: Vec<(&str, Tensor, Args)> = vec![
-        ("2x2 stride 2, batch 2", r(1, &[2, 3, 6, 6]), ([2, 2], [2, 2], [0, 0], false, true)),
-        ("3x3 stride 2 pad 1, count_include_pad", r(2, &[1, 2, 7, 7]), ([3, 3], [2, 2], [1, 1], false, true)),
-        ("3x3 stride 2 pad 1, exclude pad", r(3, &[1, 2, 7, 7]), ([3, 3], [2, 2], [1, 1], false, false)),
-        ("ceil_mode, include pad", r(4, &[2, 1, 6, 5]), ([3, 2], [2, 2], [1, 1], true, true)),
-        ("ceil_mode, exclude pad", r(5, &[2, 1, 6, 5]), ([3, 2], [2, 2], [1, 1], true, false)),
-        ("ceil_mode, no pad", r(6, &[1, 2, 6, 6]), ([3, 3], [2, 2], [0, 0], true, true)),
-        ("non-square kernel", r(7, &[1, 3, 5, 8]), ([2, 3], [1, 2], [1, 1], false, true)),
-        ("unbatched", r(8, &[2, 4, 5]), ([2, 2], [1, 2], [0, 0], false, true)),
-        ("transposed input", transposed(9, &[2, 2, 5, 6]), ([3, 3], [1, 1], [1, 0], true, false)),
+        ("2x2 stride 2, batch 2", r(1, &[2, 3, 6, 6]), ([2, 2], [2, 2], [0, 0], false, true, None)),
+        ("3x3 stride 2 pad 1, count_include_pad", r(2, &[1, 2, 7, 7]), ([3, 3], [2, 2], [1, 1], false, true, None)),
+        ("3x3 stride 2 pad 1, exclude pad", r(3, &[1, 2, 7, 7]), ([3, 3], [2, 2], [1, 1], false, false, None)),
+        ("ceil_mode, include pad", r(4, &[2, 1, 6, 5]), ([3, 2], [2, 2], [1, 1], true, true, None)),
+        ("ceil_mode, exclude pad", r(5, &[2, 1, 6, 5]), ([3, 2], [2, 2], [1, 1], true, false, None)),
+        ("ceil_mode, no pad", r(6, &[1, 2, 6, 6]), ([3, 3], [2, 2], [0, 0], true, true, None)),
+        ("non-square kernel", r(7, &[1, 3, 5, 8]), ([2, 3], [1, 2], [1, 1], false, true, None)),
+        ("unbatched", r(8, &[2, 4, 5]), ([2, 2], [1, 2], [0, 0], false, true, None)),
+        ("transposed input", transposed(9, &[2, 2, 5, 6]), ([3, 3], [1, 1], [1, 0], true, false, None)),
+        ("divisor_override, pad 1", r(10, &[1, 2, 5, 5]), ([3, 3], [2, 2], [1, 1], false, true, Some(3))),
+        (
+            "divisor_override, ceil_mode, exclude pad",
+            r(11, &[2, 1, 6, 5]),
+            ([3, 2], [2, 2], [1, 1], true, false, Some(5)),
+        ),
     ];
     let mut op = OpInfo::new("avg_pool2d", FLOATS, true);
-    for (desc, x, (k, s, p, c, inc)) in cases {
-        op = op.sample(Sample::call(desc, vec![x], call!(|i| Ok(vec![i[0].avg_pool2d(k, s, p, c, inc)?])), move |a| {
-            pool_ref(&a[0], |x| vec![refs::avg_pool2d(x, k, s, p, c, inc)])
+    for (desc, x, (k, s, p, c, inc, div)) in cases {
+        let o = AvgPool2dOptions {
+            stride: Some(s),
+            padding: p,
+            ceil_mode: c,
+            count_include_pad: inc,
+            divisor_override: div,
+        };
+        op = op.sample(Sample::call(desc, vec![x], call!(|i| Ok(vec![i[0].avg_pool2d(k, o)?])), move |a| {
+            pool_ref(&a[0], |x| vec![refs::avg_pool2d(x, k, s, p, c, inc, div)])
         }));
     }
     op.error(ErrorCase::new(
+        "zero divisor_override",
+        || r(1, &[1, 1, 4, 4]).avg_pool2d([2, 2], AvgPool2dOptions { divisor_override: Some(0), ..Default::default() }),
+        arg_err,
+    ))
+    .error(ErrorCase::new(
         "5-D input",
-        || r(1, &[1, 1, 1, 4, 4]).avg_pool2d([2, 2], [2, 2], [0, 0], false, true),
+        || r(1, &[1, 1, 1, 4, 4]).avg_pool2d([2, 2], AvgPool2dOptions { stride: Some([2, 2]), ..Default::default() }),
         invalid_shape,
     ))
     .error(ErrorCase::new(
         "padding over half the kernel",
-        || r(1, &[1, 1, 5, 5]).avg_pool2d([3, 3], [1, 1], [2, 2], false, true),
+        || {
+            r(1, &[1, 1, 5, 5])
+                .avg_pool2d([3, 3], AvgPool2dOptions { stride: Some([1, 1]), padding: [2, 2], ..Default::default() })
+        },
         arg_err,
     ))
     .error(ErrorCase::new(
         "kernel larger than padded input",
-        || r(1, &[1, 1, 2, 2]).avg_pool2d([5, 5], [1, 1], [1, 1], false, true),
+        || {
+            r(1, &[1, 1, 2, 2])
+                .avg_pool2d([5, 5], AvgPool2dOptions { stride: Some([1, 1]), padding: [1, 1], ..Default::default() })
+        },
         invalid_shape,
     ))
 }

@@ -6,7 +6,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use op_table::hostile::{cases, error_op};
-use tensor_core::{BinaryOp, DType, Device, Error, HostBuffer, OwnedBuffer, PadMode, Scalar, Tensor};
+use tensor_core::{
+    BinaryOp, Conv2dOptions, ConvTranspose2dOptions, DType, Device, Error, HostBuffer, MaxPool2dOptions, OwnedBuffer,
+    PadMode, Scalar, Tensor,
+};
 
 /// A hostile case must fail fast: it never gets near real work or memory.
 const FAST: Duration = Duration::from_secs(5);
@@ -171,10 +174,14 @@ fn huge_but_harmless_window_parameters_compute_the_right_values() {
     let x = Tensor::arange(0.0, 9.0, 1.0, DType::F32, &dev).expect("arange").reshape(&[1, 1, 3, 3]).expect("view");
     // A 1-tap kernel ignores its dilation; a single output ignores its stride.
     let w = Tensor::ones([1, 1, 1, 1], DType::F32, &dev).expect("ones");
-    let a = x.conv2d(&w, None, [1, 1], [0, 0], [usize::MAX, usize::MAX], 1).expect("conv2d, huge dilation");
+    let a = x
+        .conv2d(&w, None, Conv2dOptions { dilation: [usize::MAX, usize::MAX], ..Default::default() })
+        .expect("conv2d, huge dilation");
     assert_eq!(a.to_vec::<f32>().expect("values"), (0..9).map(|v| v as f32).collect::<Vec<_>>());
     let w3 = Tensor::ones([1, 1, 3, 3], DType::F32, &dev).expect("ones");
-    let b = x.conv2d(&w3, None, [usize::MAX, usize::MAX], [0, 0], [1, 1], 1).expect("conv2d, huge stride");
+    let b = x
+        .conv2d(&w3, None, Conv2dOptions { stride: [usize::MAX, usize::MAX], ..Default::default() })
+        .expect("conv2d, huge stride");
     assert_eq!(b.to_vec::<f32>().expect("values"), vec![36.0]);
     let u = x.unfold2d([1, 1], [usize::MAX, usize::MAX], [0, 0], [usize::MAX, 1]).expect("unfold2d");
     assert_eq!(u.to_vec::<f32>().expect("values"), vec![0.0, 1.0, 2.0]);
@@ -184,29 +191,49 @@ fn huge_but_harmless_window_parameters_compute_the_right_values() {
         .and_then(|t| t.reshape(&[3, 3])?.t()?.contiguous()?.t()?.unsqueeze(0)?.unsqueeze(0))
         .expect("transposed view");
     assert!(!xnc.is_contiguous());
-    let c = xnc.conv2d(&w3, None, [usize::MAX, 1], [0, 0], [1, 1], 1).expect("generic conv2d");
+    let c =
+        xnc.conv2d(&w3, None, Conv2dOptions { stride: [usize::MAX, 1], ..Default::default() }).expect("generic conv2d");
     assert_eq!(c.to_vec::<f32>().expect("values"), vec![36.0]);
-    let c = xnc.conv2d(&w, None, [1, 1], [0, 0], [usize::MAX, usize::MAX], 1).expect("generic conv2d");
+    let c = xnc
+        .conv2d(&w, None, Conv2dOptions { dilation: [usize::MAX, usize::MAX], ..Default::default() })
+        .expect("generic conv2d");
     assert_eq!(c.to_vec::<f32>().expect("values"), (0..9).map(|v| v as f32).collect::<Vec<_>>());
     let x16 = x.to_dtype(DType::F16).expect("f16");
-    let m = x16.max_pool2d([3, 3], [usize::MAX, usize::MAX], [0, 0], [1, 1], false).expect("generic max_pool2d");
+    let m = x16
+        .max_pool2d([3, 3], MaxPool2dOptions { stride: Some([usize::MAX, usize::MAX]), ..Default::default() })
+        .expect("generic max_pool2d");
     assert_eq!(m.to_vec_f64().expect("values"), vec![8.0]);
-    let m = x16.max_pool2d([1, 1], [2, 2], [0, 0], [usize::MAX, usize::MAX], false).expect("generic max_pool2d");
+    let m = x16
+        .max_pool2d(
+            [1, 1],
+            MaxPool2dOptions { stride: Some([2, 2]), dilation: [usize::MAX, usize::MAX], ..Default::default() },
+        )
+        .expect("generic max_pool2d");
     assert_eq!(m.to_vec_f64().expect("values"), vec![0.0, 2.0, 6.0, 8.0]);
     let t = x
-        .conv_transpose2d(&w, None, [1, 1], [0, 0], [0, 0], [usize::MAX, usize::MAX], 1)
+        .conv_transpose2d(&w, None, ConvTranspose2dOptions { dilation: [usize::MAX, usize::MAX], ..Default::default() })
         .expect("conv_transpose2d, 1-tap kernel with huge dilation");
     assert_eq!(t.to_vec::<f32>().expect("values"), (0..9).map(|v| v as f32).collect::<Vec<_>>());
     // A max-pool window far larger than the input, mostly padding: one pass over the
     // few real taps, not over the padding (2^40 taps per window would hang).
     let one = Tensor::full([1, 1, 1, 1], 3.0, DType::F32, &dev).expect("full");
     let k = 1usize << 40;
-    let (v, i) = one.max_pool2d_with_indices([k, k], [1, 1], [k / 2, k / 2], [1, 1], false).expect("huge window");
+    let (v, i) = one
+        .max_pool2d_with_indices(
+            [k, k],
+            MaxPool2dOptions { stride: Some([1, 1]), padding: [k / 2, k / 2], ..Default::default() },
+        )
+        .expect("huge window");
     assert_eq!(v.dims(), &[1, 1, 2, 2]);
     assert_eq!(v.to_vec::<f32>().expect("values"), vec![3.0; 4]);
     assert_eq!(i.to_vec::<i64>().expect("indices"), vec![0; 4]);
     let k = usize::MAX;
-    let v = one.max_pool2d([k, 1], [1, 1], [k / 2, 0], [1, 1], true).expect("usize::MAX window");
+    let v = one
+        .max_pool2d(
+            [k, 1],
+            MaxPool2dOptions { stride: Some([1, 1]), padding: [k / 2, 0], ceil_mode: true, ..Default::default() },
+        )
+        .expect("usize::MAX window");
     assert_eq!(v.to_vec::<f32>().expect("values"), vec![3.0]);
     // Adaptive pooling to an empty output.
     let e = x.adaptive_avg_pool2d([0, 2]).expect("empty adaptive pool");

@@ -5,7 +5,7 @@
 
 use op_table::nn::refs::max_pool2d;
 use op_table::RefArray;
-use tensor_core::{DType, Tensor};
+use tensor_core::{DType, MaxPool2dOptions, Tensor};
 
 fn same(a: &[f64], b: &[f64]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
@@ -40,12 +40,26 @@ fn max_pool2d_matches_a_naive_reference() -> tensor_core::Result<()> {
             let (rv, ri) = max_pool2d(&RefArray::from_tensor(&t), k, s, p, d, ceil);
             let (rv, ri): (Vec<f64>, Vec<i64>) = (rv.data, ri.data.iter().map(|&i| i as i64).collect());
             for input in [&t, &strided] {
-                let (v, i) = input.max_pool2d_with_indices(k, s, p, d, ceil)?;
+                let (v, i) = input.max_pool2d_with_indices(
+                    k,
+                    MaxPool2dOptions { stride: Some(s), padding: p, dilation: d, ceil_mode: ceil },
+                )?;
                 let what =
                     format!("{dt} k{k:?} s{s:?} p{p:?} d{d:?} ceil {ceil}, contiguous {}", input.is_contiguous());
                 assert!(same(&v.to_vec_f64()?, &rv), "{what}: values differ");
                 assert_eq!(i.to_vec::<i64>()?, ri, "{what}: indices differ");
-                assert!(same(&input.max_pool2d(k, s, p, d, ceil)?.to_vec_f64()?, &rv), "{what}: max_pool2d values");
+                assert!(
+                    same(
+                        &input
+                            .max_pool2d(
+                                k,
+                                MaxPool2dOptions { stride: Some(s), padding: p, dilation: d, ceil_mode: ceil }
+                            )?
+                            .to_vec_f64()?,
+                        &rv
+                    ),
+                    "{what}: max_pool2d values"
+                );
             }
         }
     }

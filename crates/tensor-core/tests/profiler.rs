@@ -2,7 +2,7 @@
 //! composites over their primitives, sums self and total times consistently, and
 //! records nothing when off.
 
-use tensor_core::{profiler, DType, Device, Tensor};
+use tensor_core::{profiler, Conv2dOptions, DType, Device, Tensor};
 
 #[test]
 fn records_ops_with_shapes_nesting_and_consistent_times() -> tensor_core::Result<()> {
@@ -10,7 +10,7 @@ fn records_ops_with_shapes_nesting_and_consistent_times() -> tensor_core::Result
     let x = Tensor::randn([2, 3, 8, 8], DType::F32, &dev)?;
     let w = Tensor::randn([4, 3, 3, 3], DType::F32, &dev)?;
     let (y, prof) = profiler::profile(|| -> tensor_core::Result<Tensor> {
-        let y = x.conv2d(&w, None, [1, 1], [1, 1], [1, 1], 1)?;
+        let y = x.conv2d(&w, None, Conv2dOptions { padding: [1, 1], ..Default::default() })?;
         (&y.relu()? + 1.0)?.softmax(-1)
     });
     let y = y?;

@@ -6,7 +6,10 @@
 //! both ops run on large GEMMs with gradients of any order. Pooling records linear
 //! backwards whose own backwards are the forward ops again.
 
-use tensor_core::{DType, Error, PadMode, Result, Tensor};
+use tensor_core::{
+    AvgPool2dOptions, Conv1dOptions, Conv2dOptions, ConvTranspose2dOptions, DType, Error, MaxPool2dOptions, PadMode,
+    Result, Tensor,
+};
 
 use crate::graph::SavedVar;
 use crate::var::Var;
@@ -104,16 +107,27 @@ fn rename<'a>(op: &'static str, x: &'a Var, w: &'a Var) -> impl Fn(Error) -> Err
 }
 
 /// Row `o` of a pooling matrix `[out, n]` holds `1 / divisor` over the input
-/// positions of window `o` (window start `o * s - p`, `k` taps).
-fn avg_matrix(n: usize, out: usize, k: usize, s: usize, p: usize, count_include_pad: bool) -> Vec<f64> {
+/// positions of window `o` (window start `o * s - p`, `k` taps). `divisor` is the
+/// caller's fixed one (`Some`), else PyTorch's window count; with a fixed divisor
+/// `d` the 2-D matrix is `A_h A_w / d`, so the height pass takes it and the width
+/// pass divides by 1.
+fn avg_matrix(
+    n: usize,
+    out: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    count_include_pad: bool,
+    divisor: Option<f64>,
+) -> Vec<f64> {
     let mut m = vec![0.0; out * n];
     for o in 0..out {
         let start = (o * s) as i64 - p as i64;
         let end = (start + k as i64).min((n + p) as i64);
         let (lo, hi) = (start.max(0), end.min(n as i64));
-        let div = if count_include_pad { end - start } else { hi - lo };
+        let div = divisor.unwrap_or(if count_include_pad { end - start } else { hi - lo } as f64);
         for j in lo..hi {
-            m[o * n + j as usize] = 1.0 / div as f64;
+            m[o * n + j as usize] = 1.0 / div;
         }
     }
     m
@@ -175,31 +189,28 @@ impl Var {
     /// weight `[O, C / groups, kh, kw]` and an optional bias `[O]`: one
     /// [`Var::unfold2d`] and one batched GEMM per call, in both directions.
     ///
+    /// The options are PyTorch's keyword arguments with its defaults
+    /// ([`Conv2dOptions`]).
+    ///
     /// ```
     /// use autograd::Var;
-    /// use tensor_core::{DType, Device, Tensor};
+    /// use tensor_core::{Conv2dOptions, DType, Device, Tensor};
     /// let x = Var::param(Tensor::arange(0.0, 16.0, 1.0, DType::F64, &Device::cpu())?.reshape(&[1, 1, 4, 4])?)?;
     /// let w = Var::param(Tensor::ones([1, 1, 2, 2], DType::F64, &Device::cpu())?)?;
-    /// let y = x.conv2d(&w, None, [2, 2], [0, 0], [1, 1], 1)?;
+    /// // F.conv2d(x, w, stride=2)
+    /// let y = x.conv2d(&w, None, Conv2dOptions { stride: [2, 2], ..Default::default() })?;
     /// assert_eq!(y.tensor().to_vec::<f64>()?, vec![10.0, 18.0, 42.0, 50.0]);
     /// y.sum_all()?.backward()?;
     /// assert_eq!(x.grad().unwrap().to_vec::<f64>()?, vec![1.0; 16]);
     /// # Ok::<(), tensor_core::Error>(())
     /// ```
-    pub fn conv2d(
-        &self,
-        weight: &Var,
-        bias: Option<&Var>,
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
-        groups: usize,
-    ) -> Result<Var> {
+    pub fn conv2d(&self, weight: &Var, bias: Option<&Var>, o: Conv2dOptions) -> Result<Var> {
         let _prof = tensor_core::profiler::scope("conv2d", &[self.tensor(), weight.tensor()]);
         let op = "conv2d";
+        let Conv2dOptions { stride, padding, dilation, groups } = o;
         check_conv(op, self, weight, 4, &stride, &dilation, groups)?;
         if self.rank() == 3 {
-            return self.unsqueeze(0)?.conv2d(weight, bias, stride, padding, dilation, groups)?.squeeze(0);
+            return self.unsqueeze(0)?.conv2d(weight, bias, o)?.squeeze(0);
         }
         let (n, c, h, w) = (self.dims()[0], self.dims()[1], self.dims()[2], self.dims()[3]);
         let (o, cg, kh, kw) = (weight.dims()[0], weight.dims()[1], weight.dims()[2], weight.dims()[3]);
@@ -234,43 +245,27 @@ impl Var {
         add_bias(y.reshape_to([n, o, oh, ow])?, bias)
     }
 
-    /// 1-D convolution of `[N, C, L]` (or `[C, L]`) with weight `[O, C / groups, k]`:
-    /// [`Var::conv2d`] over a height of 1.
-    pub fn conv1d(
-        &self,
-        weight: &Var,
-        bias: Option<&Var>,
-        stride: usize,
-        padding: usize,
-        dilation: usize,
-        groups: usize,
-    ) -> Result<Var> {
+    /// 1-D convolution of `[N, C, L]` (or `[C, L]`) with weight `[O, C / groups, k]`
+    /// (PyTorch's `F.conv1d`, options [`Conv1dOptions`]): [`Var::conv2d`] over a
+    /// height of 1.
+    pub fn conv1d(&self, weight: &Var, bias: Option<&Var>, o: Conv1dOptions) -> Result<Var> {
         let op = "conv1d";
+        let Conv1dOptions { stride, padding, dilation, groups } = o;
         check_conv(op, self, weight, 3, &[stride], &[dilation], groups)?;
-        let y = self
-            .unsqueeze(-2)?
-            .conv2d(&weight.unsqueeze(2)?, bias, [1, stride], [0, padding], [1, dilation], groups)
-            .map_err(rename(op, self, weight))?;
+        let o2 = Conv2dOptions { stride: [1, stride], padding: [0, padding], dilation: [1, dilation], groups };
+        let y = self.unsqueeze(-2)?.conv2d(&weight.unsqueeze(2)?, bias, o2).map_err(rename(op, self, weight))?;
         y.squeeze(-2)
     }
 
     /// 2-D transposed convolution of `[N, Cin, H, W]` (or unbatched) with weight
     /// `[Cin, O / groups, kh, kw]`: a batched GEMM to columns, then
     /// [`Var::fold2d`]. Output size `(H - 1) stride - 2 pad + dil (kh - 1) +
-    /// output_padding + 1`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn conv_transpose2d(
-        &self,
-        weight: &Var,
-        bias: Option<&Var>,
-        stride: [usize; 2],
-        padding: [usize; 2],
-        output_padding: [usize; 2],
-        dilation: [usize; 2],
-        groups: usize,
-    ) -> Result<Var> {
+    /// output_padding + 1` (PyTorch's `F.conv_transpose2d`, options
+    /// [`ConvTranspose2dOptions`]).
+    pub fn conv_transpose2d(&self, weight: &Var, bias: Option<&Var>, o: ConvTranspose2dOptions) -> Result<Var> {
         let _prof = tensor_core::profiler::scope("conv_transpose2d", &[self.tensor(), weight.tensor()]);
         let op = "conv_transpose2d";
+        let ConvTranspose2dOptions { stride, padding, output_padding, groups, dilation } = o;
         check_conv(op, self, weight, 4, &stride, &dilation, groups)?;
         for i in 0..2 {
             if output_padding[i] >= stride[i].max(dilation[i]) {
@@ -281,10 +276,7 @@ impl Var {
             }
         }
         if self.rank() == 3 {
-            return self
-                .unsqueeze(0)?
-                .conv_transpose2d(weight, bias, stride, padding, output_padding, dilation, groups)?
-                .squeeze(0);
+            return self.unsqueeze(0)?.conv_transpose2d(weight, bias, o)?.squeeze(0);
         }
         let (n, c, h, w) = (self.dims()[0], self.dims()[1], self.dims()[2], self.dims()[3]);
         let (wc, og, kh, kw) = (weight.dims()[0], weight.dims()[1], weight.dims()[2], weight.dims()[3]);
@@ -345,32 +337,30 @@ impl Var {
         add_bias(y, bias)
     }
 
-    /// 2-D max pooling with PyTorch's semantics (`-inf` padding, dilation,
-    /// `ceil_mode`); the gradient goes to the first maximum of each window.
-    pub fn max_pool2d(
-        &self,
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
-        ceil_mode: bool,
-    ) -> Result<Var> {
-        Ok(self.max_pool2d_with_indices(kernel, stride, padding, dilation, ceil_mode)?.0)
+    /// 2-D max pooling over `kernel` windows with PyTorch's semantics (`F.max_pool2d`:
+    /// the stride defaults to the kernel, `-inf` padding, dilation, `ceil_mode`; see
+    /// [`MaxPool2dOptions`]); the gradient goes to the first maximum of each window.
+    ///
+    /// ```
+    /// use autograd::Var;
+    /// use tensor_core::{DType, Device, MaxPool2dOptions, Tensor};
+    /// let x = Var::param(Tensor::arange(0.0, 16.0, 1.0, DType::F64, &Device::cpu())?.reshape(&[1, 1, 4, 4])?)?;
+    /// let y = x.max_pool2d([2, 2], MaxPool2dOptions::default())?; // F.max_pool2d(x, 2)
+    /// assert_eq!(y.tensor().to_vec::<f64>()?, vec![5.0, 7.0, 13.0, 15.0]);
+    /// let o = MaxPool2dOptions { stride: Some([1, 1]), padding: [1, 1], ..Default::default() };
+    /// assert_eq!(x.max_pool2d([3, 3], o)?.dims(), &[1, 1, 4, 4]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn max_pool2d(&self, kernel: [usize; 2], o: MaxPool2dOptions) -> Result<Var> {
+        Ok(self.max_pool2d_with_indices(kernel, o)?.0)
     }
 
     /// [`Var::max_pool2d`] that also returns the I64 index of each maximum in its
     /// flattened `H * W` plane. The backward scatter-adds the gradient at those
     /// indices (its own backward gathers them again).
-    pub fn max_pool2d_with_indices(
-        &self,
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
-        ceil_mode: bool,
-    ) -> Result<(Var, Tensor)> {
+    pub fn max_pool2d_with_indices(&self, kernel: [usize; 2], o: MaxPool2dOptions) -> Result<(Var, Tensor)> {
         let _prof = tensor_core::profiler::scope("max_pool2d_with_indices", &[self.tensor()]);
-        let (vals, idx) = self.tensor().max_pool2d_with_indices(kernel, stride, padding, dilation, ceil_mode)?;
+        let (vals, idx) = self.tensor().max_pool2d_with_indices(kernel, o)?;
         let shape = self.dims().to_vec();
         let saved = SavedVar::tensor(&idx);
         let v = self.record_unary_grad_only("max_pool2d", vals, move |g| {
@@ -387,23 +377,22 @@ impl Var {
         Ok((v, idx))
     }
 
-    /// 2-D average pooling with PyTorch's divisor rules (`count_include_pad`,
-    /// `ceil_mode`). Pooling is separable, so the backward is `A_h^T g A_w` with
-    /// the pooling matrices.
-    pub fn avg_pool2d(
-        &self,
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        padding: [usize; 2],
-        ceil_mode: bool,
-        count_include_pad: bool,
-    ) -> Result<Var> {
+    /// 2-D average pooling over `kernel` windows with PyTorch's rules
+    /// (`F.avg_pool2d`: the stride defaults to the kernel, `count_include_pad`,
+    /// `ceil_mode`, `divisor_override`; see [`AvgPool2dOptions`]). Pooling is
+    /// separable, so the backward is `A_h^T g A_w` with the pooling matrices.
+    pub fn avg_pool2d(&self, kernel: [usize; 2], o: AvgPool2dOptions) -> Result<Var> {
         let _prof = tensor_core::profiler::scope("avg_pool2d", &[self.tensor()]);
-        let out = self.tensor().avg_pool2d(kernel, stride, padding, ceil_mode, count_include_pad)?;
+        let out = self.tensor().avg_pool2d(kernel, o)?;
+        let (stride, padding, cip) = (o.stride.unwrap_or(kernel), o.padding, o.count_include_pad);
+        let (dh, dw) = match o.divisor_override {
+            Some(d) => (Some(d as f64), Some(1.0)),
+            None => (None, None),
+        };
         let r = self.rank();
         let (h, w, oh, ow) = (self.dims()[r - 2], self.dims()[r - 1], out.dims()[r - 2], out.dims()[r - 1]);
-        let ah = host(avg_matrix(h, oh, kernel[0], stride[0], padding[0], count_include_pad), [oh, h], self)?;
-        let aw = host(avg_matrix(w, ow, kernel[1], stride[1], padding[1], count_include_pad), [ow, w], self)?;
+        let ah = host(avg_matrix(h, oh, kernel[0], stride[0], padding[0], cip, dh), [oh, h], self)?;
+        let aw = host(avg_matrix(w, ow, kernel[1], stride[1], padding[1], cip, dw), [ow, w], self)?;
         Ok(self.record_unary_grad_only("avg_pool2d", out, move |g| separable_adjoint(g, &ah, &aw)))
     }
 

@@ -1,7 +1,7 @@
 //! Convolutions: Conv1d, Conv2d, ConvTranspose2d.
 
 use autograd::Var;
-use tensor_core::{Error, Result};
+use tensor_core::{Conv1dOptions, Conv2dOptions, ConvTranspose2dOptions, Error, Result};
 
 use super::{inv_sqrt, uniform_param};
 use crate::module::{Forward, Module, Param, Visitor};
@@ -152,7 +152,8 @@ impl Forward for Conv1d {
         check_input("Conv1d", x, 3, w.dims()[1] * self.config.groups)?;
         let b = self.bias.as_ref().map(|b| b.var());
         let c = self.config;
-        batched(x, 3, |x| x.conv1d(&w, b.as_ref(), c.stride, c.padding, c.dilation, c.groups))
+        let o = Conv1dOptions { stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups };
+        batched(x, 3, |x| x.conv1d(&w, b.as_ref(), o))
     }
 }
 
@@ -208,7 +209,8 @@ impl Forward for Conv2d {
         check_input("Conv2d", x, 4, w.dims()[1] * self.config.groups)?;
         let b = self.bias.as_ref().map(|b| b.var());
         let c = self.config;
-        batched(x, 4, |x| x.conv2d(&w, b.as_ref(), c.stride, c.padding, c.dilation, c.groups))
+        let o = Conv2dOptions { stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups };
+        batched(x, 4, |x| x.conv2d(&w, b.as_ref(), o))
     }
 }
 
@@ -270,8 +272,13 @@ impl Forward for ConvTranspose2d {
         check_input("ConvTranspose2d", x, 4, w.dims()[0])?;
         let b = self.bias.as_ref().map(|b| b.var());
         let c = self.config;
-        batched(x, 4, |x| {
-            x.conv_transpose2d(&w, b.as_ref(), c.stride, c.padding, c.output_padding, c.dilation, c.groups)
-        })
+        let o = ConvTranspose2dOptions {
+            stride: c.stride,
+            padding: c.padding,
+            output_padding: c.output_padding,
+            groups: c.groups,
+            dilation: c.dilation,
+        };
+        batched(x, 4, |x| x.conv_transpose2d(&w, b.as_ref(), o))
     }
 }

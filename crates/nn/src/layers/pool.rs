@@ -1,7 +1,7 @@
 //! Pooling layers: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d.
 
 use autograd::Var;
-use tensor_core::Result;
+use tensor_core::{AvgPool2dOptions, MaxPool2dOptions, Result};
 
 use crate::module::{Forward, Module, Visitor};
 
@@ -26,7 +26,29 @@ pub struct MaxPool2d {
 impl MaxPool2d {
     /// A pool with stride equal to the kernel, no padding, no dilation.
     pub fn new(kernel: [usize; 2]) -> MaxPool2d {
-        MaxPool2d { kernel, stride: kernel, padding: [0, 0], dilation: [1, 1], ceil_mode: false }
+        MaxPool2d::with_options(kernel, MaxPool2dOptions::default())
+    }
+
+    /// A pool with the functional options (PyTorch's `nn.MaxPool2d(kernel, **options)`;
+    /// a `None` stride is the kernel).
+    pub fn with_options(kernel: [usize; 2], o: MaxPool2dOptions) -> MaxPool2d {
+        MaxPool2d {
+            kernel,
+            stride: o.stride.unwrap_or(kernel),
+            padding: o.padding,
+            dilation: o.dilation,
+            ceil_mode: o.ceil_mode,
+        }
+    }
+
+    /// The layer's settings as [`Var::max_pool2d`] options.
+    pub fn options(&self) -> MaxPool2dOptions {
+        MaxPool2dOptions {
+            stride: Some(self.stride),
+            padding: self.padding,
+            dilation: self.dilation,
+            ceil_mode: self.ceil_mode,
+        }
     }
 }
 
@@ -36,7 +58,7 @@ impl Module for MaxPool2d {
 
 impl Forward for MaxPool2d {
     fn forward(&self, x: &Var) -> Result<Var> {
-        x.max_pool2d(self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode)
+        x.max_pool2d(self.kernel, self.options())
     }
 }
 
@@ -53,12 +75,38 @@ pub struct AvgPool2d {
     pub ceil_mode: bool,
     /// Count padding zeros in the divisor (PyTorch's default `true`).
     pub count_include_pad: bool,
+    /// Divide every window's sum by this instead of its size (`None`).
+    pub divisor_override: Option<usize>,
 }
 
 impl AvgPool2d {
     /// A pool with stride equal to the kernel and no padding.
     pub fn new(kernel: [usize; 2]) -> AvgPool2d {
-        AvgPool2d { kernel, stride: kernel, padding: [0, 0], ceil_mode: false, count_include_pad: true }
+        AvgPool2d::with_options(kernel, AvgPool2dOptions::default())
+    }
+
+    /// A pool with the functional options (PyTorch's `nn.AvgPool2d(kernel, **options)`;
+    /// a `None` stride is the kernel).
+    pub fn with_options(kernel: [usize; 2], o: AvgPool2dOptions) -> AvgPool2d {
+        AvgPool2d {
+            kernel,
+            stride: o.stride.unwrap_or(kernel),
+            padding: o.padding,
+            ceil_mode: o.ceil_mode,
+            count_include_pad: o.count_include_pad,
+            divisor_override: o.divisor_override,
+        }
+    }
+
+    /// The layer's settings as [`Var::avg_pool2d`] options.
+    pub fn options(&self) -> AvgPool2dOptions {
+        AvgPool2dOptions {
+            stride: Some(self.stride),
+            padding: self.padding,
+            ceil_mode: self.ceil_mode,
+            count_include_pad: self.count_include_pad,
+            divisor_override: self.divisor_override,
+        }
     }
 }
 
@@ -68,7 +116,7 @@ impl Module for AvgPool2d {
 
 impl Forward for AvgPool2d {
     fn forward(&self, x: &Var) -> Result<Var> {
-        x.avg_pool2d(self.kernel, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+        x.avg_pool2d(self.kernel, self.options())
     }
 }
 

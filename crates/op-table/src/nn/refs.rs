@@ -204,6 +204,7 @@ pub fn avg_pool2d(
     p: [usize; 2],
     ceil: bool,
     include_pad: bool,
+    divisor_override: Option<usize>,
 ) -> RefArray {
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
     let oh = pool_out(h, k[0], s[0], p[0], 1, ceil);
@@ -227,7 +228,7 @@ pub fn avg_pool2d(
                         }
                     }
                     let div = if include_pad { pool } else { (he - hs) * (we - ws) };
-                    out.push(sum / div as f64);
+                    out.push(sum / divisor_override.map_or(div as f64, |d| d as f64));
                 }
             }
         }

@@ -14,6 +14,72 @@ use crate::backend::FusedOp;
 use crate::fused::Window2d;
 use crate::{Error, Layout, Result, Shape, Tensor};
 
+/// Options of [`Tensor::conv1d`] (and autograd's `Var::conv1d`): PyTorch's
+/// `F.conv1d` keyword arguments, with its defaults via `Default`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv1dOptions {
+    /// Step between windows (1).
+    pub stride: usize,
+    /// Zeros added on both sides (0).
+    pub padding: usize,
+    /// Spacing between kernel taps (1).
+    pub dilation: usize,
+    /// Channel groups; both channel counts must divide by it (1).
+    pub groups: usize,
+}
+
+impl Default for Conv1dOptions {
+    fn default() -> Self {
+        Conv1dOptions { stride: 1, padding: 0, dilation: 1, groups: 1 }
+    }
+}
+
+/// Options of [`Tensor::conv2d`] (and autograd's `Var::conv2d`): PyTorch's
+/// `F.conv2d` keyword arguments, with its defaults via `Default`. Sizes are
+/// `[h, w]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dOptions {
+    /// Step between windows (`[1, 1]`).
+    pub stride: [usize; 2],
+    /// Zeros added on both sides (`[0, 0]`).
+    pub padding: [usize; 2],
+    /// Spacing between kernel taps (`[1, 1]`).
+    pub dilation: [usize; 2],
+    /// Channel groups; both channel counts must divide by it (1).
+    pub groups: usize,
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Conv2dOptions { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 }
+    }
+}
+
+/// Options of [`Tensor::conv_transpose2d`] (and autograd's
+/// `Var::conv_transpose2d`): PyTorch's `F.conv_transpose2d` keyword arguments, with
+/// its defaults via `Default`. Sizes are `[h, w]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTranspose2dOptions {
+    /// Stride of the convolution this one transposes (`[1, 1]`).
+    pub stride: [usize; 2],
+    /// Its padding: `dilation * (k - 1) - padding` zeros of implicit input padding
+    /// (`[0, 0]`).
+    pub padding: [usize; 2],
+    /// Extra size added to one side of the output, smaller than the stride or the
+    /// dilation (`[0, 0]`).
+    pub output_padding: [usize; 2],
+    /// Channel groups (1).
+    pub groups: usize,
+    /// Spacing between kernel taps (`[1, 1]`).
+    pub dilation: [usize; 2],
+}
+
+impl Default for ConvTranspose2dOptions {
+    fn default() -> Self {
+        ConvTranspose2dOptions { stride: [1, 1], padding: [0, 0], output_padding: [0, 0], groups: 1, dilation: [1, 1] }
+    }
+}
+
 /// Checks that the input and the weight agree on device and dtype.
 fn check_pair(op: &'static str, x: &Tensor, w: &Tensor) -> Result<()> {
     x.same_device(op, w)?;
@@ -279,19 +345,11 @@ fn with_batch(
 }
 
 impl Tensor {
-    /// 1-D convolution (cross-correlation, like PyTorch) of an `[N, C, L]` (or
-    /// unbatched `[C, L]`) input with a `[out, C/groups, k]` weight and an optional
-    /// `[out]` bias.
-    #[allow(clippy::too_many_arguments)]
-    pub fn conv1d(
-        &self,
-        weight: &Tensor,
-        bias: Option<&Tensor>,
-        stride: usize,
-        padding: usize,
-        dilation: usize,
-        groups: usize,
-    ) -> Result<Tensor> {
+    /// 1-D convolution (cross-correlation, like PyTorch's `F.conv1d`) of an
+    /// `[N, C, L]` (or unbatched `[C, L]`) input with a `[out, C/groups, k]` weight
+    /// and an optional `[out]` bias.
+    pub fn conv1d(&self, weight: &Tensor, bias: Option<&Tensor>, o: Conv1dOptions) -> Result<Tensor> {
+        let Conv1dOptions { stride, padding, dilation, groups } = o;
         let _prof = crate::profiler::scope("conv1d", &[self, weight]);
         let op = "conv1d";
         check_pair(op, self, weight)?;
@@ -308,31 +366,23 @@ impl Tensor {
         })
     }
 
-    /// 2-D convolution (cross-correlation, like PyTorch) of an `[N, C, H, W]` (or
-    /// unbatched `[C, H, W]`) input with an `[out, C/groups, kh, kw]` weight and an
-    /// optional `[out]` bias. Output `[N, out, OH, OW]` with
-    /// `OH = (H + 2 pad - dil (kh - 1) - 1) / stride + 1`.
+    /// 2-D convolution (cross-correlation, like PyTorch's `F.conv2d`) of an
+    /// `[N, C, H, W]` (or unbatched `[C, H, W]`) input with an
+    /// `[out, C/groups, kh, kw]` weight and an optional `[out]` bias. Output
+    /// `[N, out, OH, OW]` with `OH = (H + 2 pad - dil (kh - 1) - 1) / stride + 1`.
     ///
     /// ```
-    /// use tensor_core::{DType, Device, Tensor};
+    /// use tensor_core::{Conv2dOptions, DType, Device, Tensor};
     /// let dev = Device::cpu();
     /// let x = Tensor::arange(0.0, 16.0, 1.0, DType::F32, &dev)?.reshape(&[1, 1, 4, 4])?;
     /// let w = Tensor::ones([1, 1, 2, 2], DType::F32, &dev)?;
-    /// let y = x.conv2d(&w, None, [2, 2], [0, 0], [1, 1], 1)?;
+    /// let y = x.conv2d(&w, None, Conv2dOptions { stride: [2, 2], ..Default::default() })?;
     /// assert_eq!(y.dims(), &[1, 1, 2, 2]);
     /// assert_eq!(y.to_vec::<f32>()?, vec![10.0, 18.0, 42.0, 50.0]);
     /// # Ok::<(), tensor_core::Error>(())
     /// ```
-    #[allow(clippy::too_many_arguments)]
-    pub fn conv2d(
-        &self,
-        weight: &Tensor,
-        bias: Option<&Tensor>,
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
-        groups: usize,
-    ) -> Result<Tensor> {
+    pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, o: Conv2dOptions) -> Result<Tensor> {
+        let Conv2dOptions { stride, padding, dilation, groups } = o;
         let _prof = crate::profiler::scope("conv2d", &[self, weight]);
         let op = "conv2d";
         check_pair(op, self, weight)?;
@@ -448,18 +498,15 @@ impl Tensor {
     /// input) of an `[N, Cin, H, W]` (or unbatched) input with a
     /// `[Cin, out/groups, kh, kw]` weight. Output size
     /// `(H - 1) stride - 2 pad + dil (kh - 1) + output_padding + 1`;
-    /// `output_padding` must be smaller than the stride or the dilation.
-    #[allow(clippy::too_many_arguments)]
+    /// `output_padding` must be smaller than the stride or the dilation (PyTorch's
+    /// `F.conv_transpose2d`).
     pub fn conv_transpose2d(
         &self,
         weight: &Tensor,
         bias: Option<&Tensor>,
-        stride: [usize; 2],
-        padding: [usize; 2],
-        output_padding: [usize; 2],
-        dilation: [usize; 2],
-        groups: usize,
+        o: ConvTranspose2dOptions,
     ) -> Result<Tensor> {
+        let ConvTranspose2dOptions { stride, padding, output_padding, groups, dilation } = o;
         let _prof = crate::profiler::scope("conv_transpose2d", &[self, weight]);
         let op = "conv_transpose2d";
         check_pair(op, self, weight)?;

@@ -10,6 +10,58 @@ use crate::backend::FusedOp;
 use crate::fused::Window2d;
 use crate::{DType, Error, Layout, Result, Shape, Tensor};
 
+/// Options of [`Tensor::max_pool2d`] and [`Tensor::max_pool2d_with_indices`] (and
+/// autograd's `Var` versions) besides the required kernel size: PyTorch's
+/// `F.max_pool2d` keyword arguments, with its defaults via `Default`. Sizes are
+/// `[h, w]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxPool2dOptions {
+    /// Step between windows; `None` (the default) is the kernel size, as in PyTorch.
+    pub stride: Option<[usize; 2]>,
+    /// Implicit `-inf` padding on both sides, at most half the kernel (`[0, 0]`).
+    pub padding: [usize; 2],
+    /// Spacing between window taps (`[1, 1]`).
+    pub dilation: [usize; 2],
+    /// Round the output size up instead of down (`false`).
+    pub ceil_mode: bool,
+}
+
+impl Default for MaxPool2dOptions {
+    fn default() -> Self {
+        MaxPool2dOptions { stride: None, padding: [0, 0], dilation: [1, 1], ceil_mode: false }
+    }
+}
+
+/// Options of [`Tensor::avg_pool2d`] (and autograd's `Var::avg_pool2d`) besides the
+/// required kernel size: PyTorch's `F.avg_pool2d` keyword arguments, with its
+/// defaults via `Default`. Sizes are `[h, w]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AvgPool2dOptions {
+    /// Step between windows; `None` (the default) is the kernel size, as in PyTorch.
+    pub stride: Option<[usize; 2]>,
+    /// Implicit zero padding on both sides, at most half the kernel (`[0, 0]`).
+    pub padding: [usize; 2],
+    /// Round the output size up instead of down (`false`).
+    pub ceil_mode: bool,
+    /// Count the padding zeros in the divisor (`true`).
+    pub count_include_pad: bool,
+    /// Divide every window's sum by this instead of its size (`None`; must not be
+    /// 0).
+    pub divisor_override: Option<usize>,
+}
+
+impl Default for AvgPool2dOptions {
+    fn default() -> Self {
+        AvgPool2dOptions {
+            stride: None,
+            padding: [0, 0],
+            ceil_mode: false,
+            count_include_pad: true,
+            divisor_override: None,
+        }
+    }
+}
+
 /// Output length and the extra right padding ceil mode needs, along one dim.
 struct Axis {
     out: usize,
@@ -198,20 +250,15 @@ impl Tensor {
     /// start inside it).
     ///
     /// ```
-    /// use tensor_core::{DType, Device, Tensor};
+    /// use tensor_core::{DType, Device, MaxPool2dOptions, Tensor};
     /// let x = Tensor::arange(0.0, 16.0, 1.0, DType::F32, &Device::cpu())?.reshape(&[1, 1, 4, 4])?;
-    /// let y = x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?;
+    /// // F.max_pool2d(x, 2): the stride defaults to the kernel size.
+    /// let y = x.max_pool2d([2, 2], MaxPool2dOptions::default())?;
     /// assert_eq!(y.to_vec::<f32>()?, vec![5.0, 7.0, 13.0, 15.0]);
     /// # Ok::<(), tensor_core::Error>(())
     /// ```
-    pub fn max_pool2d(
-        &self,
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
-        ceil_mode: bool,
-    ) -> Result<Tensor> {
+    pub fn max_pool2d(&self, kernel: [usize; 2], o: MaxPool2dOptions) -> Result<Tensor> {
+        let (stride, padding, dilation, ceil_mode) = (o.stride.unwrap_or(kernel), o.padding, o.dilation, o.ceil_mode);
         let _prof = crate::profiler::scope("max_pool2d", &[self]);
         let p = prepare("max_pool2d", self, kernel, stride, padding, dilation, ceil_mode)?;
         if let Some((v, _)) = p.max_pool_direct(kernel, stride, padding, dilation)? {
@@ -224,14 +271,8 @@ impl Tensor {
     /// [`Tensor::max_pool2d`] that also returns, for each output, the I64 index of
     /// the chosen element in the flattened `H * W` input plane (PyTorch's
     /// `return_indices=True`; the first maximum wins).
-    pub fn max_pool2d_with_indices(
-        &self,
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
-        ceil_mode: bool,
-    ) -> Result<(Tensor, Tensor)> {
+    pub fn max_pool2d_with_indices(&self, kernel: [usize; 2], o: MaxPool2dOptions) -> Result<(Tensor, Tensor)> {
+        let (stride, padding, dilation, ceil_mode) = (o.stride.unwrap_or(kernel), o.padding, o.dilation, o.ceil_mode);
         let _prof = crate::profiler::scope("max_pool2d_with_indices", &[self]);
         let op = "max_pool2d_with_indices";
         let p = prepare(op, self, kernel, stride, padding, dilation, ceil_mode)?;
@@ -269,19 +310,28 @@ impl Tensor {
         Ok((p.finish(values)?, p.finish(idx)?))
     }
 
-    /// 2-D average pooling. Zero padding; the divisor is the window size clipped to
-    /// the padded input when `count_include_pad`, else the number of real input
-    /// elements in the window (PyTorch's rules, also in `ceil_mode`).
-    pub fn avg_pool2d(
-        &self,
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        padding: [usize; 2],
-        ceil_mode: bool,
-        count_include_pad: bool,
-    ) -> Result<Tensor> {
+    /// 2-D average pooling (PyTorch's `F.avg_pool2d`). Zero padding; the divisor is
+    /// `divisor_override` when given, else the window size clipped to the padded
+    /// input when `count_include_pad`, else the number of real input elements in
+    /// the window (PyTorch's rules, also in `ceil_mode`).
+    ///
+    /// ```
+    /// use tensor_core::{AvgPool2dOptions, DType, Device, Tensor};
+    /// let x = Tensor::ones([1, 1, 2, 2], DType::F32, &Device::cpu())?;
+    /// let o = AvgPool2dOptions { padding: [1, 1], count_include_pad: false, ..Default::default() };
+    /// assert_eq!(x.avg_pool2d([2, 2], o)?.to_vec::<f32>()?, vec![1.0; 4]);
+    /// let o = AvgPool2dOptions { padding: [1, 1], ..Default::default() }; // padding counts
+    /// assert_eq!(x.avg_pool2d([2, 2], o)?.to_vec::<f32>()?, vec![0.25; 4]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn avg_pool2d(&self, kernel: [usize; 2], o: AvgPool2dOptions) -> Result<Tensor> {
         let _prof = crate::profiler::scope("avg_pool2d", &[self]);
         let op = "avg_pool2d";
+        let (stride, padding, ceil_mode, count_include_pad) =
+            (o.stride.unwrap_or(kernel), o.padding, o.ceil_mode, o.count_include_pad);
+        if o.divisor_override == Some(0) {
+            return Err(Error::arg(op, "divisor_override must not be zero"));
+        }
         require_float(op, self)?;
         let cd = compute_dtype(self.dtype());
         let p = prepare(op, &self.to_dtype(cd)?, kernel, stride, padding, [1, 1], ceil_mode)?;
@@ -301,7 +351,10 @@ impl Tensor {
         };
         let ch = counts(p.x.dims()[2], kernel[0], stride[0], padding[0], p.h.out);
         let cw = counts(p.x.dims()[3], kernel[1], stride[1], padding[1], p.w.out);
-        let div: Vec<f64> = ch.iter().flat_map(|a| cw.iter().map(move |b| a * b)).collect();
+        let div: Vec<f64> = match o.divisor_override {
+            Some(d) => vec![d as f64; ch.len() * cw.len()],
+            None => ch.iter().flat_map(|a| cw.iter().map(move |b| a * b)).collect(),
+        };
         let div = host_tensor(div, &[p.h.out, p.w.out], cd, self)?;
         p.finish(sums.div(&div)?.to_dtype(self.dtype())?)
     }
