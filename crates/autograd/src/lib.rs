@@ -43,6 +43,7 @@ mod gradcheck;
 mod graph;
 mod mode;
 pub mod ops;
+mod target;
 mod var;
 
 pub use engine::{grad, grad_with};
@@ -52,4 +53,5 @@ pub use mode::{
     detect_anomaly, enable_grad, is_anomaly_enabled, is_grad_enabled, no_grad, set_grad_enabled, GradModeGuard,
     NoGradGuard,
 };
+pub use target::Target;
 pub use var::{HookId, Var};

@@ -253,18 +253,27 @@ fn check_loss(case: &Value) {
     };
     let opt_arr = |k: &str| case.get("opts").and_then(|o| o.get(k)).map(arr);
     let y = match name {
-        "mse" => loss::mse_loss(&x, &target(), r),
-        "l1" => loss::l1_loss(&x, &target(), r),
-        "smooth_l1" => loss::smooth_l1_loss(&x, &target(), 0.5, r),
-        "huber" => loss::huber_loss(&x, &target(), 0.7, r),
+        "mse" => loss::mse_loss(&x, &target(), &loss::MseLossOptions { reduction: r }),
+        "l1" => loss::l1_loss(&x, &target(), &loss::L1LossOptions { reduction: r }),
+        "smooth_l1" => loss::smooth_l1_loss(&x, &target(), &loss::SmoothL1LossOptions { beta: 0.5, reduction: r }),
+        "huber" => loss::huber_loss(&x, &target(), &loss::HuberLossOptions { delta: 0.7, reduction: r }),
         "cross_entropy" => loss::cross_entropy(&x, &idx(), &ce_opts(case, r)),
         "cross_entropy_probs" => loss::cross_entropy(&x, &arr(&case["target"]), &ce_opts(case, r)),
-        "nll" => loss::nll_loss(&x, &idx(), &ce_opts(case, r)),
-        "bce" => loss::binary_cross_entropy(&x, &target(), None, r),
-        "bce_with_logits" => {
-            loss::binary_cross_entropy_with_logits(&x, &target(), None, opt_arr("pos_weight").as_ref(), r)
+        "nll" => {
+            let o = ce_opts(case, r);
+            let o = loss::NllLossOptions { weight: o.weight, ignore_index: o.ignore_index, reduction: r };
+            loss::nll_loss(&x, &idx(), &o)
         }
-        "kl_div" => loss::kl_div(&x, &target(), r, case["opts"]["log_target"].as_bool().unwrap()),
+        "bce" => loss::binary_cross_entropy(&x, &target(), &loss::BceOptions { weight: None, reduction: r }),
+        "bce_with_logits" => {
+            let o =
+                loss::BceWithLogitsOptions { pos_weight: opt_arr("pos_weight"), reduction: r, ..Default::default() };
+            loss::binary_cross_entropy_with_logits(&x, &target(), &o)
+        }
+        "kl_div" => {
+            let log_target = case["opts"]["log_target"].as_bool().unwrap();
+            loss::kl_div(&x, &target(), &loss::KlDivOptions { reduction: r, log_target })
+        }
         other => panic!("loss fixture case {other:?} has no Rust test path"),
     }
     .unwrap_or_else(|e| panic!("{name}: {e}"));

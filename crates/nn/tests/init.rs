@@ -188,7 +188,7 @@ fn layers_use_pytorch_default_initialisation() {
     assert!((std - 1.0).abs() < 0.03, "embedding std {std}");
     let bn = BatchNorm2d::new(3).unwrap();
     assert_eq!(bn.weight.as_ref().unwrap().tensor().to_vec::<f32>().unwrap(), vec![1.0; 3]);
-    assert_eq!(bn.running_var.as_ref().unwrap().tensor().to_vec::<f32>().unwrap(), vec![1.0; 3]);
+    assert_eq!(bn.running_var().unwrap().to_vec::<f32>().unwrap(), vec![1.0; 3]);
     let ln = LayerNorm::new(&[2, 3]).unwrap();
     assert_eq!(ln.bias.as_ref().unwrap().tensor().to_vec2::<f32>().unwrap(), vec![vec![0.0; 3]; 2]);
 }

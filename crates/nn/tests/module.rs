@@ -230,16 +230,16 @@ fn train_and_eval_switch_dropout_and_batchnorm() {
     let y = bn.forward(&x).unwrap().tensor().to_vec::<f32>().unwrap();
     // Training: batch statistics, each channel normalised to +-1 (up to eps).
     assert!((y[0] + 1.0).abs() < 1e-4 && (y[2] - 1.0).abs() < 1e-4);
-    let rm = bn.running_mean.as_ref().unwrap().tensor().to_vec::<f32>().unwrap();
-    let rv = bn.running_var.as_ref().unwrap().tensor().to_vec::<f32>().unwrap();
+    let rm = bn.running_mean().unwrap().to_vec::<f32>().unwrap();
+    let rv = bn.running_var().unwrap().to_vec::<f32>().unwrap();
     assert_eq!(rm, vec![0.2, 0.4]);
     assert!((rv[0] - (0.9 + 0.1 * 2.0)).abs() < 1e-6 && (rv[1] - (0.9 + 0.1 * 8.0)).abs() < 1e-6);
     bn.eval();
     let y = bn.forward(&x).unwrap().tensor().to_vec::<f32>().unwrap();
     assert!((y[0] - (1.0 - 0.2) / (1.1f32 + 1e-5).sqrt()).abs() < 1e-6);
     // Evaluation does not touch the running statistics.
-    assert_eq!(bn.running_mean.as_ref().unwrap().tensor().to_vec::<f32>().unwrap(), vec![0.2, 0.4]);
-    assert_eq!(bn.num_batches_tracked.as_ref().unwrap().tensor().to_scalar::<i64>().unwrap(), 1);
+    assert_eq!(bn.running_mean().unwrap().to_vec::<f32>().unwrap(), vec![0.2, 0.4]);
+    assert_eq!(bn.num_batches_tracked(), Some(1));
 }
 
 #[test]
@@ -249,7 +249,7 @@ fn cumulative_batchnorm_momentum() {
         bn.forward(&Var::from(Tensor::from_vec(vec![a, b], [2, 1]).unwrap())).unwrap();
     }
     // A plain average of the two batch means (1 and 5).
-    assert_eq!(bn.running_mean.as_ref().unwrap().tensor().to_vec::<f32>().unwrap(), vec![3.0]);
+    assert_eq!(bn.running_mean().unwrap().to_vec::<f32>().unwrap(), vec![3.0]);
 }
 
 #[test]
@@ -340,10 +340,10 @@ fn loss_errors() {
     let l = cross_entropy(&x, &Tensor::new(&[1i64, 1, 1]), &ig).unwrap();
     assert!(l.tensor().to_scalar::<f64>().unwrap().is_nan());
     let y = Var::from(Tensor::zeros([3, 3], DType::F64, &Device::cpu()).unwrap());
-    assert!(mse_loss(&x, &y, Reduction::Mean).is_err());
-    assert!(mse_loss(&x, &x, Reduction::BatchMean).is_err());
+    assert!(mse_loss(&x, &y, &MseLossOptions::default()).is_err());
+    assert!(mse_loss(&x, &x, &MseLossOptions { reduction: Reduction::BatchMean }).is_err());
     let big = Var::from(Tensor::full([3, 4], 1.5, DType::F64, &Device::cpu()).unwrap());
-    assert!(binary_cross_entropy(&big, &x, None, Reduction::Mean).is_err());
+    assert!(binary_cross_entropy(&big, &x, &BceOptions::default()).is_err());
 }
 
 #[test]
@@ -371,4 +371,25 @@ fn cross_entropy_handles_spatial_and_unbatched_inputs() {
     let l = cross_entropy(&x1, &Tensor::scalar(2i64), &CrossEntropyOptions::default()).unwrap();
     let want = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln() - 3.0;
     assert!((l.tensor().to_scalar::<f64>().unwrap() - want).abs() < 1e-12);
+}
+
+#[test]
+fn batchnorm_statistics_accessors() {
+    let bn = BatchNorm2d::new(3).unwrap();
+    assert_eq!(bn.running_mean().unwrap().to_vec::<f32>().unwrap(), vec![0.0; 3]);
+    assert_eq!(bn.running_var().unwrap().to_vec::<f32>().unwrap(), vec![1.0; 3]);
+    assert_eq!(bn.num_batches_tracked(), Some(0));
+    let x = Var::from(Tensor::from_vec((0..12).map(|v| v as f32).collect(), [2, 3, 2, 1]).unwrap());
+    bn.forward(&x).unwrap();
+    bn.forward(&x).unwrap();
+    assert_eq!(bn.num_batches_tracked(), Some(2));
+    // The accessors are handles onto the buffers the state dict sees.
+    assert_eq!(
+        bn.running_mean().unwrap().to_vec::<f32>().unwrap(),
+        bn.state_dict().get("running_mean").unwrap().to_vec::<f32>().unwrap()
+    );
+    let off =
+        BatchNorm2d::with_config(3, BatchNormConfig { track_running_stats: false, ..Default::default() }).unwrap();
+    assert!(off.running_mean().is_none() && off.running_var().is_none());
+    assert_eq!(off.num_batches_tracked(), None);
 }

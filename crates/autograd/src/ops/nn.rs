@@ -13,6 +13,7 @@ use smallvec::smallvec;
 
 use crate::graph::{record, should_record, Grads, SavedVar};
 use crate::mode::is_grad_enabled;
+use crate::target::Target;
 use crate::var::Var;
 
 /// The gradients of causal or unmasked attention `softmax(q kᵀ · scale) v` written with
@@ -289,14 +290,16 @@ impl Var {
         Ok(x)
     }
 
-    /// Mean squared error (`reduction = "mean"`).
-    pub fn mse_loss(&self, target: &Var) -> Result<Var> {
-        self.sub(target)?.square()?.mean(&[], false)
+    /// Mean squared error (`reduction = "mean"`); `nn::loss::mse_loss` has the
+    /// options.
+    pub fn mse_loss(&self, target: impl Target) -> Result<Var> {
+        self.sub(&target.to_var())?.square()?.mean(&[], false)
     }
 
     /// Cross-entropy of logits `[N, C]` with integer class targets `[N]` (mean over
-    /// the batch).
-    pub fn cross_entropy(&self, target: &Tensor) -> Result<Var> {
+    /// the batch); `nn::loss::cross_entropy` has the options and the other shapes.
+    pub fn cross_entropy(&self, target: impl Target) -> Result<Var> {
+        let target = target.tensor();
         if self.rank() != 2 || target.rank() != 1 || target.dims()[0] != self.dims()[0] {
             return Err(Error::shape(
                 "cross_entropy",

@@ -111,6 +111,40 @@ impl BatchNorm {
         self.num_features
     }
 
+    /// The `[C]` running mean (PyTorch's `bn.running_mean`): a shared handle to the
+    /// buffer, `None` without `track_running_stats`.
+    ///
+    /// ```
+    /// use autograd::Var;
+    /// use nn::{BatchNorm1d, Forward};
+    /// use tensor_core::Tensor;
+    /// let bn = BatchNorm1d::new(2)?;
+    /// bn.forward(&Var::from(Tensor::from_vec(vec![1.0f32, 10.0, 3.0, 20.0], [2, 2])?))?;
+    /// assert_eq!(bn.running_mean().unwrap().to_vec::<f32>()?, vec![0.2, 1.5]);
+    /// assert_eq!(bn.num_batches_tracked(), Some(1));
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn running_mean(&self) -> Option<Tensor> {
+        self.running_mean.as_ref().map(Buffer::tensor)
+    }
+
+    /// The `[C]` running (unbiased) variance (PyTorch's `bn.running_var`), `None`
+    /// without `track_running_stats`.
+    pub fn running_var(&self) -> Option<Tensor> {
+        self.running_var.as_ref().map(Buffer::tensor)
+    }
+
+    /// Batches seen in training (PyTorch's `bn.num_batches_tracked`), `None` without
+    /// `track_running_stats`, or when the buffer does not hold one integer (a
+    /// state dict loaded it with another shape).
+    pub fn num_batches_tracked(&self) -> Option<i64> {
+        let t = self.num_batches_tracked.as_ref()?.tensor();
+        if t.numel() != 1 {
+            return None;
+        }
+        t.to_dtype(DType::I64).ok()?.reshape(&[]).ok()?.to_scalar::<i64>().ok()
+    }
+
     fn run(&self, x: &Var) -> Result<Var> {
         let r = x.rank();
         if !self.ranks.contains(&r) || x.dims()[1] != self.num_features {
@@ -257,7 +291,7 @@ batch_norm_layer!(
     /// bn.forward(&x)?;
     /// let keys: Vec<String> = bn.state_dict().keys();
     /// assert_eq!(keys, ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]);
-    /// assert_eq!(bn.running_mean.as_ref().unwrap().tensor().to_vec::<f32>()?, vec![0.2, 1.5]);
+    /// assert_eq!(bn.running_mean().unwrap().to_vec::<f32>()?, vec![0.2, 1.5]);
     /// # Ok::<(), tensor_core::Error>(())
     /// ```
     BatchNorm1d,
