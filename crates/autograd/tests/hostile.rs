@@ -47,15 +47,10 @@ fn zero_stride_or_dilation_is_an_error() {
     let x = param(&[1, 1, 4, 4]);
     let w = param(&[1, 1, 2, 2]);
     for (stride, dilation) in [([0, 1], [1, 1]), ([1, 1], [1, 0])] {
-        let e =
-            x.conv2d(&w, None, Conv2dOptions { stride: stride, dilation: dilation, ..Default::default() }).unwrap_err();
+        let e = x.conv2d(&w, None, Conv2dOptions { stride, dilation, ..Default::default() }).unwrap_err();
         assert_eq!(op_of(&e), "conv2d", "{e}");
         let e = x
-            .conv_transpose2d(
-                &w,
-                None,
-                ConvTranspose2dOptions { stride: stride, dilation: dilation, ..Default::default() },
-            )
+            .conv_transpose2d(&w, None, ConvTranspose2dOptions { stride, dilation, ..Default::default() })
             .unwrap_err();
         assert_eq!(op_of(&e), "conv_transpose2d", "{e}");
     }

@@ -144,7 +144,7 @@ pub fn smooth_l1_loss(input: &Var, target: impl Target, o: &SmoothL1LossOptions)
     let op = "smooth_l1_loss";
     let t = same_shape(op, input, target)?;
     let beta = o.beta;
-    if !(beta >= 0.0) {
+    if beta.is_nan() || beta < 0.0 {
         return Err(Error::arg(op, format!("beta must be non-negative, got {beta}")));
     }
     if beta == 0.0 {
@@ -164,7 +164,7 @@ pub fn huber_loss(input: &Var, target: impl Target, o: &HuberLossOptions) -> Res
     let op = "huber_loss";
     let t = same_shape(op, input, target)?;
     let delta = o.delta;
-    if !(delta > 0.0) {
+    if delta.is_nan() || delta <= 0.0 {
         return Err(Error::arg(op, format!("delta must be positive, got {delta}")));
     }
     let d = input.sub(&t)?;
