@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use autograd::Var;
-//! use optim::{clip_grad_norm_, CosineAnnealingLR, LrScheduler, Optimizer, Sgd, SgdOptions};
+//! use optim::{clip_grad_norm_, CosineAnnealingLR, CosineAnnealingLROptions, LrScheduler, Optimizer, Sgd, SgdOptions};
 //! use tensor_core::Tensor;
 //!
 //! // Minimise (w - 3)^2 with SGD + momentum and a cosine schedule.
