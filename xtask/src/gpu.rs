@@ -274,9 +274,9 @@ mod tests {
     fn executables_from_cargo_json() {
         let out = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/tensor-cuda#torch-rs-cuda@0.1.0","manifest_path":"/w/crates/tensor-cuda/Cargo.toml","target":{"kind":["test"],"name":"gpu"},"profile":{"test":true},"features":[],"filenames":["/w/target/release/deps/gpu-1a2b"],"executable":"/w/target/release/deps/gpu-1a2b","fresh":true}
 {"reason":"compiler-artifact","package_id":"registry+https://github.com/rust-lang/crates.io-index#libc@0.2.180","target":{"kind":["lib"],"name":"libc"},"filenames":["/w/target/release/deps/liblibc.rlib"],"executable":null,"fresh":true}
-{"reason":"compiler-message","package_id":"path+file:///w/examples#0.1.0","message":{"rendered":"warning: "executable":"/not/this""}}
+{"reason":"compiler-message","package_id":"path+file:///w/examples#0.1.0","message":{"rendered":"warning: \"executable\":\"/not/this\""}}
 not json at all
-{"reason":"compiler-artifact","package_id":"path+file:///w/ex"a\mples#0.1.0","executable":"/w/t"q\x/gpu-9f","fresh":false}
+{"reason":"compiler-artifact","package_id":"path+file:///w/ex\"a\\mples#0.1.0","executable":"/w/t\"q\\x/gpu-9f","fresh":false}
 {"reason":"build-finished","success":true}
 "#;
         let exes = artifact_executables(out);
