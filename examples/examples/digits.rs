@@ -73,7 +73,7 @@ fn main() -> ExitCode {
 }
 
 fn main_inner(cfg: &Config) -> tensor_core::Result<()> {
-    let data = digits::load(&digits::default_path())?;
+    let data = digits::load(digits::default_path())?;
     println!(
         "digits: {} images, {:?}, {} epochs, lr {}, seed {}, on {}",
         data.len(),

@@ -42,7 +42,7 @@ fn main() -> Result<()> {
     if args.lstm {
         return lm(&out, LmModel::Lstm);
     }
-    let data = digits::load(&digits::default_path())?;
+    let data = digits::load(digits::default_path())?;
     let net = build(Arch::Cnn)?;
     let mut opt = Adam::new(net.parameters(), AdamOptions { lr: 3e-3, ..Default::default() })?;
     let idx = Tensor::arange(0.0, 32.0, 1.0, tensor_core::DType::I64, &tensor_core::Device::cpu())?;
