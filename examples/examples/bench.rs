@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use autograd::Var;
+use clap::Parser;
 use nn::loss::{cross_entropy, CrossEntropyOptions};
 use nn::{Conv2d, Conv2dConfig, Flatten, Forward, Linear, MaxPool2d, Module, ReLU, Sequential};
 use optim::{Adam, AdamOptions, Optimizer, Sgd, SgdOptions};
@@ -29,7 +30,9 @@ fn timeit(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(if ts.len() % 2 == 1 { ts[ts.len() / 2] } else { (ts[ts.len() / 2 - 1] + ts[ts.len() / 2]) / 2.0 })
 }
 
+/// One JSON line; a value that is not finite (a failed measurement) is `null`.
 fn emit(name: &str, unit: &str, value: f64) {
+    let value = if value.is_finite() { value.to_string() } else { "null".into() };
     println!("{{\"workload\": \"{name}\", \"unit\": \"{unit}\", \"value\": {value}}}");
 }
 
@@ -50,27 +53,24 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// This stack's side of `cargo xtask bench`: times the workloads of
+/// `tools/bench/torch_side.py` and prints one JSON object per line.
+#[derive(Parser, Debug)]
+#[command(name = "bench")]
+struct Args {
+    /// Timed repetitions per workload (the median is reported), after three warm-up runs.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    reps: usize,
+    /// Only these workloads (comma-separated, e.g. W1,W3).
+    #[arg(long, value_name = "W1,W2,..", value_delimiter = ',')]
+    only: Option<Vec<String>>,
+    /// Measure the peak resident memory of 300 MLP training steps (W5) instead.
+    #[arg(long)]
+    rss: bool,
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut reps = 10usize;
-    let mut only: Option<Vec<String>> = None;
-    let mut rss = false;
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--reps" => {
-                reps = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(reps);
-                i += 1;
-            }
-            "--only" => {
-                only = args.get(i + 1).map(|v| v.split(',').map(String::from).collect());
-                i += 1;
-            }
-            "--rss" => rss = true,
-            other => eprintln!("bench: ignoring unknown argument {other}"),
-        }
-        i += 1;
-    }
+    let Args { reps, only, rss } = Args::parse();
     let want = |w: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == w));
     eprintln!("{{\"threads\": {}}}", rayon_threads());
     tensor_core::manual_seed(0);

@@ -12,48 +12,60 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
 use examples::char_lm::{self, CharData, LmConfig, LmModel, SampleOptions};
 use nn::Module;
 use tensor_core::Generator;
 
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: char_lm [--model gpt|lstm] [--iters N] [--seed S] [--eval-interval N] [--out DIR] [--device cpu|cuda|cuda:N]"
-    );
-    ExitCode::from(2)
+/// Which network `--model` picks.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ModelArg {
+    /// The nanoGPT-style transformer (4 layers, 4 heads, 128 wide).
+    Gpt,
+    /// A two-layer LSTM.
+    Lstm,
+}
+
+/// Trains a character-level GPT (or an LSTM) on tiny Shakespeare and samples from it;
+/// saves the weights, the losses and their curves.
+#[derive(Parser, Debug)]
+#[command(name = "char_lm")]
+struct Args {
+    /// The network to train.
+    #[arg(long, value_enum, default_value = "gpt")]
+    model: ModelArg,
+    /// Training iterations (optimizer steps).
+    #[arg(long, value_name = "N", default_value_t = LmConfig::default().iters)]
+    iters: usize,
+    /// Seed for the weights, the batches and the sample.
+    #[arg(long, value_name = "S", default_value_t = LmConfig::default().seed)]
+    seed: u64,
+    /// Evaluate the train and validation loss every N iterations.
+    #[arg(long, value_name = "N", default_value_t = LmConfig::default().eval_interval)]
+    eval_interval: usize,
+    /// Output folder for model.safetensors, metrics.csv and curves.png.
+    #[arg(long, value_name = "DIR", default_value = "runs/char_lm")]
+    out: PathBuf,
+    /// Where to train: cpu, cuda or cuda:N.
+    #[arg(long, value_name = "DEVICE", default_value = "cpu", value_parser = examples::parse_device)]
+    device: tensor_core::Device,
 }
 
 fn main() -> ExitCode {
-    let mut cfg = LmConfig { out_dir: Some(PathBuf::from("runs/char_lm")), progress: true, ..Default::default() };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        let r: Result<(), String> = match a.as_str() {
-            "--model" => val("--model").and_then(|v| match v.as_str() {
-                "gpt" => {
-                    cfg.model = LmModel::Gpt;
-                    Ok(())
-                }
-                "lstm" => {
-                    cfg.model = LmModel::Lstm;
-                    Ok(())
-                }
-                other => Err(format!("unknown model {other:?} (gpt or lstm)")),
-            }),
-            "--iters" => val("--iters").and_then(|v| v.parse().map(|x| cfg.iters = x).map_err(|e| format!("{e}"))),
-            "--seed" => val("--seed").and_then(|v| v.parse().map(|x| cfg.seed = x).map_err(|e| format!("{e}"))),
-            "--eval-interval" => val("--eval-interval")
-                .and_then(|v| v.parse().map(|x| cfg.eval_interval = x).map_err(|e| format!("{e}"))),
-            "--out" => val("--out").map(|v| cfg.out_dir = Some(PathBuf::from(v))),
-            "--device" => val("--device").and_then(|v| examples::parse_device(&v).map(|d| cfg.device = d)),
-            "-h" | "--help" => return usage(),
-            other => Err(format!("unknown argument {other}")),
-        };
-        if let Err(e) = r {
-            eprintln!("char_lm: {e}");
-            return usage();
-        }
-    }
+    let args = Args::parse();
+    let cfg = LmConfig {
+        model: match args.model {
+            ModelArg::Gpt => LmModel::Gpt,
+            ModelArg::Lstm => LmModel::Lstm,
+        },
+        iters: args.iters,
+        seed: args.seed,
+        eval_interval: args.eval_interval,
+        out_dir: Some(args.out),
+        progress: true,
+        device: args.device,
+        ..Default::default()
+    };
     match main_inner(&cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

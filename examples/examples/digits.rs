@@ -1,55 +1,68 @@
 //! Trains a small CNN (or an MLP) on the 8x8 handwritten digits that ship in `data/`.
 //!
 //! ```sh
-//! cargo run --release --example digits -- [--mlp] [--epochs N] [--lr X] [--seed S] [--out DIR] [--device cuda]
+//! cargo run --release --example digits -- [--mlp] [--epochs N] [--lr X] [--seed S] [--batch-size B] [--out DIR] [--device cuda]
 //! ```
 //! Prints the held-out test accuracy, saves the weights (safetensors), the per-epoch
 //! metrics (CSV) and a PNG of the loss and accuracy curves in the output folder
-//! (default `runs/digits`).
+//! (default `runs/digits`); `--help` lists the flags. The `predict` example loads the
+//! saved weights.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::Parser;
 use examples::digits;
 use examples::train::{run, Arch, Config};
 use nn::Module;
 
-fn usage() -> ExitCode {
-    eprintln!("usage: digits [--mlp] [--epochs N] [--lr X] [--seed S] [--batch-size B] [--out DIR] [--device cpu|cuda|cuda:N]");
-    ExitCode::from(2)
+/// Trains a small CNN (or an MLP) on the 8x8 handwritten digits in `data/`, prints the
+/// test accuracy, and saves the weights, the per-epoch metrics and their curves.
+#[derive(Parser, Debug)]
+#[command(
+    name = "digits",
+    after_help = "Then `cargo run --release -p examples --example predict` classifies the test set with the saved weights."
+)]
+struct Args {
+    /// Train the MLP (linear 64-128-10) instead of the CNN.
+    #[arg(long, conflicts_with = "cnn")]
+    mlp: bool,
+    /// Train the CNN (two 3x3 convolutions, the default).
+    #[arg(long)]
+    cnn: bool,
+    /// Passes over the training set.
+    #[arg(long, value_name = "N", default_value_t = Config::default().epochs)]
+    epochs: usize,
+    /// Peak learning rate (Adam, cosine-annealed to 0).
+    #[arg(long, value_name = "X", default_value_t = Config::default().lr)]
+    lr: f64,
+    /// Seed for the weights, the train/test split and the shuffles.
+    #[arg(long, value_name = "S", default_value_t = Config::default().seed)]
+    seed: u64,
+    /// Minibatch size.
+    #[arg(long, value_name = "B", default_value_t = Config::default().batch_size)]
+    batch_size: usize,
+    /// Output folder for model.safetensors, metrics.csv and curves.png.
+    #[arg(long, value_name = "DIR", default_value = "runs/digits")]
+    out: PathBuf,
+    /// Where to train: cpu, cuda or cuda:N.
+    #[arg(long, value_name = "DEVICE", default_value = "cpu", value_parser = examples::parse_device)]
+    device: tensor_core::Device,
 }
 
 fn main() -> ExitCode {
-    let mut cfg = Config { out_dir: Some(PathBuf::from("runs/digits")), progress: true, ..Default::default() };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        let r: Result<(), String> = match a.as_str() {
-            "--mlp" => {
-                cfg.arch = Arch::Mlp;
-                Ok(())
-            }
-            "--cnn" => {
-                cfg.arch = Arch::Cnn;
-                Ok(())
-            }
-            "--epochs" => val("--epochs").and_then(|v| v.parse().map(|x| cfg.epochs = x).map_err(|e| format!("{e}"))),
-            "--lr" => val("--lr").and_then(|v| v.parse().map(|x| cfg.lr = x).map_err(|e| format!("{e}"))),
-            "--seed" => val("--seed").and_then(|v| v.parse().map(|x| cfg.seed = x).map_err(|e| format!("{e}"))),
-            "--batch-size" => {
-                val("--batch-size").and_then(|v| v.parse().map(|x| cfg.batch_size = x).map_err(|e| format!("{e}")))
-            }
-            "--out" => val("--out").map(|v| cfg.out_dir = Some(PathBuf::from(v))),
-            "--device" => val("--device").and_then(|v| examples::parse_device(&v).map(|d| cfg.device = d)),
-            "-h" | "--help" => return usage(),
-            other => Err(format!("unknown argument {other}")),
-        };
-        if let Err(e) = r {
-            eprintln!("digits: {e}");
-            return usage();
-        }
-    }
+    let args = Args::parse();
+    let cfg = Config {
+        arch: if args.mlp { Arch::Mlp } else { Arch::Cnn },
+        epochs: args.epochs,
+        lr: args.lr,
+        seed: args.seed,
+        batch_size: args.batch_size,
+        out_dir: Some(args.out),
+        progress: true,
+        device: args.device,
+    };
     match main_inner(&cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -60,7 +73,7 @@ fn main() -> ExitCode {
 }
 
 fn main_inner(cfg: &Config) -> tensor_core::Result<()> {
-    let data = digits::load(&digits::default_path())?;
+    let data = digits::load(digits::default_path())?;
     println!(
         "digits: {} images, {:?}, {} epochs, lr {}, seed {}, on {}",
         data.len(),

@@ -6,13 +6,15 @@
 //! cargo run --release --example fashion_mnist -- [--arch mlp|cnn] [--epochs N] [--lr X]
 //!     [--seed S] [--batch-size B] [--workers W] [--data-dir DIR]
 //! ```
-//! Prints the loss and accuracies after each epoch and the final test accuracy.
+//! Prints the loss and accuracies after each epoch and the final test accuracy;
+//! `--help` lists the flags.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use autograd::{no_grad, Var};
+use clap::Parser;
 use data::{DataLoader, TensorDataset};
 use nn::loss::{cross_entropy, CrossEntropyOptions};
 use nn::{Conv2d, Conv2dConfig, Flatten, Forward, Linear, MaxPool2d, Module, ReLU, Sequential};
@@ -30,67 +32,47 @@ const FILES: [&str; 4] = [
 const MEAN: f64 = 0.2860;
 const STD: f64 = 0.3530;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
 enum Arch {
+    /// 784-256-128-10 with ReLUs.
     Mlp,
+    /// Two 3x3 convolutions with max pooling, then a linear layer.
     Cnn,
 }
 
+/// Trains an MLP (or a small CNN) on Fashion-MNIST read from its IDX files, with the
+/// DataLoader feeding shuffled minibatches from background threads.
+#[derive(Parser, Debug)]
+#[command(
+    name = "fashion_mnist",
+    after_help = "The data: `sudo apt-get install dataset-fashion-mnist` (files in /usr/share/datasets/fashion-mnist)."
+)]
 struct Config {
+    /// The network to train.
+    #[arg(long, value_enum, default_value = "mlp")]
     arch: Arch,
+    /// Passes over the training set.
+    #[arg(long, value_name = "N", default_value_t = 5)]
     epochs: usize,
+    /// Learning rate (Adam).
+    #[arg(long, value_name = "X", default_value_t = 1e-3)]
     lr: f64,
+    /// Seed for the weights and the shuffles.
+    #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
+    /// Minibatch size.
+    #[arg(long, value_name = "B", default_value_t = 64)]
     batch_size: usize,
+    /// DataLoader worker threads.
+    #[arg(long, value_name = "W", default_value_t = 2)]
     workers: usize,
+    /// Folder holding the four IDX files.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR)]
     data_dir: PathBuf,
 }
 
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: fashion_mnist [--arch mlp|cnn] [--epochs N] [--lr X] [--seed S] [--batch-size B] [--workers W] [--data-dir DIR]"
-    );
-    ExitCode::from(2)
-}
-
 fn main() -> ExitCode {
-    let mut cfg = Config {
-        arch: Arch::Mlp,
-        epochs: 5,
-        lr: 1e-3,
-        seed: 0,
-        batch_size: 64,
-        workers: 2,
-        data_dir: PathBuf::from(DEFAULT_DIR),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        fn num<T: std::str::FromStr>(v: String) -> std::result::Result<T, String> {
-            v.parse().map_err(|_| format!("cannot parse {v:?}"))
-        }
-        let r: std::result::Result<(), String> = match a.as_str() {
-            "--arch" => val("--arch")
-                .and_then(|v| match v.as_str() {
-                    "mlp" => Ok(Arch::Mlp),
-                    "cnn" => Ok(Arch::Cnn),
-                    o => Err(format!("unknown architecture {o:?} (mlp or cnn)")),
-                })
-                .map(|a| cfg.arch = a),
-            "--epochs" => val("--epochs").and_then(num).map(|x| cfg.epochs = x),
-            "--lr" => val("--lr").and_then(num).map(|x| cfg.lr = x),
-            "--seed" => val("--seed").and_then(num).map(|x| cfg.seed = x),
-            "--batch-size" => val("--batch-size").and_then(num).map(|x| cfg.batch_size = x),
-            "--workers" => val("--workers").and_then(num).map(|x| cfg.workers = x),
-            "--data-dir" => val("--data-dir").map(|v| cfg.data_dir = PathBuf::from(v)),
-            "-h" | "--help" => return usage(),
-            other => Err(format!("unknown argument {other}")),
-        };
-        if let Err(e) = r {
-            eprintln!("fashion_mnist: {e}");
-            return usage();
-        }
-    }
+    let cfg = Config::parse();
     let missing: Vec<PathBuf> = FILES.iter().map(|f| cfg.data_dir.join(f)).filter(|p| !p.is_file()).collect();
     if !missing.is_empty() {
         eprintln!("fashion_mnist: the Fashion-MNIST files are missing:");

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use autograd::Var;
+use clap::Parser;
 use examples::train::{build, Arch};
 use nn::loss::{cross_entropy, CrossEntropyOptions};
 use nn::{Forward, Module};
@@ -47,18 +48,18 @@ fn report(name: &str, unit: &str, t: (f64, f64, f64), per_sec: impl Fn(f64) -> f
     println!("RESULT {name} {med:.4} {unit} {lo:.4} {hi:.4}");
 }
 
+/// Times the CUDA workloads on device 0 (the GPU side of the CUDA benchmark; its
+/// PyTorch twin is `tools/bench/torch_gpu.py`).
+#[derive(Parser, Debug)]
+#[command(name = "gpu_bench")]
+struct Args {
+    /// Samples per workload (median, min and max are printed).
+    #[arg(long, value_name = "N", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..))]
+    reps: u32,
+}
+
 fn main() -> ExitCode {
-    let mut reps = 15usize;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match (a.as_str(), args.next().and_then(|v| v.parse().ok())) {
-            ("--reps", Some(n)) => reps = n,
-            _ => {
-                eprintln!("usage: gpu_bench [--reps N]");
-                return ExitCode::from(2);
-            }
-        }
-    }
+    let reps = Args::parse().reps as usize;
     match bench(reps) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -7,6 +7,7 @@
 //! ```
 
 use autograd::Var;
+use clap::Parser;
 use examples::char_lm::LmModel;
 use examples::digits;
 use examples::train::{build, Arch};
@@ -15,16 +16,33 @@ use nn::{Forward, Module};
 use optim::{Adam, AdamOptions, Optimizer};
 use tensor_core::{profiler, Result, Tensor};
 
+/// Profiles one training step (digits CNN by default) and prints the op table; writes
+/// a Chrome trace (open it in ui.perfetto.dev or chrome://tracing).
+#[derive(Parser, Debug)]
+#[command(name = "profile_step")]
+struct Args {
+    /// Profile a step of the char_lm GPT (batch 12, context 64) instead.
+    #[arg(long, conflicts_with = "lstm")]
+    gpt: bool,
+    /// Profile a step of the char_lm LSTM (batch 12, context 64) instead.
+    #[arg(long)]
+    lstm: bool,
+    /// Where to write the Chrome trace.
+    #[arg(long, value_name = "FILE", default_value = "runs/profile_step.json")]
+    out: String,
+}
+
 fn main() -> Result<()> {
-    let out = std::env::args().skip_while(|a| a != "--out").nth(1).unwrap_or_else(|| "runs/profile_step.json".into());
+    let args = Args::parse();
+    let out = args.out;
     tensor_core::manual_seed(0);
-    if std::env::args().any(|a| a == "--gpt") {
+    if args.gpt {
         return lm(&out, LmModel::Gpt);
     }
-    if std::env::args().any(|a| a == "--lstm") {
+    if args.lstm {
         return lm(&out, LmModel::Lstm);
     }
-    let data = digits::load(&digits::default_path())?;
+    let data = digits::load(digits::default_path())?;
     let net = build(Arch::Cnn)?;
     let mut opt = Adam::new(net.parameters(), AdamOptions { lr: 3e-3, ..Default::default() })?;
     let idx = Tensor::arange(0.0, 32.0, 1.0, tensor_core::DType::I64, &tensor_core::Device::cpu())?;

@@ -12,7 +12,7 @@ use nn::{init, Embedding, Forward, LayerNorm, Linear, LstmConfig, Module, Param,
 use optim::{clip_grad_norm_, AdamW, AdamWOptions, Optimizer};
 use tensor_core::{AttentionOpts, DType, Device, Error, Generator, Result, Tensor};
 
-use crate::metrics::MetricsLogger;
+use data::metrics::MetricsLogger;
 
 /// Path of `data/tinyshakespeare.txt.gz`: `$CHAR_LM_DATA` when set, else this
 /// repository's copy (else `data/tinyshakespeare.txt.gz` under the working directory,
@@ -606,7 +606,7 @@ pub fn train(model: &dyn Forward, data: &CharData, cfg: &LmConfig) -> Result<LmH
     };
     let mut hist = LmHistory::default();
     let t0 = Instant::now();
-    let bar = cfg.progress.then(|| crate::metrics::progress_bar(cfg.iters as u64, "train"));
+    let bar = cfg.progress.then(|| data::metrics::progress_bar(cfg.iters as u64, "train"));
     let mut eval = |it: usize, hist: &mut LmHistory| -> Result<()> {
         let tl = evaluate(model, &eval_train, &cfg.device)?;
         let vl = evaluate(model, &eval_val, &cfg.device)?;

@@ -1,12 +1,14 @@
-//! Runnable examples for the stack: the digits data set, a small training loop
-//! shared by the `digits` example and its test, training-loop helpers (metrics CSV
-//! and curves, a progress bar), the guide (`docs/guide.md`) and the README,
-//! whose code blocks run as this crate's doctests against the umbrella crate `torch_rs`.
+//! Runnable examples for the stack: where the digits data set lives, a small training
+//! loop shared by the `digits` example and its test, the inference path of the
+//! `predict` example, the character-level GPT of `char_lm`, and the guide
+//! (`docs/guide.md`) and the README, whose code blocks run as this crate's doctests
+//! against the umbrella crate `torch_rs`. Metrics logging and plots come from
+//! `data::metrics`, the digits loader from `data::datasets::digits`.
 #![warn(missing_docs)]
 
 pub mod char_lm;
 pub mod digits;
-pub mod metrics;
+pub mod predict;
 pub mod train;
 
 /// A device from the command line: `cpu`, `cuda` or `cuda:N` (the examples' `--device`).

@@ -10,7 +10,7 @@ use optim::{Adam, AdamOptions, CosineAnnealingLR, CosineAnnealingLROptions, LrSc
 use tensor_core::{Device, Error, Generator, Result, Tensor};
 
 use crate::digits::Digits;
-use crate::metrics::MetricsLogger;
+use data::metrics::MetricsLogger;
 
 /// Which network to train.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,8 +88,11 @@ pub fn build(arch: Arch) -> Result<Sequential> {
     })
 }
 
+/// Fraction of the digits held out as the test set (seeded by [`Config::seed`]).
+pub const TEST_FRACTION: f64 = 0.2;
+
 /// Shapes a `[n, 64]` pixel batch for `arch` (`[n, 1, 8, 8]` for the CNN).
-fn shape_input(x: &Tensor, arch: Arch) -> Result<Tensor> {
+pub fn shape_input(x: &Tensor, arch: Arch) -> Result<Tensor> {
     match arch {
         Arch::Cnn => x.reshape(&[-1, 1, 8, 8]),
         Arch::Mlp => Ok(x.clone()),
@@ -116,7 +119,7 @@ pub fn run(data: &Digits, cfg: &Config) -> Result<(Sequential, History)> {
         return Err(Error::arg("digits", "batch size and epochs must be positive"));
     }
     tensor_core::manual_seed(cfg.seed);
-    let (train, test) = data.split(0.2, cfg.seed)?;
+    let (train, test) = data.split(TEST_FRACTION, cfg.seed)?;
     let net = build(cfg.arch)?;
     net.to_device(&cfg.device)?;
     let params: Vec<Var> = net.parameters();
@@ -136,7 +139,7 @@ pub fn run(data: &Digits, cfg: &Config) -> Result<(Sequential, History)> {
     };
     for epoch in 0..cfg.epochs {
         let bar =
-            cfg.progress.then(|| crate::metrics::progress_bar(steps_per_epoch as u64, format!("epoch {}", epoch + 1)));
+            cfg.progress.then(|| data::metrics::progress_bar(steps_per_epoch as u64, format!("epoch {}", epoch + 1)));
         let perm: Vec<i64> = shuffle.permutation(train.len()).into_iter().map(|i| i as i64).collect();
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0.0, 0usize);
         for chunk in perm.chunks(cfg.batch_size) {

@@ -5,7 +5,7 @@ use examples::train::{run, Arch, Config};
 
 #[test]
 fn short_cnn_run_learns_digits() -> tensor_core::Result<()> {
-    let data = digits::load(&digits::default_path())?;
+    let data = digits::load(digits::default_path())?;
     assert_eq!(data.len(), 1797);
     let cfg = Config { arch: Arch::Cnn, epochs: 4, lr: 5e-3, seed: 1, ..Default::default() };
     let (_, hist) = run(&data, &cfg)?;
@@ -17,7 +17,7 @@ fn short_cnn_run_learns_digits() -> tensor_core::Result<()> {
 
 #[test]
 fn short_mlp_run_learns_digits() -> tensor_core::Result<()> {
-    let data = digits::load(&digits::default_path())?;
+    let data = digits::load(digits::default_path())?;
     let cfg = Config { arch: Arch::Mlp, epochs: 5, lr: 5e-3, seed: 2, ..Default::default() };
     let (_, hist) = run(&data, &cfg)?;
     let acc = *hist.test_acc.last().expect("one entry per epoch");

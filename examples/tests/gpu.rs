@@ -271,7 +271,7 @@ fn fused_adam_through_optim_matches_cpu() {
 #[test]
 fn digits_cnn_step_on_cuda_matches_cpu() {
     let Some(dev) = gpu("digits_cnn_step_on_cuda_matches_cpu") else { return };
-    let data = digits::load(&digits::default_path()).unwrap();
+    let data = digits::load(digits::default_path()).unwrap();
     let idx = Tensor::arange(0.0, 64.0, 1.0, DType::I64, &Device::cpu()).unwrap();
     let x = data.images.index_select(0, &idx).unwrap().reshape(&[-1, 1, 8, 8]).unwrap();
     let y = data.labels.index_select(0, &idx).unwrap();
@@ -314,7 +314,7 @@ fn digits_cnn_step_on_cuda_matches_cpu() {
 #[test]
 fn digits_training_on_cuda_learns_like_cpu() {
     let Some(dev) = gpu("digits_training_on_cuda_learns_like_cpu") else { return };
-    let data = digits::load(&digits::default_path()).unwrap();
+    let data = digits::load(digits::default_path()).unwrap();
     let cfg = Config { arch: Arch::Cnn, epochs: 3, lr: 5e-3, seed: 1, ..Default::default() };
     let (_, h_cpu) = run(&data, &cfg).unwrap();
     let t0 = std::time::Instant::now();

@@ -203,13 +203,19 @@ fn run_side(cmd: &mut Command) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// One `{"workload": .., "unit": .., "value": ..}` line of a side's output (a `null`
+/// value, a measurement that failed, is NaN), or `None` for any other line (other JSON
+/// objects, a value that is not a number, text).
+fn parse_result(line: &str) -> Option<(String, String, f64)> {
+    let v: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
+    let value = if v["value"].is_null() { f64::NAN } else { v["value"].as_f64()? };
+    Some((v["workload"].as_str()?.to_string(), v["unit"].as_str()?.to_string(), value))
+}
+
 /// Adds each `{"workload": .., "unit": .., "value": ..}` line of `out` to the table.
 fn collect(table: &mut BTreeMap<String, Samples>, order: &mut Vec<String>, out: &str, side: Side) {
     for line in out.lines() {
-        let (Some(w), Some(u), Some(v)) = (field(line, "workload"), field(line, "unit"), field(line, "value")) else {
-            continue;
-        };
-        let Ok(v) = v.parse::<f64>() else { continue };
+        let Some((w, u, v)) = parse_result(line) else { continue };
         if side == Side::Candle && !table.contains_key(&w) {
             continue; // only workloads this stack also ran
         }
@@ -223,18 +229,6 @@ fn collect(table: &mut BTreeMap<String, Samples>, order: &mut Vec<String>, out: 
             Side::Torch => s.torch.push(v),
             Side::Candle => s.candle.push(v),
         }
-    }
-}
-
-/// The value of `"key": value` in a flat JSON object line (strings without escapes).
-fn field(line: &str, key: &str) -> Option<String> {
-    let pat = format!("\"{key}\":");
-    let rest = line[line.find(&pat)? + pat.len()..].trim_start();
-    if let Some(s) = rest.strip_prefix('"') {
-        Some(s[..s.find('"')?].to_string())
-    } else {
-        let end = rest.find([',', '}']).unwrap_or(rest.len());
-        Some(rest[..end].trim().to_string())
     }
 }
 
@@ -377,5 +371,39 @@ fn yes(b: bool) -> &'static str {
         "yes"
     } else {
         "no"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_lines_parse_and_other_lines_do_not() {
+        // This stack's side prints `"key": value`; the PyTorch side's json.dumps the same.
+        let r = parse_result(r#"{"workload": "W1 matmul 256", "unit": "GFLOP/s", "value": 123.5}"#);
+        assert_eq!(r, Some(("W1 matmul 256".into(), "GFLOP/s".into(), 123.5)));
+        let r = parse_result(r#"{"workload":"W3, \"odd\" name","unit":"ms","value":2e-3}"#);
+        assert_eq!(r, Some(("W3, \"odd\" name".into(), "ms".into(), 0.002)));
+        let (_, _, v) = parse_result(r#"{"workload": "W5 peak RSS", "unit": "MB", "value": null}"#).unwrap();
+        assert!(v.is_nan());
+        for other in [r#"{"threads": 2}"#, r#"{"workload": "W1", "unit": "x", "value": "fast"}"#, "round 1/3", ""] {
+            assert_eq!(parse_result(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn collect_fills_the_table_in_first_seen_order() {
+        let mut table = BTreeMap::new();
+        let mut order = Vec::new();
+        let ours = "{\"threads\": 2}\n{\"workload\": \"W2 add\", \"unit\": \"GB/s\", \"value\": 10}\n{\"workload\": \"W1 mm\", \"unit\": \"GFLOP/s\", \"value\": 5.5}\n";
+        collect(&mut table, &mut order, ours, Side::Ours);
+        collect(&mut table, &mut order, "{\"workload\": \"W2 add\", \"unit\": \"GB/s\", \"value\": 12}", Side::Torch);
+        collect(&mut table, &mut order, "{\"workload\": \"W9 new\", \"unit\": \"ms\", \"value\": 1}", Side::Candle);
+        assert_eq!(order, ["W2 add", "W1 mm"]);
+        assert_eq!(table["W2 add"].ours, [10.0]);
+        assert_eq!(table["W2 add"].torch, [12.0]);
+        assert_eq!(table["W1 mm"].unit, "GFLOP/s");
+        assert!(!table.contains_key("W9 new"));
     }
 }

@@ -44,19 +44,39 @@ fn built_executables(root: &Path, args: &[&str]) -> Result<Vec<(String, String)>
     if !out.status.success() {
         return Err(format!("cargo {} failed ({})", args.join(" "), out.status));
     }
+    Ok(artifact_executables(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The `(package, executable)` of every `compiler-artifact` message with an executable
+/// in cargo's `--message-format=json` output (one JSON object per line; other lines and
+/// other messages are skipped).
+fn artifact_executables(stdout: &str) -> Vec<(String, String)> {
     let mut exes = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if !line.contains("\"reason\":\"compiler-artifact\"") {
+    for line in stdout.lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if msg["reason"] != "compiler-artifact" {
             continue;
         }
-        let Some(exe) = json_string(line, "executable") else { continue };
-        // package_id looks like `path+file:///.../crates/tensor-cuda#0.1.0`.
-        let pkg = json_string(line, "package_id")
-            .and_then(|id| id.rsplit('/').next().map(|s| s.split('#').next().unwrap_or(s).to_string()))
-            .unwrap_or_else(|| "pkg".into());
-        exes.push((pkg, exe));
+        let Some(exe) = msg["executable"].as_str() else { continue };
+        let pkg = msg["package_id"].as_str().map(package_name).unwrap_or_else(|| "pkg".into());
+        exes.push((pkg, exe.to_string()));
     }
-    Ok(exes)
+    exes
+}
+
+/// The package name in a cargo package id: `path+file:///w/crates/tensor-cuda#torch-rs-cuda@0.1.0`
+/// names `torch-rs-cuda`, `path+file:///w/examples#0.1.0` (name and folder the same)
+/// names `examples`, and the old form `examples 0.1.0 (path+file:///w/examples)` names
+/// `examples`.
+fn package_name(id: &str) -> String {
+    if let Some((url, frag)) = id.rsplit_once('#') {
+        match frag.split_once('@') {
+            Some((name, _)) => name.to_string(),
+            None => url.rsplit('/').next().unwrap_or(url).to_string(),
+        }
+    } else {
+        id.split_whitespace().next().unwrap_or(id).to_string()
+    }
 }
 
 fn write_script(path: &Path, text: &str) -> Result<(), String> {
@@ -125,23 +145,6 @@ pub fn bundle(root: &Path, dir: &Path) -> Result<(), String> {
         dir.join("bench.sh").display()
     );
     Ok(())
-}
-
-/// The value of `"key":"..."` in one line of cargo's JSON (paths need no unescaping
-/// beyond `\\` and `\"`).
-fn json_string(line: &str, key: &str) -> Option<String> {
-    let pat = format!("\"{key}\":\"");
-    let start = line.find(&pat)? + pat.len();
-    let mut out = String::new();
-    let mut chars = line[start..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => out.push(chars.next()?),
-            '"' => return Some(out),
-            c => out.push(c),
-        }
-    }
-    None
 }
 
 /// The start of both scripts: finds the CUDA libraries and sets `LD_LIBRARY_PATH`.
@@ -260,3 +263,36 @@ awk '
     }
   }' "$HERE/ours.txt" "$HERE/torch.txt"
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Real lines of `cargo test --no-run --message-format=json` (trimmed), with a
+    /// path holding a quote and a backslash that the old string search got wrong.
+    #[test]
+    fn executables_from_cargo_json() {
+        let out = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/tensor-cuda#torch-rs-cuda@0.1.0","manifest_path":"/w/crates/tensor-cuda/Cargo.toml","target":{"kind":["test"],"name":"gpu"},"profile":{"test":true},"features":[],"filenames":["/w/target/release/deps/gpu-1a2b"],"executable":"/w/target/release/deps/gpu-1a2b","fresh":true}
+{"reason":"compiler-artifact","package_id":"registry+https://github.com/rust-lang/crates.io-index#libc@0.2.180","target":{"kind":["lib"],"name":"libc"},"filenames":["/w/target/release/deps/liblibc.rlib"],"executable":null,"fresh":true}
+{"reason":"compiler-message","package_id":"path+file:///w/examples#0.1.0","message":{"rendered":"warning: \"executable\":\"/not/this\""}}
+not json at all
+{"reason":"compiler-artifact","package_id":"path+file:///w/ex\"a\\mples#0.1.0","executable":"/w/t\"q\\x/gpu-9f","fresh":false}
+{"reason":"build-finished","success":true}
+"#;
+        let exes = artifact_executables(out);
+        assert_eq!(
+            exes,
+            vec![
+                ("torch-rs-cuda".to_string(), "/w/target/release/deps/gpu-1a2b".to_string()),
+                ("ex\"a\\mples".to_string(), "/w/t\"q\\x/gpu-9f".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn package_names_from_ids() {
+        assert_eq!(package_name("path+file:///w/crates/tensor-cuda#torch-rs-cuda@0.1.0"), "torch-rs-cuda");
+        assert_eq!(package_name("path+file:///w/examples#0.1.0"), "examples");
+        assert_eq!(package_name("examples 0.1.0 (path+file:///w/examples)"), "examples");
+    }
+}

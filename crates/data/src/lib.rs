@@ -9,6 +9,9 @@
 //! - [`Dataset`], [`TensorDataset`], [`Subset`], [`random_split`]: map-style data sets.
 //! - [`DataLoader`]: shuffled, collated minibatches prepared by background workers,
 //!   identical for a given seed and epoch whatever the number of workers.
+//! - [`datasets`]: small data sets from a file, e.g. [`datasets::digits`] (8x8 digits).
+//! - [`metrics`]: training metrics logged to CSV as a run goes, read back, written as
+//!   JSON; drawn into a PNG with the cargo feature `plot`, a progress bar with `progress`.
 //! - `ndarray` (cargo feature `ndarray`): conversions to and from `ndarray` arrays,
 //!   zero-copy where the layout allows.
 //!
@@ -35,8 +38,10 @@
 #![warn(missing_docs)]
 
 mod dataset;
+pub mod datasets;
 pub mod idx;
 mod loader;
+pub mod metrics;
 #[cfg(feature = "ndarray")]
 pub mod ndarray;
 pub mod npy;

@@ -21,7 +21,7 @@ pub use nn;
 /// (`torch-rs-optim`), as `torch.optim`.
 pub use optim;
 
-/// `.npy`/`.npz` files, datasets and the `DataLoader` (`torch-rs-data`), as
+/// `.npy`/`.npz` files, datasets, the `DataLoader` and training metrics (`torch-rs-data`), as
 /// `torch.utils.data` (feature `data`, on by default).
 #[cfg(feature = "data")]
 pub use data;
