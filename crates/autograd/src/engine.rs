@@ -431,6 +431,19 @@ pub(crate) fn run(
         }
     }
 
+    // A leaf replaced since the graph was recorded (a module moved to another device
+    // or dtype) would take a gradient no optimizer reads: refuse before storing any.
+    if inputs.is_none() {
+        if let Some(old) = leaf_order.iter().find(|l| l.successor.get().is_some()) {
+            return Err(Error::Autograd(format!(
+                "backward: a leaf of shape {:?} ({}) was replaced (Module::to_device/to_dtype or Var::supersede) \
+                 after this graph was recorded; run the forward again after moving",
+                old.tensor.dims(),
+                old.tensor.dtype()
+            )));
+        }
+    }
+
     // Leaves: hooks, then accumulate or capture.
     for leaf in leaf_order {
         let k = Arc::as_ptr(&leaf) as usize;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use smallvec::smallvec;
@@ -18,6 +18,8 @@ pub(crate) struct VarInner {
     pub(crate) grad: Mutex<Option<Var>>,
     /// Hooks on a leaf (a non-leaf's hooks live on its node).
     pub(crate) hooks: Hooks,
+    /// The leaf that took this one's place ([`Var::supersede`]), set at most once.
+    pub(crate) successor: OnceLock<Var>,
 }
 
 /// A differentiable tensor handle: a [`Tensor`] plus an optional graph node, a
@@ -66,6 +68,7 @@ impl From<Tensor> for Var {
             node: None,
             grad: Mutex::new(None),
             hooks: Hooks::default(),
+            successor: OnceLock::new(),
         }))
     }
 }
@@ -98,6 +101,7 @@ impl Var {
             node: Some(node),
             grad: Mutex::new(None),
             hooks: Hooks::default(),
+            successor: OnceLock::new(),
         }))
     }
 
@@ -286,6 +290,76 @@ impl Var {
     /// True when both handles are the same variable.
     pub fn same(&self, other: &Var) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// A new leaf holding `t` that takes this leaf's place: what
+    /// `nn::Module::to_device`/`to_dtype` do to each parameter (PyTorch's
+    /// `param.data = t`).
+    ///
+    /// `t` must have this variable's shape; its dtype and device may differ. The new
+    /// leaf keeps `requires_grad` and the registered hooks, and gets the gradient
+    /// converted to `t`'s dtype and device. Holders of the old handle can reach the new
+    /// one with [`Var::latest`]: optimizers do so at every step, so an optimizer built
+    /// before a move keeps training the moved parameters. A backward through a graph
+    /// recorded before the move fails while the old leaf is still held (say by an
+    /// optimizer that has not stepped since), since its gradient would land there;
+    /// run the forward again after moving.
+    /// Fails on a non-leaf, on a shape change, and on a leaf already superseded (move
+    /// [`Var::latest`] instead).
+    ///
+    /// ```
+    /// use autograd::Var;
+    /// use tensor_core::{DType, Tensor};
+    ///
+    /// let w = Var::param(Tensor::new(&[1.0f32, 2.0]))?;
+    /// let w64 = w.supersede(w.tensor().to_dtype(DType::F64)?)?;
+    /// assert!(w.latest().same(&w64) && w.is_superseded());
+    /// assert_eq!(w64.dtype(), DType::F64);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn supersede(&self, t: Tensor) -> Result<Var> {
+        const OP: &str = "Var::supersede";
+        if self.0.node.is_some() {
+            return Err(Error::Autograd(format!(
+                "{OP}: only a leaf can be replaced, this variable was produced by {}",
+                self.grad_fn_name().unwrap_or("an op")
+            )));
+        }
+        if t.dims() != self.dims() {
+            return Err(Error::shape(OP, self.dims(), t.dims(), "the replacement must keep the shape"));
+        }
+        let rg = self.0.requires_grad.load(Ordering::Relaxed);
+        let new = Var::new(t, rg)?;
+        if let Some(g) = self.grad() {
+            let g = g.to_device(new.device())?.to_dtype(new.dtype())?;
+            *new.0.grad.lock() = Some(Var::from(g));
+        }
+        for (id, hook) in self.0.hooks.snapshot() {
+            new.0.hooks.push(id, hook);
+        }
+        self.0.successor.set(new.clone()).map_err(|_| {
+            Error::Autograd(format!(
+                "{OP}: this leaf (shape {:?}, {}) was already replaced; replace its latest() instead",
+                self.dims(),
+                self.dtype()
+            ))
+        })?;
+        Ok(new)
+    }
+
+    /// The leaf that now stands for this one: itself, or the end of the chain of
+    /// [`Var::supersede`] replacements.
+    pub fn latest(&self) -> Var {
+        let mut v = self.clone();
+        while let Some(next) = v.0.successor.get() {
+            v = next.clone();
+        }
+        v
+    }
+
+    /// True when [`Var::supersede`] replaced this leaf.
+    pub fn is_superseded(&self) -> bool {
+        self.0.successor.get().is_some()
     }
 
     /// Backpropagates from a one-element variable: accumulates `d self / d leaf` into

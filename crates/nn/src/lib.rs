@@ -8,7 +8,9 @@
 //! - [`Param`]: a shared leaf `Var` that requires grad; cloning a module shares them.
 //! - Layers with PyTorch's default initialisation (recurrent ones too: [`LSTM`],
 //!   [`GRU`], [`RNN`] and their cells), [`Sequential`], [`ModuleList`], [`loss`]
-//!   functions and [`init`]ialisers.
+//!   functions and [`init`]ialisers; [`Factory`] builds them in another dtype or on
+//!   another device (PyTorch's `dtype=`/`device=`), and
+//!   [`tensor_core::set_default_dtype`] changes the default float dtype.
 //!
 //! ```
 //! use autograd::Var;
@@ -29,12 +31,14 @@
 //! ```
 #![warn(missing_docs)]
 
+mod factory;
 pub mod init;
 pub mod layers;
 pub mod loss;
 mod module;
 mod state;
 
+pub use factory::Factory;
 pub use layers::activation::{LeakyReLU, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Tanh, ELU, GELU};
 pub use layers::attention::{generate_square_subsequent_mask, MhaConfig, MhaOptions, MultiheadAttention};
 pub use layers::container::{ModuleList, Sequential};

@@ -17,9 +17,10 @@ use crate::state::{IncompatibleKeys, StateDict};
 /// A trainable parameter: a shared leaf [`Var`] that requires grad.
 ///
 /// Cloning a `Param` (or a module holding one) shares it: both handles see the same
-/// values and the same `.grad`. [`Module::to_device`] and [`Module::to_dtype`] replace
-/// the variable behind the handle, so take [`Module::parameters`] for an optimizer
-/// after moving the model (as in PyTorch).
+/// values and the same `.grad`. [`Module::to_device`] and [`Module::to_dtype`] keep the
+/// parameter: the variable behind the handle is superseded ([`Var::supersede`]) by one
+/// on the new device or dtype, and an optimizer built before the move follows it at
+/// its next step, as in PyTorch.
 #[derive(Clone)]
 pub struct Param(Arc<RwLock<Var>>);
 
@@ -80,12 +81,27 @@ impl Param {
         v.tensor().copy_(&src)
     }
 
-    /// Replaces the variable behind this handle with a new leaf holding `t` (keeps
-    /// `requires_grad`; drops the gradient).
-    pub fn replace(&self, t: Tensor) -> Result<()> {
+    /// Gives this parameter the value `t`, which may live on another device or have
+    /// another float dtype but must keep the shape (PyTorch's `param.data = t`). The
+    /// variable behind the handle is superseded ([`Var::supersede`]): `requires_grad`,
+    /// hooks and the (converted) gradient carry over, and optimizers holding the old
+    /// variable follow to the new one at their next step.
+    ///
+    /// ```
+    /// use nn::Param;
+    /// use tensor_core::{DType, Tensor};
+    ///
+    /// let p = Param::new(Tensor::new(&[1.0f32, 2.0]))?;
+    /// let before = p.var();
+    /// p.set_data(p.tensor().to_dtype(DType::F64)?)?;
+    /// assert_eq!(p.tensor().dtype(), DType::F64);
+    /// assert!(before.latest().same(&p.var()));
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn set_data(&self, t: Tensor) -> Result<()> {
         let mut v = self.0.write();
-        let rg = v.requires_grad();
-        *v = Var::new(t, rg)?;
+        let new = v.supersede(t)?;
+        *v = new;
         Ok(())
     }
 
@@ -389,10 +405,24 @@ pub trait Module {
         }
     }
 
-    /// Moves every parameter and buffer to `device` (gradients are dropped).
+    /// Moves every parameter (with its gradient) and buffer to `device`, in place:
+    /// the parameters stay the same, so an optimizer built before the move keeps
+    /// training them (see [`Param::set_data`]). Run the forward again after moving.
+    ///
+    /// ```
+    /// use nn::{Linear, Module};
+    /// use tensor_core::{DType, Device};
+    ///
+    /// let m = Linear::new(3, 2, true)?;
+    /// let held = m.parameters();          // what an optimizer holds
+    /// m.to_device(&Device::cpu())?;      // or a CUDA device
+    /// m.to_dtype(DType::F64)?;
+    /// assert!(held.iter().all(|v| v.latest().dtype() == DType::F64));
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
     fn to_device(&self, device: &Device) -> Result<()> {
         for (_, p) in self.named_parameters() {
-            p.replace(p.tensor().to_device(device)?)?;
+            p.set_data(p.tensor().to_device(device)?)?;
         }
         for (_, b) in self.named_buffers() {
             b.replace(b.tensor().to_device(device)?);
@@ -408,7 +438,7 @@ pub trait Module {
             return Err(Error::arg("Module::to_dtype", format!("expected a floating point dtype, got {dtype}")));
         }
         for (_, p) in self.named_parameters() {
-            p.replace(p.tensor().to_dtype(dtype)?.contiguous()?)?;
+            p.set_data(p.tensor().to_dtype(dtype)?.contiguous()?)?;
         }
         for (_, b) in self.named_buffers() {
             let t = b.tensor();

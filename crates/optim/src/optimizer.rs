@@ -195,8 +195,9 @@ impl<R: Rule> Optim<R> {
         }
         options.validate()?;
         for (i, p) in params.iter().enumerate() {
-            let dup_here = params[..i].iter().any(|q| q.same(p));
-            let dup_before = self.groups.iter().any(|g| g.params.iter().any(|q| q.same(p)));
+            let p = &p.latest();
+            let dup_here = params[..i].iter().any(|q| q.latest().same(p));
+            let dup_before = self.groups.iter().any(|g| g.params.iter().any(|q| q.latest().same(p)));
             if dup_here || dup_before {
                 return Err(Error::arg(R::NAME, "some parameters appear more than once in the parameter groups"));
             }
@@ -212,7 +213,8 @@ impl<R: Rule> Optim<R> {
         Ok(())
     }
 
-    /// The parameter groups.
+    /// The parameter groups. A parameter moved since the last step may still be held
+    /// as the variable it replaced: [`Var::latest`] gives the current one.
     pub fn param_groups(&self) -> &[ParamGroup<R::Options>] {
         &self.groups
     }
@@ -235,6 +237,26 @@ impl<R: Rule> Optim<R> {
         self.state.get(group)?.get(index)?.as_ref()
     }
 
+    /// Takes up the leaves that replaced this optimizer's parameters
+    /// ([`Var::supersede`], which `Module::to_device`/`to_dtype` use), converting
+    /// their state to the new device and dtype, as PyTorch's optimizers keep working
+    /// after `model.to(...)`. One atomic load per parameter when nothing moved.
+    fn follow_moves(&mut self) -> Result<()> {
+        for (group, states) in self.groups.iter_mut().zip(self.state.iter_mut()) {
+            for (p, st) in group.params.iter_mut().zip(states.iter_mut()) {
+                if !p.is_superseded() {
+                    continue;
+                }
+                let new = p.latest();
+                if let Some(old) = st.as_ref() {
+                    *st = Some(R::load_state(&R::save_state(old)?, new.tensor())?);
+                }
+                *p = new;
+            }
+        }
+        Ok(())
+    }
+
     fn bad_group(&self, group: usize) -> Error {
         Error::arg(R::NAME, format!("param group {group} out of range: the optimizer has {}", self.groups.len()))
     }
@@ -253,6 +275,7 @@ impl<R: Rule> Optim<R> {
 impl<R: Rule> Optimizer for Optim<R> {
     fn step(&mut self) -> Result<()> {
         let _guard = autograd::NoGradGuard::new();
+        self.follow_moves()?;
         for (group, states) in self.groups.iter().zip(self.state.iter_mut()) {
             for (p, st) in group.params.iter().zip(states.iter_mut()) {
                 if !p.requires_grad() {
@@ -266,7 +289,7 @@ impl<R: Rule> Optimizer for Optim<R> {
     }
 
     fn params(&self) -> Vec<Var> {
-        self.groups.iter().flat_map(|g| g.params.iter().cloned()).collect()
+        self.groups.iter().flat_map(|g| g.params.iter().map(Var::latest)).collect()
     }
 
     fn name(&self) -> &'static str {
@@ -382,7 +405,7 @@ impl<R: Rule> Optimizer for Optim<R> {
             let mut states = Vec::with_capacity(g.params.len());
             for (p, id) in g.params.iter().zip(&saved.params) {
                 let st = match sd.state.get(id) {
-                    Some(ps) => Some(R::load_state(ps, p.tensor()).map_err(|e| match e {
+                    Some(ps) => Some(R::load_state(ps, p.latest().tensor()).map_err(|e| match e {
                         Error::InvalidArgument { op, msg } => {
                             Error::InvalidArgument { op, msg: format!("param group {gi}, parameter {id}: {msg}") }
                         }

@@ -306,3 +306,38 @@ impl_elem!(bool, Bool, |x| x as u8 as f64, |v| v != 0.0, Scalar::Bool, |s| match
     Scalar::I64(i) => i != 0,
     Scalar::F64(f) => f != 0.0,
 });
+
+/// The process-wide default float dtype, as an index into [`ALL_DTYPES`].
+static DEFAULT_FLOAT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(6);
+
+/// The default floating point dtype (`F32` unless [`set_default_dtype`] changed it):
+/// the dtype `nn` layers create their parameters in (PyTorch's
+/// `torch.get_default_dtype()`).
+pub fn default_dtype() -> DType {
+    ALL_DTYPES[DEFAULT_FLOAT.load(std::sync::atomic::Ordering::Relaxed) as usize]
+}
+
+/// Sets the process-wide default floating point dtype (PyTorch's
+/// `torch.set_default_dtype`) and returns the previous one; fails on a non-float dtype.
+///
+/// ```
+/// use tensor_core::{default_dtype, set_default_dtype, DType};
+///
+/// assert_eq!(default_dtype(), DType::F32);
+/// let before = set_default_dtype(DType::F64)?;
+/// assert_eq!(default_dtype(), DType::F64);
+/// set_default_dtype(before)?;
+/// assert!(set_default_dtype(DType::I64).is_err());
+/// # Ok::<(), tensor_core::Error>(())
+/// ```
+pub fn set_default_dtype(dtype: DType) -> crate::Result<DType> {
+    if !dtype.is_float() {
+        return Err(crate::Error::arg(
+            "set_default_dtype",
+            format!("only floating point dtypes can be the default, got {dtype}"),
+        ));
+    }
+    let i = ALL_DTYPES.iter().position(|&d| d == dtype).expect("ALL_DTYPES lists every dtype");
+    let old = DEFAULT_FLOAT.swap(i as u8, std::sync::atomic::Ordering::Relaxed);
+    Ok(ALL_DTYPES[old as usize])
+}

@@ -41,7 +41,7 @@ pub use backend::{
     Span, UnaryOp,
 };
 pub use device::{Device, Storage};
-pub use dtype::{DType, Elem, Scalar, ALL_DTYPES};
+pub use dtype::{default_dtype, set_default_dtype, DType, Elem, Scalar, ALL_DTYPES};
 pub use error::{Error, Result};
 pub use fused::{AdamConfig, OptimizerUpdate, Window2d};
 pub use host::{HostBuffer, HostRead};

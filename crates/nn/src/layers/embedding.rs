@@ -44,7 +44,7 @@ impl Embedding {
         if let Some(p) = padding_idx {
             w.narrow(0, p as isize, 1)?.fill_(0.0)?;
         }
-        Ok(Embedding { weight: Param::new(w)?, padding_idx })
+        Ok(Embedding { weight: Param::new(super::place(w, true)?)?, padding_idx })
     }
 
     /// Number of rows.

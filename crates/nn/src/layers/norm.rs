@@ -84,9 +84,9 @@ impl BatchNorm {
         let cpu = tensor_core::Device::cpu();
         let (rm, rv, nbt) = if cfg.track_running_stats {
             (
-                Some(Buffer::new(Tensor::zeros([c], DType::F32, &cpu)?)),
-                Some(Buffer::new(Tensor::ones([c], DType::F32, &cpu)?)),
-                Some(Buffer::new(Tensor::zeros(Vec::<usize>::new(), DType::I64, &cpu)?)),
+                Some(Buffer::new(super::place(Tensor::zeros([c], DType::F32, &cpu)?, true)?)),
+                Some(Buffer::new(super::place(Tensor::ones([c], DType::F32, &cpu)?, true)?)),
+                Some(Buffer::new(super::place(Tensor::zeros(Vec::<usize>::new(), DType::I64, &cpu)?, false)?)),
             )
         } else {
             (None, None, None)
