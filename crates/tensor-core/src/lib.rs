@@ -40,6 +40,7 @@ pub use backend::{
     AttentionDims, Backend, BinaryOp, Buffer, DeviceEvent, DeviceLocation, FusedOp, OwnedBuffer, ReduceOp, ScanOp,
     Span, UnaryOp,
 };
+pub use cpu::CpuIsa;
 pub use device::{Device, Storage};
 pub use dtype::{default_dtype, set_default_dtype, DType, Elem, Scalar, ALL_DTYPES};
 pub use error::{Error, Result};
@@ -52,4 +53,15 @@ pub use ops::nn::PadMode;
 pub use ops::pool::{AvgPool2dOptions, MaxPool2dOptions};
 pub use random::{manual_seed, Generator};
 pub use shape::Shape;
+
+/// The vector instruction set the CPU kernels use on this machine: the widest the
+/// CPU supports, capped by the environment variable `TORCH_RS_CPU_ISA` (`baseline`,
+/// `avx2`, `avx512`). Every level computes the same bits; only the speed differs.
+///
+/// ```
+/// println!("CPU kernels use {}", tensor_core::cpu_isa());
+/// ```
+pub fn cpu_isa() -> CpuIsa {
+    cpu::simd::Isa::best().level()
+}
 pub use tensor::Tensor;

@@ -11,12 +11,14 @@ mod matmul;
 mod norm;
 mod optim;
 mod reduce;
+pub mod simd;
 pub(crate) mod window;
 
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
 
 pub use arith::Arith;
+pub use simd::CpuIsa;
 
 use crate::backend::{Backend, BinaryOp, Buffer, DeviceLocation, FusedOp, OwnedBuffer, ReduceOp, ScanOp, UnaryOp};
 pub(crate) use crate::host::{as_host_buffer, as_host_buffer_mut, HostBuffer};

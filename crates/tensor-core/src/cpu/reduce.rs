@@ -15,6 +15,7 @@ use smallvec::SmallVec;
 
 use super::alloc;
 use super::iter::{Plan, PAR_THRESHOLD};
+use super::simd::{multiversion, Isa};
 use super::{unsupported, with_dtype, with_float, Arith, HostBuffer};
 use crate::backend::{ReduceOp, ScanOp};
 use crate::dtype::Elem;
@@ -79,6 +80,18 @@ trait Fold<T>: Sync {
     fn init(&self) -> Self::Acc;
     fn step(&self, acc: Self::Acc, x: T) -> Self::Acc;
     fn combine(&self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
+    /// Folds `x` (a multiple of [`LANES`] long) element `j` into lane `j % LANES`.
+    #[inline(always)]
+    fn step_lanes(&self, lanes: &mut [Self::Acc; LANES], x: &[T])
+    where
+        T: Copy,
+    {
+        for c in x.chunks_exact(LANES) {
+            for j in 0..LANES {
+                lanes[j] = self.step(lanes[j], c[j]);
+            }
+        }
+    }
 }
 
 macro_rules! fold {
@@ -103,7 +116,52 @@ macro_rules! fold {
     };
 }
 
-fold!(SumF, "Float sum, accumulated in f64.", [Elem], f64, 0.0, |a, x| a + x.to_f64(), |p, q| p + q);
+/// Float sum, accumulated in f64.
+struct SumF;
+impl<T: Elem> Fold<T> for SumF {
+    type Acc = f64;
+    #[inline(always)]
+    fn init(&self) -> f64 {
+        0.0
+    }
+    #[inline(always)]
+    fn step(&self, a: f64, x: T) -> f64 {
+        a + x.to_f64()
+    }
+    #[inline(always)]
+    fn combine(&self, p: f64, q: f64) -> f64 {
+        p + q
+    }
+    #[inline(always)]
+    fn step_lanes(&self, lanes: &mut [f64; LANES], x: &[T]) {
+        if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+            // SAFETY: `T` is `f32`, so the slice's memory holds `x.len()` f32s.
+            let x = unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) };
+            sum_lanes_f32(Isa::best(), lanes, x);
+        } else {
+            for c in x.chunks_exact(LANES) {
+                for j in 0..LANES {
+                    lanes[j] += c[j].to_f64();
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Adds f32 element `j` of `x` (a multiple of [`LANES`] long) into f64 lane
+    /// `j % LANES`: the canonical order of [`SumF`], vectorised.
+    fn sum_lanes_f32(lanes: &mut [f64; LANES], x: &[f32]) {
+        let mut l = *lanes;
+        for c in x.chunks_exact(LANES) {
+            for j in 0..LANES {
+                l[j] += c[j] as f64;
+            }
+        }
+        *lanes = l;
+    }
+}
+
 fold!(ProdF, "Float product, accumulated in f64.", [Elem], f64, 1.0, |a, x| a * x.to_f64(), |p, q| p * q);
 fold!(SumI, "Wrapping integer sum in i64.", [Elem], i64, 0, |a, x| a.wrapping_add(x.to_scalar().to_i64()), |p, q| p
     .wrapping_add(q));
@@ -148,13 +206,7 @@ impl<'f, T: Copy, F: Fold<T>> BlockAcc<'f, F, T> {
                 if stride == 1 && self.pos.is_multiple_of(LANES) {
                     let m = (self.full - self.pos).min(n - i) / LANES * LANES;
                     if m > 0 {
-                        let mut lanes = self.lanes;
-                        for c in x[off + i..off + i + m].chunks_exact(LANES) {
-                            for j in 0..LANES {
-                                lanes[j] = f.step(lanes[j], c[j]);
-                            }
-                        }
-                        self.lanes = lanes;
+                        f.step_lanes(&mut self.lanes, &x[off + i..off + i + m]);
                         self.pos += m;
                         i += m;
                         continue;
@@ -511,23 +563,23 @@ pub(super) fn exp_neg_f32(x: f32) -> f32 {
     }
 }
 
-/// f32 softmax rows without f64 round trips, each pass a simple loop the compiler
-/// vectorises: the max (8 lanes), `exp(x - max)` into the output, its sum (8 lanes),
-/// then the scale (or the log shift). A NaN anywhere in a row makes the sum NaN, so the
-/// whole row comes out NaN, as in PyTorch.
-fn softmax_rows_f32(x: &[f32], rows: usize, cols: usize, log: bool) -> Result<Vec<f32>> {
-    const L: usize = 8;
-    let mut out = alloc::uninit::<f32>(rows * cols)?;
-    let work = |(r, o): (usize, &mut [f32])| {
-        let row = &x[r * cols..(r + 1) * cols];
+/// Lanes of the f32 softmax passes: 16 independent maxima and sums, one AVX-512
+/// register, two AVX2 ones; the same order at every [`Isa`] level.
+const SM_LANES: usize = 16;
+
+multiversion! {
+    /// One f32 softmax (or log-softmax) row: the max over 16 lanes, `exp(x - max)` into
+    /// the output with its sum over 16 lanes in the same pass, then the scale (or the log
+    /// shift). A NaN anywhere in a row makes the sum NaN, so the whole row comes out NaN,
+    /// as in PyTorch.
+    pub(super) fn softmax_row_f32(row: &[f32], o: &mut [f32], log: bool) {
+        const L: usize = SM_LANES;
         let mut lanes = [f32::NEG_INFINITY; L];
         let chunks = row.chunks_exact(L);
         let tail = chunks.remainder();
         for c in chunks {
             for k in 0..L {
-                if c[k] > lanes[k] {
-                    lanes[k] = c[k];
-                }
+                lanes[k] = if c[k] > lanes[k] { c[k] } else { lanes[k] };
             }
         }
         let mut m = f32::NEG_INFINITY;
@@ -539,18 +591,23 @@ fn softmax_rows_f32(x: &[f32], rows: usize, cols: usize, log: bool) -> Result<Ve
         if m == f32::NEG_INFINITY {
             m = 0.0;
         }
-        for (o, &v) in o.iter_mut().zip(row) {
-            *o = exp_neg_f32(v - m);
-        }
         let mut sums = [0f32; L];
-        let oc = o.chunks_exact(L);
-        let mut sum: f32 = oc.remainder().iter().sum();
-        for c in oc {
+        let n = row.len() - row.len() % L;
+        for (oc, xc) in o[..n].chunks_exact_mut(L).zip(row[..n].chunks_exact(L)) {
             for k in 0..L {
-                sums[k] += c[k];
+                let e = exp_neg_f32(xc[k] - m);
+                oc[k] = e;
+                sums[k] += e;
             }
         }
-        sum += sums.iter().sum::<f32>();
+        let mut sum = 0f32;
+        for (o, &v) in o[n..].iter_mut().zip(&row[n..]) {
+            *o = exp_neg_f32(v - m);
+            sum += *o;
+        }
+        for s in sums {
+            sum += s;
+        }
         if log {
             // (x - max) - log(sum) keeps precision for large |x|.
             let ls = sum.ln();
@@ -563,8 +620,17 @@ fn softmax_rows_f32(x: &[f32], rows: usize, cols: usize, log: bool) -> Result<Ve
                 *o *= inv;
             }
         }
-    };
+    }
+}
+
+/// f32 softmax rows without f64 round trips, each row [`softmax_row_f32`] at the
+/// CPU's widest vector level.
+fn softmax_rows_f32(x: &[f32], rows: usize, cols: usize, log: bool) -> Result<Vec<f32>> {
+    let mut out = alloc::uninit::<f32>(rows * cols)?;
+    let isa = Isa::best();
+    let work = |(r, o): (usize, &mut [f32])| softmax_row_f32(isa, &x[r * cols..(r + 1) * cols], o, log);
     if rows * cols >= PAR_THRESHOLD {
+        // Whole rows per task, a few per thread at least (rayon splits adaptively).
         out.par_chunks_mut(cols.max(1)).enumerate().for_each(work);
     } else {
         out.chunks_mut(cols.max(1)).enumerate().for_each(work);
@@ -601,4 +667,70 @@ pub fn softmax_lastdim(b: &HostBuffer, l: &Layout, log: bool) -> Option<Result<H
         _ => with_float!(b, v, T => Ok(T::wrap(softmax_rows(&v[r], rows, cols, log))),
             else Err(unsupported("softmax", b.dtype()))),
     })
+}
+
+#[cfg(test)]
+mod isa_tests {
+    use super::*;
+
+    fn data(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 20.0
+            })
+            .collect()
+    }
+
+    /// Every dispatch level the CPU supports: the softmax and log-softmax rows match an
+    /// f64 reference and give the same bits as the baseline, for widths around the lanes.
+    #[test]
+    fn softmax_rows_at_every_level_match_f64() {
+        for cols in [1usize, 10, 15, 16, 17, 31, 33, 1023, 1025] {
+            let x = data(cols, cols as u64);
+            let m = x.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
+            let z: f64 = x.iter().map(|&v| (v as f64 - m).exp()).sum();
+            for log in [false, true] {
+                let mut first: Option<Vec<f32>> = None;
+                for isa in Isa::supported() {
+                    let mut o = vec![0f32; cols];
+                    softmax_row_f32(isa, &x, &mut o, log);
+                    for (i, (&got, &v)) in o.iter().zip(&x).enumerate() {
+                        let want = if log { v as f64 - m - z.ln() } else { (v as f64 - m).exp() / z };
+                        let tol = if log { 1e-5 * want.abs().max(1.0) } else { 1e-6 * want.abs() + 1e-12 };
+                        assert!(
+                            (got as f64 - want).abs() <= tol,
+                            "{} cols {cols} log {log} [{i}]: {got} vs {want}",
+                            isa.level()
+                        );
+                    }
+                    match &first {
+                        None => first = Some(o),
+                        Some(f) => {
+                            assert!(f.iter().zip(&o).all(|(a, b)| a.to_bits() == b.to_bits()), "{}", isa.level())
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f32_sum_lanes_at_every_level_match_f64() {
+        let x = data(LANES * 1000, 7);
+        let exact: f64 = x.iter().map(|&v| v as f64).sum();
+        let mut first = None;
+        for isa in Isa::supported() {
+            let mut lanes = [0f64; LANES];
+            sum_lanes_f32(isa, &mut lanes, &x);
+            let s: f64 = lanes.iter().sum();
+            assert!((s - exact).abs() <= 1e-9 * exact.abs().max(1.0), "{}: {s} vs {exact}", isa.level());
+            let bits: Vec<u64> = lanes.iter().map(|v| v.to_bits()).collect();
+            match &first {
+                None => first = Some(bits),
+                Some(f) => assert_eq!(f, &bits, "{}", isa.level()),
+            }
+        }
+    }
 }
