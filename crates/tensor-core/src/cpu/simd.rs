@@ -2,7 +2,7 @@
 //!
 //! The crate is compiled for the baseline of its target (SSE2 on x86-64), so a loop
 //! the compiler vectorises uses 128-bit registers unless told more. Hot kernels are
-//! written once, as plain loops over slices, inside [`multiversion!`], which compiles
+//! written once, as plain loops over slices, inside `multiversion!`, which compiles
 //! the body three times: for the baseline, for AVX2 + FMA and for AVX-512
 //! (F/VL/BW/DQ), and picks one with the [`Isa`] the caller passes.
 //!
@@ -76,7 +76,7 @@ impl fmt::Display for CpuIsa {
 }
 
 /// A level this CPU supports: only [`Isa::best`] and [`Isa::supported`] make one, so
-/// holding an `Isa` is the proof [`multiversion!`] needs to call the level's code.
+/// holding an `Isa` is the proof `multiversion!` needs to call the level's code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Isa(CpuIsa);
 
