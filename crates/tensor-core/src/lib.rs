@@ -53,6 +53,7 @@ pub use ops::nn::PadMode;
 pub use ops::pool::{AvgPool2dOptions, MaxPool2dOptions};
 pub use random::{manual_seed, Generator};
 pub use shape::Shape;
+pub use tensor::Tensor;
 
 /// The vector instruction set the CPU kernels use on this machine: the widest the
 /// CPU supports, capped by the environment variable `TORCH_RS_CPU_ISA` (`baseline`,
@@ -64,4 +65,3 @@ pub use shape::Shape;
 pub fn cpu_isa() -> CpuIsa {
     cpu::simd::Isa::best().level()
 }
-pub use tensor::Tensor;

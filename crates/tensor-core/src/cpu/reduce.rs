@@ -86,10 +86,16 @@ trait Fold<T>: Sync {
     where
         T: Copy,
     {
-        for c in x.chunks_exact(LANES) {
-            for j in 0..LANES {
-                lanes[j] = self.step(lanes[j], c[j]);
-            }
+        step_lanes_plain(self, lanes, x);
+    }
+}
+
+/// [`Fold::step_lanes`] as plain code, compiled for the baseline.
+#[inline(always)]
+fn step_lanes_plain<T: Copy, F: Fold<T> + ?Sized>(f: &F, lanes: &mut [F::Acc; LANES], x: &[T]) {
+    for c in x.chunks_exact(LANES) {
+        for j in 0..LANES {
+            lanes[j] = f.step(lanes[j], c[j]);
         }
     }
 }
@@ -139,11 +145,7 @@ impl<T: Elem> Fold<T> for SumF {
             let x = unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) };
             sum_lanes_f32(Isa::best(), lanes, x);
         } else {
-            for c in x.chunks_exact(LANES) {
-                for j in 0..LANES {
-                    lanes[j] += c[j].to_f64();
-                }
-            }
+            step_lanes_plain(self, lanes, x);
         }
     }
 }
