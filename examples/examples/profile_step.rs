@@ -1,9 +1,10 @@
 //! Profiles one training step of the digits CNN (batch 32), or with `--gpt`/`--lstm` of a
-//! char_lm model (batch 12, context 64), and prints the op table; writes a Chrome trace
+//! char_lm model (batch 12, context 64), or with `--conv`/`--cnn` the bench's W4 conv2d
+//! forward+backward and W6 CNN SGD step, and prints the op table; writes a Chrome trace
 //! (open it in ui.perfetto.dev or chrome://tracing).
 //!
 //! ```sh
-//! cargo run --release --example profile_step -- [--gpt | --lstm] [--out trace.json]
+//! cargo run --release --example profile_step -- [--gpt | --lstm | --conv | --cnn] [--out trace.json]
 //! ```
 
 use autograd::Var;
@@ -27,6 +28,13 @@ struct Args {
     /// Profile a step of the char_lm LSTM (batch 12, context 64) instead.
     #[arg(long)]
     lstm: bool,
+    /// Profile the bench's W4 instead: conv2d 32->64 3x3 on [32, 32, 32, 32], forward and
+    /// backward.
+    #[arg(long)]
+    conv: bool,
+    /// Profile the bench's W6 instead: an SGD step of a two-conv CNN on [64, 1, 28, 28].
+    #[arg(long)]
+    cnn: bool,
     /// Where to write the Chrome trace.
     #[arg(long, value_name = "FILE", default_value = "runs/profile_step.json")]
     out: String,
@@ -41,6 +49,9 @@ fn main() -> Result<()> {
     }
     if args.lstm {
         return lm(&out, LmModel::Lstm);
+    }
+    if args.conv || args.cnn {
+        return bench_conv(&out, args.cnn);
     }
     let data = digits::load(digits::default_path())?;
     let net = build(Arch::Cnn)?;
@@ -76,6 +87,49 @@ fn lm(out: &str, model: LmModel) -> Result<()> {
         char_lm::lm_loss(&model.forward(&x)?, &y)?.backward()?;
         optim::clip_grad_norm_(&params, 1.0, 2.0, false)?;
         opt.step()
+    };
+    let t = std::time::Instant::now();
+    for _ in 0..20 {
+        step()?;
+    }
+    println!("{:.2} ms per step (mean of 20, unprofiled)", t.elapsed().as_secs_f64() * 1e3 / 20.0);
+    report(&mut step, out)
+}
+
+/// The bench's W4 (`cnn = false`) or W6 step, on random data.
+fn bench_conv(out: &str, cnn: bool) -> Result<()> {
+    use nn::{Conv2d, Conv2dConfig, Flatten, Linear, MaxPool2d, ReLU, Sequential};
+    use optim::{Sgd, SgdOptions};
+    use tensor_core::{DType, Device};
+    let dev = Device::cpu();
+    let c = |cin, cout| Conv2d::new(cin, cout, [3, 3], Conv2dConfig { padding: [1, 1], ..Default::default() });
+    let mut step: Box<dyn FnMut() -> Result<()>> = if cnn {
+        let net = Sequential::new()
+            .add(c(1, 16)?)
+            .add(ReLU)
+            .add(MaxPool2d::new([2, 2]))
+            .add(c(16, 32)?)
+            .add(ReLU)
+            .add(MaxPool2d::new([2, 2]))
+            .add(Flatten::new())
+            .add(Linear::new(1568, 10, true)?);
+        let mut opt = Sgd::new(net.parameters(), SgdOptions { lr: 0.01, momentum: 0.9, ..Default::default() })?;
+        let x = Var::from(Tensor::randn([64, 1, 28, 28], DType::F32, &dev)?);
+        let y = Tensor::randint(0, 10, [64], DType::I64, &dev)?;
+        let ce = CrossEntropyOptions::default();
+        Box::new(move || {
+            opt.zero_grad();
+            cross_entropy(&net.forward(&x)?, &y, &ce)?.backward()?;
+            opt.step()
+        })
+    } else {
+        let conv = c(32, 64)?;
+        let x = Var::param(Tensor::randn([32, 32, 32, 32], DType::F32, &dev)?)?;
+        Box::new(move || {
+            conv.zero_grad();
+            x.zero_grad();
+            conv.forward(&x)?.sum(&[], false)?.backward()
+        })
     };
     let t = std::time::Instant::now();
     for _ in 0..20 {

@@ -197,6 +197,22 @@ fn conv2d_record() -> OpInfo {
             19,
         ))
         .sample(conv2d_sample("batch 0", x(10, &[0, 2, 4, 4]), &[3, 2, 3, 3], true, [1, 1], [0, 0], [1, 1], 1, 20))
+        .covers(&["conv2d_backward_fused"])
+        .error(ErrorCase::new(
+            "backward: gradient shape is not the output's",
+            || {
+                Tensor::conv2d_backward_fused(
+                    &r(1, &[1, 1, 4, 4]),
+                    &r(2, &[1, 1, 3, 3]),
+                    &r(3, &[1, 1, 3, 3]),
+                    Conv2dOptions::default(),
+                    true,
+                    true,
+                )
+                .map(|_| Tensor::new(&[0.0f32]))
+            },
+            shape_err,
+        ))
         .error(ErrorCase::new(
             "2-D input",
             || r(1, &[4, 4]).conv2d(&r(2, &[1, 1, 2, 2]), None, Conv2dOptions::default()),

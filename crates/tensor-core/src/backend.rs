@@ -11,7 +11,7 @@ use std::any::Any;
 use std::fmt::Debug;
 
 use crate::cpu::{CpuStore, HostBuffer};
-use crate::fused::{OptimizerUpdate, Window2d};
+use crate::fused::{Conv2dDims, OptimizerUpdate, Window2d};
 use num_traits::Float;
 
 use crate::dtype::Elem;
@@ -713,6 +713,39 @@ pub enum FusedOp<'a> {
         /// the window geometry
         window: Window2d,
     },
+    /// 2-D convolution (cross-correlation) of contiguous `x [batch, in_channels, h, w]`
+    /// with contiguous `weight [out_channels, in_channels / groups, kh, kw]` and an
+    /// optional contiguous `bias [out_channels]`, all of one float dtype. Output:
+    /// `[batch, out_channels, oh, ow]`.
+    Conv2d {
+        /// input
+        x: (&'a dyn Buffer, &'a Layout),
+        /// the filters
+        weight: (&'a dyn Buffer, &'a Layout),
+        /// optional per-output-channel shift
+        bias: Option<(&'a dyn Buffer, &'a Layout)>,
+        /// the geometry
+        dims: Conv2dDims,
+    },
+    /// The gradients of [`FusedOp::Conv2d`] (without the bias's, which is the sum of
+    /// `grad` over batch and plane) from its input, weight and the output's contiguous
+    /// gradient `grad [batch, out_channels, oh, ow]`. Outputs, in this order and only
+    /// those asked for: the input's gradient, the weight's gradient. The weight's
+    /// gradient must not depend on the thread count.
+    Conv2dBackward {
+        /// input of the forward
+        x: (&'a dyn Buffer, &'a Layout),
+        /// the filters
+        weight: (&'a dyn Buffer, &'a Layout),
+        /// gradient of the output
+        grad: (&'a dyn Buffer, &'a Layout),
+        /// the geometry
+        dims: Conv2dDims,
+        /// compute the input's gradient
+        input_grad: bool,
+        /// compute the weight's gradient
+        weight_grad: bool,
+    },
     /// An optimizer's update, in place on the spans of `param` and `state` (distinct
     /// buffers of one float dtype, spans of one length) from `grad`: one pass instead
     /// of a chain of elementwise ops. Reached through [`crate::fused::optimizer_step`],
@@ -743,6 +776,8 @@ impl FusedOp<'_> {
             FusedOp::MaxPool2d { .. } => "max_pool2d",
             FusedOp::Im2col { .. } => "im2col",
             FusedOp::Col2im { .. } => "col2im",
+            FusedOp::Conv2d { .. } => "conv2d",
+            FusedOp::Conv2dBackward { .. } => "conv2d_backward",
             FusedOp::OptimizerStep { update, .. } => update.name(),
         }
     }
@@ -759,6 +794,7 @@ impl FusedOp<'_> {
             | FusedOp::Im2col { layout, .. }
             | FusedOp::Col2im { layout, .. } => layout.dims().to_vec(),
             FusedOp::Attention { qkv, .. } => qkv[0].1.dims().to_vec(),
+            FusedOp::Conv2d { x, .. } | FusedOp::Conv2dBackward { x, .. } => x.1.dims().to_vec(),
             FusedOp::AttentionBackward { tensors, .. } => tensors[0].1.dims().to_vec(),
             FusedOp::OptimizerStep { param, .. } => vec![param.1.len],
         }

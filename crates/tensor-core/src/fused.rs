@@ -94,6 +94,60 @@ impl Window2d {
     }
 }
 
+/// Geometry of a 2-D convolution for [`FusedOp::Conv2d`] and
+/// its backward: `x [batch, in_channels, h, w]` (so `window.planes = batch *
+/// in_channels`), `weight [out_channels, in_channels / groups, kh, kw]` and output
+/// `[batch, out_channels, oh, ow]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dDims {
+    /// Images in the batch.
+    pub batch: usize,
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Channel groups (both channel counts divide by it).
+    pub groups: usize,
+    /// The sliding window over each input plane.
+    pub window: Window2d,
+}
+
+impl Conv2dDims {
+    /// [`Window2d::check_columns`], and that the channel counts, groups and planes
+    /// agree and the weight, output and per-image column sizes are in range.
+    /// Backends call it before trusting a descriptor.
+    pub fn check(&self, op: &'static str) -> Result<()> {
+        self.window.check_columns(op)?;
+        let (n, c, o, g) = (self.batch, self.in_channels, self.out_channels, self.groups);
+        if g == 0 || c % g != 0 || o % g != 0 || n.checked_mul(c) != Some(self.window.planes) {
+            return Err(Error::arg(op, format!("inconsistent convolution geometry: {self:?}")));
+        }
+        let [kh, kw] = self.window.kernel;
+        let [oh, ow] = self.window.out;
+        let sizes = [
+            [o, c / g, kh, kw], // weight
+            [n, o, oh, ow],     // output
+            [c, kh, kw, oh],    // one image's columns, times ow below
+        ];
+        for s in sizes {
+            if s.iter().try_fold(ow.max(1), |a: usize, &b| a.checked_mul(b)).is_none() {
+                return Err(Error::arg(op, format!("convolution sizes overflow: {self:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Elements of the weight: `out_channels * in_channels / groups * kh * kw`.
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * (self.in_channels / self.groups.max(1)) * self.window.kernel[0] * self.window.kernel[1]
+    }
+
+    /// Elements of the output: `batch * out_channels * oh * ow`.
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_channels * self.window.out[0] * self.window.out[1]
+    }
+}
+
 /// Hyper-parameters of one fused SGD step (PyTorch's `torch.optim.SGD`). State: none
 /// without momentum, else `[momentum_buffer]`.
 #[derive(Clone, Copy, Debug, PartialEq)]

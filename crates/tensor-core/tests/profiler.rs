@@ -19,8 +19,8 @@ fn records_ops_with_shapes_nesting_and_consistent_times() -> tensor_core::Result
     let conv = ev.iter().find(|e| e.name == "conv2d").expect("conv2d recorded");
     assert_eq!(conv.shapes, vec![vec![2, 3, 8, 8], vec![4, 3, 3, 3]]);
     assert_eq!((conv.device.as_str(), conv.depth), ("cpu", 0));
-    // The GEMM that conv2d runs is recorded inside it.
-    let mm = ev.iter().find(|e| e.name == "matmul").expect("matmul recorded");
+    // The fused kernel that conv2d runs is recorded inside it.
+    let mm = ev.iter().find(|e| e.name == "fused.conv2d").expect("fused.conv2d recorded");
     assert!(mm.depth == 1 && mm.start_ns >= conv.start_ns && mm.start_ns + mm.dur_ns <= conv.start_ns + conv.dur_ns);
     assert!(conv.child_ns >= mm.dur_ns && conv.child_ns <= conv.dur_ns);
     assert!(ev.iter().any(|e| e.name == "unary.relu" && e.shapes == vec![vec![2, 4, 8, 8]]));

@@ -1,9 +1,10 @@
 //! Convolutions, pooling, padding, embedding and batch normalisation on `Var`.
 //!
 //! Convolutions are im2col + GEMM: [`Var::unfold2d`] (im2col) and [`Var::fold2d`]
-//! (col2im) are each other's adjoint, so `conv2d` is `unfold2d` then one batched
-//! matmul, `conv_transpose2d` is a matmul then `fold2d`, and both directions of
-//! both ops run on large GEMMs with gradients of any order. Pooling records linear
+//! (col2im) are each other's adjoint. `conv2d` runs tensor-core's conv2d (the device's
+//! fused kernel where it has one) and its fused backward; with `create_graph` its
+//! gradients are `unfold2d`/`fold2d` and batched matmuls, so gradients of any order
+//! are recorded. `conv_transpose2d` is a matmul then `fold2d`. Pooling records linear
 //! backwards whose own backwards are the forward ops again.
 
 use tensor_core::{
@@ -11,7 +12,10 @@ use tensor_core::{
     Result, Tensor,
 };
 
-use crate::graph::SavedVar;
+use smallvec::smallvec;
+
+use crate::graph::{record, should_record, Grads, SavedVar};
+use crate::mode::is_grad_enabled;
 use crate::var::Var;
 
 /// Blocks of `k` taps with dilation `d` and stride `s` over `n` padded positions
@@ -155,6 +159,40 @@ fn separable_adjoint(g: &Var, ah: &Tensor, aw: &Tensor) -> Result<Var> {
     Var::from(ah.t()?).matmul(g)?.matmul(&Var::from(aw.clone()))
 }
 
+/// The input's and weight's gradients of a batched conv2d from the output's gradient
+/// `g`, in differentiable `Var` ops (im2col's adjoint and batched GEMMs): the path
+/// for `create_graph` and for devices without a fused convolution backward.
+fn conv2d_grads(
+    x: &Var,
+    w: &Var,
+    g: &Var,
+    opts: Conv2dOptions,
+    need_x: bool,
+    need_w: bool,
+) -> Result<(Option<Var>, Option<Var>)> {
+    let Conv2dOptions { stride, padding, dilation, groups } = opts;
+    let (n, c, h, wd) = (x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]);
+    let (o, cg, kh, kw) = (w.dims()[0], w.dims()[1], w.dims()[2], w.dims()[3]);
+    let l = g.dims()[2] * g.dims()[3];
+    let (og, kg) = (o / groups, cg * kh * kw);
+    let gy = g.reshape_to([n, groups, og, l])?;
+    let dx = if need_x {
+        // [groups, kg, og] x [n, groups, og, l]: each image's column gradients.
+        let wt = w.reshape_to([groups, og, kg])?.transpose(-2, -1)?;
+        let gcols = wt.matmul(&gy)?.reshape_to([n, c * kh * kw, l])?;
+        Some(gcols.fold2d([h, wd], [kh, kw], dilation, padding, stride)?)
+    } else {
+        None
+    };
+    let dw = if need_w {
+        let cols = x.unfold2d([kh, kw], dilation, padding, stride)?.reshape_to([n, groups, kg, l])?;
+        Some(gy.matmul(&cols.transpose(-2, -1)?)?.sum(&[0], false)?.reshape_to([o, cg, kh, kw])?)
+    } else {
+        None
+    };
+    Ok((dx, dw))
+}
+
 impl Var {
     /// Extracts sliding blocks (im2col, PyTorch's `F.unfold`): `[N, C, H, W]` (or
     /// `[C, H, W]`) to `[N, C * kh * kw, L]`. The backward is [`Var::fold2d`].
@@ -186,8 +224,9 @@ impl Var {
     }
 
     /// 2-D convolution (cross-correlation) of `[N, C, H, W]` (or `[C, H, W]`) with
-    /// weight `[O, C / groups, kh, kw]` and an optional bias `[O]`: one
-    /// [`Var::unfold2d`] and one batched GEMM per call, in both directions.
+    /// weight `[O, C / groups, kh, kw]` and an optional bias `[O]`, through
+    /// [`Tensor::conv2d`] and [`Tensor::conv2d_backward_fused`]; with `create_graph`
+    /// the gradients are [`Var::unfold2d`], [`Var::fold2d`] and batched GEMMs.
     ///
     /// The options are PyTorch's keyword arguments with its defaults
     /// ([`Conv2dOptions`]).
@@ -204,13 +243,13 @@ impl Var {
     /// assert_eq!(x.grad().unwrap().to_vec::<f64>()?, vec![1.0; 16]);
     /// # Ok::<(), tensor_core::Error>(())
     /// ```
-    pub fn conv2d(&self, weight: &Var, bias: Option<&Var>, o: Conv2dOptions) -> Result<Var> {
+    pub fn conv2d(&self, weight: &Var, bias: Option<&Var>, opts: Conv2dOptions) -> Result<Var> {
         let _prof = tensor_core::profiler::scope("conv2d", &[self.tensor(), weight.tensor()]);
         let op = "conv2d";
-        let Conv2dOptions { stride, padding, dilation, groups } = o;
+        let Conv2dOptions { stride, padding, dilation, groups } = opts;
         check_conv(op, self, weight, 4, &stride, &dilation, groups)?;
         if self.rank() == 3 {
-            return self.unsqueeze(0)?.conv2d(weight, bias, o)?.squeeze(0);
+            return self.unsqueeze(0)?.conv2d(weight, bias, opts)?.squeeze(0);
         }
         let (n, c, h, w) = (self.dims()[0], self.dims()[1], self.dims()[2], self.dims()[3]);
         let (o, cg, kh, kw) = (weight.dims()[0], weight.dims()[1], weight.dims()[2], weight.dims()[3]);
@@ -235,14 +274,35 @@ impl Var {
                 ),
             ));
         };
-        let cols = self.unfold2d([kh, kw], dilation, padding, stride).map_err(rename(op, self, weight))?;
-        let (k, l) = (product(op, self, weight, &[cg, kh, kw])?, oh * ow);
-        let y = if groups == 1 {
-            weight.reshape_to([o, k])?.matmul(&cols)?
-        } else {
-            weight.reshape_to([groups, o / groups, k])?.matmul(&cols.reshape_to([n, groups, k, l])?)?
-        };
-        add_bias(y.reshape_to([n, o, oh, ow])?, bias)
+        product(op, self, weight, &[n, c, kh, kw, oh, ow])?;
+        let bt = bias.map(|b| b.tensor());
+        let y = self.tensor().conv2d(weight.tensor(), bt, opts).map_err(rename(op, self, weight))?;
+        let mut inputs = vec![self, weight];
+        inputs.extend(bias);
+        if !should_record(&inputs) {
+            return Ok(Var::from(y));
+        }
+        let (xs, ws) = (SavedVar::new(self), SavedVar::new(weight));
+        let has_bias = bias.is_some();
+        Ok(record("conv2d", y, &inputs, move |g, needs| {
+            let (x, w) = (xs.get()?, ws.get()?);
+            let (need_x, need_w) = (needs[0], needs[1]);
+            // With create_graph the gradients must be differentiable: Var ops.
+            let fused = if is_grad_enabled() {
+                None
+            } else {
+                Tensor::conv2d_backward_fused(x.tensor(), w.tensor(), g.tensor(), opts, need_x, need_w)?
+            };
+            let (dx, dw) = match fused {
+                Some((dx, dw)) => (dx.map(Var::from), dw.map(Var::from)),
+                None => conv2d_grads(&x, &w, g, opts, need_x, need_w)?,
+            };
+            let mut grads: Grads = smallvec![dx, dw];
+            if has_bias {
+                grads.push(if needs[2] { Some(g.sum(&[0, 2, 3], false)?) } else { None });
+            }
+            Ok(grads)
+        }))
     }
 
     /// 1-D convolution of `[N, C, L]` (or `[C, L]`) with weight `[O, C / groups, k]`

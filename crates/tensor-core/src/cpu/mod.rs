@@ -4,6 +4,7 @@
 pub mod alloc;
 mod arith;
 mod attention;
+mod conv;
 mod elementwise;
 mod index;
 pub mod iter;
@@ -387,6 +388,27 @@ impl Backend for CpuBackend {
                 match v {
                     Ok(v) => attention::backward(v[0], v[1], v[2], v[3], v[4], v[5], dims, scale, causal)
                         .map(|r| r.map(|v| v.into_iter().map(OwnedBuffer::from).collect())),
+                    Err(e) => Some(Err(e)),
+                }
+            }
+            FusedOp::Conv2d { x, weight, bias, dims } => {
+                let views = dims
+                    .check(name)
+                    .and_then(|_| Ok((checked(x.0, x.1)?, checked(weight.0, weight.1)?, opt_view(name, bias)?)));
+                match views {
+                    Ok((xb, wb, bb)) => conv::forward_host((xb, x.1), (wb, weight.1), bb, &dims).map(one),
+                    Err(e) => Some(Err(e)),
+                }
+            }
+            FusedOp::Conv2dBackward { x, weight, grad, dims, input_grad, weight_grad } => {
+                let views = dims
+                    .check(name)
+                    .and_then(|_| Ok((checked(x.0, x.1)?, checked(weight.0, weight.1)?, checked(grad.0, grad.1)?)));
+                match views {
+                    Ok((xb, wb, gb)) => {
+                        conv::backward_host((xb, x.1), (wb, weight.1), (gb, grad.1), &dims, input_grad, weight_grad)
+                            .map(|r| r.map(|v| v.into_iter().map(OwnedBuffer::from).collect()))
+                    }
                     Err(e) => Some(Err(e)),
                 }
             }

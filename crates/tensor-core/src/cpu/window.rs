@@ -157,50 +157,88 @@ fn run_bounds(g: &Window2d, j: usize, w: usize, ow: usize) -> (usize, usize) {
     (lo, hi)
 }
 
+/// im2col of one `[h, w]` plane into `o`, its `[kh * kw, oh * ow]` columns (zeros in
+/// the padding; every element of `o` is written).
+pub(crate) fn im2col_plane<T: Elem>(plane: &[T], g: &Window2d, o: &mut [T]) {
+    let w = g.size[1];
+    let [oh, ow] = g.out;
+    let [kh, kw] = g.kernel;
+    let zero = T::from_f64(0.0);
+    for i in 0..kh {
+        for j in 0..kw {
+            let tap = &mut o[(i * kw + j) * oh * ow..(i * kw + j + 1) * oh * ow];
+            for oy in 0..oh {
+                let dst = &mut tap[oy * ow..(oy + 1) * ow];
+                let Some(r) = g.at(0, oy, i) else {
+                    dst.fill(zero);
+                    continue;
+                };
+                let src = &plane[r * w..(r + 1) * w];
+                if g.stride[1] == 1 {
+                    // Output columns ox read input column ox + j*dil - pad:
+                    // zeros, one contiguous run, zeros.
+                    let (lo, hi) = run_bounds(g, j, w, ow);
+                    dst[..lo].fill(zero);
+                    if hi > lo {
+                        let s0 = lo + j * g.dilation[1] - g.padding[1];
+                        dst[lo..hi].copy_from_slice(&src[s0..s0 + hi - lo]);
+                    }
+                    dst[hi..].fill(zero);
+                } else {
+                    for (ox, d) in dst.iter_mut().enumerate() {
+                        *d = match g.at(1, ox, j) {
+                            Some(q) => src[q],
+                            None => zero,
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// col2im of one plane's `[kh * kw, oh * ow]` columns `src`: adds every tap into its
+/// position of the `[h, w]` plane `o`, dropping the padding.
+pub(crate) fn col2im_plane<T: Elem + std::ops::Add<Output = T>>(src: &[T], g: &Window2d, o: &mut [T]) {
+    let w = g.size[1];
+    let [oh, ow] = g.out;
+    let [kh, kw] = g.kernel;
+    for i in 0..kh {
+        for j in 0..kw {
+            let tap = &src[(i * kw + j) * oh * ow..(i * kw + j + 1) * oh * ow];
+            for oy in 0..oh {
+                let Some(r) = g.at(0, oy, i) else { continue };
+                let row = &mut o[r * w..(r + 1) * w];
+                let src = &tap[oy * ow..(oy + 1) * ow];
+                if g.stride[1] == 1 {
+                    // The adjoint of im2col's contiguous run: one vectorisable add.
+                    let (lo, hi) = run_bounds(g, j, w, ow);
+                    if hi > lo {
+                        let s0 = lo + j * g.dilation[1] - g.padding[1];
+                        for (d, &v) in row[s0..s0 + hi - lo].iter_mut().zip(&src[lo..hi]) {
+                            *d = *d + v;
+                        }
+                    }
+                } else {
+                    for (ox, &v) in src.iter().enumerate() {
+                        if let Some(q) = g.at(1, ox, j) {
+                            row[q] = row[q] + v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// im2col of a contiguous `[n, c, h, w]` f32/f64 CPU tensor (`g.planes = n * c`):
 /// `[n, c * kh * kw, oh * ow]`, zeros in the padding.
 pub(crate) fn im2col(x: &HostBuffer, l: &Layout, g: &Window2d) -> Option<Result<HostBuffer>> {
     fn run<T: Elem>(x: &[T], g: &Window2d) -> Result<HostBuffer> {
         let [h, w] = g.size;
-        let [oh, ow] = g.out;
-        let [kh, kw] = g.kernel;
-        let chunk = kh * kw * oh * ow;
+        let chunk = g.kernel[0] * g.kernel[1] * g.out[0] * g.out[1];
         let mut out = alloc::uninit::<T>(g.planes * chunk)?;
-        let zero = T::from_f64(0.0);
-        per_plane(&mut out, chunk, g.planes * chunk, |p, o| {
-            let plane = &x[p * h * w..(p + 1) * h * w];
-            for i in 0..kh {
-                for j in 0..kw {
-                    let tap = &mut o[(i * kw + j) * oh * ow..(i * kw + j + 1) * oh * ow];
-                    for oy in 0..oh {
-                        let dst = &mut tap[oy * ow..(oy + 1) * ow];
-                        let Some(r) = g.at(0, oy, i) else {
-                            dst.fill(zero);
-                            continue;
-                        };
-                        let src = &plane[r * w..(r + 1) * w];
-                        if g.stride[1] == 1 {
-                            // Output columns ox read input column ox + j*dil - pad:
-                            // zeros, one contiguous run, zeros.
-                            let (lo, hi) = run_bounds(g, j, w, ow);
-                            dst[..lo].fill(zero);
-                            if hi > lo {
-                                let s0 = lo + j * g.dilation[1] - g.padding[1];
-                                dst[lo..hi].copy_from_slice(&src[s0..s0 + hi - lo]);
-                            }
-                            dst[hi..].fill(zero);
-                        } else {
-                            for (ox, d) in dst.iter_mut().enumerate() {
-                                *d = match g.at(1, ox, j) {
-                                    Some(q) => src[q],
-                                    None => zero,
-                                };
-                            }
-                        }
-                    }
-                }
-            }
-        });
+        per_plane(&mut out, chunk, g.planes * chunk, |p, o| im2col_plane(&x[p * h * w..(p + 1) * h * w], g, o));
         Ok(T::wrap(out))
     }
     with_data(x, l, g.input_len(), |v| run(v, g), |v| run(v, g))
@@ -212,39 +250,9 @@ pub(crate) fn im2col(x: &HostBuffer, l: &Layout, g: &Window2d) -> Option<Result<
 pub(crate) fn col2im(cols: &HostBuffer, l: &Layout, g: &Window2d) -> Option<Result<HostBuffer>> {
     fn run<T: Elem + std::ops::Add<Output = T>>(cols: &[T], g: &Window2d) -> Result<HostBuffer> {
         let [h, w] = g.size;
-        let [oh, ow] = g.out;
-        let [kh, kw] = g.kernel;
-        let chunk = kh * kw * oh * ow;
+        let chunk = g.kernel[0] * g.kernel[1] * g.out[0] * g.out[1];
         let mut out = alloc::filled::<T>(g.planes * h * w, T::from_f64(0.0))?;
-        per_plane(&mut out, h * w, g.planes * chunk, |p, o| {
-            let src = &cols[p * chunk..(p + 1) * chunk];
-            for i in 0..kh {
-                for j in 0..kw {
-                    let tap = &src[(i * kw + j) * oh * ow..(i * kw + j + 1) * oh * ow];
-                    for oy in 0..oh {
-                        let Some(r) = g.at(0, oy, i) else { continue };
-                        let row = &mut o[r * w..(r + 1) * w];
-                        let src = &tap[oy * ow..(oy + 1) * ow];
-                        if g.stride[1] == 1 {
-                            // The adjoint of im2col's contiguous run: one vectorisable add.
-                            let (lo, hi) = run_bounds(g, j, w, ow);
-                            if hi > lo {
-                                let s0 = lo + j * g.dilation[1] - g.padding[1];
-                                for (d, &v) in row[s0..s0 + hi - lo].iter_mut().zip(&src[lo..hi]) {
-                                    *d = *d + v;
-                                }
-                            }
-                        } else {
-                            for (ox, &v) in src.iter().enumerate() {
-                                if let Some(q) = g.at(1, ox, j) {
-                                    row[q] = row[q] + v;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        });
+        per_plane(&mut out, h * w, g.planes * chunk, |p, o| col2im_plane(&cols[p * chunk..(p + 1) * chunk], g, o));
         Ok(T::wrap(out))
     }
     with_data(cols, l, g.columns_len(), |v| run(v, g), |v| run(v, g))

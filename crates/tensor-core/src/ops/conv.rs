@@ -1,6 +1,9 @@
 //! Convolutions as im2col + GEMM.
 //!
-//! `conv2d` pads once, views the padded input as overlapping windows
+//! `conv2d` hands the device's fused kernel ([`FusedOp::Conv2d`]; the CPU's runs
+//! image by image with the columns in a cached scratch) the whole convolution, and
+//! [`Tensor::conv2d_backward_fused`] its gradients. Where a device has no such
+//! kernel, `conv2d` pads once, views the padded input as overlapping windows
 //! `[N, C, kh, kw, OH, OW]` through strides (no copy), copies that view into one
 //! contiguous column buffer `[N, groups, C/groups * kh * kw, OH * OW]`, and runs one
 //! batched GEMM against the weight viewed as `[groups, O/groups, C/groups * kh * kw]`.
@@ -11,7 +14,7 @@
 
 use super::nn::{check_param, compute_dtype, require_float, PadMode};
 use crate::backend::FusedOp;
-use crate::fused::Window2d;
+use crate::fused::{Conv2dDims, Window2d};
 use crate::{Error, Layout, Result, Shape, Tensor};
 
 /// Options of [`Tensor::conv1d`] (and autograd's `Var::conv1d`): PyTorch's
@@ -142,9 +145,9 @@ fn add_bias(out: &Tensor, bias: Option<&Tensor>) -> Result<()> {
     Ok(())
 }
 
-/// The shared conv2d body on a batched `[N, C, H, W]` input.
+/// Checks a batched conv2d's arguments and returns its geometry.
 #[allow(clippy::too_many_arguments)]
-fn conv2d_batched(
+fn conv2d_plan(
     op: &'static str,
     x: &Tensor,
     w: &Tensor,
@@ -153,7 +156,7 @@ fn conv2d_batched(
     padding: [usize; 2],
     dilation: [usize; 2],
     groups: usize,
-) -> Result<Tensor> {
+) -> Result<Conv2dDims> {
     let (n, c, h, wd) = (x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]);
     let (o, cg, kh, kw) = (w.dims()[0], w.dims()[1], w.dims()[2], w.dims()[3]);
     if c % groups != 0 || o % groups != 0 || cg * groups != c {
@@ -187,11 +190,49 @@ fn conv2d_batched(
     // The column buffer [N, C, kh, kw, OH, OW] is the largest intermediate.
     crate::create::checked_numel(op, &[n, c, kh, kw, oh, ow])?;
     crate::create::checked_numel(op, &[n, o, oh, ow])?;
+    let window = Window2d { planes: n * c, size: [h, wd], out: [oh, ow], kernel: [kh, kw], stride, padding, dilation };
+    Ok(Conv2dDims { batch: n, in_channels: c, out_channels: o, groups, window })
+}
+
+/// The shared conv2d body on a batched `[N, C, H, W]` input: the device's fused
+/// kernel where it has one, else im2col and one batched GEMM.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_batched(
+    op: &'static str,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+) -> Result<Tensor> {
+    let d = conv2d_plan(op, x, w, bias, stride, padding, dilation, groups)?;
     let cd = compute_dtype(x.dtype());
-    let k = cg * kh * kw;
-    let cols =
-        im2col(&x.to_dtype(cd)?, [kh, kw], dilation, padding, stride, [oh, ow])?.reshape_to([n, groups, k, oh * ow])?;
-    let wm = w.contiguous()?.to_dtype(cd)?.reshape_to([groups, o / groups, k])?;
+    let c = |t: &Tensor| t.to_dtype(cd)?.contiguous();
+    let (xc, wc) = (c(x)?, c(w)?);
+    let bc = bias.map(c).transpose()?;
+    let fused = {
+        let (xg, wg) = (xc.storage().read(), wc.storage().read());
+        let bg = bc.as_ref().map(|b| b.storage().read());
+        let op = FusedOp::Conv2d {
+            x: (&**xg, xc.layout()),
+            weight: (&**wg, wc.layout()),
+            bias: bg.as_ref().zip(bc.as_ref()).map(|(g, b)| (&***g, b.layout())),
+            dims: d,
+        };
+        crate::fused::run(x.device(), op, &[&[d.output_len()]])
+    };
+    let [oh, ow] = d.window.out;
+    let (n, o) = (d.batch, d.out_channels);
+    if let Some(r) = fused {
+        let y = r?.pop().ok_or_else(|| Error::arg(op, "the fused kernel returned no output"))?;
+        return y.reshape_to([n, o, oh, ow])?.to_dtype(x.dtype());
+    }
+    let [kh, kw] = d.window.kernel;
+    let k = d.in_channels / groups * kh * kw;
+    let cols = im2col(&xc, [kh, kw], dilation, padding, stride, [oh, ow])?.reshape_to([n, groups, k, oh * ow])?;
+    let wm = wc.reshape_to([groups, o / groups, k])?;
     let out = wm.matmul(&cols)?.reshape_to([n, o, oh, ow])?;
     add_bias(&out, bias)?;
     out.to_dtype(x.dtype())
@@ -390,6 +431,99 @@ impl Tensor {
         check_positive(op, "dilation", &dilation)?;
         check_positive(op, "groups", &[groups])?;
         with_batch(op, self, weight, 4, |x| conv2d_batched(op, x, weight, bias, stride, padding, dilation, groups))
+    }
+
+    /// The gradients of [`Tensor::conv2d`] of a batched `[N, C, H, W]` input `x` and
+    /// weight `w` from the output's gradient `grad [N, out, OH, OW]`, through the
+    /// device's fused kernel (PyTorch's `convolution_backward`): `(dx, dw)`, each only
+    /// when asked for (`input_grad`, `weight_grad`). The bias's gradient is
+    /// `grad.sum([0, 2, 3])`. `Ok(None)` where the device has no fused kernel for the
+    /// dtype; the weight's gradient has the same bits for any number of threads.
+    ///
+    /// ```
+    /// use tensor_core::{Conv2dOptions, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], [1, 1, 2, 2])?;
+    /// let w = Tensor::from_vec(vec![10.0f64], [1, 1, 1, 1])?;
+    /// let g = Tensor::from_vec(vec![1.0f64, 0.0, 0.0, 2.0], [1, 1, 2, 2])?;
+    /// let (dx, dw) = Tensor::conv2d_backward_fused(&x, &w, &g, Conv2dOptions::default(), true, true)?
+    ///     .expect("the CPU has the fused kernel");
+    /// assert_eq!(dx.unwrap().to_vec::<f64>()?, vec![10.0, 0.0, 0.0, 20.0]);
+    /// assert_eq!(dw.unwrap().to_vec::<f64>()?, vec![9.0]); // 1 * 1 + 4 * 2
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn conv2d_backward_fused(
+        x: &Tensor,
+        w: &Tensor,
+        grad: &Tensor,
+        o: Conv2dOptions,
+        input_grad: bool,
+        weight_grad: bool,
+    ) -> Result<Option<(Option<Tensor>, Option<Tensor>)>> {
+        let Conv2dOptions { stride, padding, dilation, groups } = o;
+        let op = "conv2d_backward";
+        check_pair(op, x, w)?;
+        check_positive(op, "stride", &stride)?;
+        check_positive(op, "dilation", &dilation)?;
+        check_positive(op, "groups", &[groups])?;
+        if x.rank() != 4 || w.rank() != 4 {
+            return Err(Error::shape(op, x.dims(), w.dims(), "expected a 4-D input and a 4-D weight"));
+        }
+        let d = conv2d_plan(op, x, w, None, stride, padding, dilation, groups)?;
+        let [oh, ow] = d.window.out;
+        let out = [d.batch, d.out_channels, oh, ow];
+        if grad.dims() != out {
+            return Err(Error::shape(op, grad.dims(), &out, "the output's gradient must have the output's shape"));
+        }
+        if grad.dtype() != x.dtype() || grad.device() != x.device() {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "the output's gradient is {} on {}, the input {} on {}",
+                    grad.dtype(),
+                    grad.device(),
+                    x.dtype(),
+                    x.device()
+                ),
+            ));
+        }
+        if !input_grad && !weight_grad {
+            return Ok(Some((None, None)));
+        }
+        let cd = compute_dtype(x.dtype());
+        let c = |t: &Tensor| t.to_dtype(cd)?.contiguous();
+        let (xc, wc, gc) = (c(x)?, c(w)?, c(grad)?);
+        let mut shapes: Vec<&[usize]> = Vec::new();
+        if input_grad {
+            shapes.push(x.dims());
+        }
+        if weight_grad {
+            shapes.push(w.dims());
+        }
+        let fused = {
+            let (xg, wg, gg) = (xc.storage().read(), wc.storage().read(), gc.storage().read());
+            let op = FusedOp::Conv2dBackward {
+                x: (&**xg, xc.layout()),
+                weight: (&**wg, wc.layout()),
+                grad: (&**gg, gc.layout()),
+                dims: d,
+                input_grad,
+                weight_grad,
+            };
+            crate::fused::run(x.device(), op, &shapes)
+        };
+        let Some(r) = fused else { return Ok(None) };
+        let mut outs = r?.into_iter();
+        let mut next = |want: bool| -> Result<Option<Tensor>> {
+            if !want {
+                return Ok(None);
+            }
+            let t = outs.next().ok_or_else(|| Error::arg(op, "the fused kernel returned too few outputs"))?;
+            t.to_dtype(x.dtype()).map(Some)
+        };
+        let dx = next(input_grad)?;
+        let dw = next(weight_grad)?;
+        Ok(Some((dx, dw)))
     }
 
     /// Extracts sliding blocks (PyTorch's `F.unfold`, im2col): an `[N, C, H, W]` (or
