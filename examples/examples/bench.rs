@@ -11,7 +11,7 @@ use std::time::Instant;
 use autograd::Var;
 use clap::Parser;
 use nn::loss::{cross_entropy, CrossEntropyOptions};
-use nn::{Conv2d, Conv2dConfig, Flatten, Forward, Linear, MaxPool2d, Module, ReLU, Sequential};
+use nn::{Conv2d, Conv2dConfig, Forward, Linear, Module, ReLU, Sequential};
 use optim::{Adam, AdamOptions, Optimizer, Sgd, SgdOptions};
 use tensor_core::{DType, Device, Result, Tensor};
 
@@ -150,16 +150,7 @@ fn main() -> Result<()> {
         emit("W5 MLP Adam step", "ms", t * 1e3);
     }
     if want("W6") {
-        let c = |cin, cout| Conv2d::new(cin, cout, [3, 3], Conv2dConfig { padding: [1, 1], ..Default::default() });
-        let net = Sequential::new()
-            .add(c(1, 16)?)
-            .add(ReLU)
-            .add(MaxPool2d::new([2, 2]))
-            .add(c(16, 32)?)
-            .add(ReLU)
-            .add(MaxPool2d::new([2, 2]))
-            .add(Flatten::new())
-            .add(Linear::new(1568, 10, true)?);
+        let net = examples::train::small_cnn(28)?;
         let mut opt = Sgd::new(net.parameters(), SgdOptions { lr: 0.01, momentum: 0.9, ..Default::default() })?;
         let x = Var::from(Tensor::randn([64, 1, 28, 28], f32_, &dev)?);
         let y = Tensor::randint(0, 10, [64], DType::I64, &dev)?;

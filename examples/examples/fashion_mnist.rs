@@ -17,7 +17,7 @@ use autograd::{no_grad, Var};
 use clap::Parser;
 use data::{DataLoader, TensorDataset};
 use nn::loss::{cross_entropy, CrossEntropyOptions};
-use nn::{Conv2d, Conv2dConfig, Flatten, Forward, Linear, MaxPool2d, Module, ReLU, Sequential};
+use nn::{Forward, Linear, Module, ReLU, Sequential};
 use optim::{Adam, AdamOptions, Optimizer};
 use tensor_core::{DType, Error, Result, Tensor};
 
@@ -114,18 +114,7 @@ fn build(arch: Arch) -> Result<Sequential> {
             .add(Linear::new(256, 128, true)?)
             .add(ReLU)
             .add(Linear::new(128, 10, true)?),
-        Arch::Cnn => {
-            let c = |cin, cout| Conv2d::new(cin, cout, [3, 3], Conv2dConfig { padding: [1, 1], ..Default::default() });
-            Sequential::new()
-                .add(c(1, 16)?)
-                .add(ReLU)
-                .add(MaxPool2d::new([2, 2]))
-                .add(c(16, 32)?)
-                .add(ReLU)
-                .add(MaxPool2d::new([2, 2]))
-                .add(Flatten::new())
-                .add(Linear::new(32 * 7 * 7, 10, true)?)
-        }
+        Arch::Cnn => examples::train::small_cnn(28)?,
     })
 }
 

@@ -98,21 +98,12 @@ fn lm(out: &str, model: LmModel) -> Result<()> {
 
 /// The bench's W4 (`cnn = false`) or W6 step, on random data.
 fn bench_conv(out: &str, cnn: bool) -> Result<()> {
-    use nn::{Conv2d, Conv2dConfig, Flatten, Linear, MaxPool2d, ReLU, Sequential};
+    use nn::{Conv2d, Conv2dConfig};
     use optim::{Sgd, SgdOptions};
     use tensor_core::{DType, Device};
     let dev = Device::cpu();
-    let c = |cin, cout| Conv2d::new(cin, cout, [3, 3], Conv2dConfig { padding: [1, 1], ..Default::default() });
     let mut step: Box<dyn FnMut() -> Result<()>> = if cnn {
-        let net = Sequential::new()
-            .add(c(1, 16)?)
-            .add(ReLU)
-            .add(MaxPool2d::new([2, 2]))
-            .add(c(16, 32)?)
-            .add(ReLU)
-            .add(MaxPool2d::new([2, 2]))
-            .add(Flatten::new())
-            .add(Linear::new(1568, 10, true)?);
+        let net = examples::train::small_cnn(28)?;
         let mut opt = Sgd::new(net.parameters(), SgdOptions { lr: 0.01, momentum: 0.9, ..Default::default() })?;
         let x = Var::from(Tensor::randn([64, 1, 28, 28], DType::F32, &dev)?);
         let y = Tensor::randint(0, 10, [64], DType::I64, &dev)?;
@@ -123,7 +114,7 @@ fn bench_conv(out: &str, cnn: bool) -> Result<()> {
             opt.step()
         })
     } else {
-        let conv = c(32, 64)?;
+        let conv = Conv2d::new(32, 64, [3, 3], Conv2dConfig { padding: [1, 1], ..Default::default() })?;
         let x = Var::param(Tensor::randn([32, 32, 32, 32], DType::F32, &dev)?)?;
         Box::new(move || {
             conv.zero_grad();

@@ -35,8 +35,8 @@ const SLOT_BUDGET: usize = 1 << 22;
 const MAX_SLOTS: usize = 16;
 
 /// The float types the kernels run on.
-pub(crate) trait ConvElem: Elem + Zero + One + std::ops::Add<Output = Self> {}
-impl<T: Elem + Zero + One + std::ops::Add<Output = T>> ConvElem for T {}
+pub(crate) trait ConvElem: Elem + Zero + One {}
+impl<T: Elem + Zero + One> ConvElem for T {}
 
 /// A row-major or transposed view of a matrix inside a slice: element `(r, c)` is
 /// `data[r * rs + c * cs]`.

@@ -146,17 +146,14 @@ fn add_bias(out: &Tensor, bias: Option<&Tensor>) -> Result<()> {
 }
 
 /// Checks a batched conv2d's arguments and returns its geometry.
-#[allow(clippy::too_many_arguments)]
 fn conv2d_plan(
     op: &'static str,
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
-    stride: [usize; 2],
-    padding: [usize; 2],
-    dilation: [usize; 2],
-    groups: usize,
+    o: Conv2dOptions,
 ) -> Result<Conv2dDims> {
+    let Conv2dOptions { stride, padding, dilation, groups } = o;
     let (n, c, h, wd) = (x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]);
     let (o, cg, kh, kw) = (w.dims()[0], w.dims()[1], w.dims()[2], w.dims()[3]);
     if c % groups != 0 || o % groups != 0 || cg * groups != c {
@@ -196,18 +193,9 @@ fn conv2d_plan(
 
 /// The shared conv2d body on a batched `[N, C, H, W]` input: the device's fused
 /// kernel where it has one, else im2col and one batched GEMM.
-#[allow(clippy::too_many_arguments)]
-fn conv2d_batched(
-    op: &'static str,
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    stride: [usize; 2],
-    padding: [usize; 2],
-    dilation: [usize; 2],
-    groups: usize,
-) -> Result<Tensor> {
-    let d = conv2d_plan(op, x, w, bias, stride, padding, dilation, groups)?;
+fn conv2d_batched(op: &'static str, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, o: Conv2dOptions) -> Result<Tensor> {
+    let Conv2dOptions { stride, padding, dilation, groups } = o;
+    let d = conv2d_plan(op, x, w, bias, o)?;
     let cd = compute_dtype(x.dtype());
     let c = |t: &Tensor| t.to_dtype(cd)?.contiguous();
     let (xc, wc) = (c(x)?, c(w)?);
@@ -395,10 +383,10 @@ impl Tensor {
         let op = "conv1d";
         check_pair(op, self, weight)?;
         check_positive(op, "stride, dilation and groups", &[stride, dilation, groups])?;
+        let o2 = Conv2dOptions { stride: [1, stride], padding: [0, padding], dilation: [1, dilation], groups };
         with_batch(op, self, weight, 3, |x| {
             let w2 = weight.unsqueeze(2)?;
-            let y = conv2d_batched(op, &x.unsqueeze(2)?, &w2, bias, [1, stride], [0, padding], [1, dilation], groups)
-                .map_err(|e| match e {
+            let y = conv2d_batched(op, &x.unsqueeze(2)?, &w2, bias, o2).map_err(|e| match e {
                 // Report the shapes the caller passed, not the 2-D views.
                 Error::ShapeMismatch { msg, .. } => Error::shape(op, x.dims(), weight.dims(), msg),
                 e => e,
@@ -423,14 +411,14 @@ impl Tensor {
     /// # Ok::<(), tensor_core::Error>(())
     /// ```
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, o: Conv2dOptions) -> Result<Tensor> {
-        let Conv2dOptions { stride, padding, dilation, groups } = o;
+        let Conv2dOptions { stride, dilation, groups, .. } = o;
         let _prof = crate::profiler::scope("conv2d", &[self, weight]);
         let op = "conv2d";
         check_pair(op, self, weight)?;
         check_positive(op, "stride", &stride)?;
         check_positive(op, "dilation", &dilation)?;
         check_positive(op, "groups", &[groups])?;
-        with_batch(op, self, weight, 4, |x| conv2d_batched(op, x, weight, bias, stride, padding, dilation, groups))
+        with_batch(op, self, weight, 4, |x| conv2d_batched(op, x, weight, bias, o))
     }
 
     /// The gradients of [`Tensor::conv2d`] of a batched `[N, C, H, W]` input `x` and
@@ -460,7 +448,7 @@ impl Tensor {
         input_grad: bool,
         weight_grad: bool,
     ) -> Result<Option<(Option<Tensor>, Option<Tensor>)>> {
-        let Conv2dOptions { stride, padding, dilation, groups } = o;
+        let Conv2dOptions { stride, dilation, groups, .. } = o;
         let op = "conv2d_backward";
         check_pair(op, x, w)?;
         check_positive(op, "stride", &stride)?;
@@ -469,7 +457,7 @@ impl Tensor {
         if x.rank() != 4 || w.rank() != 4 {
             return Err(Error::shape(op, x.dims(), w.dims(), "expected a 4-D input and a 4-D weight"));
         }
-        let d = conv2d_plan(op, x, w, None, stride, padding, dilation, groups)?;
+        let d = conv2d_plan(op, x, w, None, o)?;
         let [oh, ow] = d.window.out;
         let out = [d.batch, d.out_channels, oh, ow];
         if grad.dims() != out {
