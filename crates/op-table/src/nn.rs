@@ -1334,6 +1334,98 @@ fn gelu_backward_record() -> OpInfo {
         ))
 }
 
+fn lstm_sequence_record() -> OpInfo {
+    // gi, the transposed recurrent weight, h0, c0 (and the states' gradient).
+    let inputs = |seed: u64, t: usize, n: usize, h: usize| {
+        vec![
+            r(seed, &[t, n, 4 * h]),
+            rand_t(seed + 1, &[h, 4 * h], -0.3, 0.3),
+            r(seed + 2, &[n, h]),
+            r(seed + 3, &[n, h]),
+        ]
+    };
+    let fwd = |desc: &str, i: Vec<Tensor>, reverse: bool| {
+        Sample::new(
+            desc,
+            i,
+            move |i| {
+                let (s, g) = Tensor::lstm_sequence_fused(&i[0], &i[1], &i[2], &i[3], reverse)?
+                    .ok_or_else(|| Error::arg("lstm_sequence", "no fused kernel on the CPU"))?;
+                Ok(vec![s, g])
+            },
+            move |a| {
+                let (s, g) = refs::lstm_sequence(&a[0], &a[1], &a[2], &a[3], reverse);
+                vec![s, g]
+            },
+        )
+    };
+    let bwd = |desc: &str, mut i: Vec<Tensor>, reverse: bool| {
+        let d = i[0].dims().to_vec();
+        i.push(r(77, &[2, d[0], d[1], d[2] / 4]));
+        Sample::new(
+            desc,
+            i,
+            move |i| {
+                let no = || Error::arg("lstm_sequence", "no fused kernel on the CPU");
+                let (s, g) = Tensor::lstm_sequence_fused(&i[0], &i[1], &i[2], &i[3], reverse)?.ok_or_else(no)?;
+                let (a, b, c) = Tensor::lstm_sequence_backward_fused(&i[1], &i[2], &i[3], &s, &g, &i[4], reverse)?
+                    .ok_or_else(no)?;
+                Ok(vec![a, b, c])
+            },
+            move |a| refs::lstm_sequence_backward(&a[0], &a[1], &a[2], &a[3], &a[4], reverse).into(),
+        )
+    };
+    OpInfo::new("lstm_sequence_fused", &[DType::F32, DType::F64], false)
+        .sample(fwd("T 4, batch 3, hidden 5", inputs(1, 4, 3, 5), false))
+        .sample(fwd("reverse", inputs(2, 4, 3, 5), true))
+        .sample(fwd("hidden 130 (two blocks, threads)", inputs(3, 3, 5, 130), false))
+        .sample(fwd(
+            "transposed gi",
+            vec![transposed(4, &[3, 3, 8]), rand_t(5, &[2, 8], -0.3, 0.3), r(6, &[3, 2]), r(7, &[3, 2])],
+            false,
+        ))
+        .sample(bwd("backward", inputs(8, 4, 3, 5), false))
+        .sample(bwd("backward, reverse", inputs(9, 4, 3, 5), true))
+        .sample(bwd("backward, hidden 130", inputs(10, 3, 5, 130), false))
+        .sample(bwd("backward, one step", inputs(11, 1, 2, 3), true))
+        .covers(&["lstm_sequence_backward_fused"])
+        .error(ErrorCase::new(
+            "gi's last dim is not 4 hidden",
+            || Tensor::lstm_sequence_fused(&r(1, &[2, 3, 7]), &r(2, &[2, 8]), &r(3, &[3, 2]), &r(4, &[3, 2]), false),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "no steps",
+            || Tensor::lstm_sequence_fused(&r(1, &[0, 3, 8]), &r(2, &[2, 8]), &r(3, &[3, 2]), &r(4, &[3, 2]), false),
+            arg_err,
+        ))
+        .error(ErrorCase::new(
+            "c0 of another dtype",
+            || {
+                let c0 = r(4, &[3, 2]).to_dtype(DType::F32)?;
+                Tensor::lstm_sequence_fused(&r(1, &[2, 3, 8]), &r(2, &[2, 8]), &r(3, &[3, 2]), &c0, false)
+            },
+            dtype_err,
+        ))
+        .error(ErrorCase::new(
+            "integer gi",
+            || {
+                let gi = Tensor::from_vec(vec![1i64; 16], [2, 1, 8])?;
+                Tensor::lstm_sequence_fused(&gi, &r(2, &[2, 8]), &r(3, &[1, 2]), &r(4, &[1, 2]), false)
+            },
+            |e| !e.to_string().is_empty(),
+        ))
+        .error(ErrorCase::new(
+            "backward: grad of another shape",
+            || {
+                let (w, h0) = (r(2, &[2, 8]), r(3, &[3, 2]));
+                let (s, g) = Tensor::lstm_sequence_fused(&r(1, &[2, 3, 8]), &w, &h0, &h0, false)?.expect("CPU");
+                Tensor::lstm_sequence_backward_fused(&w, &h0, &h0, &s, &g, &r(5, &[2, 2, 3, 3]), false)
+            },
+            shape_err,
+        ))
+}
+
 fn rms_norm_record() -> OpInfo {
     let s = |desc: &str, x: Tensor, ns: Vec<usize>, w: bool, eps: Option<f64>| {
         let mut inputs = vec![x];
@@ -1386,6 +1478,7 @@ pub fn ops() -> Vec<OpInfo> {
         rms_norm_record(),
         layer_norm_backward_record(),
         gelu_backward_record(),
+        lstm_sequence_record(),
         softmax_record("softmax", false),
         softmax_record("log_softmax", true),
         conv1d_record(),

@@ -746,6 +746,36 @@ pub enum FusedOp<'a> {
         /// compute the weight's gradient
         weight_grad: bool,
     },
+    /// One direction of one LSTM layer over a whole sequence (gate order i, f, g, o):
+    /// at each step `gates = gi[t] + h w_hh_t`, `c = sigmoid(f) c + sigmoid(i)
+    /// tanh(g)`, `h = sigmoid(o) tanh(c)`, from `(h0, c0)`, backwards in time when
+    /// `reverse`. Inputs, contiguous and of one float dtype: `gi [steps, batch, 4
+    /// hidden]` (the input projection, biases included), `w_hh_t [hidden, 4 hidden]`,
+    /// `h0` and `c0` `[batch, hidden]`. Outputs: the states `[2, steps, batch, hidden]`
+    /// (every step's `h`, then every step's `c`, at the step's own index) and the
+    /// activated gates `[steps, batch, 4 hidden]` (for the backward).
+    LstmSequence {
+        /// `gi`, `w_hh_t`, `h0`, `c0` with their layouts
+        inputs: [(&'a dyn Buffer, &'a Layout); 4],
+        /// the sizes
+        dims: crate::fused::LstmDims,
+        /// run from the last step to the first
+        reverse: bool,
+    },
+    /// The gradients of [`FusedOp::LstmSequence`] (backpropagation through time) from
+    /// `w_hh_t`, `h0`, `c0`, its two outputs and the states' gradient `[2, steps,
+    /// batch, hidden]`, all contiguous. Outputs: the gradient of `gi` `[steps, batch, 4
+    /// hidden]`, of `h0` and of `c0` `[batch, hidden]`. (The weight's gradient is one
+    /// GEMM of the previous hidden states and `gi`'s gradient, left to the caller.)
+    LstmSequenceBackward {
+        /// `w_hh_t`, `h0`, `c0`, the states, the activated gates and the states'
+        /// gradient with their layouts
+        tensors: [(&'a dyn Buffer, &'a Layout); 6],
+        /// the sizes
+        dims: crate::fused::LstmDims,
+        /// the forward ran from the last step to the first
+        reverse: bool,
+    },
     /// An optimizer's update, in place on the spans of `param` and `state` (distinct
     /// buffers of one float dtype, spans of one length) from `grad`: one pass instead
     /// of a chain of elementwise ops. Reached through [`crate::fused::optimizer_step`],
@@ -778,6 +808,8 @@ impl FusedOp<'_> {
             FusedOp::Col2im { .. } => "col2im",
             FusedOp::Conv2d { .. } => "conv2d",
             FusedOp::Conv2dBackward { .. } => "conv2d_backward",
+            FusedOp::LstmSequence { .. } => "lstm_sequence",
+            FusedOp::LstmSequenceBackward { .. } => "lstm_sequence_backward",
             FusedOp::OptimizerStep { update, .. } => update.name(),
         }
     }
@@ -796,6 +828,8 @@ impl FusedOp<'_> {
             FusedOp::Attention { qkv, .. } => qkv[0].1.dims().to_vec(),
             FusedOp::Conv2d { x, .. } | FusedOp::Conv2dBackward { x, .. } => x.1.dims().to_vec(),
             FusedOp::AttentionBackward { tensors, .. } => tensors[0].1.dims().to_vec(),
+            FusedOp::LstmSequence { inputs, .. } => inputs[0].1.dims().to_vec(),
+            FusedOp::LstmSequenceBackward { tensors, .. } => tensors[3].1.dims().to_vec(),
             FusedOp::OptimizerStep { param, .. } => vec![param.1.len],
         }
     }

@@ -148,6 +148,47 @@ impl Conv2dDims {
     }
 }
 
+/// Sizes of one direction of one LSTM layer over a whole sequence, for
+/// [`FusedOp::LstmSequence`] and its backward: `steps` time steps of `batch` rows
+/// with `hidden` units (four gates of `hidden` columns each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LstmDims {
+    /// Time steps (at least one).
+    pub steps: usize,
+    /// Rows of every step.
+    pub batch: usize,
+    /// Hidden units.
+    pub hidden: usize,
+}
+
+impl LstmDims {
+    /// Checks that there is a step and that every buffer size (`steps * batch * 4 *
+    /// hidden` gates, `2 * steps * batch * hidden` states, the `hidden * 4 * hidden`
+    /// weight) is in range. Backends call it before trusting a descriptor.
+    pub fn check(&self, op: &'static str) -> Result<()> {
+        let fits = [self.gates_len(), self.states_len(), self.weight_len()].iter().all(Option::is_some);
+        if self.steps == 0 || !fits {
+            return Err(Error::arg(op, format!("invalid LSTM sizes: {self:?}")));
+        }
+        Ok(())
+    }
+
+    /// Elements of the gates of every step, `steps * batch * 4 * hidden`.
+    pub fn gates_len(&self) -> Option<usize> {
+        self.steps.checked_mul(self.batch)?.checked_mul(self.hidden)?.checked_mul(4)
+    }
+
+    /// Elements of the hidden and cell states of every step, `2 * steps * batch * hidden`.
+    pub fn states_len(&self) -> Option<usize> {
+        self.steps.checked_mul(self.batch)?.checked_mul(self.hidden)?.checked_mul(2)
+    }
+
+    /// Elements of the recurrent weight, `hidden * 4 * hidden`.
+    pub fn weight_len(&self) -> Option<usize> {
+        self.hidden.checked_mul(self.hidden)?.checked_mul(4)
+    }
+}
+
 /// Hyper-parameters of one fused SGD step (PyTorch's `torch.optim.SGD`). State: none
 /// without momentum, else `[momentum_buffer]`.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -44,7 +44,7 @@ pub use cpu::CpuIsa;
 pub use device::{Device, Storage};
 pub use dtype::{default_dtype, set_default_dtype, DType, Elem, Scalar, ALL_DTYPES};
 pub use error::{Error, Result};
-pub use fused::{AdamConfig, Conv2dDims, OptimizerUpdate, Window2d};
+pub use fused::{AdamConfig, Conv2dDims, LstmDims, OptimizerUpdate, Window2d};
 pub use host::{HostBuffer, HostRead};
 pub use layout::Layout;
 pub use ops::attention::AttentionOpts;

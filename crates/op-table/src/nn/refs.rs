@@ -543,3 +543,87 @@ pub fn rms_norm(x: &RefArray, k: usize, w: Option<&RefArray>, eps: f64) -> RefAr
     }
     RefArray::new(x.shape.clone(), out)
 }
+
+/// One LSTM direction over a sequence, step by step in f64 (gate order i, f, g, o):
+/// `gi [T, N, 4H]`, `w [H, 4H]` (the transposed recurrent weight), `h0`, `c0` `[N,
+/// H]`. Returns the states `[2, T, N, H]` (h then c per step) and the activated gates
+/// `[T, N, 4H]`.
+pub fn lstm_sequence(gi: &RefArray, w: &RefArray, h0: &RefArray, c0: &RefArray, reverse: bool) -> (RefArray, RefArray) {
+    let (t, n, h) = (gi.shape[0], gi.shape[1], w.shape[0]);
+    let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let mut states = vec![0.0; 2 * t * n * h];
+    let mut acts = vec![0.0; t * n * 4 * h];
+    let (mut hp, mut cp) = (h0.data.clone(), c0.data.clone());
+    let steps: Vec<usize> = if reverse { (0..t).rev().collect() } else { (0..t).collect() };
+    for s in steps {
+        for r in 0..n {
+            for j in 0..h {
+                let pre = |k: usize| {
+                    let col = k * h + j;
+                    gi.data[(s * n + r) * 4 * h + col]
+                        + (0..h).map(|p| hp[r * h + p] * w.data[p * 4 * h + col]).sum::<f64>()
+                };
+                let (i, f, g, o) = (sig(pre(0)), sig(pre(1)), pre(2).tanh(), sig(pre(3)));
+                let c = f * cp[r * h + j] + i * g;
+                let a = (s * n + r) * 4 * h + j;
+                for (k, v) in [i, f, g, o].into_iter().enumerate() {
+                    acts[a + k * h] = v;
+                }
+                states[(s * n + r) * h + j] = o * c.tanh();
+                states[((t + s) * n + r) * h + j] = c;
+            }
+        }
+        hp = states[s * n * h..(s + 1) * n * h].to_vec();
+        cp = states[(t + s) * n * h..(t + s + 1) * n * h].to_vec();
+    }
+    (RefArray::new(vec![2, t, n, h], states), RefArray::new(vec![t, n, 4 * h], acts))
+}
+
+/// Backpropagation through time of [`lstm_sequence`] in f64 from the states'
+/// gradient `grad [2, T, N, H]`: the gradients of `gi`, `h0` and `c0`.
+pub fn lstm_sequence_backward(
+    gi: &RefArray,
+    w: &RefArray,
+    h0: &RefArray,
+    c0: &RefArray,
+    grad: &RefArray,
+    reverse: bool,
+) -> [RefArray; 3] {
+    let (t, n, h) = (gi.shape[0], gi.shape[1], w.shape[0]);
+    let (states, acts) = lstm_sequence(gi, w, h0, c0, reverse);
+    let (st, a) = (&states.data, &acts.data);
+    let mut dgi = vec![0.0; t * n * 4 * h];
+    let (mut dh, mut dc) = (vec![0.0; n * h], vec![0.0; n * h]);
+    let steps: Vec<usize> = if reverse { (0..t).collect() } else { (0..t).rev().collect() };
+    for s in steps {
+        let prev = if reverse { (s + 1 < t).then_some(s + 1) } else { s.checked_sub(1) };
+        let mut dc_prev = vec![0.0; n * h];
+        for r in 0..n {
+            for j in 0..h {
+                let x = (s * n + r) * 4 * h + j;
+                let (i, f, g, o) = (a[x], a[x + h], a[x + 2 * h], a[x + 3 * h]);
+                let c = st[((t + s) * n + r) * h + j];
+                let cp = match prev {
+                    Some(p) => st[((t + p) * n + r) * h + j],
+                    None => c0.data[r * h + j],
+                };
+                let dhs = grad.data[(s * n + r) * h + j] + dh[r * h + j];
+                let tc = c.tanh();
+                let dcs = grad.data[((t + s) * n + r) * h + j] + dc[r * h + j] + dhs * o * (1.0 - tc * tc);
+                dgi[x] = dcs * g * i * (1.0 - i);
+                dgi[x + h] = dcs * cp * f * (1.0 - f);
+                dgi[x + 2 * h] = dcs * i * (1.0 - g * g);
+                dgi[x + 3 * h] = dhs * tc * o * (1.0 - o);
+                dc_prev[r * h + j] = dcs * f;
+            }
+        }
+        // dh_prev = dgates w^T
+        for r in 0..n {
+            for p in 0..h {
+                dh[r * h + p] = (0..4 * h).map(|col| dgi[(s * n + r) * 4 * h + col] * w.data[p * 4 * h + col]).sum();
+            }
+        }
+        dc = dc_prev;
+    }
+    [RefArray::new(vec![t, n, 4 * h], dgi), RefArray::new(vec![n, h], dh), RefArray::new(vec![n, h], dc)]
+}

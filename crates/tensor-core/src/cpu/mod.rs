@@ -12,6 +12,7 @@ mod matmul;
 mod norm;
 mod optim;
 mod reduce;
+mod rnn;
 pub mod simd;
 pub(crate) mod window;
 
@@ -409,6 +410,22 @@ impl Backend for CpuBackend {
                         conv::backward_host((xb, x.1), (wb, weight.1), (gb, grad.1), &dims, input_grad, weight_grad)
                             .map(|r| r.map(|v| v.into_iter().map(OwnedBuffer::from).collect()))
                     }
+                    Err(e) => Some(Err(e)),
+                }
+            }
+            FusedOp::LstmSequence { inputs, dims, reverse } => {
+                let v: Result<Vec<_>> = inputs.iter().map(|&(b, l)| checked(b, l).map(|b| (b, l))).collect();
+                match v {
+                    Ok(v) => rnn::forward_host([v[0], v[1], v[2], v[3]], &dims, reverse)
+                        .map(|r| r.map(|v| v.into_iter().map(OwnedBuffer::from).collect())),
+                    Err(e) => Some(Err(e)),
+                }
+            }
+            FusedOp::LstmSequenceBackward { tensors, dims, reverse } => {
+                let v: Result<Vec<_>> = tensors.iter().map(|&(b, l)| checked(b, l).map(|b| (b, l))).collect();
+                match v {
+                    Ok(v) => rnn::backward_host([v[0], v[1], v[2], v[3], v[4], v[5]], &dims, reverse)
+                        .map(|r| r.map(|v| v.into_iter().map(OwnedBuffer::from).collect())),
                     Err(e) => Some(Err(e)),
                 }
             }

@@ -10,3 +10,4 @@ pub mod linalg;
 pub mod nn;
 pub mod pool;
 pub mod reduce;
+pub mod rnn;
