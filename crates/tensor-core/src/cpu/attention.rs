@@ -16,6 +16,7 @@ use gemm::{gemm, Parallelism};
 use num_traits::Float;
 use rayon::prelude::*;
 
+use super::simd::{multiversion, Isa};
 use super::{alloc, HostBuffer};
 use crate::dtype::Elem;
 use crate::{Layout, Result};
@@ -26,12 +27,110 @@ trait AttnFloat: Float + Elem + std::iter::Sum {
     /// `e^x` for `x <= 0`.
     fn exp_nonpos(x: Self) -> Self;
     fn slice(b: &HostBuffer) -> Option<&[Self]>;
+    /// [`fwd_row`], compiled for the widest vector level for f32.
+    #[allow(clippy::too_many_arguments)]
+    fn fwd_row(
+        qi: &[Self],
+        kb: &[Self],
+        vb: &[Self],
+        d: Dims,
+        n: usize,
+        scale: Self,
+        scores: &mut Vec<Self>,
+        o: &mut [Self],
+    ) -> Self {
+        fwd_row(qi, kb, vb, d, n, scale, scores, o)
+    }
+    /// [`softmax_rows`], compiled for the widest vector level for f32.
+    fn softmax_rows(sc: &mut [Self], ld: usize, rows: usize, n: usize, lse: &mut [Self]) {
+        softmax_rows(sc, ld, rows, n, lse)
+    }
+    /// [`probs_rows`], compiled for the widest vector level for f32.
+    fn probs_rows(p: &mut [Self], ld: usize, rows: usize, n: usize, lse: &[Self]) {
+        probs_rows(p, ld, rows, n, lse)
+    }
+    /// [`bwd_slice`], compiled for the widest vector level for f32.
+    #[allow(clippy::too_many_arguments)]
+    fn bwd_slice(
+        s: &[&[Self]],
+        b: usize,
+        d: Dims,
+        scale: Self,
+        causal: bool,
+        dq: &mut [Self],
+        dk: &mut [Self],
+        dv: &mut [Self],
+    ) {
+        bwd_slice(s, b, d, scale, causal, dq, dk, dv)
+    }
+}
+
+multiversion! {
+    /// [`fwd_row`] on f32.
+    fn fwd_row_f32(
+        qi: &[f32], kb: &[f32], vb: &[f32], d: Dims, n: usize, scale: f32, scores: &mut Vec<f32>, o: &mut [f32],
+    ) -> f32 {
+        fwd_row(qi, kb, vb, d, n, scale, scores, o)
+    }
+}
+
+multiversion! {
+    /// [`softmax_rows`] on f32.
+    fn softmax_rows_f32(sc: &mut [f32], ld: usize, rows: usize, n: usize, lse: &mut [f32]) {
+        softmax_rows(sc, ld, rows, n, lse)
+    }
+}
+
+multiversion! {
+    /// [`probs_rows`] on f32.
+    fn probs_rows_f32(p: &mut [f32], ld: usize, rows: usize, n: usize, lse: &[f32]) {
+        probs_rows(p, ld, rows, n, lse)
+    }
+}
+
+multiversion! {
+    /// [`bwd_slice`] on f32.
+    fn bwd_slice_f32(
+        s: &[&[f32]], b: usize, d: Dims, scale: f32, causal: bool, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32],
+    ) {
+        bwd_slice(s, b, d, scale, causal, dq, dk, dv)
+    }
 }
 
 impl AttnFloat for f32 {
     #[inline(always)]
     fn exp_nonpos(x: f32) -> f32 {
         super::reduce::exp_neg_f32(x)
+    }
+    fn fwd_row(
+        qi: &[f32],
+        kb: &[f32],
+        vb: &[f32],
+        d: Dims,
+        n: usize,
+        scale: f32,
+        sc: &mut Vec<f32>,
+        o: &mut [f32],
+    ) -> f32 {
+        fwd_row_f32(Isa::best(), qi, kb, vb, d, n, scale, sc, o)
+    }
+    fn bwd_slice(
+        s: &[&[f32]],
+        b: usize,
+        d: Dims,
+        scale: f32,
+        causal: bool,
+        dq: &mut [f32],
+        dk: &mut [f32],
+        dv: &mut [f32],
+    ) {
+        bwd_slice_f32(Isa::best(), s, b, d, scale, causal, dq, dk, dv)
+    }
+    fn softmax_rows(sc: &mut [f32], ld: usize, rows: usize, n: usize, lse: &mut [f32]) {
+        softmax_rows_f32(Isa::best(), sc, ld, rows, n, lse)
+    }
+    fn probs_rows(p: &mut [f32], ld: usize, rows: usize, n: usize, lse: &[f32]) {
+        probs_rows_f32(Isa::best(), p, ld, rows, n, lse)
     }
     fn slice(b: &HostBuffer) -> Option<&[f32]> {
         match b {
@@ -251,20 +350,7 @@ fn forward_blocks<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) -
             let ktm = Mat { off: b * d.s * d.e, rs: 1, cs: d.e };
             mm((rows, n, d.e), sc, d.s, false, scale, q, qm, k, ktm);
             mask_block(sc, d.s, i0, rows, n, causal);
-            for (r, row) in sc.chunks_mut(d.s).take(rows).enumerate() {
-                let row = &mut row[..n];
-                let m = row.iter().fold(T::neg_infinity(), |m, &x| if x > m || x.is_nan() { x } else { m });
-                let mut sum = T::zero();
-                for p in row.iter_mut() {
-                    *p = T::exp_nonpos(*p - m);
-                    sum = sum + *p;
-                }
-                let inv = sum.recip();
-                for p in row.iter_mut() {
-                    *p = *p * inv;
-                }
-                lse[i0 + r] = m + sum.ln();
-            }
+            T::softmax_rows(sc, d.s, rows, n, &mut lse[i0..i0 + rows]);
             let vm = Mat { off: b * d.s * d.ev, rs: d.ev, cs: 1 };
             let pm = Mat { off: 0, rs: d.s, cs: 1 };
             mm((rows, d.ev, n), &mut o[i0 * d.ev..], d.ev, false, T::one(), sc, pm, v, vm);
@@ -305,14 +391,7 @@ fn backward_blocks<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) 
             // P = exp(scale q kᵀ - lse), masked entries 0.
             mm((rows, n, d.e), p, d.s, false, scale, q, qm, k, ktm);
             mask_block(p, d.s, i0, rows, n, causal);
-            for (r, row) in p.chunks_mut(d.s).take(rows).enumerate() {
-                let li = lse[b * d.l + i0 + r];
-                for x in row[..n].iter_mut() {
-                    let y = *x - li;
-                    // p <= 1 up to rounding; the clamp keeps NaN.
-                    *x = T::exp_nonpos(if y > T::zero() { T::zero() } else { y });
-                }
-            }
+            T::probs_rows(p, d.s, rows, n, &lse[b * d.l + i0..b * d.l + i0 + rows]);
             // dV += Pᵀ dO.
             let ptm = Mat { off: 0, rs: 1, cs: d.s };
             mm((n, d.ev, rows), dv, d.ev, true, T::one(), p, ptm, g, gm);
@@ -351,6 +430,117 @@ fn backward_blocks<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) 
     Ok(vec![T::wrap(dq), T::wrap(dk), T::wrap(dv)])
 }
 
+/// The softmax of the first `n` entries of `rows` rows (row stride `ld`) in place,
+/// each row's log-sum-exp into `lse`.
+#[inline(always)]
+fn softmax_rows<T: AttnFloat>(sc: &mut [T], ld: usize, rows: usize, n: usize, lse: &mut [T]) {
+    for (r, row) in sc.chunks_mut(ld).take(rows).enumerate() {
+        let row = &mut row[..n];
+        let m = row.iter().fold(T::neg_infinity(), |m, &x| if x > m || x.is_nan() { x } else { m });
+        // The exponentials in their own pass, so it vectorises; the sum in order.
+        for p in row.iter_mut() {
+            *p = T::exp_nonpos(*p - m);
+        }
+        let sum = row.iter().fold(T::zero(), |s, &p| s + p);
+        let inv = sum.recip();
+        for p in row.iter_mut() {
+            *p = *p * inv;
+        }
+        lse[r] = m + sum.ln();
+    }
+}
+
+/// The probabilities `exp(x - lse)` of the first `n` scores of `rows` rows in place.
+#[inline(always)]
+fn probs_rows<T: AttnFloat>(p: &mut [T], ld: usize, rows: usize, n: usize, lse: &[T]) {
+    for (row, &li) in p.chunks_mut(ld).take(rows).zip(lse) {
+        for x in row[..n].iter_mut() {
+            let y = *x - li;
+            // p <= 1 up to rounding; the clamp keeps NaN.
+            *x = T::exp_nonpos(if y > T::zero() { T::zero() } else { y });
+        }
+    }
+}
+
+/// One query row of the forward against its `n` visible keys: writes the attention
+/// row into `o`, returns the row's log-sum-exp.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn fwd_row<T: AttnFloat>(
+    qi: &[T],
+    kb: &[T],
+    vb: &[T],
+    d: Dims,
+    n: usize,
+    scale: T,
+    scores: &mut Vec<T>,
+    o: &mut [T],
+) -> T {
+    scores.clear();
+    scores.extend(kb.chunks_exact(d.e).take(n).map(|kj| dot(qi, kj) * scale));
+    let m = scores.iter().fold(T::neg_infinity(), |m, &x| if x > m || x.is_nan() { x } else { m });
+    // The exponentials in their own pass, so it vectorises.
+    for p in scores.iter_mut() {
+        *p = T::exp_nonpos(*p - m);
+    }
+    o.fill(T::zero());
+    let mut sum = T::zero();
+    for (&p, vj) in scores.iter().zip(vb.chunks_exact(d.ev)) {
+        sum = sum + p;
+        axpy(o, p, vj);
+    }
+    let inv = sum.recip();
+    for x in o.iter_mut() {
+        *x = *x * inv;
+    }
+    m + sum.ln()
+}
+
+/// The backward of one (batch, head) slice `b`, a query row at a time.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn bwd_slice<T: AttnFloat>(
+    s: &[&[T]],
+    b: usize,
+    d: Dims,
+    scale: T,
+    causal: bool,
+    dq: &mut [T],
+    dk: &mut [T],
+    dv: &mut [T],
+) {
+    let (q, k, v, o, lse, g) = (s[0], s[1], s[2], s[3], s[4], s[5]);
+    dk.fill(T::zero());
+    dv.fill(T::zero());
+    let kb = &k[b * d.s * d.e..(b + 1) * d.s * d.e];
+    let vb = &v[b * d.s * d.ev..(b + 1) * d.s * d.ev];
+    let mut ps: Vec<T> = Vec::with_capacity(d.s);
+    for (i, dqi) in dq.chunks_exact_mut(d.e).enumerate() {
+        let r = b * d.l + i;
+        let qi = &q[r * d.e..(r + 1) * d.e];
+        let (oi, gi) = (&o[r * d.ev..(r + 1) * d.ev], &g[r * d.ev..(r + 1) * d.ev]);
+        let di = dot(gi, oi);
+        let li = lse[r];
+        dqi.fill(T::zero());
+        let n = visible_keys(i, 1, d.s, causal);
+        ps.clear();
+        ps.extend(kb.chunks_exact(d.e).take(n).map(|kj| dot(qi, kj) * scale - li));
+        // The probabilities in their own pass, so it vectorises.
+        for x in ps.iter_mut() {
+            // p <= 1 up to rounding; the clamp keeps NaN.
+            *x = T::exp_nonpos(if *x > T::zero() { T::zero() } else { *x });
+        }
+        for (j, &p) in ps.iter().enumerate() {
+            let kj = &kb[j * d.e..(j + 1) * d.e];
+            let vj = &vb[j * d.ev..(j + 1) * d.ev];
+            let ds = p * (dot(gi, vj) - di) * scale;
+            axpy(dqi, ds, kj);
+            axpy(&mut dk[j * d.e..(j + 1) * d.e], ds, qi);
+            axpy(&mut dv[j * d.ev..(j + 1) * d.ev], p, gi);
+        }
+    }
+}
+
 /// [`forward`] one query row at a time (for short sequences, where GEMM calls cost more
 /// than they save).
 fn forward_rows<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) -> Result<Vec<HostBuffer>> {
@@ -363,22 +553,7 @@ fn forward_rows<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) -> 
         let qi = &q[r * d.e..(r + 1) * d.e];
         let kb = &k[b * d.s * d.e..(b + 1) * d.s * d.e];
         let vb = &v[b * d.s * d.ev..(b + 1) * d.s * d.ev];
-        let n = visible_keys(i, 1, d.s, causal);
-        scores.clear();
-        scores.extend(kb.chunks_exact(d.e).take(n).map(|kj| dot(qi, kj) * scale));
-        let m = scores.iter().fold(T::neg_infinity(), |m, &x| if x > m || x.is_nan() { x } else { m });
-        o.fill(T::zero());
-        let mut sum = T::zero();
-        for (p, vj) in scores.iter_mut().zip(vb.chunks_exact(d.ev)) {
-            *p = T::exp_nonpos(*p - m);
-            sum = sum + *p;
-            axpy(o, *p, vj);
-        }
-        let inv = sum.recip();
-        for x in o.iter_mut() {
-            *x = *x * inv;
-        }
-        *lse = m + sum.ln();
+        *lse = T::fwd_row(qi, kb, vb, d, visible_keys(i, 1, d.s, causal), scale, scores, o);
     };
     if d.bh * d.l * d.s * (d.e + d.ev) >= 1 << 16 {
         out.par_chunks_mut(d.ev).zip(lse.par_iter_mut()).enumerate().for_each_init(Vec::new, row);
@@ -391,37 +566,13 @@ fn forward_rows<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) -> 
 
 /// [`backward`] one query row at a time.
 fn backward_rows<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) -> Result<Vec<HostBuffer>> {
-    let (q, k, v, o, lse, g) = (s[0], s[1], s[2], s[3], s[4], s[5]);
     let mut dq = alloc::uninit::<T>(d.bh * d.l * d.e)?;
     let mut dk = alloc::uninit::<T>(d.bh * d.s * d.e)?;
     let mut dv = alloc::uninit::<T>(d.bh * d.s * d.ev)?;
     let scale = T::from_f64(scale);
     #[allow(clippy::type_complexity)]
     let slice = |(b, ((dq, dk), dv)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
-        dk.fill(T::zero());
-        dv.fill(T::zero());
-        let kb = &k[b * d.s * d.e..(b + 1) * d.s * d.e];
-        let vb = &v[b * d.s * d.ev..(b + 1) * d.s * d.ev];
-        for (i, dqi) in dq.chunks_exact_mut(d.e).enumerate() {
-            let r = b * d.l + i;
-            let qi = &q[r * d.e..(r + 1) * d.e];
-            let (oi, gi) = (&o[r * d.ev..(r + 1) * d.ev], &g[r * d.ev..(r + 1) * d.ev]);
-            let di = dot(gi, oi);
-            let li = lse[r];
-            dqi.fill(T::zero());
-            let n = visible_keys(i, 1, d.s, causal);
-            for j in 0..n {
-                let kj = &kb[j * d.e..(j + 1) * d.e];
-                let vj = &vb[j * d.ev..(j + 1) * d.ev];
-                // p <= 1 up to rounding; the clamp keeps NaN.
-                let x = dot(qi, kj) * scale - li;
-                let p = T::exp_nonpos(if x > T::zero() { T::zero() } else { x });
-                let ds = p * (dot(gi, vj) - di) * scale;
-                axpy(dqi, ds, kj);
-                axpy(&mut dk[j * d.e..(j + 1) * d.e], ds, qi);
-                axpy(&mut dv[j * d.ev..(j + 1) * d.ev], p, gi);
-            }
-        }
+        T::bwd_slice(s, b, d, scale, causal, dq, dk, dv)
     };
     if d.bh > 1 && d.bh * d.l * d.s * (d.e + d.ev) >= 1 << 16 {
         dq.par_chunks_mut(d.l * d.e)
@@ -437,4 +588,51 @@ fn backward_rows<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) ->
             .for_each(slice);
     }
     Ok(vec![T::wrap(dq), T::wrap(dk), T::wrap(dv)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vals(seed: usize, len: usize) -> Vec<f32> {
+        (0..len).map(|i| (((i + seed * 7907) * 7919) % 61) as f32 / 30.0 - 1.0).collect()
+    }
+
+    /// The f32 kernels give the same bits at every vector level this CPU supports, and
+    /// the forward row matches an f64 reference.
+    #[test]
+    fn every_vector_level_gives_the_same_bits() {
+        let d = Dims { bh: 1, l: 5, s: 37, e: 19, ev: 21 };
+        let (q, k, v) = (vals(1, d.l * d.e), vals(2, d.s * d.e), vals(3, d.s * d.ev));
+        let (o, g) = (vals(4, d.l * d.ev), vals(5, d.l * d.ev));
+        let lse: Vec<f32> = vals(6, d.l).iter().map(|x| x + 3.0).collect();
+        let mut first = None;
+        for isa in Isa::supported() {
+            let mut row = vec![0f32; d.ev];
+            let l = fwd_row_f32(isa, &q[..d.e], &k, &v, d, 30, 0.3, &mut Vec::new(), &mut row);
+            // f64 reference of the row.
+            let sc: Vec<f64> = (0..30)
+                .map(|j| (0..d.e).map(|c| q[c] as f64 * k[j * d.e + c] as f64).sum::<f64>() * 0.3f32 as f64)
+                .collect();
+            let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = sc.iter().map(|x| (x - m).exp()).sum();
+            assert!((l as f64 - (m + z.ln())).abs() < 1e-5, "{isa:?} lse");
+            for (c, &x) in row.iter().enumerate() {
+                let e: f64 = sc.iter().enumerate().map(|(j, s)| (s - m).exp() / z * v[j * d.ev + c] as f64).sum();
+                assert!((x as f64 - e).abs() < 1e-5, "{isa:?} out[{c}]: {x} vs {e}");
+            }
+            let (mut dq, mut dk, mut dv) = (vec![0f32; d.l * d.e], vec![0f32; d.s * d.e], vec![0f32; d.s * d.ev]);
+            bwd_slice_f32(isa, &[&q, &k, &v, &o, &lse, &g], 0, d, 0.3, true, &mut dq, &mut dk, &mut dv);
+            let mut sc = vals(7, 3 * 40);
+            let mut ls = vec![0f32; 3];
+            softmax_rows_f32(isa, &mut sc, 40, 3, 33, &mut ls);
+            let mut p = vals(8, 3 * 40);
+            probs_rows_f32(isa, &mut p, 40, 3, 35, &lse[..3]);
+            let all = (l, row, dq, dk, dv, sc, ls, p);
+            match &first {
+                None => first = Some(all),
+                Some(f) => assert!(f == &all, "{isa:?} differs from the baseline"),
+            }
+        }
+    }
 }
