@@ -335,7 +335,7 @@ pub(crate) fn backward<T: ConvElem>(
 
 /// The contiguous data of a host view of `len` elements of `T`, or `None` (another
 /// dtype, a strided view, a size that does not match).
-fn data<'a, T: Elem>(b: &'a HostBuffer, l: &Layout, len: usize) -> Option<&'a [T]> {
+pub(super) fn data<'a, T: Elem>(b: &'a HostBuffer, l: &Layout, len: usize) -> Option<&'a [T]> {
     if l.numel() != len {
         return None;
     }

@@ -22,11 +22,12 @@ use num_traits::{Float, One, Zero};
 use rayon::prelude::*;
 
 use super::alloc;
+use super::conv::{data, View};
 use super::elementwise::{sigmoid_f32, tanh_f32};
 use super::simd::{multiversion, Isa};
 use crate::cpu::HostBuffer;
 use crate::fused::LstmDims;
-use crate::{Elem, Error, Layout, Result};
+use crate::{Elem, Error, Result};
 
 /// Hidden units per block of a step's work.
 const BLOCK: usize = 128;
@@ -74,6 +75,16 @@ fn cell_grad<T: Float>(i: T, f: T, g: T, o: T, tc: T, cp: T, dh: T, dc_in: T) ->
     )
 }
 
+/// The forward cell's arithmetic for one unit from its four gate pre-activations
+/// and the previous cell, in the tensor ops' order: returns the activated gates `(i,
+/// f, g, o)`, the cell and the hidden state.
+#[inline(always)]
+fn cell_one<T: Float>(pre: [T; 4], cp: T, sig: impl Fn(T) -> T, tanh: impl Fn(T) -> T) -> ([T; 4], T, T) {
+    let (i, f, g, o) = (sig(pre[0]), sig(pre[1]), tanh(pre[2]), sig(pre[3]));
+    let c = f * cp + i * g;
+    ([i, f, g, o], c, o * tanh(c))
+}
+
 multiversion! {
     /// [`RnnElem::cell`] for f32, with the branch-free `sigmoid` and `tanh` of the
     /// elementwise ops (the same bits as those ops).
@@ -85,15 +96,9 @@ multiversion! {
         let (xi, xf, xg, xo) = (&xi[..n], &xf[..n], &xg[..n], &xo[..n]);
         let (i, f, g, o, cp, h) = (&mut i[..n], &mut f[..n], &mut g[..n], &mut o[..n], &cp[..n], &mut h[..n]);
         for j in 0..n {
-            let (ii, ff) = (sigmoid_f32(xi[j] + i[j]), sigmoid_f32(xf[j] + f[j]));
-            let (gg, oo) = (tanh_f32(xg[j] + g[j]), sigmoid_f32(xo[j] + o[j]));
-            let cc = ff * cp[j] + ii * gg;
-            i[j] = ii;
-            f[j] = ff;
-            g[j] = gg;
-            o[j] = oo;
-            c[j] = cc;
-            h[j] = oo * tanh_f32(cc);
+            let pre = [xi[j] + i[j], xf[j] + f[j], xg[j] + g[j], xo[j] + o[j]];
+            let ([ii, ff, gg, oo], cc, hh) = cell_one(pre, cp[j], sigmoid_f32, tanh_f32);
+            (i[j], f[j], g[j], o[j], c[j], h[j]) = (ii, ff, gg, oo, cc, hh);
         }
     }
 }
@@ -145,10 +150,9 @@ impl RnnElem for f64 {
         let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
         let [i, f, g, o] = hw;
         for j in 0..c.len() {
-            let (ii, ff) = (sig(x[0][j] + i[j]), sig(x[1][j] + f[j]));
-            let (gg, oo) = ((x[2][j] + g[j]).tanh(), sig(x[3][j] + o[j]));
-            let cc = ff * cp[j] + ii * gg;
-            (i[j], f[j], g[j], o[j], c[j], h[j]) = (ii, ff, gg, oo, cc, oo * cc.tanh());
+            let pre = [x[0][j] + i[j], x[1][j] + f[j], x[2][j] + g[j], x[3][j] + o[j]];
+            let ([ii, ff, gg, oo], cc, hh) = cell_one(pre, cp[j], sig, f64::tanh);
+            (i[j], f[j], g[j], o[j], c[j], h[j]) = (ii, ff, gg, oo, cc, hh);
         }
     }
     fn cell_backward(
@@ -368,17 +372,6 @@ fn backward<T: RnnElem>(
     alloc::recycle(T::wrap(w));
     Ok((dgi, dh, dc))
 }
-
-/// A contiguous host view of exactly `len` elements of type `T`, or `None`.
-fn data<'a, T: Elem>(b: &'a HostBuffer, l: &Layout, len: usize) -> Option<&'a [T]> {
-    if l.numel() != len {
-        return None;
-    }
-    T::unwrap_ref(b)?.get(l.contiguous_range()?)
-}
-
-/// A host view with its layout.
-pub(crate) type View<'a> = (&'a HostBuffer, &'a Layout);
 
 /// Fails unless `d` is valid.
 fn checked(d: &LstmDims, op: &'static str) -> Result<(usize, usize, usize)> {

@@ -8,8 +8,8 @@ use crate::backend::FusedOp;
 use crate::fused::LstmDims;
 use crate::{Error, Result, Tensor};
 
-/// Checks that every tensor has `x`'s dtype and device and its expected shape;
-/// returns the sizes.
+/// Checks that the first tensor is a float and that every tensor has its dtype and
+/// device and the expected shape.
 fn check(op: &'static str, named: &[(&str, &Tensor, Vec<usize>)]) -> Result<()> {
     let first = named[0].1;
     require_float(op, first)?;
