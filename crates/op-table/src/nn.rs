@@ -569,6 +569,68 @@ fn max_pool2d_with_indices_record() -> OpInfo {
     max_pool_errors(op, true)
 }
 
+fn max_pool2d_backward_record() -> OpInfo {
+    let mut op = OpInfo::new("max_pool2d_backward", FLOATS, false);
+    for (desc, x, (k, s, p, d, c)) in max_pool_cases() {
+        let o = MaxPool2dOptions { stride: Some(s), padding: p, dilation: d, ceil_mode: c };
+        let (v, _) = x.max_pool2d_with_indices(k, o).expect("the forward of a valid case");
+        let g = r(40, v.dims());
+        let size = [x.dims()[x.rank() - 2], x.dims()[x.rank() - 1]];
+        op = op.sample(Sample::new(
+            desc,
+            vec![x, g],
+            move |i| {
+                let (_, ix) = i[0].max_pool2d_with_indices(k, o)?;
+                Ok(vec![i[1].max_pool2d_backward(&ix, size)?])
+            },
+            move |a| {
+                // The naive forward's indices, then each gradient element added there.
+                let (x, g) = (&a[0], &a[1]);
+                let (x4, g4) = if x.shape.len() == 3 { (batch1(x), batch1(g)) } else { (x.clone(), g.clone()) };
+                let ix = refs::max_pool2d(&x4, k, s, p, d, c).1;
+                let plane = size[0] * size[1];
+                let per = g4.data.len() / (g4.shape[0] * g4.shape[1]).max(1);
+                let mut out = vec![0.0; x.data.len()];
+                for (j, (&gv, &k)) in g4.data.iter().zip(&ix.data).enumerate() {
+                    out[j / per * plane + k as usize] += gv;
+                }
+                vec![RefArray::new(x.shape.clone(), out)]
+            },
+        ));
+    }
+    let i64s = |v: Vec<i64>, s: &[usize]| Tensor::from_vec(v, s.to_vec());
+    op.error(ErrorCase::new(
+        "index outside the plane",
+        move || r(1, &[1, 1, 1, 2]).max_pool2d_backward(&i64s(vec![0, 4], &[1, 1, 1, 2])?, [2, 2]),
+        arg_err,
+    ))
+    .error(ErrorCase::new(
+        "negative index",
+        move || r(1, &[1, 1, 1, 2]).max_pool2d_backward(&i64s(vec![-1, 0], &[1, 1, 1, 2])?, [2, 2]),
+        arg_err,
+    ))
+    .error(ErrorCase::new(
+        "indices of another shape",
+        move || r(1, &[1, 1, 1, 2]).max_pool2d_backward(&i64s(vec![0], &[1, 1, 1, 1])?, [2, 2]),
+        shape_err,
+    ))
+    .error(ErrorCase::new(
+        "I32 indices",
+        move || r(1, &[1, 1, 1, 1]).max_pool2d_backward(&Tensor::from_vec(vec![0i32], [1, 1, 1, 1])?, [2, 2]),
+        dtype_err,
+    ))
+    .error(ErrorCase::new(
+        "2-D gradient",
+        move || r(1, &[1, 2]).max_pool2d_backward(&i64s(vec![0, 1], &[1, 2])?, [2, 2]),
+        invalid_shape,
+    ))
+    .error(ErrorCase::new(
+        "integer gradient",
+        move || Tensor::from_vec(vec![1i64], [1, 1, 1])?.max_pool2d_backward(&i64s(vec![0], &[1, 1, 1])?, [1, 1]),
+        unsupported,
+    ))
+}
+
 fn avg_pool2d_record() -> OpInfo {
     type Args = ([usize; 2], [usize; 2], [usize; 2], bool, bool, Option<usize>);
     let cases: Vec<(&str, Tensor, Args)> = vec![
@@ -1488,6 +1550,7 @@ pub fn ops() -> Vec<OpInfo> {
         fold2d_record(),
         max_pool2d_record(),
         max_pool2d_with_indices_record(),
+        max_pool2d_backward_record(),
         avg_pool2d_record(),
         adaptive_avg_pool2d_record(),
         pad_record(),

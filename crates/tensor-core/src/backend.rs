@@ -644,6 +644,23 @@ pub enum FusedOp<'a> {
         /// added to the variance
         eps: f64,
     },
+    /// The gradient of [`FusedOp::MaxPool2d`]'s input: each element of `grad` added
+    /// at its index in `indices` (I64, each in `0..h * w`) into a zeroed plane, for
+    /// `planes` planes of `size = [h, w]`. `grad` and `indices` are contiguous with
+    /// one `layout` of `planes * oh * ow` elements. Output: `[planes * h * w]`, the
+    /// gradient's dtype.
+    MaxPool2dBackward {
+        /// gradient of the pooled output
+        grad: &'a dyn Buffer,
+        /// the pooled elements' indices in their input planes
+        indices: &'a dyn Buffer,
+        /// their layout (contiguous)
+        layout: &'a Layout,
+        /// number of planes (`batch * channels`)
+        planes: usize,
+        /// the input plane's `[h, w]`
+        size: [usize; 2],
+    },
     /// `grad * gelu'(x)` elementwise for `x` and `grad` of one contiguous layout (the
     /// exact erf GELU, or its tanh approximation). Output: same dtype.
     GeluBackward {
@@ -804,6 +821,7 @@ impl FusedOp<'_> {
             FusedOp::Attention { .. } => "scaled_dot_product_attention",
             FusedOp::AttentionBackward { .. } => "scaled_dot_product_attention_backward",
             FusedOp::MaxPool2d { .. } => "max_pool2d",
+            FusedOp::MaxPool2dBackward { .. } => "max_pool2d_backward",
             FusedOp::Im2col { .. } => "im2col",
             FusedOp::Col2im { .. } => "col2im",
             FusedOp::Conv2d { .. } => "conv2d",
@@ -823,6 +841,7 @@ impl FusedOp<'_> {
             | FusedOp::LayerNormBackward { layout, .. }
             | FusedOp::GeluBackward { layout, .. }
             | FusedOp::MaxPool2d { layout, .. }
+            | FusedOp::MaxPool2dBackward { layout, .. }
             | FusedOp::Im2col { layout, .. }
             | FusedOp::Col2im { layout, .. } => layout.dims().to_vec(),
             FusedOp::Attention { qkv, .. } => qkv[0].1.dims().to_vec(),

@@ -425,6 +425,11 @@ impl Var {
         let saved = SavedVar::tensor(&idx);
         let v = self.record_unary_grad_only("max_pool2d", vals, move |g| {
             let r = shape.len();
+            if !crate::mode::is_grad_enabled() {
+                // One fused pass; the scatter below is differentiable (create_graph).
+                let i = saved.tensor_checked()?;
+                return Ok(Var::from(g.tensor().max_pool2d_backward(&i, [shape[r - 2], shape[r - 1]])?));
+            }
             let mut zs = shape[..r - 2].to_vec();
             zs.push(shape[r - 2] * shape[r - 1]);
             let mut gs = shape[..r - 2].to_vec();

@@ -344,6 +344,13 @@ impl Backend for CpuBackend {
                 };
                 window::max_pool(b, layout, &window).map(|r| r.map(|(v, i)| vec![v.into(), i.into()]))
             }
+            FusedOp::MaxPool2dBackward { grad, indices, layout, planes, size } => {
+                let (g, i) = match (checked(grad, layout), checked(indices, layout)) {
+                    (Ok(g), Ok(i)) => (g, i),
+                    (Err(e), _) | (_, Err(e)) => return Some(Err(e)),
+                };
+                window::max_pool_backward(g, i, layout, planes, size).map(one)
+            }
             FusedOp::Im2col { x, layout, window } => {
                 let b = match checked(x, layout).and_then(|b| columns_ok(&window).map(|_| b)) {
                     Ok(b) => b,

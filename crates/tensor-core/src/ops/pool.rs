@@ -310,6 +310,66 @@ impl Tensor {
         Ok((p.finish(values)?, p.finish(idx)?))
     }
 
+    /// The gradient of [`Tensor::max_pool2d_with_indices`]'s input: `self`, the
+    /// gradient of the pooled output (`[N, C, OH, OW]` or `[C, OH, OW]`), added at
+    /// `indices` (the forward's, I64, of the same shape, each in `0..H * W`) into zeros
+    /// of the input's shape, whose plane is `input_size = [H, W]`. Elements chosen by
+    /// several overlapping windows get the sum (PyTorch's
+    /// `max_pool2d_with_indices_backward`). One pass on the CPU; zeros and
+    /// [`Tensor::scatter_add`] elsewhere.
+    ///
+    /// ```
+    /// use tensor_core::{MaxPool2dOptions, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f32, 5.0, 2.0, 3.0], [1, 1, 2, 2])?;
+    /// let (_, i) = x.max_pool2d_with_indices([2, 2], MaxPool2dOptions::default())?;
+    /// let g = Tensor::from_vec(vec![7.0f32], [1, 1, 1, 1])?;
+    /// assert_eq!(g.max_pool2d_backward(&i, [2, 2])?.to_vec::<f32>()?, vec![0.0, 7.0, 0.0, 0.0]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn max_pool2d_backward(&self, indices: &Tensor, input_size: [usize; 2]) -> Result<Tensor> {
+        let op = "max_pool2d_backward";
+        let _prof = crate::profiler::scope(op, &[self, indices]);
+        require_float(op, self)?;
+        self.same_device(op, indices)?;
+        if indices.dtype() != DType::I64 {
+            return Err(Error::DTypeMismatch { op, expected: DType::I64, got: indices.dtype() });
+        }
+        if indices.dims() != self.dims() {
+            return Err(Error::shape(op, self.dims(), indices.dims(), "indices must have the gradient's shape"));
+        }
+        let r = self.rank();
+        if r != 3 && r != 4 {
+            return Err(Error::invalid_shape(op, self.dims(), "expected a [N, C, OH, OW] or [C, OH, OW] gradient"));
+        }
+        let lead = &self.dims()[..r - 2];
+        let mut out_dims = lead.to_vec();
+        out_dims.extend(input_size);
+        crate::create::checked_numel(op, &out_dims)?;
+        let planes: usize = lead.iter().product();
+        let (g, i) = (self.contiguous()?, indices.contiguous()?);
+        let fused = {
+            let (gg, ig) = (g.storage().read(), i.storage().read());
+            let op = FusedOp::MaxPool2dBackward {
+                grad: &**gg,
+                indices: &**ig,
+                layout: g.layout(),
+                planes,
+                size: input_size,
+            };
+            crate::fused::run(self.device(), op, &[&out_dims])
+        };
+        if let Some(out) = fused {
+            return out?.pop().ok_or_else(|| Error::arg(op, "the fused kernel returned no output"));
+        }
+        let flat = |n: usize| lead.iter().copied().chain([n]).collect::<Vec<_>>();
+        let per = self.dims()[r - 2] * self.dims()[r - 1];
+        // Half types add up in f32 (overlapping windows sum several gradients).
+        let cd = compute_dtype(self.dtype());
+        let zeros = Tensor::zeros(flat(input_size[0] * input_size[1]), cd, self.device())?;
+        let g = g.to_dtype(cd)?.reshape_to(flat(per))?;
+        zeros.scatter_add((r - 2) as isize, &i.reshape_to(flat(per))?, &g)?.reshape_to(out_dims)?.to_dtype(self.dtype())
+    }
+
     /// 2-D average pooling (PyTorch's `F.avg_pool2d`). Zero padding; the divisor is
     /// `divisor_override` when given, else the window size clipped to the padded
     /// input when `count_include_pad`, else the number of real input elements in
