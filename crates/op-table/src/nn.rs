@@ -598,6 +598,26 @@ fn max_pool2d_backward_record() -> OpInfo {
             },
         ));
     }
+    // A gradient that is a view into a larger buffer (as `cat`'s backward hands each
+    // part): contiguous, but at an offset the indices do not share.
+    let x = r(1, &[2, 3, 6, 6]);
+    let g = r(41, &[4, 3, 3, 3]).narrow(0, 1, 2).expect("narrow");
+    op = op.sample(Sample::new(
+        "gradient at an offset in its buffer",
+        vec![x, g],
+        |i| {
+            let (_, ix) = i[0].max_pool2d_with_indices([2, 2], MaxPool2dOptions::default())?;
+            Ok(vec![i[1].max_pool2d_backward(&ix, [6, 6])?])
+        },
+        |a| {
+            let ix = refs::max_pool2d(&a[0], [2, 2], [2, 2], [0, 0], [1, 1], false).1;
+            let mut out = vec![0.0; a[0].data.len()];
+            for (j, (&gv, &k)) in a[1].data.iter().zip(&ix.data).enumerate() {
+                out[j / 9 * 36 + k as usize] += gv;
+            }
+            vec![RefArray::new(a[0].shape.clone(), out)]
+        },
+    ));
     let i64s = |v: Vec<i64>, s: &[usize]| Tensor::from_vec(v, s.to_vec());
     op.error(ErrorCase::new(
         "index outside the plane",

@@ -164,7 +164,8 @@ fn huge_range(addr: usize, bytes: usize) -> Option<(usize, usize)> {
     (len > 0).then_some((start, len))
 }
 
-/// Asks Linux to back the huge pages inside a large, not yet touched block with
+/// Asks Linux to back the huge pages inside a large block (fresh from the OS, so
+/// usually not yet touched; a block glibc serves from its heap may be) with
 /// transparent huge pages (`madvise(MADV_HUGEPAGE)`; it matters where THP is in
 /// `madvise` mode, the common default). A streaming kernel then takes one page fault
 /// and one TLB entry per 2 MiB instead of 512, and the hardware prefetcher is not

@@ -345,9 +345,13 @@ impl Tensor {
         let mut out_dims = lead.to_vec();
         out_dims.extend(input_size);
         crate::create::checked_numel(op, &out_dims)?;
-        let planes: usize = lead.iter().product();
+        let planes = crate::create::checked_numel(op, lead)?;
         let (g, i) = (self.contiguous()?, indices.contiguous()?);
-        let fused = {
+        // The kernel reads both through one layout: contiguous views may still start
+        // at different offsets (a narrowed gradient), and then the composite runs.
+        let fused = if g.layout() != i.layout() {
+            None
+        } else {
             let (gg, ig) = (g.storage().read(), i.storage().read());
             let op = FusedOp::MaxPool2dBackward {
                 grad: &**gg,
