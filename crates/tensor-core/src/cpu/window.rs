@@ -76,8 +76,10 @@ fn per_plane<T: Send>(out: &mut [T], chunk: usize, total_work: usize, work: impl
 /// is data-dependent, and a mispredicted branch per tap cost 4x.
 #[inline(always)]
 fn pick<T: Copy + PartialOrd>(v: T, k: i64, best: &mut T, at: &mut i64) {
+    // Bitwise `|` and `&`, not short-circuits: in `window_run`'s lane loops they stay
+    // vector masks.
     #[allow(clippy::eq_op)] // `v != v` is the NaN test for this generic float
-    let take = v > *best || (v != v && *best == *best);
+    let take = (v > *best) | ((v != v) & (*best == *best));
     *best = if take { v } else { *best };
     *at = if take { k } else { *at };
 }
@@ -150,11 +152,7 @@ fn window_run<T: Copy + PartialOrd>(stride: usize, src: &[T], taps: &[usize], k0
             }
             let kt = k0 + t as i64;
             for l in 0..L {
-                let v = vv[l];
-                #[allow(clippy::eq_op)] // `v != v` is the NaN test for this generic float
-                let take = (v > bv[l]) | ((v != v) & (bv[l] == bv[l]));
-                bv[l] = if take { v } else { bv[l] };
-                av[l] = if take { kt + lane(l) as i64 } else { av[l] };
+                pick(vv[l], kt + lane(l) as i64, &mut bv[l], &mut av[l]);
             }
         }
         bc.copy_from_slice(&bv[..bc.len()]);
@@ -500,7 +498,7 @@ mod tests {
         let x32: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
         let l = Layout::contiguous([planes, h, w]);
         for (kernel, stride, padding, dilation, ceil) in cases {
-            let out = [0, 1].map(|a| out_size(g_size(a, h, w), kernel[a], stride[a], padding[a], dilation[a], ceil));
+            let out = [0, 1].map(|a| out_size([h, w][a], kernel[a], stride[a], padding[a], dilation[a], ceil));
             let g = Window2d { planes, size: [h, w], out, kernel, stride, padding, dilation };
             let (want_v, want_i) = naive(&x64, &g);
             for isa in Isa::supported() {
@@ -518,14 +516,6 @@ mod tests {
                     }
                 }
             }
-        }
-    }
-
-    fn g_size(a: usize, h: usize, w: usize) -> usize {
-        if a == 0 {
-            h
-        } else {
-            w
         }
     }
 }
