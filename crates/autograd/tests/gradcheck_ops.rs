@@ -7,7 +7,9 @@
 
 use autograd::{gradcheck, gradgradcheck, Var};
 use op_table::{rand_t, RefArray};
-use tensor_core::{Conv1dOptions, Conv2dOptions, ConvTranspose2dOptions, MaxPool2dOptions, PadMode, Result, Tensor};
+use tensor_core::{
+    ClassLossOptions, Conv1dOptions, Conv2dOptions, ConvTranspose2dOptions, MaxPool2dOptions, PadMode, Result, Tensor,
+};
 
 type VarFn = Box<dyn Fn(&[Var]) -> Result<Vec<Var>>>;
 
@@ -51,6 +53,14 @@ fn var_only_cases() -> Vec<Case> {
         case("mse_loss 0-dim", vec![r(1019, &[]), r(1020, &[])], |v| v[0].mse_loss(&v[1])),
         case("cross_entropy", vec![r(1021, &[4, 3])], |v| v[0].cross_entropy(&ix(&[0, 2, 1, 2], &[4]))),
         case("cross_entropy transposed logits", vec![tr(1022, &[3, 5])], |v| v[0].cross_entropy(&ix(&[4, 0, 4], &[3]))),
+        case("cross_entropy_rows weighted, smoothed, one row ignored", vec![r(1023, &[4, 5])], |v| {
+            let o =
+                ClassLossOptions { weight: Some(rand_t(1024, &[5], 0.1, 2.0)), ignore_index: 3, label_smoothing: 0.2 };
+            v[0].cross_entropy_rows(&ix(&[0, 4, 3, 2], &[4]), &o)
+        }),
+        case("cross_entropy_rows transposed logits", vec![tr(1025, &[3, 6])], |v| {
+            v[0].cross_entropy_rows(&ix(&[5, -100, 1], &[3]), &ClassLossOptions::default())
+        }),
     ]
 }
 

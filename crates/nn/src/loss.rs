@@ -32,7 +32,7 @@
 
 pub use autograd::Target;
 use autograd::Var;
-use tensor_core::{DType, Error, Result, Tensor};
+use tensor_core::{ClassLossOptions, DType, Error, Result, Tensor};
 
 /// How per-element losses are combined.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -293,6 +293,56 @@ fn index_loss(
     }
 }
 
+/// Cross-entropy with class-index targets: the fused per-row loss
+/// ([`Var::cross_entropy_rows`]), then the reduction.
+fn class_index_loss(
+    op: &'static str,
+    input: &Var,
+    x2: &Var,
+    c: usize,
+    target: &Tensor,
+    o: &CrossEntropyOptions,
+) -> Result<Var> {
+    let expect = target_shape(input);
+    if target.dims() != expect.as_slice() {
+        return Err(Error::shape(op, input.dims(), target.dims(), format!("expected a target of shape {expect:?}")));
+    }
+    if let Some(w) = &o.weight {
+        if w.dims() != [c] {
+            return Err(Error::shape(op, w.dims(), &[c], "weight must have one entry per class"));
+        }
+    }
+    let t = target.reshape(&[-1])?;
+    let rows =
+        ClassLossOptions { weight: o.weight.clone(), ignore_index: o.ignore_index, label_smoothing: o.label_smoothing };
+    let per = x2.cross_entropy_rows(&t, &rows)?;
+    match o.reduction {
+        Reduction::None => per.reshape(&expect.iter().map(|&d| d as isize).collect::<Vec<_>>()),
+        Reduction::Sum => per.sum(&[], false),
+        Reduction::Mean => {
+            // The summed weights of the counted targets (0 / 0 = NaN when every
+            // sample is ignored, like PyTorch); the kernel has checked the targets.
+            let w = class_weights(op, o.weight.as_ref(), c)?;
+            let t = t.to_dtype(DType::I64)?.to_vec::<i64>()?;
+            let denom: f64 = t
+                .iter()
+                .filter(|&&ti| ti != o.ignore_index)
+                .map(|&ti| usize::try_from(ti).ok().and_then(|i| w.get(i)).copied().unwrap_or(0.0))
+                .sum();
+            per.sum(&[], false)?.div_scalar(denom)
+        }
+        Reduction::BatchMean => Err(Error::arg(op, "reduction BatchMean is only supported by kl_div")),
+    }
+}
+
+/// The shape of class-index targets: the input's without the class dim.
+fn target_shape(input: &Var) -> Vec<usize> {
+    match input.rank() {
+        1 => vec![],
+        _ => input.dims().iter().enumerate().filter(|&(i, _)| i != 1).map(|(_, &d)| d).collect(),
+    }
+}
+
 fn check_smoothing(op: &'static str, eps: f64) -> Result<()> {
     if !(0.0..=1.0).contains(&eps) {
         return Err(Error::arg(op, format!("label_smoothing must be between 0.0 and 1.0, got {eps}")));
@@ -311,11 +361,10 @@ pub fn cross_entropy(input: &Var, target: impl Target, o: &CrossEntropyOptions) 
     let op = "cross_entropy";
     check_smoothing(op, o.label_smoothing)?;
     let (x2, c) = classes_last(op, input)?;
-    let logp = x2.log_softmax(1)?;
     if !target.tensor().dtype().is_float() {
-        let (w, eps) = (o.weight.as_ref(), o.label_smoothing);
-        return index_loss(op, input, &logp, c, target.tensor(), w, o.ignore_index, eps, o.reduction);
+        return class_index_loss(op, input, &x2, c, target.tensor(), o);
     }
+    let logp = x2.log_softmax(1)?;
     // Probabilities.
     let target = target.to_var();
     if target.dims() != input.dims() {

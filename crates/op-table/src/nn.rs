@@ -1416,6 +1416,256 @@ fn gelu_backward_record() -> OpInfo {
         ))
 }
 
+fn threshold_backward_record() -> OpInfo {
+    let s = |desc: &str, x: Tensor, th: f64| {
+        let g = r(51, x.dims());
+        Sample::new(
+            desc,
+            vec![x, g],
+            move |i| Ok(vec![i[0].threshold_backward(&i[1], th)?]),
+            move |a| {
+                // NaN passes (it is not <= the threshold).
+                let d = a[0].data.iter().zip(&a[1].data).map(|(&x, &g)| if x <= th { 0.0 } else { g });
+                vec![RefArray::new(a[0].shape.clone(), d.collect())]
+            },
+        )
+    };
+    // Whole numbers put elements exactly on the threshold.
+    let ties = rand_t(5, &[4, 9], -3.0, 3.0).round().expect("round");
+    let nan = Tensor::from_vec(vec![f64::NAN, -1.0, 0.0, 1.0, f64::INFINITY, f64::NEG_INFINITY], [6]).expect("vec");
+    OpInfo::new("threshold_backward", FLOATS, false)
+        .sample(s("relu (0)", r(1, &[3, 70]), 0.0))
+        .sample(s("ties at 0 and 1", ties.clone(), 0.0))
+        .sample(s("threshold 1", ties, 1.0))
+        .sample(s("NaN and infinities", nan, 0.0))
+        .sample(s("large (threads)", r(3, &[200, 300]), 0.25))
+        .sample(s("transposed", transposed(4, &[5, 6]), 0.0))
+        .sample(s("empty", r(6, &[0, 4]), 0.0))
+        .error(ErrorCase::new(
+            "grad of another shape",
+            || r(1, &[2, 3]).threshold_backward(&r(2, &[3]), 0.0),
+            shape_err,
+        ))
+        .error(ErrorCase::new(
+            "integer input",
+            || Tensor::from_vec(vec![1i64], [1])?.threshold_backward(&Tensor::from_vec(vec![1i64], [1])?, 0.0),
+            unsupported,
+        ))
+}
+
+/// Naive f64 cross-entropy of rows: each row's loss, log-sum-exp and weights `K`
+/// (`(1 - eps) w[t]` at the target plus `eps w / C`; zero for ignored rows).
+#[allow(clippy::type_complexity)]
+fn ce_ref(x: &RefArray, t: &[i64], w: Option<&[f64]>, ignore: i64, eps: f64) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
+    let c = x.shape[1];
+    let (mut loss, mut lse, mut ks) = (vec![], vec![], vec![]);
+    for (n, &tn) in t.iter().enumerate() {
+        let row = &x.data[n * c..(n + 1) * c];
+        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let z = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        let wc = |j: usize| w.map_or(1.0, |w| w[j]);
+        let k: Vec<f64> = (0..c)
+            .map(|j| match tn {
+                tn if tn == ignore => 0.0,
+                tn => eps * wc(j) / c as f64 + if j as i64 == tn { (1.0 - eps) * wc(j) } else { 0.0 },
+            })
+            .collect();
+        loss.push(-(0..c).map(|j| k[j] * (row[j] - z)).sum::<f64>());
+        lse.push(z);
+        ks.push(k);
+    }
+    (loss, lse, ks)
+}
+
+/// A case of the cross-entropy records: (desc, logits, targets, weighted, ignore, eps).
+type CeCase = (&'static str, Tensor, Vec<i64>, bool, i64, f64);
+
+fn ce_cases() -> Vec<CeCase> {
+    let t = |n: usize, c: usize, seed: u64| -> Vec<i64> {
+        (0..n as u64).map(|i| ((i * 7 + seed) % c as u64) as i64).collect()
+    };
+    vec![
+        ("plain", rand_t(1, &[6, 10], -4.0, 4.0), t(6, 10, 1), false, -100, 0.0),
+        ("weighted", rand_t(2, &[5, 7], -4.0, 4.0), t(5, 7, 2), true, -100, 0.0),
+        ("smoothed", rand_t(3, &[5, 7], -4.0, 4.0), t(5, 7, 3), false, -100, 0.1),
+        (
+            "weighted, smoothed, ignored rows",
+            rand_t(4, &[6, 17], -4.0, 4.0),
+            vec![0, -100, 16, 5, -100, 9],
+            true,
+            -100,
+            0.3,
+        ),
+        ("ignore_index a class", rand_t(5, &[4, 5], -4.0, 4.0), vec![2, 4, 2, 0], false, 2, 0.0),
+        ("large (threads)", rand_t(6, &[300, 65], -6.0, 6.0), t(300, 65, 6), false, -100, 0.0),
+        ("transposed logits", transposed(7, &[5, 6]), t(5, 6, 7), true, -100, 0.2),
+        ("one class", rand_t(8, &[3, 1], -4.0, 4.0), vec![0, 0, 0], false, -100, 0.0),
+        ("no rows", rand_t(9, &[0, 4], -4.0, 4.0), vec![], false, -100, 0.0),
+    ]
+}
+
+fn ce_opts(w: Option<&Tensor>, ignore: i64, eps: f64) -> tensor_core::ClassLossOptions {
+    tensor_core::ClassLossOptions { weight: w.cloned(), ignore_index: ignore, label_smoothing: eps }
+}
+
+fn cross_entropy_rows_record() -> OpInfo {
+    let mut op = OpInfo::new("cross_entropy_rows", FLOATS, false);
+    for (desc, x, t, weighted, ignore, eps) in ce_cases() {
+        let c = x.dims()[1];
+        let w = rand_t(60, &[c], 0.2, 2.0);
+        let tt = Tensor::from_vec(t.clone(), [t.len()]).expect("targets");
+        op = op.sample(Sample::new(
+            desc,
+            vec![x, w],
+            move |i| {
+                let (l, s) = i[0].cross_entropy_rows(&tt, &ce_opts(weighted.then_some(&i[1]), ignore, eps))?;
+                Ok(vec![l, s])
+            },
+            move |a| {
+                let (loss, lse, _) = ce_ref(&a[0], &t, weighted.then_some(&a[1].data[..]), ignore, eps);
+                let n = loss.len();
+                vec![RefArray::new(vec![n], loss), RefArray::new(vec![n], lse)]
+            },
+        ));
+    }
+    let x = || r(1, &[2, 3]);
+    let t = |v: Vec<i64>| Tensor::from_vec(v, [2]);
+    let d = tensor_core::ClassLossOptions::default();
+    op.error(ErrorCase::new(
+        "target past the classes",
+        move || Ok(x().cross_entropy_rows(&t(vec![0, 3])?, &d)?.0),
+        index_err,
+    ))
+    .error(ErrorCase::new(
+        "negative target",
+        move || Ok(x().cross_entropy_rows(&t(vec![-1, 0])?, &Default::default())?.0),
+        index_err,
+    ))
+    .error(ErrorCase::new(
+        "float targets",
+        move || Ok(x().cross_entropy_rows(&r(2, &[2]), &Default::default())?.0),
+        dtype_err,
+    ))
+    .error(ErrorCase::new(
+        "one target too few",
+        move || Ok(x().cross_entropy_rows(&Tensor::from_vec(vec![0i64], [1])?, &Default::default())?.0),
+        shape_err,
+    ))
+    .error(ErrorCase::new(
+        "rank-1 logits",
+        move || Ok(r(1, &[3]).cross_entropy_rows(&t(vec![0, 1])?, &Default::default())?.0),
+        invalid_shape,
+    ))
+    .error(ErrorCase::new(
+        "label smoothing above 1",
+        move || Ok(x().cross_entropy_rows(&t(vec![0, 1])?, &ce_opts(None, -100, 1.5))?.0),
+        arg_err,
+    ))
+    .error(ErrorCase::new(
+        "weight of the wrong length",
+        move || Ok(x().cross_entropy_rows(&t(vec![0, 1])?, &ce_opts(Some(&r(3, &[2])), -100, 0.0))?.0),
+        shape_err,
+    ))
+    .error(ErrorCase::new(
+        "integer logits",
+        || {
+            let x = Tensor::from_vec(vec![1i64, 2], [1, 2])?;
+            Ok(x.cross_entropy_rows(&Tensor::from_vec(vec![0i64], [1])?, &Default::default())?.0)
+        },
+        unsupported,
+    ))
+}
+
+fn cross_entropy_rows_backward_record() -> OpInfo {
+    let mut op = OpInfo::new("cross_entropy_rows_backward", FLOATS, false);
+    for (desc, x, t, weighted, ignore, eps) in ce_cases() {
+        let (n, c) = (x.dims()[0], x.dims()[1]);
+        let w = rand_t(61, &[c], 0.2, 2.0);
+        let g = rand_t(62, &[n], -2.0, 2.0);
+        let tt = Tensor::from_vec(t.clone(), [t.len()]).expect("targets");
+        op = op.sample(Sample::new(
+            desc,
+            vec![x, w, g],
+            move |i| {
+                let o = ce_opts(weighted.then_some(&i[1]), ignore, eps);
+                let (_, lse) = i[0].cross_entropy_rows(&tt, &o)?;
+                Ok(vec![i[0].cross_entropy_rows_backward(&lse, &tt, &i[2], &o)?])
+            },
+            move |a| {
+                let (_, lse, ks) = ce_ref(&a[0], &t, weighted.then_some(&a[1].data[..]), ignore, eps);
+                let mut dx = vec![0.0; n * c];
+                for (row, k) in ks.iter().enumerate() {
+                    let ksum: f64 = k.iter().sum();
+                    for j in 0..c {
+                        let p = (a[0].data[row * c + j] - lse[row]).exp();
+                        dx[row * c + j] = a[2].data[row] * (p * ksum - k[j]);
+                    }
+                }
+                vec![RefArray::new(vec![n, c], dx)]
+            },
+        ));
+    }
+    let x = || r(1, &[2, 3]);
+    let t = || Tensor::from_vec(vec![0i64, 2], [2]);
+    op.error(ErrorCase::new(
+        "lse of the wrong length",
+        move || x().cross_entropy_rows_backward(&r(2, &[3]), &t()?, &r(3, &[2]), &Default::default()),
+        shape_err,
+    ))
+    .error(ErrorCase::new(
+        "grad of another dtype",
+        move || {
+            x().cross_entropy_rows_backward(&r(2, &[2]), &t()?, &r(3, &[2]).to_dtype(DType::F32)?, &Default::default())
+        },
+        shape_err,
+    ))
+    .error(ErrorCase::new(
+        "target past the classes",
+        move || {
+            let t = Tensor::from_vec(vec![0i64, 7], [2])?;
+            x().cross_entropy_rows_backward(&r(2, &[2]), &t, &r(3, &[2]), &Default::default())
+        },
+        index_err,
+    ))
+}
+
+fn cross_entropy_targets_record() -> OpInfo {
+    let mut op = OpInfo::new("cross_entropy_targets", FLOATS, false);
+    for (desc, t, c, ignore, eps) in [
+        ("smoothed", vec![0i64, 3, -100, 2], 4usize, -100i64, 0.25),
+        ("ignore_index a class", vec![1, 1, 0], 3, 1, 0.0),
+        ("no rows", vec![], 5, -100, 0.1),
+    ] {
+        let w = rand_t(63, &[c], 0.2, 2.0);
+        let tt = Tensor::from_vec(t.clone(), [t.len()]).expect("targets");
+        op = op.sample(Sample::new(
+            desc,
+            vec![w],
+            move |i| Ok(vec![tt.cross_entropy_targets(c, &ce_opts(Some(&i[0]), ignore, eps), i[0].dtype())?]),
+            move |a| {
+                let x = RefArray::new(vec![t.len(), c], vec![0.0; t.len() * c]);
+                let k = ce_ref(&x, &t, Some(&a[0].data), ignore, eps).2;
+                vec![RefArray::new(vec![t.len(), c], k.concat())]
+            },
+        ));
+    }
+    op.error(ErrorCase::new(
+        "target past the classes",
+        || Tensor::from_vec(vec![4i64], [1])?.cross_entropy_targets(4, &Default::default(), DType::F32),
+        index_err,
+    ))
+    .error(ErrorCase::new(
+        "integer dtype",
+        || Tensor::from_vec(vec![0i64], [1])?.cross_entropy_targets(4, &Default::default(), DType::I32),
+        dtype_err,
+    ))
+    .error(ErrorCase::new(
+        "rank-2 targets",
+        || Tensor::from_vec(vec![0i64], [1, 1])?.cross_entropy_targets(4, &Default::default(), DType::F32),
+        invalid_shape,
+    ))
+}
+
 fn lstm_sequence_record() -> OpInfo {
     // gi, the transposed recurrent weight, h0, c0 (and the states' gradient).
     let inputs = |seed: u64, t: usize, n: usize, h: usize| {
@@ -1560,6 +1810,10 @@ pub fn ops() -> Vec<OpInfo> {
         rms_norm_record(),
         layer_norm_backward_record(),
         gelu_backward_record(),
+        threshold_backward_record(),
+        cross_entropy_rows_record(),
+        cross_entropy_rows_backward_record(),
+        cross_entropy_targets_record(),
         lstm_sequence_record(),
         softmax_record("softmax", false),
         softmax_record("log_softmax", true),

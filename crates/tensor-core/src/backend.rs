@@ -594,6 +594,23 @@ pub struct AttentionDims {
     pub ev: usize,
 }
 
+/// The class targets of a fused cross-entropy ([`FusedOp::CrossEntropy`] and its
+/// backward): per row `n` with target `t`, the loss is `-sum_c K[n, c] log_softmax(x)[n,
+/// c]` with `K[n, c] = (1 - label_smoothing) w[t] [c == t] + label_smoothing w[c] / C`,
+/// and 0 for a row whose target is `ignore_index`. A target outside `0..C` (other than
+/// `ignore_index`) is an error.
+#[derive(Clone, Copy, Debug)]
+pub struct ClassTargets<'a> {
+    /// The targets: contiguous I64 `[rows]`.
+    pub target: (&'a dyn Buffer, &'a Layout),
+    /// Optional class weights: contiguous `[cols]`, the logits' dtype (all 1 if none).
+    pub weight: Option<(&'a dyn Buffer, &'a Layout)>,
+    /// Rows with this target add nothing.
+    pub ignore_index: i64,
+    /// The share of the target spread over all classes, in `[0, 1]`.
+    pub label_smoothing: f64,
+}
+
 /// A fused fast path a backend may offer through [`Backend::fused`]: the one way
 /// specialised kernels are reached. Each has a composite fallback written with tensor
 /// ops, so returning `None` from [`Backend::fused`] is always correct.
@@ -672,6 +689,49 @@ pub enum FusedOp<'a> {
         layout: &'a Layout,
         /// the tanh approximation instead of erf
         tanh: bool,
+    },
+    /// `grad` where `x > threshold`, zero elsewhere (also where `x` is NaN is the
+    /// gradient passed: PyTorch's `x <= threshold ? 0 : grad`), for `x` and `grad` of
+    /// one contiguous layout; the gradient of ReLU and of `threshold`. Output: same
+    /// dtype.
+    ThresholdBackward {
+        /// input (or, for ReLU, output) of the forward
+        x: &'a dyn Buffer,
+        /// gradient of the output
+        grad: &'a dyn Buffer,
+        /// their layout (contiguous)
+        layout: &'a Layout,
+        /// the threshold, as the dtype's value
+        threshold: f64,
+    },
+    /// Cross-entropy of each row of contiguous logits `[rows, cols]` with class
+    /// targets (see [`ClassTargets`]), in one pass over each row. Outputs: the loss of
+    /// each row `[rows]` in the logits' dtype and the row's log-sum-exp `[rows]` (for
+    /// the backward) in the compute dtype (f32 for the half types, else the logits').
+    CrossEntropy {
+        /// the logits
+        x: &'a dyn Buffer,
+        /// their layout (contiguous, rank 2)
+        layout: &'a Layout,
+        /// the targets and how they weigh
+        targets: ClassTargets<'a>,
+    },
+    /// The logits' gradient of [`FusedOp::CrossEntropy`], `grad[n] (softmax(x)[n, c]
+    /// sum_c' K[n, c'] - K[n, c])`, from the logits, the forward's log-sum-exp and the
+    /// rows' loss gradient `grad` (both contiguous `[rows]`; `lse` in the compute dtype,
+    /// `grad` in the logits'). Output:
+    /// `[rows, cols]`.
+    CrossEntropyBackward {
+        /// the logits
+        x: &'a dyn Buffer,
+        /// their layout (contiguous, rank 2)
+        layout: &'a Layout,
+        /// the forward's log-sum-exp of each row, with its layout
+        lse: (&'a dyn Buffer, &'a Layout),
+        /// the gradient of each row's loss, with its layout
+        grad: (&'a dyn Buffer, &'a Layout),
+        /// the targets and how they weigh
+        targets: ClassTargets<'a>,
     },
     /// Scaled dot-product attention without a score matrix, over `dims.bh` independent
     /// slices: contiguous `q [bh, l, e]`, `k [bh, s, e]`, `v [bh, s, ev]`, optional
@@ -818,6 +878,9 @@ impl FusedOp<'_> {
             FusedOp::LayerNorm { .. } => "layer_norm",
             FusedOp::LayerNormBackward { .. } => "layer_norm_backward",
             FusedOp::GeluBackward { .. } => "gelu_backward",
+            FusedOp::CrossEntropy { .. } => "cross_entropy",
+            FusedOp::CrossEntropyBackward { .. } => "cross_entropy_backward",
+            FusedOp::ThresholdBackward { .. } => "threshold_backward",
             FusedOp::Attention { .. } => "scaled_dot_product_attention",
             FusedOp::AttentionBackward { .. } => "scaled_dot_product_attention_backward",
             FusedOp::MaxPool2d { .. } => "max_pool2d",
@@ -840,6 +903,9 @@ impl FusedOp<'_> {
             | FusedOp::LayerNorm { layout, .. }
             | FusedOp::LayerNormBackward { layout, .. }
             | FusedOp::GeluBackward { layout, .. }
+            | FusedOp::ThresholdBackward { layout, .. }
+            | FusedOp::CrossEntropy { layout, .. }
+            | FusedOp::CrossEntropyBackward { layout, .. }
             | FusedOp::MaxPool2d { layout, .. }
             | FusedOp::MaxPool2dBackward { layout, .. }
             | FusedOp::Im2col { layout, .. }

@@ -37,8 +37,8 @@ mod tensor;
 mod view;
 
 pub use backend::{
-    AttentionDims, Backend, BinaryOp, Buffer, DeviceEvent, DeviceLocation, FusedOp, OwnedBuffer, ReduceOp, ScanOp,
-    Span, UnaryOp,
+    AttentionDims, Backend, BinaryOp, Buffer, ClassTargets, DeviceEvent, DeviceLocation, FusedOp, OwnedBuffer,
+    ReduceOp, ScanOp, Span, UnaryOp,
 };
 pub use cpu::CpuIsa;
 pub use device::{Device, Storage};
@@ -49,6 +49,7 @@ pub use host::{HostBuffer, HostRead};
 pub use layout::Layout;
 pub use ops::attention::AttentionOpts;
 pub use ops::conv::{Conv1dOptions, Conv2dOptions, ConvTranspose2dOptions};
+pub use ops::loss::ClassLossOptions;
 pub use ops::nn::PadMode;
 pub use ops::pool::{AvgPool2dOptions, MaxPool2dOptions};
 pub use random::{manual_seed, Generator};

@@ -91,8 +91,14 @@ impl Var {
         tanh => |y, g| g.mul(&y.square()?.rsub_scalar(1.0)?);
         /// Logistic sigmoid (derivative `y (1 - y)`).
         sigmoid => |y, g| g.mul(&y.mul(&y.rsub_scalar(1.0)?)?);
-        /// `max(x, 0)` (the gradient passes where `y > 0`).
-        relu => |y, g| g.mul_t(&mask_f(&y.tensor().gt_scalar(0.0)?, g.dtype())?);
+        /// `max(x, 0)` (the gradient is zero where `y <= 0`, as PyTorch's): one fused pass,
+        /// [`Tensor::threshold_backward`], or `Var` ops under `create_graph`.
+        relu => |y, g| {
+            if !crate::mode::is_grad_enabled() {
+                return Ok(Var::from(y.tensor().threshold_backward(g.tensor(), 0.0)?));
+            }
+            g.masked_fill(&y.tensor().le_scalar(0.0)?, 0.0)
+        };
         /// `1 / x` (derivative `-y^2`).
         reciprocal => |y, g| g.mul(&y.square()?)?.neg();
     }

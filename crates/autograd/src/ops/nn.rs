@@ -7,7 +7,7 @@
 
 use tensor_core::ops::attention::{check_attention, AttentionOpts};
 use tensor_core::ops::nn::{check_rms_norm, compute_dtype};
-use tensor_core::{DType, Error, Result, Tensor};
+use tensor_core::{ClassLossOptions, DType, Error, Result, Tensor};
 
 use smallvec::smallvec;
 
@@ -297,7 +297,8 @@ impl Var {
     }
 
     /// Cross-entropy of logits `[N, C]` with integer class targets `[N]` (mean over
-    /// the batch); `nn::loss::cross_entropy` has the options and the other shapes.
+    /// the batch; a target of -100 adds nothing but still counts in the mean);
+    /// `nn::loss::cross_entropy` has the options and the other shapes.
     pub fn cross_entropy(&self, target: impl Target) -> Result<Var> {
         let target = target.tensor();
         if self.rank() != 2 || target.rank() != 1 || target.dims()[0] != self.dims()[0] {
@@ -308,10 +309,44 @@ impl Var {
                 "expected logits [N, C], target [N]",
             ));
         }
-        let c = self.dims()[1];
-        let classes = Tensor::arange(0.0, c as f64, 1.0, DType::I64, self.device())?.reshape(&[1, c as isize])?;
-        let hot = classes.eq(&target.to_dtype(DType::I64)?.reshape(&[-1, 1])?)?;
-        let lp = self.log_softmax(1)?;
-        lp.mul_t(&hot.to_dtype(self.dtype())?)?.sum(&[], false)?.div_scalar(-(self.dims()[0] as f64))
+        self.cross_entropy_rows(target, &ClassLossOptions::default())?.mean(&[], false)
+    }
+
+    /// The cross-entropy of each row of logits `[N, C]` with the class targets `[N]`
+    /// (an integer tensor), with weights, `ignore_index` and label smoothing as in
+    /// [`Tensor::cross_entropy_rows`]: the loss of each row, `[N]`. One fused op: its
+    /// backward is [`Tensor::cross_entropy_rows_backward`] (one pass), or `Var` ops
+    /// under `create_graph`.
+    ///
+    /// ```
+    /// use autograd::Var;
+    /// use tensor_core::{ClassLossOptions, Tensor};
+    /// let x = Var::param(Tensor::from_vec(vec![0.0f64, 0.0], [1, 2])?)?;
+    /// let t = Tensor::from_vec(vec![1i64], [1])?;
+    /// x.cross_entropy_rows(&t, &ClassLossOptions::default())?.sum(&[], false)?.backward()?;
+    /// assert_eq!(x.grad().unwrap().to_vec::<f64>()?, vec![0.5, -0.5]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn cross_entropy_rows(&self, target: &Tensor, o: &ClassLossOptions) -> Result<Var> {
+        let (loss, lse) = self.tensor().cross_entropy_rows(target, o)?;
+        if !should_record(&[self]) {
+            return Ok(Var::from(loss));
+        }
+        let x = SavedVar::new(self);
+        let (t, o) = (target.clone(), o.clone());
+        Ok(record("cross_entropy", loss, &[self], move |g, _| {
+            let x = x.get()?;
+            let dx = if is_grad_enabled() {
+                // Differentiable again: g (softmax(x) sum_c K - K).
+                let cd = compute_dtype(x.dtype());
+                let k = t.cross_entropy_targets(x.dims()[1], &o, cd)?;
+                let ksum = k.sum(&[1], true)?;
+                let p = x.to_dtype(cd)?.softmax(1)?;
+                g.to_dtype(cd)?.reshape(&[-1, 1])?.mul(&p.mul_t(&ksum)?.sub(&Var::from(k))?)?.to_dtype(x.dtype())?
+            } else {
+                Var::from(x.tensor().cross_entropy_rows_backward(&lse, &t, g.tensor(), &o)?)
+            };
+            Ok(smallvec![Some(dx)])
+        }))
     }
 }

@@ -8,6 +8,7 @@ mod conv;
 mod elementwise;
 mod index;
 pub mod iter;
+mod loss;
 mod matmul;
 mod norm;
 mod optim;
@@ -443,8 +444,53 @@ impl Backend for CpuBackend {
                 };
                 norm::gelu_backward(b, g, layout, tanh).map(one)
             }
+            FusedOp::CrossEntropy { x, layout, targets } => {
+                let v = checked(x, layout).and_then(|b| Ok((b, class_targets(name, &targets)?)));
+                match v {
+                    Ok((b, (t, w))) => {
+                        loss::cross_entropy(b, layout, t, w, targets.ignore_index, targets.label_smoothing)
+                            .map(|r| r.map(|v| v.into_iter().map(OwnedBuffer::from).collect()))
+                    }
+                    Err(e) => Some(Err(e)),
+                }
+            }
+            FusedOp::CrossEntropyBackward { x, layout, lse, grad, targets } => {
+                let v = checked(x, layout).and_then(|b| {
+                    Ok((b, checked(lse.0, lse.1)?, checked(grad.0, grad.1)?, class_targets(name, &targets)?))
+                });
+                match v {
+                    Ok((b, s, g, (t, w))) => loss::cross_entropy_backward(
+                        b,
+                        layout,
+                        (s, lse.1),
+                        (g, grad.1),
+                        t,
+                        w,
+                        targets.ignore_index,
+                        targets.label_smoothing,
+                    )
+                    .map(one),
+                    Err(e) => Some(Err(e)),
+                }
+            }
+            FusedOp::ThresholdBackward { x, grad, layout, threshold } => {
+                let (b, g) = match (checked(x, layout), checked(grad, layout)) {
+                    (Ok(b), Ok(g)) => (b, g),
+                    (Err(e), _) | (_, Err(e)) => return Some(Err(e)),
+                };
+                norm::threshold_backward(b, g, layout, threshold).map(one)
+            }
         }
     }
+}
+
+/// The host views of a cross-entropy's targets and optional weight.
+#[allow(clippy::type_complexity)]
+fn class_targets<'a>(
+    name: &'static str,
+    t: &crate::ClassTargets<'a>,
+) -> Result<((&'a HostBuffer, &'a Layout), Option<(&'a HostBuffer, &'a Layout)>)> {
+    Ok(((view(name, t.target.0, t.target.1)?, t.target.1), opt_view(name, t.weight)?))
 }
 
 pub(crate) fn unsupported(op: &'static str, dtype: DType) -> Error {

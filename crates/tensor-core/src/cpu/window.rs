@@ -274,8 +274,14 @@ pub(crate) fn max_pool_backward(
             };
         }
         let per = g.len() / planes;
-        let mut out = alloc::filled::<T>(n, T::from_f64(0.0))?;
+        if per == 0 {
+            return Ok(T::wrap(alloc::filled::<T>(n, T::from_f64(0.0))?));
+        }
+        // Each task zeroes its own plane just before adding into it (in cache, in
+        // parallel), instead of one zero-filling pass over the whole output first.
+        let mut out = alloc::uninit::<T>(n)?;
         let one = |(o, (gp, ip)): (&mut [T], (&[T], &[i64]))| -> Result<()> {
+            o.fill(T::from_f64(0.0));
             for (&k, &v) in ip.iter().zip(gp) {
                 let Some(d) = usize::try_from(k).ok().and_then(|k| o.get_mut(k)) else {
                     return Err(bad(format!("index {k} is outside the {}x{} input plane", size[0], size[1])));
@@ -291,12 +297,10 @@ pub(crate) fn max_pool_backward(
                 None => Ok(T::wrap(out)),
             };
         }
-        if per > 0 {
-            if n >= PAR_THRESHOLD {
-                out.par_chunks_mut(hw).zip(g.par_chunks(per).zip(idx.par_chunks(per))).try_for_each(one)?;
-            } else {
-                out.chunks_mut(hw).zip(g.chunks(per).zip(idx.chunks(per))).try_for_each(one)?;
-            }
+        if n >= PAR_THRESHOLD {
+            out.par_chunks_mut(hw).zip(g.par_chunks(per).zip(idx.par_chunks(per))).try_for_each(one)?;
+        } else {
+            out.chunks_mut(hw).zip(g.chunks(per).zip(idx.chunks(per))).try_for_each(one)?;
         }
         Ok(T::wrap(out))
     }

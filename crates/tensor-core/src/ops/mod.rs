@@ -7,6 +7,7 @@ pub mod elementwise;
 pub mod index;
 pub mod inplace;
 pub mod linalg;
+pub mod loss;
 pub mod nn;
 pub mod pool;
 pub mod reduce;

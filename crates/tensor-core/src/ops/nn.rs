@@ -587,6 +587,38 @@ impl Tensor {
         g.mul(&slope)?.to_dtype(self.dtype())
     }
 
+    /// The gradient of ReLU (and of any `x > threshold` cut): `grad` where `self >
+    /// threshold`, zero where `self <= threshold` (PyTorch's `threshold_backward`; a
+    /// NaN in `self` passes its gradient, and `threshold` is first rounded to the
+    /// dtype). For ReLU, `self` may be the output as well as the input. `grad` has
+    /// `self`'s shape and dtype. One fused pass where the backend has
+    /// [`FusedOp::ThresholdBackward`], tensor ops otherwise.
+    ///
+    /// ```
+    /// use tensor_core::Tensor;
+    /// let y = Tensor::from_vec(vec![0.0f32, 2.0, -1.0], [3])?;
+    /// let g = Tensor::from_vec(vec![5.0f32, 6.0, 7.0], [3])?;
+    /// assert_eq!(y.threshold_backward(&g, 0.0)?.to_vec::<f32>()?, vec![0.0, 6.0, 0.0]);
+    /// # Ok::<(), tensor_core::Error>(())
+    /// ```
+    pub fn threshold_backward(&self, grad: &Tensor, threshold: f64) -> Result<Tensor> {
+        let op = "threshold_backward";
+        let _prof = crate::profiler::scope(op, &[self, grad]);
+        require_float(op, self)?;
+        check_grad(op, self, grad)?;
+        let (x, g) = (self.contiguous()?, grad.contiguous()?);
+        if x.layout() == g.layout() {
+            let (xg, gg) = (x.storage().read(), g.storage().read());
+            let fused = FusedOp::ThresholdBackward { x: &**xg, grad: &**gg, layout: x.layout(), threshold };
+            if let Some(out) = crate::fused::run(self.device(), fused, &[self.dims()]) {
+                return out?.pop().ok_or_else(|| Error::arg(op, "the fused kernel returned no output"));
+            }
+        }
+        // The threshold as the dtype's value: compared in the dtype, as PyTorch does.
+        let th = Tensor::full([], threshold, self.dtype(), self.device())?;
+        g.masked_fill(&x.le(&th)?, 0.0)
+    }
+
     /// Batch normalisation of an `[N, C, ...]` input per channel `C`.
     ///
     /// In training mode it normalises with the batch statistics (biased variance) and,
