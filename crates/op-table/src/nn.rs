@@ -1470,7 +1470,8 @@ fn ce_ref(x: &RefArray, t: &[i64], w: Option<&[f64]>, ignore: i64, eps: f64) -> 
                 tn => eps * wc(j) / c as f64 + if j as i64 == tn { (1.0 - eps) * wc(j) } else { 0.0 },
             })
             .collect();
-        loss.push(-(0..c).map(|j| k[j] * (row[j] - z)).sum::<f64>());
+        // Only weighted terms (PyTorch picks the target: a -inf elsewhere adds nothing).
+        loss.push(-(0..c).filter(|&j| k[j] != 0.0).map(|j| k[j] * (row[j] - z)).sum::<f64>());
         lse.push(z);
         ks.push(k);
     }
@@ -1501,7 +1502,14 @@ fn ce_cases() -> Vec<CeCase> {
         ("transposed logits", transposed(7, &[5, 6]), t(5, 6, 7), true, -100, 0.2),
         ("one class", rand_t(8, &[3, 1], -4.0, 4.0), vec![0, 0, 0], false, -100, 0.0),
         ("no rows", rand_t(9, &[0, 4], -4.0, 4.0), vec![], false, -100, 0.0),
+        ("-inf logits (masked classes), one in an ignored row", masked_logits(), vec![0, -100, 3], true, -100, 0.0),
     ]
+}
+
+/// Logits with -inf entries away from the targets.
+fn masked_logits() -> Tensor {
+    let ninf = f64::NEG_INFINITY;
+    Tensor::from_vec(vec![1.0, ninf, 0.5, 2.0, ninf, 1.0, 2.0, 3.0, 0.0, 1.0, ninf, 3.0], [3, 4]).expect("vec")
 }
 
 fn ce_opts(w: Option<&Tensor>, ignore: i64, eps: f64) -> tensor_core::ClassLossOptions {

@@ -296,8 +296,8 @@ impl Var {
         self.sub(&target.to_var())?.square()?.mean(&[], false)
     }
 
-    /// Cross-entropy of logits `[N, C]` with integer class targets `[N]` (mean over
-    /// the batch; a target of -100 adds nothing but still counts in the mean);
+    /// Cross-entropy of logits `[N, C]` with integer class targets `[N]`: the mean
+    /// over the rows whose target is not -100 (PyTorch's default reduction);
     /// `nn::loss::cross_entropy` has the options and the other shapes.
     pub fn cross_entropy(&self, target: impl Target) -> Result<Var> {
         let target = target.tensor();
@@ -309,7 +309,10 @@ impl Var {
                 "expected logits [N, C], target [N]",
             ));
         }
-        self.cross_entropy_rows(target, &ClassLossOptions::default())?.mean(&[], false)
+        let o = ClassLossOptions::default();
+        let per = self.cross_entropy_rows(target, &o)?;
+        let counted = target.to_dtype(DType::I64)?.to_vec::<i64>()?.iter().filter(|&&t| t != o.ignore_index).count();
+        per.sum(&[], false)?.div_scalar(counted as f64)
     }
 
     /// The cross-entropy of each row of logits `[N, C]` with the class targets `[N]`

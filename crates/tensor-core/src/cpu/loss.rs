@@ -122,15 +122,24 @@ fn row_forward<T: CeFloat>(rows: &Rows<'_, T>, row: &[T], t: Option<usize>) -> (
     let eps = rows.smoothing;
     let mut loss = (T::one() - eps) * w(t) * (lse - row[t]);
     if eps > T::zero() {
-        // -sum_c w[c] (x[c] - lse) eps / C
-        let wx = if rows.weight.is_empty() {
-            row.iter().fold(T::zero(), |a, &x| a + x)
+        // sum_c w[c] (lse - x[c]) eps / C, each term >= 0 (no cancellation).
+        let s = if rows.weight.is_empty() {
+            row.iter().fold(T::zero(), |a, &x| a + (lse - x))
         } else {
-            row.iter().zip(rows.weight).fold(T::zero(), |a, (&x, &w)| a + w * x)
+            row.iter().zip(rows.weight).fold(T::zero(), |a, (&x, &w)| a + w * (lse - x))
         };
-        loss = loss + eps / T::from_f64(rows.cols as f64) * (lse * rows.weight_sum - wx);
+        loss = loss + eps / T::from_f64(rows.cols as f64) * s;
     }
     (loss, lse)
+}
+
+/// `e^(x - lse)`, the exponent clamped at 0: with the forward's `lse` it never is
+/// above 0 beyond rounding, and a caller's wrong `lse` must not overflow the fast
+/// exponential (NaN stays NaN).
+#[inline(always)]
+fn prob<T: CeFloat>(x: T, lse: T) -> T {
+    let d = x - lse;
+    (if d > T::zero() { T::zero() } else { d }).exp_le0()
 }
 
 /// One row's gradient into `o`.
@@ -149,12 +158,12 @@ fn row_backward<T: CeFloat>(rows: &Rows<'_, T>, row: &[T], t: Option<usize>, lse
     if rows.weight.is_empty() || eps == T::zero() {
         let sub = g * spread;
         for (o, &x) in o.iter_mut().zip(row) {
-            *o = scale * (x - lse).exp_le0() - sub;
+            *o = scale * prob(x, lse) - sub;
         }
     } else {
         let gs = g * spread;
         for ((o, &x), &w) in o.iter_mut().zip(row).zip(rows.weight) {
-            *o = scale * (x - lse).exp_le0() - gs * w;
+            *o = scale * prob(x, lse) - gs * w;
         }
     }
     o[t] = o[t] - g * (T::one() - eps) * wt;

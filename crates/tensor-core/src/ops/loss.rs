@@ -137,7 +137,9 @@ impl Tensor {
         let xc = x.to_dtype(cd)?;
         let k = t.cross_entropy_targets(c, o, cd)?;
         let lse = xc.logsumexp(&[1], true)?;
-        let per = xc.sub(&lse)?.mul(&k)?.sum(&[1], false)?.neg()?;
+        // Only the terms with weight count: a -inf logit (a masked class) or a NaN in
+        // an ignored row must not turn 0 * inf into NaN, as PyTorch picks the target.
+        let per = lse.sub(&xc)?.mul(&k)?.masked_fill(&k.eq_scalar(0.0)?, 0.0)?.sum(&[1], false)?;
         Ok((per.to_dtype(self.dtype())?, lse.reshape(&[n as isize])?))
     }
 
@@ -196,7 +198,9 @@ impl Tensor {
         let col = |v: &Tensor| v.to_dtype(cd)?.reshape(&[n as isize, 1]);
         let p = x.to_dtype(cd)?.sub(&col(&lse)?)?.exp()?;
         let ksum = k.sum(&[1], true)?;
-        col(&grad)?.mul(&p.mul(&ksum)?.sub(&k)?)?.to_dtype(self.dtype())
+        // Ignored rows get no gradient, whatever their logits hold.
+        let dx = col(&grad)?.mul(&p.mul(&ksum)?.sub(&k)?)?;
+        dx.masked_fill(&ksum.eq_scalar(0.0)?.broadcast_to([n, c])?, 0.0)?.to_dtype(self.dtype())
     }
 
     /// The weights `K [N, C]` of [`Tensor::cross_entropy_rows`] for the class targets
@@ -251,6 +255,10 @@ impl Tensor {
             if v != o.ignore_index && (v < 0 || v as u64 >= classes as u64) {
                 return Err(Error::IndexOutOfRange { op, index: v, dim: 1, size: classes });
             }
+        }
+        if classes == 0 {
+            // Every target was ignored (checked above).
+            return Tensor::zeros([n, 0], dtype, self.device());
         }
         let ignored = t.eq_scalar(o.ignore_index)?;
         let counted = ignored.to_dtype(dtype)?.rsub_scalar(1.0)?.reshape(&[n as isize, 1])?;
