@@ -323,6 +323,48 @@ fn bad_inputs_are_errors_naming_the_layer() {
 }
 
 #[test]
+fn embedding_max_norm_renormalises_the_rows_looked_up_like_pytorch() {
+    // An f64 reference of PyTorch's embedding_renorm_: each distinct looked-up row with
+    // norm > max_norm is scaled by max_norm / (norm + 1e-7); the others stay.
+    for (p, max_norm) in [(2.0, 1.5), (1.0, 2.0), (f64::INFINITY, 0.7), (3.0, 1.0)] {
+        let emb = Embedding::new(6, 4, None).unwrap().with_max_norm(max_norm, p).unwrap();
+        let before: Vec<f64> = emb.weight.tensor().to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap();
+        let ids = [4i64, 1, 4, 0, 5];
+        let y = emb.forward(&Var::from(Tensor::from_vec(ids.to_vec(), [5]).unwrap())).unwrap();
+        let after: Vec<f64> = emb.weight.tensor().to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap();
+        for r in 0..6 {
+            let row = &before[r * 4..r * 4 + 4];
+            let norm = if p.is_infinite() {
+                row.iter().fold(0.0f64, |m, v| m.max(v.abs()))
+            } else {
+                row.iter().map(|v| v.abs().powf(p)).sum::<f64>().powf(1.0 / p)
+            };
+            let scale = if ids.contains(&(r as i64)) && norm > max_norm { max_norm / (norm + 1e-7) } else { 1.0 };
+            for c in 0..4 {
+                let (want, got) = (row[c] * scale, after[r * 4 + c]);
+                assert!((want - got).abs() <= 1e-6 * want.abs().max(1.0), "p {p} row {r}: {got} vs {want}");
+            }
+        }
+        // The lookup sees the renormalised table.
+        let y: Vec<f32> = y.tensor().to_vec::<f32>().unwrap();
+        for (k, &i) in ids.iter().enumerate() {
+            for c in 0..4 {
+                assert_eq!(y[k * 4 + c] as f64, after[i as usize * 4 + c]);
+            }
+        }
+    }
+    let emb = Embedding::new(3, 2, None).unwrap();
+    assert!(emb.clone().with_max_norm(-1.0, 2.0).is_err());
+    assert!(emb.clone().with_max_norm(1.0, 0.0).is_err());
+    assert!(emb.clone().with_max_norm(f64::NAN, 2.0).is_err());
+    let emb = emb.with_max_norm(0.1, 2.0).unwrap();
+    let before = emb.weight.tensor().to_vec::<f32>().unwrap();
+    let e = emb.forward(&Var::from(Tensor::new(&[0i64, 3]))).unwrap_err();
+    assert!(matches!(e, Error::IndexOutOfRange { op: "Embedding", index: 3, .. }), "{e}");
+    assert_eq!(emb.weight.tensor().to_vec::<f32>().unwrap(), before, "a bad index changes nothing");
+}
+
+#[test]
 fn loss_errors() {
     use nn::loss::*;
     let x = Var::from(Tensor::zeros([3, 4], DType::F64, &Device::cpu()).unwrap());
