@@ -124,6 +124,37 @@ fn conv2d_sample(
     )
 }
 
+/// conv2d on the shapes the CPU runs through Winograd F(4x4, 3x3) in f32 (3x3, stride
+/// 1, 8+ channels each side), in its own record for its tolerance: the transforms'
+/// rounding scales with `Σ|x·w|` over the window, not with `|y|` (a few 1e-6 of it;
+/// here up to ~2e-5 absolute on outputs near 1).
+fn conv2d_winograd_record() -> OpInfo {
+    OpInfo::new("conv2d", &[DType::F32, DType::F64], true)
+        .tol(1e-4, 1e-4)
+        .sample(conv2d_sample(
+            "3x3 stride 1, 8 -> 10 channels, pad [1, 2]",
+            r(11, &[2, 8, 7, 9]),
+            &[10, 8, 3, 3],
+            true,
+            [1, 1],
+            [1, 2],
+            [1, 1],
+            1,
+            21,
+        ))
+        .sample(conv2d_sample(
+            "3x3 stride 1, 12 -> 8 channels, no pad",
+            r(12, &[3, 12, 9, 6]),
+            &[8, 12, 3, 3],
+            false,
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            1,
+            22,
+        ))
+}
+
 fn conv2d_record() -> OpInfo {
     let x = |seed, shape: &[usize]| r(seed, shape);
     OpInfo::new("conv2d", FLOATS, true)
@@ -1827,6 +1858,7 @@ pub fn ops() -> Vec<OpInfo> {
         softmax_record("log_softmax", true),
         conv1d_record(),
         conv2d_record(),
+        conv2d_winograd_record(),
         conv_transpose2d_record(),
         unfold2d_record(),
         fold2d_record(),

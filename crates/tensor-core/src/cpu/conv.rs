@@ -21,6 +21,7 @@ use rayon::prelude::*;
 
 use super::alloc;
 use super::window::{col2im_plane, im2col_plane};
+use super::winograd;
 use crate::cpu::HostBuffer;
 use crate::fused::Conv2dDims;
 use crate::{Elem, Error, Layout, Result};
@@ -41,15 +42,15 @@ impl<T: Elem + Zero + One> ConvElem for T {}
 /// A row-major or transposed view of a matrix inside a slice: element `(r, c)` is
 /// `data[r * rs + c * cs]`.
 #[derive(Clone, Copy)]
-struct Mat<'a, T> {
-    data: &'a [T],
-    rs: usize,
-    cs: usize,
+pub(super) struct Mat<'a, T> {
+    pub(super) data: &'a [T],
+    pub(super) rs: usize,
+    pub(super) cs: usize,
 }
 
 /// `dst[m, n]` (row-major, row stride `n`) `= (dst if acc) + a[m, k] * b[k, n]`.
 /// Fails (never reads out of bounds) when a view does not fit its slice.
-fn gemm_into<T: ConvElem>(
+pub(super) fn gemm_into<T: ConvElem>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
     acc: bool,
@@ -368,6 +369,15 @@ pub(crate) fn forward_host(
         Some(forward(xs, ws, bs, d).map(T::wrap))
     }
     match x.0 {
+        HostBuffer::F32(_) if winograd::applies(d) => {
+            let xs = data::<f32>(x.0, x.1, d.window.input_len())?;
+            let ws = data::<f32>(w.0, w.1, d.weight_len())?;
+            let bs = match bias {
+                Some((b, l)) => Some(data::<f32>(b, l, d.out_channels)?),
+                None => None,
+            };
+            Some(winograd::forward(xs, ws, bs, d).map(f32::wrap))
+        }
         HostBuffer::F32(_) => run::<f32>(x, w, bias, d),
         HostBuffer::F64(_) => run::<f64>(x, w, bias, d),
         _ => None,
@@ -396,6 +406,14 @@ pub(crate) fn backward_host(
         Some(backward(xs, ws, gs, d, need.0, need.1).map(|(gx, gw)| gx.into_iter().chain(gw).map(T::wrap).collect()))
     }
     match x.0 {
+        HostBuffer::F32(_) if winograd::applies(d) => {
+            let xs = data::<f32>(x.0, x.1, d.window.input_len())?;
+            let ws = data::<f32>(w.0, w.1, d.weight_len())?;
+            let gs = data::<f32>(gy.0, gy.1, d.output_len())?;
+            let gx = need_gx.then(|| winograd::input_grad(gs, ws, d));
+            let gw = need_gw.then(|| winograd::weight_grad(xs, gs, d));
+            Some(gx.into_iter().chain(gw).map(|r| r.map(f32::wrap)).collect())
+        }
         HostBuffer::F32(_) => run::<f32>(x, w, gy, d, (need_gx, need_gw)),
         HostBuffer::F64(_) => run::<f64>(x, w, gy, d, (need_gx, need_gw)),
         _ => None,

@@ -16,6 +16,7 @@ mod reduce;
 mod rnn;
 pub mod simd;
 pub(crate) mod window;
+mod winograd;
 
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
