@@ -144,6 +144,14 @@ impl Forward for Embedding {
             return Err(Error::DTypeMismatch { op: "Embedding", expected: DType::I64, got: idx.dtype() });
         }
         if let Some(m) = self.max_norm {
+            // Checked before the table changes, as the lookup would check it after.
+            if idx.device() != self.weight.tensor().device() {
+                return Err(Error::DeviceMismatch {
+                    op: "Embedding",
+                    lhs: self.weight.tensor().device().to_string(),
+                    rhs: idx.device().to_string(),
+                });
+            }
             self.renorm(idx, m)?;
         }
         self.weight.var().embedding(idx, self.padding_idx)
