@@ -272,26 +272,40 @@ fn a6(y: &[[f32; L]; 4]) -> [[f32; L]; 6] {
     o
 }
 
+/// Copies the `K x K` patch at each of `len <= L` tiles from the block's tile `t0` out
+/// of `fr` (`[imgs][hb][wp]` [`frame`]s) into lane order: `d[i][j][lane]`. Lanes from
+/// `len` on keep stale values: they are transformed but never stored.
+#[inline(always)]
+fn gather<const K: usize>(
+    fr: &[f32],
+    (hb, wp): (usize, usize),
+    p: &Plan,
+    b: &Block,
+    t0: usize,
+    len: usize,
+    d: &mut [[[f32; L]; K]; K],
+) {
+    let mut at = b.tile(p.tw, t0);
+    for lane in 0..len {
+        let (img, ty, tx) = at;
+        at = b.next(p.tw, at);
+        let base = ((img - b.i0) * hb + (ty - b.ty0) * 4) * wp + tx * 4;
+        for (i, di) in d.iter_mut().enumerate() {
+            let row = &fr[base + i * wp..][..K];
+            for (j, dij) in di.iter_mut().enumerate() {
+                dij[lane] = row[j];
+            }
+        }
+    }
+}
+
 multiversion! {
     /// The weight gradient's transform of `len <= L` output-gradient tiles from the
     /// block's tile `t0`: `z[ξ * stride + lane] = (A e Aᵀ)[ξ]` for the tile's 4x4
     /// gradient `e`, read from `fr`, one output channel's [`frame`]s (`[imgs][rows *
     /// 4][wp]`, zero past the output's edge).
     fn grad_chunk(fr: &[f32], wp: usize, p: &Plan, b: &Block, t0: usize, len: usize, z: &mut [f32], stride: usize, e: &mut [[[f32; L]; 4]; 4]) {
-        let hb = b.rows * 4;
-        // Lanes from `len` on keep stale values: they are transformed but never stored.
-        let mut at = b.tile(p.tw, t0);
-        for lane in 0..len {
-            let (img, ty, tx) = at;
-            at = b.next(p.tw, at);
-            let base = ((img - b.i0) * hb + (ty - b.ty0) * 4) * wp + tx * 4;
-            for (r, er) in e.iter_mut().enumerate() {
-                let row = &fr[base + r * wp..][..4];
-                for (c, erc) in er.iter_mut().enumerate() {
-                    erc[lane] = row[c];
-                }
-            }
-        }
+        gather(fr, (b.rows * 4, wp), p, b, t0, len, e);
         // Columns, then rows: q[a][c] = (A e)[a][c], then (q Aᵀ)[a][k] = (A q[a])[k].
         let mut q = [[[0f32; L]; 4]; 6];
         for c in 0..4 {
@@ -314,20 +328,7 @@ multiversion! {
     /// (Bᵀ d B)[ξ]` for the tile's 6x6 patch `d`, read from `fr`, one input channel's
     /// [`frame`]s (`[imgs][rows * 4 + 2][wp]`).
     fn input_chunk(fr: &[f32], wp: usize, p: &Plan, b: &Block, t0: usize, len: usize, v: &mut [f32], stride: usize, d: &mut Lanes) {
-        let hb = b.rows * 4 + 2;
-        // Lanes from `len` on keep stale values: they are transformed but never stored.
-        let mut at = b.tile(p.tw, t0);
-        for lane in 0..len {
-            let (img, ty, tx) = at;
-            at = b.next(p.tw, at);
-            let base = ((img - b.i0) * hb + (ty - b.ty0) * 4) * wp + tx * 4;
-            for (i, di) in d.iter_mut().enumerate() {
-                let row = &fr[base + i * wp..][..6];
-                for (j, dij) in di.iter_mut().enumerate() {
-                    dij[lane] = row[j];
-                }
-            }
-        }
+        gather(fr, (b.rows * 4 + 2, wp), p, b, t0, len, d);
         // Columns, then rows: t[a][j] = (Bᵀ d)[a][j], then (t B)[a][k] = (Bᵀ t[a])[k].
         let mut t = [[[0f32; L]; 6]; 6];
         for j in 0..6 {
@@ -672,17 +673,9 @@ mod tests {
         }
     }
 
-    /// Deterministic values in [-1, 1).
+    /// [`conv`](super::super::conv)'s test values in [-1, 1), rounded to f32.
     fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 11) as f64 / (1u64 << 52) as f64 - 1.0) as f32
-            })
-            .collect()
+        super::super::conv::tests::values(len, seed).iter().map(|&v| v as f32).collect()
     }
 
     /// The direct convolution in f64, and `Σ|x|·|w|` (+ |b|) per output for the error
