@@ -9,8 +9,11 @@
 //! `D_i = dO_i · O_i`: `dV += Pᵀ dO`, `dS = P ∘ (dO Vᵀ - D) · scale`, `dQ = dS K`,
 //! `dK += dSᵀ Q`, all GEMMs on the block. Blocks run in order inside a task and the
 //! GEMMs run single-threaded, so no result depends on the number of threads. Up to
-//! [`ROWS_MAX_KEYS`] keys the same algorithm runs one query row at a time with dot
-//! products instead (GEMM calls on such small blocks cost more than they save).
+//! [`ROWS_MAX_KEYS`] keys the same algorithm runs one query row at a time instead
+//! (GEMM calls on such small blocks cost more than they save): the slice's keys (and
+//! values, in the backward) are transposed once, and a row's scores are computed
+//! [`KEYS`] keys at a time in registers ([`scores_t`]); the forward's rows go in
+//! blocks of [`ROW_BLOCK`] per task.
 
 use gemm::{gemm, Parallelism};
 use num_traits::Float;
@@ -19,7 +22,7 @@ use rayon::prelude::*;
 use super::simd::{multiversion, Isa};
 use super::{alloc, HostBuffer};
 use crate::dtype::Elem;
-use crate::{Layout, Result};
+use crate::{Error, Layout, Result};
 
 use crate::AttentionDims as Dims;
 
@@ -31,7 +34,7 @@ trait AttnFloat: Float + Elem + std::iter::Sum {
     #[allow(clippy::too_many_arguments)]
     fn fwd_row(
         qi: &[Self],
-        kb: &[Self],
+        kt: &[Self],
         vb: &[Self],
         d: Dims,
         n: usize,
@@ -39,7 +42,7 @@ trait AttnFloat: Float + Elem + std::iter::Sum {
         scores: &mut Vec<Self>,
         o: &mut [Self],
     ) -> Self {
-        fwd_row(qi, kb, vb, d, n, scale, scores, o)
+        fwd_row(qi, kt, vb, d, n, scale, scores, o)
     }
     /// [`softmax_rows`], compiled for the widest vector level for f32.
     fn softmax_rows(sc: &mut [Self], ld: usize, rows: usize, n: usize, lse: &mut [Self]) {
@@ -68,9 +71,9 @@ trait AttnFloat: Float + Elem + std::iter::Sum {
 multiversion! {
     /// [`fwd_row`] on f32.
     fn fwd_row_f32(
-        qi: &[f32], kb: &[f32], vb: &[f32], d: Dims, n: usize, scale: f32, scores: &mut Vec<f32>, o: &mut [f32],
+        qi: &[f32], kt: &[f32], vb: &[f32], d: Dims, n: usize, scale: f32, scores: &mut Vec<f32>, o: &mut [f32],
     ) -> f32 {
-        fwd_row(qi, kb, vb, d, n, scale, scores, o)
+        fwd_row(qi, kt, vb, d, n, scale, scores, o)
     }
 }
 
@@ -104,7 +107,7 @@ impl AttnFloat for f32 {
     }
     fn fwd_row(
         qi: &[f32],
-        kb: &[f32],
+        kt: &[f32],
         vb: &[f32],
         d: Dims,
         n: usize,
@@ -112,7 +115,7 @@ impl AttnFloat for f32 {
         sc: &mut Vec<f32>,
         o: &mut [f32],
     ) -> f32 {
-        fwd_row_f32(Isa::best(), qi, kb, vb, d, n, scale, sc, o)
+        fwd_row_f32(Isa::best(), qi, kt, vb, d, n, scale, sc, o)
     }
     fn bwd_slice(
         s: &[&[f32]],
@@ -158,6 +161,12 @@ const BQ: usize = 64;
 
 /// Up to this many keys, a query row at a time ([`forward_rows`]) beats the GEMMs.
 const ROWS_MAX_KEYS: usize = 128;
+
+/// The row kernels compute a query's scores this many keys at a time, in registers.
+const KEYS: usize = 16;
+
+/// Query rows per task of [`forward_rows`].
+const ROW_BLOCK: usize = 16;
 
 /// A row-major matrix view inside a slice: element `(i, j)` at `off + i * rs + j * cs`.
 #[derive(Clone, Copy)]
@@ -257,6 +266,9 @@ pub fn forward(
         causal: bool,
     ) -> Option<Result<Vec<HostBuffer>>> {
         let s = slices::<T>(bufs)?;
+        if let Err(e) = check_lens("scaled_dot_product_attention", d, &s) {
+            return Some(Err(e));
+        }
         Some(if d.s <= ROWS_MAX_KEYS {
             forward_rows(&s, d, scale, causal)
         } else {
@@ -291,6 +303,9 @@ pub fn backward(
         causal: bool,
     ) -> Option<Result<Vec<HostBuffer>>> {
         let s = slices::<T>(bufs)?;
+        if let Err(e) = check_lens("scaled_dot_product_attention_backward", d, &s) {
+            return Some(Err(e));
+        }
         Some(if d.s <= ROWS_MAX_KEYS {
             backward_rows(&s, d, scale, causal)
         } else {
@@ -303,6 +318,25 @@ pub fn backward(
         HostBuffer::F64(_) => run::<f64>(&bufs, d, scale, causal),
         _ => None,
     }
+}
+
+/// Checks a descriptor against its buffers (a hand-built [`crate::FusedOp`] may be
+/// wrong): every size positive, and `q, k, v` (then `out, lse, g` for the backward)
+/// of `[bh, l, e]`, `[bh, s, e]`, `[bh, s, ev]` (`[bh, l, ev]`, `[bh, l]`, `[bh, l, ev]`)
+/// elements.
+fn check_lens<T>(op: &'static str, d: Dims, s: &[&[T]]) -> Result<()> {
+    if [d.bh, d.l, d.s, d.e, d.ev].contains(&0) {
+        return Err(Error::arg(op, format!("attention sizes must be positive, got {d:?}")));
+    }
+    let want =
+        [[d.bh, d.l, d.e], [d.bh, d.s, d.e], [d.bh, d.s, d.ev], [d.bh, d.l, d.ev], [d.bh, d.l, 1], [d.bh, d.l, d.ev]];
+    for (i, (x, w)) in s.iter().zip(want).enumerate() {
+        let n = w.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
+        if n != Some(x.len()) {
+            return Err(Error::arg(op, format!("operand {i} has {} elements, but {d:?} needs {w:?}", x.len())));
+        }
+    }
+    Ok(())
 }
 
 fn slices<'a, T: AttnFloat>(bufs: &[(&'a HostBuffer, &Layout)]) -> Option<Vec<&'a [T]>> {
@@ -331,6 +365,50 @@ fn dot<T: AttnFloat>(a: &[T], b: &[T]) -> T {
 fn axpy<T: AttnFloat>(y: &mut [T], a: T, x: &[T]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y = *y + a * *x;
+    }
+}
+
+/// `dst[c * sp + j] = src[j * cols + c]`: the `rows x cols` row-major `src`
+/// transposed, its rows padded with zeros to `sp` (>= `rows`) columns.
+fn transpose_padded<T: AttnFloat>(src: &[T], rows: usize, cols: usize, sp: usize, dst: &mut Vec<T>) {
+    dst.clear();
+    dst.resize(cols * sp, T::zero());
+    for (j, r) in src.chunks_exact(cols).take(rows).enumerate() {
+        for (c, &x) in r.iter().enumerate() {
+            dst[c * sp + j] = x;
+        }
+    }
+}
+
+/// `out[j] = scale * Σ_c x[c] mt[c * sp + j]` for `j < np` (a multiple of [`KEYS`],
+/// at most `sp`): `x` against the columns of a transposed matrix, [`KEYS`] columns at
+/// a time in registers (no horizontal sums). The sum over `c` goes in four
+/// interleaved partial sums (`c mod 4`, so the additions' latency overlaps), combined
+/// in a fixed order.
+#[inline(always)]
+fn scores_t<T: AttnFloat>(x: &[T], mt: &[T], sp: usize, np: usize, scale: T, out: &mut [T]) {
+    #[inline(always)]
+    fn add_row<T: AttnFloat>(acc: &mut [T; KEYS], xc: T, m: &[T]) {
+        let m = &m[..KEYS];
+        for k in 0..KEYS {
+            acc[k] = acc[k] + xc * m[k];
+        }
+    }
+    let x4 = x.chunks_exact(4);
+    let (rest, c_rest) = (x4.remainder(), x.len() - x.len() % 4);
+    for (j0, o) in (0..np).step_by(KEYS).zip(out[..np].chunks_exact_mut(KEYS)) {
+        let mut acc = [[T::zero(); KEYS]; 4];
+        for (c4, xs) in x4.clone().enumerate() {
+            for (u, acc) in acc.iter_mut().enumerate() {
+                add_row(acc, xs[u], &mt[(c4 * 4 + u) * sp + j0..]);
+            }
+        }
+        for (r, &xc) in rest.iter().enumerate() {
+            add_row(&mut acc[r], xc, &mt[(c_rest + r) * sp + j0..]);
+        }
+        for k in 0..KEYS {
+            o[k] = ((acc[0][k] + acc[1][k]) + (acc[2][k] + acc[3][k])) * scale;
+        }
     }
 }
 
@@ -462,13 +540,14 @@ fn probs_rows<T: AttnFloat>(p: &mut [T], ld: usize, rows: usize, n: usize, lse: 
     }
 }
 
-/// One query row of the forward against its `n` visible keys: writes the attention
-/// row into `o`, returns the row's log-sum-exp.
+/// One query row of the forward against its `n` visible keys (`kt`: the slice's keys
+/// transposed by [`transpose_padded`] to `d.s` rounded up to [`KEYS`] columns): writes
+/// the attention row into `o`, returns the row's log-sum-exp.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn fwd_row<T: AttnFloat>(
     qi: &[T],
-    kb: &[T],
+    kt: &[T],
     vb: &[T],
     d: Dims,
     n: usize,
@@ -476,8 +555,10 @@ fn fwd_row<T: AttnFloat>(
     scores: &mut Vec<T>,
     o: &mut [T],
 ) -> T {
-    scores.clear();
-    scores.extend(kb.chunks_exact(d.e).take(n).map(|kj| dot(qi, kj) * scale));
+    let sp = d.s.next_multiple_of(KEYS);
+    scores.resize(sp, T::zero());
+    scores_t(qi, kt, sp, n.next_multiple_of(KEYS), scale, scores);
+    let scores = &mut scores[..n];
     let m = scores.iter().fold(T::neg_infinity(), |m, &x| if x > m || x.is_nan() { x } else { m });
     // The exponentials in their own pass, so it vectorises.
     for p in scores.iter_mut() {
@@ -514,7 +595,11 @@ fn bwd_slice<T: AttnFloat>(
     dv.fill(T::zero());
     let kb = &k[b * d.s * d.e..(b + 1) * d.s * d.e];
     let vb = &v[b * d.s * d.ev..(b + 1) * d.s * d.ev];
-    let mut ps: Vec<T> = Vec::with_capacity(d.s);
+    let sp = d.s.next_multiple_of(KEYS);
+    let (mut kt, mut vt) = (Vec::new(), Vec::new());
+    transpose_padded(kb, d.s, d.e, sp, &mut kt);
+    transpose_padded(vb, d.s, d.ev, sp, &mut vt);
+    let (mut ps, mut gv) = (vec![T::zero(); sp], vec![T::zero(); sp]);
     for (i, dqi) in dq.chunks_exact_mut(d.e).enumerate() {
         let r = b * d.l + i;
         let qi = &q[r * d.e..(r + 1) * d.e];
@@ -523,17 +608,19 @@ fn bwd_slice<T: AttnFloat>(
         let li = lse[r];
         dqi.fill(T::zero());
         let n = visible_keys(i, 1, d.s, causal);
-        ps.clear();
-        ps.extend(kb.chunks_exact(d.e).take(n).map(|kj| dot(qi, kj) * scale - li));
+        let np = n.next_multiple_of(KEYS);
+        scores_t(qi, &kt, sp, np, scale, &mut ps);
         // The probabilities in their own pass, so it vectorises.
-        for x in ps.iter_mut() {
+        for x in ps[..n].iter_mut() {
+            let y = *x - li;
             // p <= 1 up to rounding; the clamp keeps NaN.
-            *x = T::exp_nonpos(if *x > T::zero() { T::zero() } else { *x });
+            *x = T::exp_nonpos(if y > T::zero() { T::zero() } else { y });
         }
-        for (j, &p) in ps.iter().enumerate() {
+        // dO_i · v_j for every visible key.
+        scores_t(gi, &vt, sp, np, T::one(), &mut gv);
+        for (j, (&p, &gvj)) in ps[..n].iter().zip(&gv[..n]).enumerate() {
             let kj = &kb[j * d.e..(j + 1) * d.e];
-            let vj = &vb[j * d.ev..(j + 1) * d.ev];
-            let ds = p * (dot(gi, vj) - di) * scale;
+            let ds = p * (gvj - di) * scale;
             axpy(dqi, ds, kj);
             axpy(&mut dk[j * d.e..(j + 1) * d.e], ds, qi);
             axpy(&mut dv[j * d.ev..(j + 1) * d.ev], p, gi);
@@ -548,18 +635,33 @@ fn forward_rows<T: AttnFloat>(s: &[&[T]], d: Dims, scale: f64, causal: bool) -> 
     let mut out = alloc::uninit::<T>(d.bh * d.l * d.ev)?;
     let mut lse = alloc::uninit::<T>(d.bh * d.l)?;
     let scale = T::from_f64(scale);
-    let row = |scores: &mut Vec<T>, (r, (o, lse)): (usize, (&mut [T], &mut T))| {
-        let (b, i) = (r / d.l, r % d.l);
-        let qi = &q[r * d.e..(r + 1) * d.e];
-        let kb = &k[b * d.s * d.e..(b + 1) * d.s * d.e];
+    let par = d.bh * d.l * d.s * (d.e + d.ev) >= 1 << 16;
+    // Blocks of one row when blocks of ROW_BLOCK rows would give the pool few tasks.
+    let rb = if d.bh * d.l.div_ceil(ROW_BLOCK) >= 32 { ROW_BLOCK } else { 1 };
+    // A (batch, head) slice: its keys transposed once, then its queries in blocks of
+    // `rb` rows (each row's result depends only on the row).
+    let slice = |(b, (o, lse)): (usize, (&mut [T], &mut [T]))| {
+        let mut kt = Vec::new();
+        transpose_padded(&k[b * d.s * d.e..(b + 1) * d.s * d.e], d.s, d.e, d.s.next_multiple_of(KEYS), &mut kt);
         let vb = &v[b * d.s * d.ev..(b + 1) * d.s * d.ev];
-        *lse = T::fwd_row(qi, kb, vb, d, visible_keys(i, 1, d.s, causal), scale, scores, o);
+        let block = |(blk, (o, lse)): (usize, (&mut [T], &mut [T]))| {
+            let mut scores = Vec::new();
+            for (r, (o, lse)) in o.chunks_mut(d.ev).zip(lse.iter_mut()).enumerate() {
+                let i = blk * rb + r;
+                let qi = &q[(b * d.l + i) * d.e..(b * d.l + i + 1) * d.e];
+                *lse = T::fwd_row(qi, &kt, vb, d, visible_keys(i, 1, d.s, causal), scale, &mut scores, o);
+            }
+        };
+        if par {
+            o.par_chunks_mut(rb * d.ev).zip(lse.par_chunks_mut(rb)).enumerate().for_each(block);
+        } else {
+            o.chunks_mut(rb * d.ev).zip(lse.chunks_mut(rb)).enumerate().for_each(block);
+        }
     };
-    if d.bh * d.l * d.s * (d.e + d.ev) >= 1 << 16 {
-        out.par_chunks_mut(d.ev).zip(lse.par_iter_mut()).enumerate().for_each_init(Vec::new, row);
+    if par {
+        out.par_chunks_mut(d.l * d.ev).zip(lse.par_chunks_mut(d.l)).enumerate().for_each(slice);
     } else {
-        let mut scratch = Vec::new();
-        out.chunks_mut(d.ev).zip(lse.iter_mut()).enumerate().for_each(|x| row(&mut scratch, x));
+        out.chunks_mut(d.l * d.ev).zip(lse.chunks_mut(d.l)).enumerate().for_each(slice);
     }
     Ok(vec![T::wrap(out), T::wrap(lse)])
 }
@@ -598,6 +700,32 @@ mod tests {
         (0..len).map(|i| (((i + seed * 7907) * 7919) % 61) as f32 / 30.0 - 1.0).collect()
     }
 
+    /// A descriptor whose sizes do not fit its buffers (or has a zero size) is an error
+    /// naming the op, not a panic; one that fits runs.
+    #[test]
+    fn a_descriptor_that_does_not_fit_its_buffers_is_an_error() {
+        let buf = |n: usize| HostBuffer::F32(vals(n, n));
+        let lay = |n: usize| Layout::contiguous(n);
+        let (q, k, v) = (buf(2 * 3 * 4), buf(2 * 5 * 4), buf(2 * 5 * 6));
+        let (lq, lk, lv) = (lay(24), lay(40), lay(60));
+        let good = Dims { bh: 2, l: 3, s: 5, e: 4, ev: 6 };
+        let run = |d: Dims| forward((&q, &lq), (&k, &lk), (&v, &lv), d, 0.5, true);
+        let outs = run(good).expect("f32 takes the fused path").expect("sizes fit");
+        let HostBuffer::F32(o) = &outs[0] else { panic!("f32 output") };
+        assert!(o.len() == 2 * 3 * 6 && o.iter().all(|x| x.is_finite()));
+        for bad in [Dims { l: 4, ..good }, Dims { ev: 0, ..good }, Dims { bh: usize::MAX, ..good }] {
+            let err = run(bad).expect("f32 takes the fused path").expect_err("sizes do not fit");
+            assert!(err.to_string().contains("scaled_dot_product_attention"), "{err}");
+        }
+        let (lse, g) = (buf(6), buf(36));
+        let (ll, lg) = (lay(6), lay(36));
+        let d = Dims { s: 4, ..good };
+        let err = backward((&q, &lq), (&k, &lk), (&v, &lv), (&g, &lg), (&lse, &ll), (&g, &lg), d, 0.5, false)
+            .expect("f32 takes the fused path")
+            .expect_err("k and v are 5 keys long");
+        assert!(err.to_string().contains("scaled_dot_product_attention_backward"), "{err}");
+    }
+
     /// The f32 kernels give the same bits at every vector level this CPU supports, and
     /// the forward row matches an f64 reference.
     #[test]
@@ -609,7 +737,9 @@ mod tests {
         let mut first = None;
         for isa in Isa::supported() {
             let mut row = vec![0f32; d.ev];
-            let l = fwd_row_f32(isa, &q[..d.e], &k, &v, d, 30, 0.3, &mut Vec::new(), &mut row);
+            let mut kt = Vec::new();
+            transpose_padded(&k, d.s, d.e, d.s.next_multiple_of(KEYS), &mut kt);
+            let l = fwd_row_f32(isa, &q[..d.e], &kt, &v, d, 30, 0.3, &mut Vec::new(), &mut row);
             // f64 reference of the row.
             let sc: Vec<f64> = (0..30)
                 .map(|j| (0..d.e).map(|c| q[c] as f64 * k[j * d.e + c] as f64).sum::<f64>() * 0.3f32 as f64)

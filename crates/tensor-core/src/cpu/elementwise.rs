@@ -4,7 +4,8 @@ use num_traits::Float;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::iter::{map1, map2, map3, zip_inplace, Plan};
+use super::iter::{for_chunks, map1, map2, map3, zip_inplace, Plan};
+use super::simd::{multiversion, Isa};
 use super::{unsupported, with_dtype, with_float, Arith, HostBuffer};
 use crate::backend::{BinaryOp, UnaryOp};
 use crate::dtype::Elem;
@@ -225,6 +226,57 @@ pub(super) fn sigmoid_f32(x: f32) -> f32 {
     }
 }
 
+/// The f32 unary ops with branch-free formulas (no libm calls), which run on
+/// contiguous input through [`fast_unary_run`], compiled per vector level.
+#[derive(Clone, Copy, Debug)]
+enum FastUnary {
+    Tanh,
+    Sigmoid,
+    /// The exact (erf) GELU, `x Φ(x)`, with a branch-free Φ instead of libm's erf.
+    Gelu,
+}
+
+impl FastUnary {
+    /// The fast form of `op`, if it has one.
+    fn of(op: UnaryOp) -> Option<FastUnary> {
+        match op {
+            UnaryOp::Tanh => Some(FastUnary::Tanh),
+            UnaryOp::Sigmoid => Some(FastUnary::Sigmoid),
+            UnaryOp::Gelu => Some(FastUnary::Gelu),
+            _ => None,
+        }
+    }
+
+    /// The op on one element (what [`fast_unary_run`] computes per element).
+    #[inline(always)]
+    fn apply(self, x: f32) -> f32 {
+        match self {
+            FastUnary::Tanh => tanh_f32(x),
+            FastUnary::Sigmoid => sigmoid_f32(x),
+            FastUnary::Gelu => x * super::norm::normal_cdf_f32(x).0,
+        }
+    }
+}
+
+multiversion! {
+    /// `o[i] = op(x[i])` over `min(x.len(), o.len())` elements. The match is outside
+    /// the loops so each loop is one op's straight-line formula, which vectorises; no
+    /// FMA contraction, so every level gives the same bits.
+    fn fast_unary_run(op: FastUnary, x: &[f32], o: &mut [f32]) {
+        #[inline(always)]
+        fn each(x: &[f32], o: &mut [f32], f: impl Fn(f32) -> f32) {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = f(x);
+            }
+        }
+        match op {
+            FastUnary::Tanh => each(x, o, tanh_f32),
+            FastUnary::Sigmoid => each(x, o, sigmoid_f32),
+            FastUnary::Gelu => each(x, o, |x| x * super::norm::normal_cdf_f32(x).0),
+        }
+    }
+}
+
 /// Applies a unary op.
 ///
 /// f16/bf16 compute in f32 and round once at the end (PyTorch's "opmath"), so
@@ -238,15 +290,15 @@ pub fn unary(op: UnaryOp, b: &HostBuffer, l: &Layout) -> Result<HostBuffer> {
             return cast(&out, &cl, b.dtype());
         }
     }
-    if let (UnaryOp::Tanh, HostBuffer::F32(v)) = (op, b) {
-        return map_same_dtype(v, l, tanh_f32);
-    }
-    if let (UnaryOp::Sigmoid, HostBuffer::F32(v)) = (op, b) {
-        return map_same_dtype(v, l, sigmoid_f32);
-    }
-    if let (UnaryOp::Gelu, HostBuffer::F32(v)) = (op, b) {
-        // A branch-free Φ that vectorises, instead of libm's erf per element.
-        return map_same_dtype(v, l, |x| x * super::norm::normal_cdf_f32(x).0);
+    if let (Some(fast), HostBuffer::F32(v)) = (FastUnary::of(op), b) {
+        if let Some(r) = l.contiguous_range().filter(|_| l.numel() > 0) {
+            let x = &v[r];
+            let mut out = super::alloc::uninit::<f32>(x.len())?;
+            let isa = Isa::best();
+            for_chunks(&mut out, |s, o| fast_unary_run(isa, fast, &x[s..s + o.len()], o));
+            return Ok(HostBuffer::F32(out));
+        }
+        return map_same_dtype(v, l, move |x| fast.apply(x));
     }
     with_float!(b, v, T => float_unary::<T>(op, v, l), else {
         with_dtype!(b, v, T => int_unary::<T>(op, v, l))
@@ -424,7 +476,30 @@ pub fn where_cond(
 
 #[cfg(test)]
 mod tests {
-    use super::{sigmoid_f32, tanh_f32};
+    use super::{fast_unary_run, sigmoid_f32, tanh_f32, FastUnary, Isa};
+
+    /// Every vector level of the contiguous kernel gives the scalar formula's bits
+    /// (NaN, infinities, signed zeros, large and tiny values included), for lengths
+    /// around the vector widths; the scalar formulas are checked against f64 below and
+    /// GELU against libm's erf in op-table.
+    #[test]
+    fn fast_unary_every_level_gives_the_scalar_bits() {
+        let special = [f32::NAN, 0.0, -0.0, 1e-30, -3.5, 0.124, 7.0, f32::INFINITY, f32::NEG_INFINITY, -88.5, 20.0];
+        for n in [0usize, 1, 7, 8, 15, 16, 17, 33, 100] {
+            let x: Vec<f32> =
+                (0..n).map(|i| if i % 3 == 0 { special[i % special.len()] } else { i as f32 * 0.37 - 9.0 }).collect();
+            for op in [FastUnary::Tanh, FastUnary::Sigmoid, FastUnary::Gelu] {
+                for isa in Isa::supported() {
+                    let mut o = vec![f32::NAN; n];
+                    fast_unary_run(isa, op, &x, &mut o);
+                    for i in 0..n {
+                        let want = op.apply(x[i]);
+                        assert_eq!(o[i].to_bits(), want.to_bits(), "{op:?} {} n {n} x {}", isa.level(), x[i]);
+                    }
+                }
+            }
+        }
+    }
 
     /// Every 997th f32 bit pattern in [-20, 20] (plus the edges), against f64.
     #[test]

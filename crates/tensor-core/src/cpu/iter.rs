@@ -13,6 +13,22 @@ use crate::Layout;
 /// Below this many elements a kernel runs on the calling thread.
 pub const PAR_THRESHOLD: usize = 1 << 15;
 
+/// Elements per piece of [`for_chunks`].
+pub const CHUNK: usize = 1 << 14;
+
+/// Runs `work(start, piece)` over the [`CHUNK`]-element pieces of `out` (`start` is
+/// the index of the piece's first element), on the pool when `out` has
+/// [`PAR_THRESHOLD`] elements or more: the driver of the contiguous elementwise
+/// kernels. The pieces depend only on the length, never on the thread count.
+pub fn for_chunks<T: Send>(out: &mut [T], work: impl Fn(usize, &mut [T]) + Sync) {
+    let run = |(c, o): (usize, &mut [T])| work(c * CHUNK, o);
+    if out.len() >= PAR_THRESHOLD {
+        out.par_chunks_mut(CHUNK).enumerate().for_each(run);
+    } else {
+        out.chunks_mut(CHUNK).enumerate().for_each(run);
+    }
+}
+
 /// The coalesced iteration space of `K` same-shape views.
 #[derive(Debug, Clone)]
 pub struct Plan<const K: usize> {
